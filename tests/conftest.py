@@ -1,0 +1,41 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATASETS = SHARED / "datasets"
+
+
+def shared_dataset(name):
+    """Path of a dataset under ../shared/datasets, or a skip that says why (a fresh clone has no ../shared)."""
+    path = DATASETS / name
+    if not path.is_dir():
+        pytest.skip(f"needs ../shared/datasets/{name} beside the project (present in CI, absent in a bare clone)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory):
+    """24 synthetic 64px images, 2 classes: 19 train, 5 val."""
+    from tfyolo.data.synthetic import write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    return write_synthetic_dataset(out, images=24, num_classes=2, size=64, seed=3, val_fraction=0.2)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from tfyolo.config import ModelConfig
+    from tfyolo.models.yolo_detector import build_yolo_detector
+
+    return build_yolo_detector(ModelConfig(num_classes=2, input_size=64))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

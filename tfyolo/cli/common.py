@@ -1,0 +1,54 @@
+"""What every command shares: TfyoloError -> a one-line error and exit code 1, and progress bars."""
+
+import functools
+import sys
+
+import click
+from tqdm import tqdm
+
+from tfyolo.errors import TfyoloError
+
+
+def user_errors(function):
+    """Turns a TfyoloError into click's 'Error: ...' (no traceback); anything else is a bug and keeps its trace."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except TfyoloError as error:
+            raise click.ClickException(str(error))
+
+    return wrapper
+
+
+def progress_bar(total, description):
+    return tqdm(total=total, desc=description, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+class TqdmTrainingReporter:
+    """Draws one progress bar per epoch and prints a one-line summary after each."""
+
+    def __init__(self):
+        self.bar = None
+
+    def message(self, text):
+        click.echo(text, err=True)
+
+    def epoch_start(self, epoch, epochs, num_batches):
+        self.bar = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", file=sys.stderr,
+                        dynamic_ncols=True, leave=False)
+
+    def batch_end(self, losses):
+        self.bar.update(1)
+        self.bar.set_postfix({key: f"{value:.3f}" for key, value in losses.items()})
+
+    def epoch_end(self, summary):
+        self.bar.close()
+        click.echo(
+            f"epoch {summary['epoch']:>3}  loss {summary['loss']:.3f} (box {summary['box_loss']:.3f} "
+            f"cls {summary['class_loss']:.3f} dfl {summary['dfl_loss']:.3f})  val mAP50 {summary['map50']:.3f} "
+            f"mAP50-95 {summary['map50_95']:.3f}  {summary['images_per_second']:.1f} img/s"
+            + ("  *best" if summary["best"] else ""),
+            err=True,
+        )

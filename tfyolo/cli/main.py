@@ -1,0 +1,117 @@
+"""The `tfyolo` command: each subcommand parses, calls the library, then prints and writes."""
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from tfyolo.cli.common import TqdmTrainingReporter, progress_bar, user_errors
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="tfyolo")
+def cli():
+    """tfyolo: train a Keras YOLO detector, quantize it to TFLite, and verify it before it ships."""
+
+
+@cli.group()
+def data():
+    """Create and check datasets."""
+
+
+@data.command("synth")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--images", default=500, show_default=True, help="Images in all (train + val).")
+@click.option("--classes", default=3, show_default=True, help="Shape classes (1-8).")
+@click.option("--imgsz", default=320, show_default=True, help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--val-fraction", default=0.2, show_default=True)
+@user_errors
+def data_synth(out, images, classes, imgsz, seed, val_fraction):
+    """Write a deterministic synthetic detection set (YOLO format + data.yaml) to OUT."""
+    from tfyolo.data.synthetic import write_synthetic_dataset
+
+    with progress_bar(images, "synth") as bar:
+        path = write_synthetic_dataset(out, images, classes, imgsz, seed, val_fraction, progress=bar.update)
+    click.echo(f"Wrote {images} images to {out}; data file: {path}")
+
+
+@data.command("check")
+@click.argument("data_yaml", type=click.Path())
+@user_errors
+def data_check(data_yaml):
+    """Validate every split of DATA_YAML and print its statistics."""
+    from tfyolo.data.data_config import load_data_config
+    from tfyolo.data.detection_dataset import DetectionDataset
+
+    config = load_data_config(data_yaml)
+    for split in config.splits:
+        dataset = DetectionDataset.from_data_yaml(data_yaml, split)
+        stats = dataset.stats
+        click.echo(f"{split:>5}: {stats.images} images, {stats.boxes} boxes, {stats.background_images} background, "
+                   f"{dataset.num_classes} classes")
+        for note in stats.warnings():
+            click.echo(f"       warning: {note}")
+
+
+@cli.command()
+@click.option("--data", "data_yaml", type=click.Path(), help="data.yaml (Ultralytics format).")
+@click.option("--model", "scale", default="n", show_default=True, type=click.Choice(["n", "s", "m"]), help="Scale.")
+@click.option("--activation", default="silu", show_default=True,
+              type=click.Choice(["silu", "relu", "relu6", "hard_swish"]))
+@click.option("--imgsz", default=320, show_default=True)
+@click.option("--epochs", default=100, show_default=True)
+@click.option("--batch", default=16, show_default=True)
+@click.option("--optimizer", default="auto", show_default=True, type=click.Choice(["auto", "adamw", "sgd"]))
+@click.option("--lr0", type=float, default=None, help="Initial learning rate [default: YOLOv8's auto].")
+@click.option("--schedule", default="linear", show_default=True, type=click.Choice(["linear", "cosine"]))
+@click.option("--warmup-epochs", default=3.0, show_default=True)
+@click.option("--close-mosaic", default=10, show_default=True, help="Final epochs without mosaic.")
+@click.option("--mosaic", default=1.0, show_default=True, help="Mosaic probability.")
+@click.option("--no-ema", is_flag=True, help="Validate and save the raw weights instead of their EMA.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
+              help="For GPUs; slower on CPUs without native float16/bfloat16.")
+@click.option("--strategy", type=click.Choice(["mirrored", "multiworker"]), default=None,
+              help="tf.distribute strategy (multiworker reads TF_CONFIG).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, same arguments.")
+@user_errors
+def train(data_yaml, scale, activation, imgsz, epochs, batch, optimizer, lr0, schedule, warmup_epochs, close_mosaic,
+          mosaic, no_ema, seed, mixed_precision, strategy, out, resume):
+    """Train a detector; writes best.keras, last.keras, metadata.json, history.json and checkpoints to --out."""
+    from tfyolo.training.train_config import TrainConfig
+    from tfyolo.training.trainer import Trainer, resume_config
+
+    if resume:
+        config = resume_config(out)
+        click.echo(f"Resuming {out} with its saved arguments (other options are ignored).", err=True)
+    else:
+        if not data_yaml:
+            raise click.UsageError("--data is required (or --resume an existing run).")
+        config = TrainConfig(
+            data=str(data_yaml), out=str(out), scale=scale, activation=activation, imgsz=imgsz, epochs=epochs,
+            batch=batch, optimizer=optimizer, lr0=lr0, schedule=schedule, warmup_epochs=warmup_epochs,
+            close_mosaic=close_mosaic, mosaic=mosaic, ema=not no_ema, seed=seed, mixed_precision=mixed_precision,
+            strategy=strategy,
+        )
+    started = time.perf_counter()
+    trainer = Trainer(config, reporter=TqdmTrainingReporter())
+    for note in trainer.train_data.stats.warnings():
+        click.echo(f"warning (train): {note}", err=True)
+    history = trainer.fit()
+    if history:
+        best = max(history, key=lambda row: row["map50_95"])
+        click.echo(
+            f"Done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 {best['map50']:.3f}, "
+            f"mAP50-95 {best['map50_95']:.3f}. Saved {Path(out) / 'best.keras'}"
+        )
+
+
+def main():
+    cli()
+
+
+if __name__ == "__main__":
+    main()

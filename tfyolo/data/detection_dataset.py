@@ -1,0 +1,214 @@
+"""A detection split: image paths with validated labels, from YOLO label files or a COCO instances JSON."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tfyolo.data.data_config import load_data_config
+from tfyolo.data.images import read_image_rgb
+from tfyolo.errors import DataError
+from tfyolo.ops.boxes import convert_format
+
+IMAGE_EXTENSIONS = {".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
+# Labels a hair outside the image (rounding in converters) are clipped; anything further is an error.
+COORDINATE_TOLERANCE = 0.01
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One image and its boxes: `boxes` (N, 4) xyxy normalized to [0, 1], `class_ids` (N,) int."""
+
+    image_path: Path
+    class_ids: np.ndarray
+    boxes: np.ndarray
+    crowd: np.ndarray = None
+
+
+@dataclasses.dataclass
+class DatasetStats:
+    images: int = 0
+    boxes: int = 0
+    background_images: int = 0
+    missing_label_files: int = 0
+    dropped_degenerate_boxes: int = 0
+    clipped_boxes: int = 0
+
+    def warnings(self):
+        notes = []
+        if self.missing_label_files:
+            notes.append(f"{self.missing_label_files} image(s) have no label file and are used as background images")
+        if self.dropped_degenerate_boxes:
+            notes.append(f"{self.dropped_degenerate_boxes} zero-size box(es) dropped")
+        if self.clipped_boxes:
+            notes.append(f"{self.clipped_boxes} box(es) slightly outside the image clipped to it")
+        return notes
+
+
+def label_path_for(image_path):
+    """Ultralytics' rule: the last `images` folder of the path becomes `labels`, the suffix becomes .txt."""
+    parts = list(Path(image_path).parts)
+    for index in range(len(parts) - 1, -1, -1):
+        if parts[index] == "images":
+            parts[index] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def list_images(source):
+    source = Path(source)
+    if source.is_dir():
+        return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if source.is_file() and source.suffix == ".txt":
+        entries = [line.strip() for line in source.read_text().splitlines() if line.strip()]
+        return [Path(e) if Path(e).is_absolute() else (source.parent / e).resolve() for e in entries]
+    raise DataError(f"{source}: split source not found; expected an image folder or a .txt list of images.")
+
+
+def parse_label_file(label_path, num_classes, stats):
+    """Reads `class cx cy w h` lines; returns (class_ids, xyxy boxes) or raises naming the file and line."""
+    class_ids, boxes = [], []
+    for line_number, line in enumerate(label_path.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{label_path}:{line_number}"
+        if len(fields) != 5:
+            raise DataError(
+                f"{where}: expected 5 fields 'class cx cy w h', found {len(fields)}: {line.strip()!r}. "
+                "Segmentation polygons and keypoints are not supported."
+            )
+        try:
+            class_value = float(fields[0])
+            values = [float(field) for field in fields[1:]]
+        except ValueError:
+            raise DataError(f"{where}: fields must be numbers, received {line.strip()!r}.")
+        if class_value != int(class_value) or not 0 <= class_value < num_classes:
+            raise DataError(
+                f"{where}: class id {fields[0]} is not an integer in 0..{num_classes - 1} "
+                f"(the dataset names {num_classes} classes)."
+            )
+        box = convert_format(np.asarray(values, np.float64), "cxcywh", "xyxy")
+        if min(values[2:]) < 0 or box.min() < -COORDINATE_TOLERANCE or box.max() > 1 + COORDINATE_TOLERANCE:
+            raise DataError(
+                f"{where}: box {values} (cx cy w h) reaches outside [0, 1] beyond {COORDINATE_TOLERANCE}; "
+                "labels must be normalized by the image width and height."
+            )
+        if box.min() < -1e-6 or box.max() > 1 + 1e-6:
+            stats.clipped_boxes += 1
+        box = box.clip(0, 1)
+        if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+            stats.dropped_degenerate_boxes += 1
+            continue
+        class_ids.append(int(class_value))
+        boxes.append(box)
+    return np.asarray(class_ids, np.int32), np.asarray(boxes, np.float32).reshape(-1, 4)
+
+
+class DetectionDataset:
+    """The samples of one split, validated up front, with an in-memory cache of resized images.
+
+    Args:
+        samples: list of Sample.
+        names: tuple of str. Class names.
+        description: str. Where the split came from, for messages and metadata.
+    """
+
+    def __init__(self, samples, names, description, stats=None):
+        if not samples:
+            raise DataError(f"{description}: the split holds no images.")
+        self.samples = list(samples)
+        self.names = tuple(names)
+        self.description = description
+        self.stats = stats or DatasetStats(images=len(samples), boxes=sum(len(s.class_ids) for s in samples))
+        self._cache = {}
+
+    def __len__(self):
+        return len(self.samples)
+
+    @property
+    def num_classes(self):
+        return len(self.names)
+
+    @property
+    def max_boxes_per_image(self):
+        return max(len(sample.class_ids) for sample in self.samples)
+
+    def load_resized(self, index, size):
+        """Image `index` resized so its long side is `size` (cached), with its original (height, width)."""
+        key = (index, size)
+        if key not in self._cache:
+            image = read_image_rgb(self.samples[index].image_path)
+            height, width = image.shape[:2]
+            scale = size / max(height, width)
+            if scale != 1:
+                interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+                image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=interpolation)
+            self._cache[key] = (image, (height, width))
+        return self._cache[key]
+
+    @classmethod
+    def from_yolo_sources(cls, sources, names, description):
+        stats = DatasetStats()
+        samples = []
+        for source in sources:
+            for image_path in list_images(source):
+                if not image_path.is_file():
+                    raise DataError(f"{source}: lists {image_path}, which does not exist.")
+                label_path = label_path_for(image_path)
+                if label_path.is_file():
+                    class_ids, boxes = parse_label_file(label_path, len(names), stats)
+                else:
+                    stats.missing_label_files += 1
+                    class_ids, boxes = np.zeros((0,), np.int32), np.zeros((0, 4), np.float32)
+                stats.background_images += int(len(class_ids) == 0)
+                stats.boxes += len(class_ids)
+                samples.append(Sample(image_path, class_ids, boxes))
+        stats.images = len(samples)
+        if not samples:
+            raise DataError(f"{description}: no images found in {[str(s) for s in sources]}.")
+        return cls(samples, names, description, stats)
+
+    @classmethod
+    def from_data_yaml(cls, yaml_path, split):
+        config = load_data_config(yaml_path)
+        sources = config.split_sources(split)
+        return cls.from_yolo_sources(sources, config.names, f"{config.yaml_path} [{split}]")
+
+    @classmethod
+    def from_coco_json(cls, json_path, images_dir):
+        """Reads a COCO instances JSON; classes are the categories in id order (COCO's 80 match YOLO's ids)."""
+        json_path, images_dir = Path(json_path), Path(images_dir)
+        if not json_path.is_file():
+            raise DataError(f"{json_path}: COCO annotation file not found.")
+        try:
+            coco = json.loads(json_path.read_text())
+            categories = sorted(coco["categories"], key=lambda category: category["id"])
+            images = coco["images"]
+            annotations = coco.get("annotations", [])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise DataError(f"{json_path}: not a COCO instances file ({error!r}); expected images/categories.")
+        class_index = {category["id"]: index for index, category in enumerate(categories)}
+        per_image = {image["id"]: [] for image in images}
+        for annotation in annotations:
+            if annotation["image_id"] not in per_image or annotation["category_id"] not in class_index:
+                raise DataError(
+                    f"{json_path}: annotation {annotation.get('id')} refers to an unknown image or category."
+                )
+            per_image[annotation["image_id"]].append(annotation)
+        stats, samples = DatasetStats(), []
+        for image in sorted(images, key=lambda item: item["file_name"]):
+            width, height = float(image["width"]), float(image["height"])
+            entries = per_image[image["id"]]
+            xywh = np.asarray([entry["bbox"] for entry in entries], np.float64).reshape(-1, 4)
+            boxes = convert_format(xywh, "xywh", "xyxy") / [width, height, width, height]
+            class_ids = np.asarray([class_index[entry["category_id"]] for entry in entries], np.int32)
+            crowd = np.asarray([bool(entry.get("iscrowd", 0)) for entry in entries], bool)
+            stats.boxes += len(entries)
+            stats.background_images += int(not entries)
+            samples.append(Sample(images_dir / image["file_name"], class_ids, boxes.clip(0, 1).astype(np.float32), crowd))
+        stats.images = len(samples)
+        names = tuple(category["name"] for category in categories)
+        return cls(samples, names, f"{json_path}", stats)

@@ -1,0 +1,76 @@
+"""Image reading and the one letterbox used everywhere (training, evaluation, calibration, the edge bundle)."""
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tfyolo.errors import DataError
+
+PAD_VALUE = 114  # YOLOv8's gray padding
+
+
+def read_image_rgb(path):
+    """Reads an image as (H, W, 3) uint8 RGB; grayscale and RGBA/16-bit images are converted, not refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: image file not found.")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise DataError(f"{path}: cannot decode this file as an image (corrupt, truncated or not an image).")
+    if image.dtype == np.uint16:
+        image = (image / 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise DataError(f"{path}: unsupported pixel type {image.dtype}; expected 8- or 16-bit images.")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    raise DataError(f"{path}: image has {image.shape[2]} channels; expected 1 (gray), 3 (color) or 4 (with alpha).")
+
+
+@dataclasses.dataclass(frozen=True)
+class LetterboxInfo:
+    """How an original image maps into the square model input: input = original * scale + (pad_x, pad_y)."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+    original_height: int
+    original_width: int
+
+    def to_original(self, boxes_xyxy_pixels):
+        """Maps xyxy boxes in input pixels back to the original image, clipped to its bounds."""
+        boxes = np.array(boxes_xyxy_pixels, dtype=np.float64).reshape(-1, 4)
+        boxes[:, [0, 2]] = (boxes[:, [0, 2]] - self.pad_x) / self.scale
+        boxes[:, [1, 3]] = (boxes[:, [1, 3]] - self.pad_y) / self.scale
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, self.original_width)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, self.original_height)
+        return boxes
+
+
+def letterbox(image, size, pad_value=PAD_VALUE):
+    """Resizes keeping the aspect ratio so the long side is `size`, then pads to `size` x `size` centered.
+
+    Returns (uint8 image, LetterboxInfo). Shrinking uses INTER_AREA and enlarging INTER_LINEAR, as Ultralytics.
+    """
+    height, width = image.shape[:2]
+    scale = min(size / height, size / width)
+    new_width, new_height = int(round(width * scale)), int(round(height * scale))
+    if (new_width, new_height) != (width, height):
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        image = cv2.resize(image, (new_width, new_height), interpolation=interpolation)
+    pad_x, pad_y = (size - new_width) / 2, (size - new_height) / 2
+    top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
+    bottom, right = size - new_height - top, size - new_width - left
+    padded = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(pad_value,) * 3)
+    return padded, LetterboxInfo(scale, left, top, height, width)
+
+
+def to_model_input(images_uint8):
+    """uint8 RGB (..., H, W, 3) -> float32 in [0, 1]: the only normalization the models ever see."""
+    return np.asarray(images_uint8, dtype=np.float32) / 255.0

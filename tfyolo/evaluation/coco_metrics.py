@@ -1,0 +1,107 @@
+"""COCO metrics through pycocotools: ground truth and detections in COCO's own format, never a hand-written AP."""
+
+import contextlib
+import io
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from tfyolo.ops.boxes import convert_format
+
+
+def coco_ground_truth(dataset, image_sizes):
+    """COCO dict of `dataset`'s boxes in original pixels; image id = sample index, category id = class index.
+
+    image_sizes: {sample index: (height, width)} of the images that were evaluated.
+    """
+    images, annotations = [], []
+    for index, (height, width) in sorted(image_sizes.items()):
+        sample = dataset.samples[index]
+        images.append({"id": index, "width": width, "height": height, "file_name": str(sample.image_path.name)})
+        pixels = sample.boxes * np.array([width, height, width, height], np.float64)
+        crowd = sample.crowd if sample.crowd is not None else np.zeros(len(sample.class_ids), bool)
+        for box, class_id, is_crowd in zip(convert_format(pixels, "xyxy", "xywh"), sample.class_ids, crowd):
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": index, "category_id": int(class_id),
+                "bbox": [float(v) for v in box], "area": float(box[2] * box[3]), "iscrowd": int(is_crowd),
+            })
+    categories = [{"id": index, "name": name} for index, name in enumerate(dataset.names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def coco_detections(image_index, boxes_xyxy, scores, class_ids):
+    return [
+        {"image_id": int(image_index), "category_id": int(class_id), "bbox": [float(v) for v in box],
+         "score": float(score)}
+        for box, score, class_id in zip(convert_format(boxes_xyxy, "xyxy", "xywh"), scores, class_ids)
+    ]
+
+
+def _best_f1(coco_eval, num_classes):
+    """Precision and recall at the confidence that maximizes F1 (IoU 0.5, all areas), from COCOeval's matches."""
+    scores, matched, num_gt = [], [], 0
+    for evaluation in coco_eval.evalImgs:
+        if evaluation is None or evaluation["aRng"] != coco_eval.params.areaRng[0]:
+            continue
+        if evaluation["maxDet"] != coco_eval.params.maxDets[-1]:
+            continue
+        ignored_gt = np.asarray(evaluation["gtIgnore"], bool)
+        num_gt += int((~ignored_gt).sum())
+        ignored_dt = np.asarray(evaluation["dtIgnore"], bool)[0] if len(evaluation["dtIds"]) else np.zeros(0, bool)
+        scores.extend(np.asarray(evaluation["dtScores"])[~ignored_dt])
+        matched.extend((np.asarray(evaluation["dtMatches"])[0] > 0)[~ignored_dt] if len(evaluation["dtIds"]) else [])
+    if not scores or not num_gt:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "confidence": None}
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    true_positive = np.cumsum(np.asarray(matched, float)[order])
+    precision = true_positive / np.arange(1, len(order) + 1)
+    recall = true_positive / num_gt
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-16)
+    best = int(np.argmax(f1))
+    return {"precision": float(precision[best]), "recall": float(recall[best]), "f1": float(f1[best]),
+            "confidence": float(np.asarray(scores)[order][best])}
+
+
+def coco_evaluate(ground_truth, detections, names):
+    """Returns {"map50_95", "map50", "map75", "precision", "recall", "f1", "per_class": {...}}; mAP in [0, 1]."""
+    per_class = {name: {"ap50_95": None, "ap50": None, "instances": 0} for name in names}
+    for annotation in ground_truth["annotations"]:
+        if not annotation["iscrowd"]:
+            per_class[names[annotation["category_id"]]]["instances"] += 1
+    empty = {"map50_95": 0.0, "map50": 0.0, "map75": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0,
+             "best_f1_confidence": None, "per_class": per_class}
+    if not detections or not ground_truth["annotations"]:
+        for entry in per_class.values():
+            entry.update(ap50_95=0.0 if entry["instances"] else None, ap50=0.0 if entry["instances"] else None)
+        return empty
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = ground_truth
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(detections)
+        coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    # precision: (IoU thresholds, recall points, classes, area ranges, max detections); -1 marks "no ground truth".
+    precision = coco_eval.eval["precision"][:, :, :, 0, -1]
+    for class_index, name in enumerate(names):
+        if class_index not in coco_eval.params.catIds:
+            continue
+        curve = precision[:, :, coco_eval.params.catIds.index(class_index)]
+        if (curve > -1).any():
+            per_class[name]["ap50_95"] = float(np.mean(curve[curve > -1]))
+            at50 = curve[0]
+            per_class[name]["ap50"] = float(np.mean(at50[at50 > -1]))
+    best = _best_f1(coco_eval, len(names))
+    return {
+        "map50_95": float(max(coco_eval.stats[0], 0.0)),
+        "map50": float(max(coco_eval.stats[1], 0.0)),
+        "map75": float(max(coco_eval.stats[2], 0.0)),
+        "precision": best["precision"],
+        "recall": best["recall"],
+        "f1": best["f1"],
+        "best_f1_confidence": best["confidence"],
+        "per_class": per_class,
+    }

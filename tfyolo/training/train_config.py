@@ -1,0 +1,73 @@
+import dataclasses
+from typing import Optional
+
+from tfyolo.config import ACTIVATION_NAMES, SCALES, strict_fields
+from tfyolo.errors import ConfigError
+
+OPTIMIZERS = ("auto", "adamw", "sgd")
+SCHEDULES = ("cosine", "linear")
+PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
+STRATEGIES = (None, "mirrored", "multiworker")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved as `train_args.json` and reused verbatim by `--resume`.
+
+    Defaults are YOLOv8's (default.yaml) where they exist. `lr0=None` picks YOLOv8's "auto" learning rate.
+    """
+
+    data: str
+    out: str
+    scale: str = "n"
+    activation: str = "silu"
+    imgsz: int = 320
+    epochs: int = 100
+    batch: int = 16
+    optimizer: str = "auto"
+    lr0: Optional[float] = None
+    lrf: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 0.0005
+    warmup_epochs: float = 3.0
+    schedule: str = "linear"
+    close_mosaic: int = 10
+    mosaic: float = 1.0
+    translate: float = 0.1
+    scale_jitter: float = 0.5
+    hsv_h: float = 0.015
+    hsv_s: float = 0.7
+    hsv_v: float = 0.4
+    fliplr: float = 0.5
+    ema: bool = True
+    ema_decay: float = 0.9999
+    seed: int = 0
+    val_batch: int = 16
+    max_boxes: Optional[int] = None
+    mixed_precision: Optional[str] = None
+    strategy: Optional[str] = None
+    init_weights: Optional[str] = None
+    max_grad_norm: float = 10.0
+
+    def __post_init__(self):
+        checks = [
+            (self.scale in SCALES, f"scale must be one of {sorted(SCALES)}, received {self.scale!r}"),
+            (self.activation in ACTIVATION_NAMES, f"activation must be one of {ACTIVATION_NAMES}, received {self.activation!r}"),
+            (self.epochs >= 1, f"epochs must be >= 1, received {self.epochs}"),
+            (self.batch >= 1, f"batch must be >= 1, received {self.batch}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, received {self.optimizer!r}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, received {self.schedule!r}"),
+            (self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}, received {self.mixed_precision!r}"),
+            (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, received {self.strategy!r}"),
+            (self.imgsz >= 32 and self.imgsz % 32 == 0, f"imgsz must be a positive multiple of 32, received {self.imgsz}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message + ".")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values, source="train config"):
+        return cls(**strict_fields(cls, values, source))
