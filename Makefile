@@ -14,11 +14,17 @@ DEFAULT := $(BUILD)/default
 SYNTH_IMAGES ?= 600
 SYNTH_CLASSES ?= 3
 IMGSZ ?= 128
-EPOCHS ?= 15
+EPOCHS ?= 35
 BATCH ?= 8
 LR0 ?= 0.004
 
-.PHONY: install test test-large lint train clean help
+MODEL ?= $(DEFAULT)/best.keras
+OUT ?= $(BUILD)/convert
+RECIPES ?=
+DATA ?=
+CALIBRATION ?=
+
+.PHONY: install test test-large lint train convert bench bench-train bench-ptq clean help
 
 help:
 	@echo "make convert     train the default model if needed, convert it with every recipe, report (main job)"
@@ -26,6 +32,7 @@ help:
 	@echo "make test-large  run the slow real-data tests (needs ../shared/datasets)"
 	@echo "make train       train the default model on the synthetic set into $(DEFAULT)/"
 	@echo "make bench-train real-data training benchmark (PennFudan) -> benchmarks/results/"
+	@echo "make bench-ptq   every PTQ recipe on the PennFudan model -> benchmarks/results/"
 	@echo "make lint        ruff"
 
 $(STAMP): setup.cfg pyproject.toml
@@ -59,6 +66,19 @@ $(DEFAULT)/.done: $(SYNTH)/data.yaml | $(STAMP)
 	touch $@
 
 train: $(DEFAULT)/.done
+
+# The main job. With no arguments: train the default model if needed, convert it with every recipe,
+# evaluate each artifact against the float model and benchmark it -> $(OUT)/report.{md,json}.
+convert: $(if $(filter $(DEFAULT)/best.keras,$(MODEL)),$(DEFAULT)/.done) | $(STAMP)
+	$(BIN)/python converters/convert.py --model $(MODEL) --out $(OUT) \
+		$(foreach recipe,$(RECIPES),--recipe $(recipe)) $(if $(DATA),--data $(DATA)) \
+		$(if $(CALIBRATION),--calibration $(CALIBRATION))
+
+bench-train: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_train
+
+bench-ptq: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_ptq
 
 clean:
 	rm -rf $(BUILD)

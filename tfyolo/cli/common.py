@@ -45,10 +45,13 @@ class TqdmTrainingReporter:
 
     def epoch_end(self, summary):
         self.bar.close()
+        validation = (
+            f"val mAP50 {summary['map50']:.3f} mAP50-95 {summary['map50_95']:.3f}"
+            if summary["map50"] is not None else "(no validation this epoch)"
+        )
         click.echo(
             f"epoch {summary['epoch']:>3}  loss {summary['loss']:.3f} (box {summary['box_loss']:.3f} "
-            f"cls {summary['class_loss']:.3f} dfl {summary['dfl_loss']:.3f})  val mAP50 {summary['map50']:.3f} "
-            f"mAP50-95 {summary['map50_95']:.3f}  {summary['images_per_second']:.1f} img/s"
-            + ("  *best" if summary["best"] else ""),
+            f"cls {summary['class_loss']:.3f} dfl {summary['dfl_loss']:.3f})  {validation}  "
+            f"{summary['images_per_second']:.1f} img/s" + ("  *best" if summary["best"] else ""),
             err=True,
         )

@@ -37,6 +37,21 @@ def data_synth(out, images, classes, imgsz, seed, val_fraction):
     click.echo(f"Wrote {images} images to {out}; data file: {path}")
 
 
+@data.command("calib")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--images", default=64, show_default=True)
+@click.option("--classes", default=3, show_default=True)
+@click.option("--imgsz", default=128, show_default=True)
+@click.option("--seed", default=1, show_default=True, help="Keep it different from the training set's seed.")
+@user_errors
+def data_calib(out, images, classes, imgsz, seed):
+    """Write the synthetic calibration image set (with MANIFEST.txt) to OUT."""
+    from tfyolo.data.synthetic import write_calibration_images
+
+    names = write_calibration_images(out, images, classes, imgsz, seed)
+    click.echo(f"Wrote {len(names)} calibration images and MANIFEST.txt to {out}")
+
+
 @data.command("check")
 @click.argument("data_yaml", type=click.Path())
 @user_errors
@@ -69,6 +84,7 @@ def data_check(data_yaml):
 @click.option("--warmup-epochs", default=3.0, show_default=True)
 @click.option("--close-mosaic", default=10, show_default=True, help="Final epochs without mosaic.")
 @click.option("--mosaic", default=1.0, show_default=True, help="Mosaic probability.")
+@click.option("--val-interval", default=1, show_default=True, help="Validate every N epochs (and the last); 0: never.")
 @click.option("--no-ema", is_flag=True, help="Validate and save the raw weights instead of their EMA.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
@@ -79,7 +95,7 @@ def data_check(data_yaml):
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, same arguments.")
 @user_errors
 def train(data_yaml, scale, activation, imgsz, epochs, batch, optimizer, lr0, schedule, warmup_epochs, close_mosaic,
-          mosaic, no_ema, seed, mixed_precision, strategy, out, resume):
+          mosaic, val_interval, no_ema, seed, mixed_precision, strategy, out, resume):
     """Train a detector; writes best.keras, last.keras, metadata.json, history.json and checkpoints to --out."""
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer, resume_config
@@ -93,7 +109,7 @@ def train(data_yaml, scale, activation, imgsz, epochs, batch, optimizer, lr0, sc
         config = TrainConfig(
             data=str(data_yaml), out=str(out), scale=scale, activation=activation, imgsz=imgsz, epochs=epochs,
             batch=batch, optimizer=optimizer, lr0=lr0, schedule=schedule, warmup_epochs=warmup_epochs,
-            close_mosaic=close_mosaic, mosaic=mosaic, ema=not no_ema, seed=seed, mixed_precision=mixed_precision,
+            close_mosaic=close_mosaic, mosaic=mosaic, val_interval=val_interval, ema=not no_ema, seed=seed, mixed_precision=mixed_precision,
             strategy=strategy,
         )
     started = time.perf_counter()
@@ -102,11 +118,23 @@ def train(data_yaml, scale, activation, imgsz, epochs, batch, optimizer, lr0, sc
         click.echo(f"warning (train): {note}", err=True)
     history = trainer.fit()
     if history:
-        best = max(history, key=lambda row: row["map50_95"])
+        validated = [row for row in history if row["map50_95"] is not None] or [dict(history[-1], map50=0, map50_95=0)]
+        best = max(validated, key=lambda row: row["map50_95"])
         click.echo(
             f"Done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 {best['map50']:.3f}, "
             f"mAP50-95 {best['map50_95']:.3f}. Saved {Path(out) / 'best.keras'}"
         )
+
+
+def _register_subcommands():
+    from tfyolo.cli.convert import convert_command
+    from tfyolo.cli.evaluate import main as evaluate_command
+
+    cli.add_command(evaluate_command, name="eval")
+    cli.add_command(convert_command, name="convert")
+
+
+_register_subcommands()
 
 
 def main():

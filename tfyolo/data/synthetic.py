@@ -32,7 +32,8 @@ def _draw_polygon(mask, center, points):
     cv2.fillPoly(mask, [np.round(points + center).astype(np.int32)], 255, lineType=cv2.LINE_8)
 
 
-# Each class is a shape family; color, size, rotation and position vary freely, so shape is what tells them apart.
+# Each class is a shape family drawn in its own hue band (see `_class_color`); size, rotation, position,
+# saturation and brightness vary freely.
 SHAPES = {
     "circle": lambda mask, c, r, a: cv2.circle(mask, tuple(int(v) for v in c), int(r), 255, -1),
     "square": lambda mask, c, r, a: _draw_polygon(mask, c, _regular_polygon(4, r * 1.2, a)),
@@ -47,6 +48,14 @@ SHAPES = {
         mask, tuple(int(v) for v in c), (int(r), max(2, int(r * 0.45))), math.degrees(a), 0, 360, 255, -1
     ),
 }
+
+
+def _class_color(rng, class_id, num_classes):
+    """An RGB color in class `class_id`'s hue band: classes differ by shape *and* by hue, as real object classes
+    tend to share a palette. Background clutter takes every hue, so color alone does not find objects."""
+    hue = (class_id * 180.0 / num_classes + rng.uniform(-12, 12)) % 180
+    hsv = np.array([[[hue, rng.uniform(140, 255), rng.uniform(120, 255)]]], np.float32).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
 
 
 def _background(rng, size):
@@ -82,7 +91,7 @@ def synthetic_sample(seed, index, size, num_classes, max_objects=6):
         SHAPES[shape_names[class_id]](mask, center, radius, float(rng.uniform(0, 2 * math.pi)))
         if mask.sum() == 0:
             continue
-        color = np.array(rng.integers(0, 256, size=3), np.float32)
+        color = _class_color(rng, class_id, num_classes)
         shade = np.linspace(0.75, 1.15, size, dtype=np.float32)[:, None, None]  # a lit-from-above gradient
         filled = np.clip(color[None, None] * shade, 0, 255)
         region = mask > 0
@@ -131,3 +140,25 @@ def write_synthetic_dataset(out, images=500, num_classes=3, size=320, seed=0, va
         + yaml.safe_dump(data, sort_keys=False)
     )
     return yaml_path
+
+
+def write_calibration_images(out, images=64, num_classes=3, size=128, seed=1):
+    """Unlabeled synthetic images for calibration, plus MANIFEST.txt (name, sha256); returns the names.
+
+    A different seed from the training set's, so these are never the default model's evaluation images.
+    """
+    import hashlib
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index in range(images):
+        image, _, _ = synthetic_sample(seed, index, size, num_classes)
+        ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        name = f"calib_{index:04d}.png"
+        (out / name).write_bytes(encoded.tobytes())
+        lines.append(f"{name}  {hashlib.sha256(encoded.tobytes()).hexdigest()}")
+    header = (f"# tfyolo synthetic calibration set: {images} images, {size}px, {num_classes} classes, seed {seed}\n"
+              "# regenerate: tfyolo data calib calibration_data\n# name  sha256\n")
+    (out / "MANIFEST.txt").write_text(header + "\n".join(lines) + "\n")
+    return [line.split()[0] for line in lines]

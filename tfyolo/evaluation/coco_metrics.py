@@ -70,7 +70,7 @@ def coco_evaluate(ground_truth, detections, names):
         if not annotation["iscrowd"]:
             per_class[names[annotation["category_id"]]]["instances"] += 1
     empty = {"map50_95": 0.0, "map50": 0.0, "map75": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0,
-             "best_f1_confidence": None, "per_class": per_class}
+             "best_f1_confidence": None, "per_class": per_class, "pr_curves": {}}
     if not detections or not ground_truth["annotations"]:
         for entry in per_class.values():
             entry.update(ap50_95=0.0 if entry["instances"] else None, ap50=0.0 if entry["instances"] else None)
@@ -86,6 +86,7 @@ def coco_evaluate(ground_truth, detections, names):
         coco_eval.summarize()
     # precision: (IoU thresholds, recall points, classes, area ranges, max detections); -1 marks "no ground truth".
     precision = coco_eval.eval["precision"][:, :, :, 0, -1]
+    pr_curves = {}
     for class_index, name in enumerate(names):
         if class_index not in coco_eval.params.catIds:
             continue
@@ -94,6 +95,8 @@ def coco_evaluate(ground_truth, detections, names):
             per_class[name]["ap50_95"] = float(np.mean(curve[curve > -1]))
             at50 = curve[0]
             per_class[name]["ap50"] = float(np.mean(at50[at50 > -1]))
+            # Precision at COCO's 101 recall points, IoU 0.5: the class's PR curve for reports.
+            pr_curves[name] = np.where(at50 > -1, at50, 0.0).tolist()
     best = _best_f1(coco_eval, len(names))
     return {
         "map50_95": float(max(coco_eval.stats[0], 0.0)),
@@ -104,4 +107,5 @@ def coco_evaluate(ground_truth, detections, names):
         "f1": best["f1"],
         "best_f1_confidence": best["confidence"],
         "per_class": per_class,
+        "pr_curves": pr_curves,
     }

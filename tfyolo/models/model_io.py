@@ -66,3 +66,13 @@ def read_metadata(model_path):
 
 def model_config_from_metadata(metadata):
     return ModelConfig.from_dict(metadata["model"], source="metadata.json 'model'")
+
+
+def load_any_detector(path):
+    """Loads a float or a quantization-aware-trained (.keras) detector; QAT models need tfmot's scope."""
+    try:
+        return load_keras_model(path)
+    except ModelError:
+        from tfyolo.qat.quantize_configs import quantize_scope
+
+        return load_keras_model(path, scope=quantize_scope())

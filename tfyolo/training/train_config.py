@@ -43,6 +43,7 @@ class TrainConfig:
     ema_decay: float = 0.9999
     seed: int = 0
     val_batch: int = 16
+    val_interval: int = 1
     max_boxes: Optional[int] = None
     mixed_precision: Optional[str] = None
     strategy: Optional[str] = None

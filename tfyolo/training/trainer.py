@@ -214,26 +214,29 @@ class Trainer:
             steady = step_times[1:] if len(step_times) > 1 else step_times
             images_per_second = config.batch / float(np.mean(steady))
 
-            validation = evaluate(runner, self.val_data, batch_size=config.val_batch)
-            metrics = validation.metrics
+            validate = config.val_interval > 0 and (
+                (epoch + 1) % config.val_interval == 0 or epoch + 1 == config.epochs
+            )
+            metrics = evaluate(runner, self.val_data, batch_size=config.val_batch).metrics if validate else None
             epoch_counter.assign(epoch + 1)
+            batches = max(batches_per_epoch, 1)
             summary = {
-                "epoch": epoch + 1, "loss": float(totals[0] / max(batches_per_epoch, 1)),
-                "box_loss": float(totals[1] / max(batches_per_epoch, 1)),
-                "class_loss": float(totals[2] / max(batches_per_epoch, 1)),
-                "dfl_loss": float(totals[3] / max(batches_per_epoch, 1)),
-                "map50_95": metrics["map50_95"], "map50": metrics["map50"], "precision": metrics["precision"],
-                "recall": metrics["recall"], "learning_rate": float(learning_rate), "train_seconds": train_seconds,
-                "images_per_second": images_per_second, "mosaic": use_mosaic,
+                "epoch": epoch + 1, "loss": float(totals[0] / batches), "box_loss": float(totals[1] / batches),
+                "class_loss": float(totals[2] / batches), "dfl_loss": float(totals[3] / batches),
+                "map50_95": metrics["map50_95"] if metrics else None, "map50": metrics["map50"] if metrics else None,
+                "precision": metrics["precision"] if metrics else None,
+                "recall": metrics["recall"] if metrics else None, "learning_rate": float(learning_rate),
+                "train_seconds": train_seconds, "images_per_second": images_per_second, "mosaic": use_mosaic,
             }
-            improved = metrics["map50_95"] > float(best_fitness)
+            improved = metrics is not None and metrics["map50_95"] > float(best_fitness)
             if improved:
                 best_fitness.assign(metrics["map50_95"])
             history.append(summary)
             with writer.as_default(step=epoch + 1):
                 for key in ("loss", "box_loss", "class_loss", "dfl_loss", "map50_95", "map50", "learning_rate",
                             "images_per_second"):
-                    tf.summary.scalar(key, summary[key])
+                    if summary[key] is not None:
+                        tf.summary.scalar(key, summary[key])
             export = ema_model if config.ema else model
             save_model_atomic(export, self.out / "last.keras")
             if improved:

@@ -1,0 +1,90 @@
+"""Real-data training benchmark (issue: foundation): PennFudan from scratch, n at 320.
+
+1. Throughput: images/second of the train step (first step, the trace, excluded) for float32 and mixed
+   precision at batch 8 and 16, one short epoch each with no validation.
+2. Accuracy: a full from-scratch run for a fixed epoch budget, validated with pycocotools on PennFudan val.
+   The model lands in benchmarks/work/pennfudan_n_320/ where the PTQ/QAT benchmarks pick it up.
+
+Usage: python benchmarks/bench_train.py [--epochs 120] [--skip-throughput] [--skip-accuracy]
+"""
+
+import shutil
+import time
+
+import click
+
+from benchmarks.common import PENNFUDAN, WORK, machine, markdown_table, require_dataset, write_results
+
+
+def train(config):
+    from tfyolo.training.trainer import Trainer
+
+    started = time.perf_counter()
+    from tfyolo.cli.common import TqdmTrainingReporter
+
+    history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
+    return history, time.perf_counter() - started
+
+
+@click.command()
+@click.option("--epochs", default=120, show_default=True)
+@click.option("--batch", default=8, show_default=True)
+@click.option("--imgsz", default=320, show_default=True)
+@click.option("--activation", default="silu", show_default=True)
+@click.option("--skip-throughput", is_flag=True)
+@click.option("--skip-accuracy", is_flag=True)
+def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
+    from tfyolo.training.train_config import TrainConfig
+
+    data = require_dataset(PENNFUDAN)
+    results = {"machine": machine(), "throughput": [], "accuracy": None}
+    if not skip_throughput:
+        for precision in (None, "mixed_float16", "mixed_bfloat16"):
+            for throughput_batch in (8, 16):
+                out = WORK / f"throughput_{precision or 'float32'}_{throughput_batch}"
+                shutil.rmtree(out, ignore_errors=True)
+                config = TrainConfig(data=str(data), out=str(out), imgsz=imgsz, epochs=1, batch=throughput_batch,
+                                     mixed_precision=precision, val_interval=0, activation=activation)
+                history, seconds = train(config)
+                row = {"precision": precision or "float32", "batch": throughput_batch,
+                       "images_per_second": history[0]["images_per_second"], "epoch_seconds": seconds}
+                results["throughput"].append(row)
+                click.echo(f"throughput {row}", err=True)
+    if not skip_accuracy:
+        out = WORK / (f"pennfudan_n_{imgsz}" + ("" if activation == "silu" else f"_{activation}"))
+        config = TrainConfig(data=str(data), out=str(out), imgsz=imgsz, epochs=epochs, batch=batch,
+                             activation=activation, val_interval=5, close_mosaic=10)
+        history, seconds = train(config)
+        validated = [row for row in history if row["map50_95"] is not None]
+        best = max(validated, key=lambda row: row["map50_95"])
+        results["accuracy"] = {
+            "model": str(out / "best.keras"), "epochs": epochs, "batch": batch, "imgsz": imgsz,
+            "activation": activation, "best_epoch": best["epoch"], "map50": best["map50"],
+            "map50_95": best["map50_95"], "wall_seconds": seconds,
+            "curve": [(row["epoch"], row["map50"], row["map50_95"]) for row in validated],
+        }
+    markdown = ["# Training benchmark: PennFudan, YOLOv8n-style, from scratch", "",
+                f"Machine: {results['machine']}", ""]
+    if results["throughput"]:
+        markdown += ["## Train-step throughput (320 px)", "", markdown_table(results["throughput"], [
+            ("precision", "precision", None), ("batch", "batch", None),
+            ("images_per_second", "images/s", "{:.2f}"), ("epoch_seconds", "1-epoch wall s (incl. trace)", "{:.0f}"),
+        ]), ""]
+    if results["accuracy"]:
+        accuracy = results["accuracy"]
+        markdown += ["## Accuracy after a fixed budget", "", markdown_table([accuracy], [
+            ("epochs", "epochs", None), ("batch", "batch", None), ("best_epoch", "best epoch", None),
+            ("map50", "val mAP50", "{:.3f}"), ("map50_95", "val mAP50-95", "{:.3f}"),
+            ("wall_seconds", "wall s", "{:.0f}"),
+        ]), ""]
+    name = "train_pennfudan" + ("" if activation == "silu" else f"_{activation}")
+    if skip_accuracy:
+        name += "_throughput"
+    elif skip_throughput:
+        name += "_accuracy"
+    json_path, md_path = write_results(name, results, "\n".join(markdown))
+    click.echo(f"Wrote {json_path} and {md_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Helpers shared by the benchmark scripts: where results go and how they are written."""
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import psutil
+
+from tfyolo.io_utils import atomic_write_json, atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / "benchmarks" / "work"
+SHARED = ROOT.parent / "shared" / "datasets"
+PENNFUDAN = SHARED / "pennfudan" / "data.yaml"
+
+
+def machine():
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "logical_cores": psutil.cpu_count(),
+        "load_average_1m": psutil.getloadavg()[0],
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def require_dataset(path):
+    if not Path(path).is_file():
+        raise SystemExit(f"{path} not found: the real-data benchmarks need ../shared/datasets beside the project.")
+    return Path(path)
+
+
+def markdown_table(rows, columns):
+    """rows: list of dicts; columns: list of (key, header, format)."""
+    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
+             "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        cells = []
+        for key, _, fmt in columns:
+            value = row.get(key)
+            cells.append("-" if value is None else (fmt.format(value) if fmt else str(value)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(name, data, markdown):
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS / f"{name}.json", data)
+    atomic_write_text(RESULTS / f"{name}.md", markdown + "\n")
+    return RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+
+
+def load_json(path):
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+
+from tfyolo.compat import keras, tf
+from tfyolo.errors import DataError, ModelError
+from tfyolo.evaluation.runners import TFLiteRunner, dequantize, quantize
+from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
+
+
+@pytest.mark.parametrize("dtype, scale, zero_point", [(np.int8, 1 / 255, -128), (np.uint8, 0.05, 10),
+                                                     (np.int16, 0.001, 0)])
+def test_quantize_dequantize_round_trip(dtype, scale, zero_point):
+    detail = {"dtype": dtype, "quantization": (scale, zero_point)}
+    values = np.linspace(0, 1, 50, dtype=np.float32)
+    quantized = quantize(values, detail)
+    assert quantized.dtype == dtype
+    # Round to nearest: the error is at most half a step.
+    assert np.abs(dequantize(quantized, detail) - values).max() <= scale / 2 + 1e-7
+    # Saturation instead of wrap-around.
+    assert quantize(np.array([1e6], np.float32), detail)[0] == np.iinfo(dtype).max
+
+
+def test_float_details_pass_through():
+    detail = {"dtype": np.float32, "quantization": (0.0, 0)}
+    values = np.array([0.25, -3.0], np.float32)
+    np.testing.assert_array_equal(dequantize(quantize(values, detail), detail), values)
+
+
+def _to_tflite(model, int8_input=False):
+    function = tf.function(lambda images: model(images))
+    concrete = function.get_concrete_function(tf.TensorSpec([1, 64, 64, 3], tf.float32, name="images"))
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
+    if int8_input:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([np.random.default_rng(i).uniform(0, 1, (1, 64, 64, 3))
+                                                     .astype(np.float32)] for i in range(2))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+    return converter.convert()
+
+
+def ultralytics_like_model(num_classes=2):
+    """A model with Ultralytics' export layout: one (1, 4 + nc, 84) output for a 64px input; every anchor holds
+    the box (cx, cy, w, h) = (0.5, 0.5, 0.2, 0.4) and the (already sigmoid) scores sigmoid(-1), sigmoid(2)."""
+    images = keras.Input((64, 64, 3), batch_size=1)
+    pooled = keras.layers.GlobalAveragePooling2D()(images)
+    dense = keras.layers.Dense(84 * (4 + num_classes))
+    rows = keras.layers.Reshape((84, 4 + num_classes))(dense(pooled))
+    model = keras.Model(images, keras.layers.Permute((2, 1))(rows))
+    row = np.r_[0.5, 0.5, 0.2, 0.4, 1 / (1 + np.exp(1.0)), 1 / (1 + np.exp(-2.0))][: 4 + num_classes]
+    dense.set_weights([np.zeros((3, 84 * (4 + num_classes))), np.tile(row, 84)])
+    return model
+
+
+def test_ultralytics_layout_is_detected_and_decoded(tmp_path):
+    path = tmp_path / "yolov8_export.tflite"
+    path.write_bytes(_to_tflite(ultralytics_like_model()))
+    runner = TFLiteRunner(path, layout="auto")
+    assert runner.layout == "ultralytics" and runner.num_classes == 2
+    boxes, scores = runner.predict(np.zeros((2, 64, 64, 3), np.float32))
+    np.testing.assert_allclose(boxes[1, 7], [0.4, 0.3, 0.6, 0.7], atol=1e-6)
+    np.testing.assert_allclose(scores[0, 0], 1 / (1 + np.exp([1.0, -2.0])), atol=1e-6)
+    with pytest.raises(ModelError, match="--layout tfyolo was asked for"):
+        TFLiteRunner(path, layout="tfyolo")
+
+
+def test_int8_input_model_is_fed_float(tmp_path):
+    path = tmp_path / "int8_in.tflite"
+    path.write_bytes(_to_tflite(ultralytics_like_model(), int8_input=True))
+    runner = TFLiteRunner(path)
+    assert np.dtype(runner.input_detail["dtype"]) == np.int8
+    boxes, _ = runner.predict(np.full((1, 64, 64, 3), 0.5, np.float32))
+    np.testing.assert_allclose(boxes[0, 0], [0.4, 0.3, 0.6, 0.7], atol=0.02)
+
+
+def test_tfyolo_layout_outputs_matched_by_name_or_shape(tiny_model, tmp_path):
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(_to_tflite(tiny_model))
+    runner = TFLiteRunner(path)
+    assert runner.layout == "tfyolo" and runner.num_classes == 2 and runner.reg_max == 16
+    images = np.random.default_rng(1).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
+    raw = runner.predict_raw(images)
+    expected = tiny_model(images)
+    for name in (BOX_OUTPUT, CLASS_OUTPUT):
+        np.testing.assert_allclose(raw[name], expected[name].numpy(), atol=1e-4)
+
+
+def test_not_a_detector_and_bad_inputs(tmp_path):
+    images = keras.Input((64, 64, 3), batch_size=1)
+    classifier = keras.Model(images, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(images)))
+    (tmp_path / "classifier.tflite").write_bytes(_to_tflite(classifier))
+    with pytest.raises(ModelError, match="not a detector this tool understands"):
+        TFLiteRunner(tmp_path / "classifier.tflite")
+    (tmp_path / "junk.tflite").write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="junk.tflite: not a valid TFLite model"):
+        TFLiteRunner(tmp_path / "junk.tflite")
+
+
+def test_input_size_that_does_not_fit(tiny_model, tmp_path):
+    path = tmp_path / "tiny.tflite"
+    path.write_bytes(_to_tflite(tiny_model))
+    with pytest.raises(ModelError, match="takes 64x64 inputs, received 96x96"):
+        TFLiteRunner(path).predict(np.zeros((1, 96, 96, 3), np.float32))
+
+
+def test_class_count_mismatch_is_a_clear_error(tiny_model, tiny_synthetic):
+    from tfyolo.data.detection_dataset import DetectionDataset
+    from tfyolo.evaluation.evaluator import evaluate
+    from tfyolo.evaluation.runners import KerasRunner
+    from tfyolo.models.yolo_detector import build_yolo_detector
+    from tfyolo.config import ModelConfig
+
+    dataset = DetectionDataset.from_data_yaml(tiny_synthetic, "val")
+    three = build_yolo_detector(ModelConfig(num_classes=3, input_size=64))
+    with pytest.raises(DataError, match="has 2 classes but the model predicts 3"):
+        evaluate(KerasRunner(three), dataset)

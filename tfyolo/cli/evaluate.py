@@ -1,0 +1,118 @@
+"""`tfyolo-eval MODEL`: score a .keras, SavedModel or .tflite detector with COCO mAP, optionally against a reference."""
+
+import sys
+from pathlib import Path
+
+import click
+
+from tfyolo.cli.common import progress_bar, user_errors
+from tfyolo.errors import DataError, ModelError
+
+
+def resolve_data(data_yaml, model_path):
+    """--data, else the dataset the model's metadata names, else a clear error."""
+    if data_yaml:
+        return data_yaml
+    from tfyolo.metadata import find_model_metadata
+
+    metadata = find_model_metadata(model_path)
+    if metadata and metadata.get("data") and Path(metadata["data"]).is_file():
+        return metadata["data"]
+    if metadata and metadata.get("data"):
+        raise DataError(f"{model_path}: its metadata names data {metadata['data']}, which is not here; pass --data.")
+    raise DataError(f"{model_path}: no --data given and the model carries no dataset metadata; pass --data DATA.yaml.")
+
+
+def open_for_size(path, imgsz, threads, layout):
+    from tfyolo.evaluation.runners import KerasRunner, open_runner
+
+    runner = open_runner(path, num_threads=threads, layout=layout)
+    if imgsz is None or imgsz == runner.input_size:
+        return runner
+    if isinstance(runner, KerasRunner) and type(runner) is KerasRunner:
+        from tfyolo.models.resize import resize_detector
+
+        return KerasRunner(resize_detector(runner.model, imgsz), description=f"{path} @ {imgsz}px")
+    raise ModelError(
+        f"{path}: this model takes {runner.input_size}x{runner.input_size} inputs; --imgsz {imgsz} does not fit "
+        "(a converted model's input size is fixed; convert again at that size)."
+    )
+
+
+def print_table(report):
+    click.echo("")
+    reference = report["reference"]
+    header = f"{'':<12}{'model':>10}" + (f"{'reference':>12}{'delta pts':>11}" if reference else "")
+    click.echo(header)
+    for key in ("map50_95", "map50", "map75", "precision", "recall"):
+        line = f"{key:<12}{report[key]:>10.4f}"
+        if reference:
+            line += f"{reference[key]:>12.4f}{100 * (report[key] - reference[key]):>+11.2f}"
+        click.echo(line)
+    classes = [(name, entry) for name, entry in report["per_class"].items() if entry["ap50_95"] is not None]
+    if 1 < len(classes) <= 20:
+        click.echo(f"\n{'class':<16}{'inst':>6}{'AP50-95':>9}{'AP50':>8}")
+        for name, entry in classes:
+            click.echo(f"{name[:15]:<16}{entry['instances']:>6}{entry['ap50_95']:>9.4f}{entry['ap50']:>8.4f}")
+    if report.get("output_errors"):
+        click.echo(f"\n{'output':<18}{'max abs err':>13}{'mean abs err':>14}{'cosine':>10}")
+        for name, stats in report["output_errors"].items():
+            click.echo(f"{name:<18}{stats['max_abs_error']:>13.5g}{stats['mean_abs_error']:>14.5g}"
+                       f"{stats['cosine_similarity']:>10.6f}")
+        agreement = report["detection_agreement"]
+        if agreement["agreement"] is not None:
+            click.echo(f"detection agreement {agreement['agreement']:.3f} "
+                       f"({agreement['matched']}/{agreement['reference_detections']} at conf>=0.25, IoU>=0.5)")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.argument("model", type=click.Path())
+@click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
+@click.option("--coco-json", type=click.Path(), help="Ground truth from a COCO instances JSON instead of YOLO labels.")
+@click.option("--images", "images_dir", type=click.Path(), help="Image folder for --coco-json.")
+@click.option("--split", default="val", show_default=True)
+@click.option("--imgsz", type=int, default=None, help="Input size [default: the model's].")
+@click.option("--reference", type=click.Path(), help="Compare against this model (normally the float one).")
+@click.option("--max-drop", type=float, default=None, help="Exit 1 if mAP50-95 drops more than this many points.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write summary.md and PNG plots.")
+@click.option("--threads", default=2, show_default=True, help="TFLite interpreter threads.")
+@click.option("--layout", default="auto", show_default=True, type=click.Choice(["auto", "tfyolo", "ultralytics"]))
+@click.option("--batch", default=8, show_default=True)
+@user_errors
+def main(model, data_yaml, coco_json, images_dir, split, imgsz, reference, max_drop, json_path, report_dir, threads,
+         layout, batch):
+    """Evaluate MODEL (.keras, SavedModel folder or .tflite) with COCO mAP on a dataset split."""
+    from tfyolo.data.detection_dataset import DetectionDataset
+    from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model
+    from tfyolo.io_utils import atomic_write_json
+
+    if max_drop is not None and not reference:
+        raise click.UsageError("--max-drop needs --reference.")
+    if coco_json:
+        if not images_dir:
+            raise click.UsageError("--coco-json needs --images.")
+        dataset = DetectionDataset.from_coco_json(coco_json, images_dir)
+    else:
+        dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
+    runner = open_for_size(model, imgsz, threads, layout)
+    reference_runner = open_for_size(reference, imgsz or runner.input_size, threads, "auto") if reference else None
+    passes = 2 if reference_runner else 1
+    with progress_bar(len(dataset) * passes, "evaluating") as bar:
+        report, evaluation, _ = evaluate_model(runner, dataset, split, reference_runner, batch_size=batch,
+                                               progress=bar.update)
+    print_table(report)
+    if json_path:
+        atomic_write_json(json_path, report)
+    if report_dir:
+        from tfyolo.cli.eval_report import write_report
+
+        write_report(report_dir, report, dataset, evaluation)
+    if max_drop is not None and drop_exceeds(report, max_drop):
+        click.echo(f"FAIL: mAP50-95 dropped {-report['delta_map50_95']:.2f} points, more than --max-drop {max_drop}.",
+                   err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

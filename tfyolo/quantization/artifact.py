@@ -1,0 +1,40 @@
+"""What a converted artifact is called and what it says about itself."""
+
+from pathlib import Path
+
+import tfyolo
+from tfyolo.compat import tf
+
+
+def artifact_stem(model_path, name=None):
+    """`name`, else the model's stem, else (for best/last.keras) its folder's name."""
+    if name:
+        return name
+    path = Path(model_path)
+    return path.parent.name if path.stem in ("best", "last") else path.stem
+
+
+def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, num_classes, source_model):
+    """The essentials embedded in every .tflite, with Ultralytics' keys (stride, imgsz, names, task, batch)."""
+    names = (model_metadata or {}).get("names") or [f"class{i}" for i in range(num_classes)]
+    return {
+        "description": f"tfyolo YOLOv8-style detector, recipe {recipe.name}: {recipe.description}",
+        "author": "tfyolo",
+        "version": tfyolo.__version__,
+        "task": "detect",
+        "stride": 32,
+        "strides": [8, 16, 32],
+        "batch": 1,
+        "imgsz": [input_size, input_size],
+        "names": {str(index): name for index, name in enumerate(names)},
+        "layout": "tfyolo",
+        "outputs": {"box_distribution": "DFL logits (1, anchors, 4*reg_max)",
+                    "class_logits": "class logits before sigmoid (1, anchors, classes)"},
+        "reg_max": (model_metadata or {}).get("reg_max", 16),
+        "preprocess": {"letterbox": True, "pad_value": 114, "color": "RGB", "scale": "1/255"},
+        "recipe": recipe.to_dict(),
+        "calibration": calibration_summary,
+        "source_model": str(source_model),
+        "data": (model_metadata or {}).get("data"),
+        "versions": {"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
+    }

@@ -1,0 +1,73 @@
+"""Each conversion in a child process.
+
+`TFLiteConverter.convert()` leaks memory in TF 2.20/2.21 (tensorflow#122598): a sweep over six recipes in
+one process keeps growing. A spawned child per conversion returns its memory to the system when it exits.
+"""
+
+import multiprocessing
+import tempfile
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from tfyolo.errors import TfyoloError
+
+
+class ConversionError(TfyoloError):
+    """A recipe failed to convert or failed its post-conversion check."""
+
+
+def _convert_in_child(model_path, recipe_values, calibration_path, output_path, error_path):
+    try:
+        from tfyolo.models.model_io import load_any_detector
+        from tfyolo.quantization.converter import convert
+        from tfyolo.quantization.recipe import Recipe
+
+        model = load_any_detector(model_path)
+        images = np.load(calibration_path) if calibration_path else None
+        Path(output_path).write_bytes(convert(model, Recipe.from_dict(recipe_values), images))
+    except BaseException as error:  # everything must reach the parent as text
+        message = str(error).strip().splitlines()
+        Path(error_path).write_text(
+            f"{type(error).__name__}: {message[0] if message else ''}\n\n{traceback.format_exc()}"
+        )
+
+
+def convert_isolated(model_path, recipe, calibration_images=None):
+    """Converts the model file at `model_path` with `recipe` in a spawned process; returns the .tflite bytes."""
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="tfyolo-convert-") as folder:
+        folder = Path(folder)
+        calibration_path = None
+        if calibration_images is not None:
+            calibration_path = folder / "calibration.npy"
+            np.save(calibration_path, calibration_images)
+        output_path, error_path = folder / "model.tflite", folder / "error.txt"
+        process = context.Process(
+            target=_convert_in_child,
+            args=(str(model_path), recipe.to_dict(), calibration_path and str(calibration_path), str(output_path),
+                  str(error_path)),
+        )
+        process.start()
+        process.join()
+        if error_path.is_file():
+            raise ConversionError(f"recipe {recipe.name!r}: {error_path.read_text().splitlines()[0]}")
+        if process.exitcode != 0 or not output_path.is_file():
+            raise ConversionError(f"recipe {recipe.name!r}: the conversion process died (exit code {process.exitcode}).")
+        return output_path.read_bytes()
+
+
+def check_artifact(model_content, recipe):
+    """Inspects the converted model; raises if a full-integer recipe left float compute in the graph."""
+    from tfyolo.quantization.tflite_inspect import inspect_tflite
+
+    inspection = inspect_tflite(model_content)
+    inspection["full_integer"] = not inspection["float_compute_ops"]
+    if recipe.promises_full_integer and inspection["float_compute_ops"]:
+        found = sorted(set(inspection["float_compute_ops"]))
+        raise ConversionError(
+            f"recipe {recipe.name!r} promises integer-only compute but the model keeps "
+            f"{len(inspection['float_compute_ops'])} float op(s): {found}."
+        )
+    return inspection

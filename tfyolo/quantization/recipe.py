@@ -1,0 +1,89 @@
+"""Conversion recipes: what a TFLite artifact is, as data. Parsed strictly from YAML, validated once."""
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from tfyolo.config import strict_fields
+from tfyolo.errors import ConfigError
+
+# mode -> what the converter must do. The dispatch table of `tfyolo.quantization.converter` keys on these.
+MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+IO_TYPES = ("float32", "int8", "uint8", "int16")
+# Modes whose artifact promises integer-only compute (checked after conversion).
+FULL_INTEGER_MODES = ("int8", "int16x8")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One conversion recipe.
+
+    Args:
+        name: str. Artifact suffix: the file is `<model>_<name>.tflite`.
+        mode: str. One of `MODES`.
+        io_type: str. Input/output tensor type; only full-integer modes may leave float32.
+        per_channel: bool. Per-channel (default) or per-tensor weight quantization.
+        calibration_images: int. Representative images (int8/int16x8 only).
+        calibration_seed: int. Which images are drawn.
+        keep_float: tuple of str. Layer names or fnmatch patterns kept in float (selective quantization).
+        description: str. One line for reports.
+    """
+
+    name: str
+    mode: str
+    io_type: str = "float32"
+    per_channel: bool = True
+    calibration_images: int = 100
+    calibration_seed: int = 0
+    keep_float: tuple = ()
+    description: str = ""
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ConfigError(f"recipe {self.name!r}: mode must be one of {MODES}, received {self.mode!r}.")
+        if self.io_type not in IO_TYPES:
+            raise ConfigError(f"recipe {self.name!r}: io_type must be one of {IO_TYPES}, received {self.io_type!r}.")
+        integer_io = {"int8": ("int8", "uint8"), "int16x8": ("int16",)}
+        if self.io_type != "float32" and self.io_type not in integer_io.get(self.mode, ()):
+            raise ConfigError(
+                f"recipe {self.name!r}: io_type {self.io_type!r} needs a full-integer mode with that type "
+                f"({integer_io}); mode {self.mode!r} keeps float32 I/O."
+            )
+        if self.calibration_images < 1:
+            raise ConfigError(f"recipe {self.name!r}: calibration_images must be >= 1.")
+        if self.keep_float and self.mode not in FULL_INTEGER_MODES:
+            raise ConfigError(f"recipe {self.name!r}: keep_float only applies to full-integer modes.")
+        object.__setattr__(self, "keep_float", tuple(self.keep_float))
+
+    @property
+    def needs_calibration(self):
+        return self.mode in FULL_INTEGER_MODES
+
+    @property
+    def promises_full_integer(self):
+        return self.mode in FULL_INTEGER_MODES and not self.keep_float
+
+    def to_dict(self):
+        values = dataclasses.asdict(self)
+        values["keep_float"] = list(self.keep_float)
+        return values
+
+    @classmethod
+    def from_dict(cls, values, source="recipe"):
+        return cls(**strict_fields(cls, values, source))
+
+    def to_yaml(self):
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_recipe(path):
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: recipe file not found.")
+    values = yaml.safe_load(path.read_text())
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of {[f.name for f in dataclasses.fields(Recipe)]}.")
+    values.setdefault("name", path.stem)
+    return Recipe.from_dict(values, source=str(path))

@@ -1,0 +1,43 @@
+"""What a .tflite really holds: ops and tensors by type, so an "int8" artifact is proven integer-only."""
+
+import collections
+
+import numpy as np
+
+# Ops that only move data between float and integer domains at the model boundary, or carry no arithmetic.
+BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+INTEGER_TYPES = {np.dtype("int8"), np.dtype("uint8"), np.dtype("int16"), np.dtype("int32"), np.dtype("int64")}
+
+
+def make_interpreter(model_content=None, model_path=None, num_threads=1, xnnpack=True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(
+        model_content=model_content, model_path=None if model_path is None else str(model_path),
+        num_threads=num_threads, experimental_op_resolver_type=resolver,
+    )
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def inspect_tflite(model_content):
+    """Returns {"ops": {op: count}, "tensor_types": {dtype: count}, "float_compute_ops": [...], ...}."""
+    interpreter = make_interpreter(model_content=model_content, xnnpack=False)
+    tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    op_counts = collections.Counter(op["op_name"] for op in ops)
+    tensor_types = collections.Counter(np.dtype(detail["dtype"]).name for detail in tensors.values())
+    float_compute = []
+    for op in ops:
+        if op["op_name"] in BOUNDARY_OPS:
+            continue
+        types = {np.dtype(tensors[index]["dtype"]) for index in list(op["inputs"]) + list(op["outputs"]) if index >= 0}
+        if any(np.issubdtype(dtype, np.floating) for dtype in types):
+            float_compute.append(op["op_name"])
+    return {
+        "ops": dict(sorted(op_counts.items())),
+        "tensor_types": dict(sorted(tensor_types.items())),
+        "float_compute_ops": float_compute,
+        "num_ops": len(ops),
+    }
