@@ -34,8 +34,16 @@ def markdown_report(report):
     return "\n".join(lines) + "\n"
 
 
-def run_conversions(model, recipes, calibration, data_yaml, split, out, name, threads, force_overlap, evaluate):
-    """Converts `model` with every recipe into `out`; returns the report dict (also written as report.json/md)."""
+QAT_RECIPES = ("int8", "int8_int8io")
+
+
+def run_conversions(model, recipes, calibration, data_yaml, split, out, name, threads, force_overlap, evaluate,
+                    qat_model=None):
+    """Converts `model` with every recipe into `out`; returns the report dict (also written as report.json/md).
+
+    qat_model: an optional QAT .keras of the same detector; it is converted with the int8 recipes into
+    `<name>_qat_<recipe>.tflite` rows, evaluated against the same float reference.
+    """
     from tfyolo.benchmark import benchmark_tflite
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.evaluation.model_evaluation import ReferenceRun, evaluate_model
@@ -75,14 +83,20 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
             "full_integer": False, "latency_ms_p50": None, "error": None, "note": "Keras float32 reference",
         })
 
-    for position, recipe in enumerate(recipes, start=1):
-        click.echo(f"[{position}/{len(recipes)}] {recipe.name}: {recipe.description}", err=True)
-        row = {"recipe": recipe.name, "path": None, "size_bytes": None, "map50_95": None, "map50": None,
+    jobs = [(model, recipe, recipe.name, False) for recipe in recipes]
+    if qat_model:
+        from tfyolo.quantization.recipes_dir import resolve_recipe
+
+        jobs += [(qat_model, resolve_recipe(r), f"qat_{r}", True) for r in QAT_RECIPES]
+    for position, (source, recipe, row_name, is_qat) in enumerate(jobs, start=1):
+        click.echo(f"[{position}/{len(jobs)}] {row_name}: {recipe.description}"
+                   + (" (QAT model: no calibration needed, its ranges were learned)" if is_qat else ""), err=True)
+        row = {"recipe": row_name, "path": None, "size_bytes": None, "map50_95": None, "map50": None,
                "delta_map50_95": None, "full_integer": None, "latency_ms_p50": None, "error": None,
                "note": INT16_NOTE if recipe.mode == "int16x8" else None}
         try:
             images = None
-            if recipe.needs_calibration:
+            if recipe.needs_calibration and not is_qat:
                 key = (recipe.calibration_images, recipe.calibration_seed)
                 if key not in calibration_cache:
                     evaluated = [s.image_path for s in dataset.samples] if dataset else []
@@ -95,16 +109,18 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
                 images, calibration_summary = calibration_cache[key]
                 report["calibration"] = calibration_summary
             started = time.perf_counter()
-            content = convert_isolated(model, recipe, images)
+            content = convert_isolated(source, recipe, images)
             row["convert_seconds"] = time.perf_counter() - started
-            inspection = check_artifact(content, recipe)
+            staged = is_qat and bool((find_model_metadata(source) or {}).get("qat_staged"))
+            inspection = check_artifact(content, recipe, allow_float=staged)
             row["full_integer"] = inspection["full_integer"]
             row["ops"] = inspection["ops"]
             row["tensor_types"] = inspection["tensor_types"]
             metadata = artifact_metadata(model_metadata, recipe, calibration_summary if images is not None else None,
-                                         float_runner.input_size, float_runner.num_classes, model)
+                                         float_runner.input_size, float_runner.num_classes, source)
+            metadata["qat"] = is_qat
             content = embed_metadata(content, metadata)
-            path = out / f"{stem}_{recipe.name}.tflite"
+            path = out / f"{stem}_{row_name}.tflite"
             atomic_write_bytes(path, content)
             row["path"], row["size_bytes"] = str(path), len(content)
             row.update({key: value for key, value in benchmark_tflite(
@@ -145,15 +161,19 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
 @click.option("--threads", default=2, show_default=True)
 @click.option("--no-eval", is_flag=True, help="Only convert and check; no mAP.")
 @click.option("--force-calibration-overlap", is_flag=True, help="Allow calibrating on evaluated images.")
+@click.option("--qat-model", type=click.Path(dir_okay=False),
+              help="Also convert this QAT model of the same detector (rows qat_int8, qat_int8_int8io).")
 @user_errors
 def convert_command(model, recipe_names, calibration, data_yaml, split, out, name, threads, no_eval,
-                    force_calibration_overlap):
+                    force_calibration_overlap, qat_model):
     """Convert MODEL to TFLite with each recipe, verify it, and report accuracy against the float model."""
     from tfyolo.quantization.recipes_dir import builtin_recipe_names, resolve_recipe
 
     recipes = [resolve_recipe(value) for value in (recipe_names or builtin_recipe_names())]
+    if qat_model and not Path(qat_model).is_file():
+        qat_model = None  # `make convert` passes the default QAT path whether or not `make qat` ran
     report = run_conversions(model, recipes, calibration, data_yaml, split, out, name, threads,
-                             force_calibration_overlap, not no_eval)
+                             force_calibration_overlap, not no_eval, qat_model=qat_model)
     click.echo("\n" + markdown_report(report))
     click.echo(f"Wrote {Path(out) / 'report.json'} and {Path(out) / 'report.md'}")
     failed = [row["recipe"] for row in report["rows"] if row.get("error")]

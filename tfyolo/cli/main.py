@@ -126,6 +126,51 @@ def train(data_yaml, scale, activation, imgsz, epochs, batch, optimizer, lr0, sc
         )
 
 
+@cli.command()
+@click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Trained float .keras.")
+@click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch", default=16, show_default=True)
+@click.option("--lr0", default=1e-4, show_default=True, help="Fine-tuning learning rate (AdamW).")
+@click.option("--mosaic", default=0.0, show_default=True, help="Mosaic probability (off by default for QAT).")
+@click.option("--staged", is_flag=True, help="Quantize backbone + neck only; keep the head in float.")
+@click.option("--calibration-images", default=64, show_default=True, help="Train images that seed the ranges.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--resume", is_flag=True, help="Continue the QAT run in --out from its last checkpoint.")
+@user_errors
+def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images, seed, out, resume):
+    """Quantization-aware fine-tuning of a trained float model (tfmot), same trainer as `train`."""
+    from tfyolo.cli.evaluate import resolve_data
+    from tfyolo.models.model_io import read_metadata
+    from tfyolo.training.train_config import TrainConfig
+    from tfyolo.training.trainer import Trainer, resume_config
+
+    if resume:
+        config = resume_config(out)
+    else:
+        metadata = read_metadata(model) or {}
+        if not metadata.get("imgsz"):
+            from tfyolo.models.model_io import load_keras_model
+
+            metadata["imgsz"] = int(load_keras_model(model).input_shape[1])
+        config = TrainConfig(
+            data=str(resolve_data(data_yaml, model)), out=str(out), imgsz=metadata["imgsz"],
+            epochs=epochs, batch=batch, optimizer="adamw", lr0=lr0, warmup_epochs=0.0, mosaic=mosaic,
+            close_mosaic=0, seed=seed, qat_from=str(model), qat_staged=staged,
+            qat_calibration_images=calibration_images,
+        )
+    started = time.perf_counter()
+    history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
+    validated = [row for row in history if row["map50_95"] is not None]
+    if validated:
+        best = max(validated, key=lambda row: row["map50_95"])
+        click.echo(f"QAT done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 "
+                   f"{best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f} (fake-quant, Keras). Saved "
+                   f"{Path(out) / 'best.h5'}; convert it with `tfyolo convert --recipe int8` (no calibration "
+                   "needed: the ranges were learned).")
+
+
 def _register_subcommands():
     from tfyolo.cli.convert import convert_command
     from tfyolo.cli.evaluate import main as evaluate_command

@@ -214,7 +214,7 @@ class TFLiteRunner:
         return self.decode(self.predict_raw(batch))
 
 
-def open_runner(path, num_threads=2, layout="auto", scope=None):
+def open_runner(path, num_threads=2, layout="auto"):
     """A runner for a .keras file, a SavedModel folder or a .tflite file, chosen by what `path` is."""
     path = Path(path)
     if not path.exists():
@@ -226,10 +226,9 @@ def open_runner(path, num_threads=2, layout="auto", scope=None):
     if path.suffix == ".tflite":
         return TFLiteRunner(path, num_threads=num_threads, layout=layout)
     if path.suffix in (".keras", ".h5"):
-        from tfyolo.models.model_io import load_keras_model
+        from tfyolo.models.model_io import load_any_detector
 
-        model = load_keras_model(path, scope=scope)
-        return KerasRunner(model, description=str(path))
+        return KerasRunner(load_any_detector(path), description=str(path))
     raise ModelError(f"{path}: unknown model type {path.suffix!r}; expected .keras, .tflite or a SavedModel folder.")
 
 

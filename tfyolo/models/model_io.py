@@ -2,6 +2,7 @@
 
 import json
 import os
+import zipfile
 import tempfile
 from pathlib import Path
 
@@ -17,13 +18,18 @@ METADATA_NAME = "metadata.json"
 
 
 def save_model_atomic(model, path):
-    """Writes `model` to `path` (.keras) through a temporary file in the same folder."""
+    """Writes `model` to `path` through a temporary file in the same folder.
+
+    `.keras` (Keras v3 format) for float models; `.h5` for QAT models, because the v3 format does not
+    round-trip tfmot's QuantizeLayer in tf_keras 2.21 ("expected 5 variables, but received 3"), while HDF5,
+    the format tfmot itself tests, reloads bit-exact.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(handle)
     try:
-        model.save(temporary, overwrite=True)
+        model.save(temporary, overwrite=True, save_format="h5" if path.suffix == ".h5" else None)
         os.chmod(temporary, _umask_mode())
         os.replace(temporary, path)
     except BaseException:
@@ -51,8 +57,9 @@ def load_keras_model(path, scope=None):
                 model = keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
         else:
             model = keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
-    except (OSError, ValueError) as error:
-        raise ModelError(f"{path}: cannot load as a Keras model ({str(error).splitlines()[0]}).")
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        message = str(error).strip().splitlines()
+        raise ModelError(f"{path}: cannot load as a Keras model ({message[0] if message else type(error).__name__}).")
     return check_detector(model, path)
 
 
@@ -68,11 +75,25 @@ def model_config_from_metadata(metadata):
     return ModelConfig.from_dict(metadata["model"], source="metadata.json 'model'")
 
 
+def is_qat_file(path):
+    """True if the model file holds tfmot quantize wrappers (it then loads only under quantize_scope)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".h5":
+            import h5py
+
+            with h5py.File(path, "r") as stream:
+                return "QuantizeWrapper" in str(stream.attrs.get("model_config", ""))
+        with zipfile.ZipFile(path) as archive:
+            return b"QuantizeWrapper" in archive.read("config.json")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return False
+
+
 def load_any_detector(path):
     """Loads a float or a quantization-aware-trained (.keras) detector; QAT models need tfmot's scope."""
-    try:
-        return load_keras_model(path)
-    except ModelError:
+    if is_qat_file(path):
         from tfyolo.qat.quantize_configs import quantize_scope
 
         return load_keras_model(path, scope=quantize_scope())
+    return load_keras_model(path)

@@ -20,29 +20,36 @@ def detector_function(model):
     return function.get_concrete_function(spec), function
 
 
-def _fp32(converter, recipe, representative):
+def _fp32(converter, recipe, representative, qat):
     pass
 
 
-def _fp16(converter, recipe, representative):
+def _fp16(converter, recipe, representative, qat):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
 
 
-def _dynamic(converter, recipe, representative):
+def _dynamic(converter, recipe, representative, qat):
     # DEFAULT without a representative dataset = dynamic range: int8 weights, float activations.
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
 
 def _full_integer(ops_set):
-    def configure(converter, recipe, representative):
-        if representative is None:
+    def configure(converter, recipe, representative, qat):
+        # A QAT model carries its learned ranges in its fake-quant nodes: it needs no calibration.
+        if representative is None and not qat:
             raise ConfigError(f"recipe {recipe.name!r} ({recipe.mode}) needs calibration images.")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = representative
-        # Float kernels are only allowed next to the integer set when the recipe names layers to keep in float;
-        # otherwise the converter must fail rather than quietly leave float ops in an "integer" model.
-        converter.target_spec.supported_ops = [ops_set] + ([tf.lite.OpsSet.TFLITE_BUILTINS] if recipe.keep_float else [])
+        if not qat:
+            converter.representative_dataset = representative
+        # Float kernels are only allowed next to the integer set when the recipe names layers to keep in float
+        # (or a staged QAT model left its head in float); otherwise the converter must fail rather than quietly
+        # leave float ops in an "integer" model.
+        allow_float = recipe.keep_float or qat == "staged"
+        if not qat:
+            converter.target_spec.supported_ops = [ops_set] + ([tf.lite.OpsSet.TFLITE_BUILTINS] if allow_float else [])
+        # For QAT models the ops set stays the default: restricting it to INT8 makes the converter demand a
+        # representative dataset. Integer-only is then enforced on the result (`check_artifact`).
         converter.inference_input_type = IO_DTYPES[recipe.io_type]
         converter.inference_output_type = IO_DTYPES[recipe.io_type]
     return configure
@@ -57,11 +64,23 @@ CONFIGURE = {
 }
 
 
+def qat_kind(model):
+    """None for a float model, "full" for a QAT model, "staged" for one that keeps some layers in float."""
+    from tfyolo.qat.qat_model import has_float_layers, is_qat_model
+
+    if not is_qat_model(model):
+        return None
+    return "staged" if has_float_layers(model) else "full"
+
+
 def make_converter(model, recipe, representative=None):
     concrete, function = detector_function(model)
     # Passing the tf.function as trackable_obj selects the direct concrete-function pipeline (no deprecation).
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
-    CONFIGURE[recipe.mode](converter, recipe, representative)
+    qat = qat_kind(model)
+    if qat and recipe.mode != "int8":
+        raise ConfigError(f"recipe {recipe.name!r}: a QAT model converts with int8 recipes only, not {recipe.mode}.")
+    CONFIGURE[recipe.mode](converter, recipe, representative, qat)
     if not recipe.per_channel:
         # Private but stable flag (TF 2.9+): per-tensor weight scales, for accelerators that need them.
         converter._experimental_disable_per_channel = True

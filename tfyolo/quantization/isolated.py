@@ -58,13 +58,15 @@ def convert_isolated(model_path, recipe, calibration_images=None):
         return output_path.read_bytes()
 
 
-def check_artifact(model_content, recipe):
-    """Inspects the converted model; raises if a full-integer recipe left float compute in the graph."""
+def check_artifact(model_content, recipe, allow_float=False):
+    """Inspects the converted model; raises if a full-integer recipe left float compute in the graph.
+
+    allow_float: the model itself keeps layers in float on purpose (staged QAT)."""
     from tfyolo.quantization.tflite_inspect import inspect_tflite
 
     inspection = inspect_tflite(model_content)
     inspection["full_integer"] = not inspection["float_compute_ops"]
-    if recipe.promises_full_integer and inspection["float_compute_ops"]:
+    if recipe.promises_full_integer and not allow_float and inspection["float_compute_ops"]:
         found = sorted(set(inspection["float_compute_ops"]))
         raise ConversionError(
             f"recipe {recipe.name!r} promises integer-only compute but the model keeps "

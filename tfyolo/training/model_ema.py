@@ -22,13 +22,16 @@ class ModelEMA:
         self.decay = decay
         self.tau = tau
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_updates")
+        # Integer state (tfmot's optimizer_step counters) is not averaged.
+        self.pairs = [(target, source) for target, source in zip(ema_model.weights, model.weights)
+                      if target.dtype.is_floating]
         for target, source in zip(ema_model.weights, model.weights):
             target.assign(source)
 
     def update(self):
         self.updates.assign_add(1)
         decay = self.decay * (1.0 - tf.exp(-tf.cast(self.updates, tf.float32) / self.tau))
-        for target, source in zip(self.ema_model.weights, self.model.weights):
+        for target, source in self.pairs:
             target.assign(decay * target + (1.0 - decay) * tf.cast(source, target.dtype))
 
 

@@ -49,6 +49,9 @@ class TrainConfig:
     strategy: Optional[str] = None
     init_weights: Optional[str] = None
     max_grad_norm: float = 10.0
+    qat_from: Optional[str] = None
+    qat_staged: bool = False
+    qat_calibration_images: int = 64
 
     def __post_init__(self):
         checks = [
@@ -62,6 +65,8 @@ class TrainConfig:
             (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, received {self.strategy!r}"),
             (self.imgsz >= 32 and self.imgsz % 32 == 0, f"imgsz must be a positive multiple of 32, received {self.imgsz}"),
         ]
+        if self.qat_from and self.mixed_precision:
+            checks.append((False, "quantization-aware training runs in float32; drop --mixed-precision"))
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message + ".")

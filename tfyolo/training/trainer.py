@@ -77,13 +77,55 @@ class Trainer:
         self.out = Path(config.out)
         self.train_data = DetectionDataset.from_data_yaml(config.data, "train")
         self.val_data = DetectionDataset.from_data_yaml(config.data, "val")
-        self.model_config = ModelConfig(
-            num_classes=self.train_data.num_classes, scale=config.scale, activation=config.activation,
-            input_size=config.imgsz,
-        )
+        self.float_model = None
+        if config.qat_from:
+            self.float_model, self.model_config = self._load_float_for_qat()
+        else:
+            self.model_config = ModelConfig(
+                num_classes=self.train_data.num_classes, scale=config.scale, activation=config.activation,
+                input_size=config.imgsz,
+            )
         self.max_boxes = config.max_boxes or max(1, self.train_data.max_boxes_per_image * (4 if config.mosaic else 1))
 
     # === Setup ===
+    def _load_float_for_qat(self):
+        from tfyolo.models.model_io import load_keras_model
+        from tfyolo.models.resize import infer_model_config
+
+        float_model = load_keras_model(self.config.qat_from)
+        model_config = infer_model_config(float_model)
+        if model_config.num_classes != self.train_data.num_classes:
+            raise ConfigError(
+                f"{self.config.qat_from} predicts {model_config.num_classes} classes but {self.config.data} has "
+                f"{self.train_data.num_classes}."
+            )
+        if model_config.input_size != self.config.imgsz:
+            raise ConfigError(
+                f"{self.config.qat_from} takes {model_config.input_size}px inputs; QAT must use the same "
+                f"--imgsz, received {self.config.imgsz}."
+            )
+        return float_model, model_config
+
+    def _build_models(self):
+        """(model, EMA model): fresh float detectors, or QAT wrappers of the float model with seeded ranges."""
+        if not self.config.qat_from:
+            model = build_yolo_detector(self.model_config)
+            if self.config.init_weights:
+                model.load_weights(self.config.init_weights)
+            return model, build_yolo_detector(self.model_config, name="yolo_detector_ema")
+        from tfyolo.qat.qat_model import build_qat_model, seed_quantization_ranges
+        from tfyolo.quantization.calibration import load_calibration_images
+
+        model = build_qat_model(self.float_model, staged=self.config.qat_staged)
+        images, summary = load_calibration_images(
+            self.config.data, self.config.imgsz, self.config.qat_calibration_images, seed=self.config.seed
+        )
+        count = seed_quantization_ranges(model, self.float_model, images)
+        self.reporter.message(
+            f"QAT: seeded {count} fake-quant ranges from {summary['images_used']} images of {summary['source']}."
+        )
+        return model, build_qat_model(self.float_model, staged=self.config.qat_staged)
+
     def _learning_rate(self):
         if self.config.lr0 is not None:
             return self.config.lr0
@@ -132,10 +174,7 @@ class Trainer:
         self._set_precision()
         strategy = select_strategy(config.strategy)
         with strategy.scope():
-            model = build_yolo_detector(self.model_config)
-            if config.init_weights:
-                model.load_weights(config.init_weights)
-            ema_model = build_yolo_detector(self.model_config, name="yolo_detector_ema")
+            model, ema_model = self._build_models()
             optimizer = self._optimizer()
             optimizer.build(model.trainable_variables)
             ema = ModelEMA(model, ema_model, decay=config.ema_decay)
@@ -186,8 +225,10 @@ class Trainer:
         warmup_iterations = round(config.warmup_epochs * batches_per_epoch)
         runner = KerasRunner(ema_model if config.ema else model, reg_max=self.model_config.reg_max)
         history_path = self.out / "history.json"
-        history = json.loads(history_path.read_text()) if history_path.is_file() and int(epoch_counter) else []
         start_epoch = int(epoch_counter)
+        history = json.loads(history_path.read_text()) if history_path.is_file() and start_epoch else []
+        # A kill between writing history.json and the checkpoint leaves a row the checkpoint never saw.
+        history = [row for row in history if row["epoch"] <= start_epoch]
         if start_epoch >= config.epochs:
             self.reporter.message(f"{self.out}: all {config.epochs} epochs are done already.")
         for epoch in range(start_epoch, config.epochs):
@@ -238,9 +279,10 @@ class Trainer:
                     if summary[key] is not None:
                         tf.summary.scalar(key, summary[key])
             export = ema_model if config.ema else model
-            save_model_atomic(export, self.out / "last.keras")
+            suffix = ".h5" if config.qat_from else ".keras"  # see save_model_atomic for why QAT uses HDF5
+            save_model_atomic(export, self.out / f"last{suffix}")
             if improved:
-                save_model_atomic(export, self.out / "best.keras")
+                save_model_atomic(export, self.out / f"best{suffix}")
                 self._write_metadata(epoch + 1, metrics)
             atomic_write_json(history_path, history)
             # The checkpoint goes last: a crash before it replays this epoch, never skips it.
@@ -262,6 +304,9 @@ class Trainer:
             "data_sha256": dataset_fingerprint(self.train_data, self.val_data),
             "train_args": self.config.to_dict(),
             "best_epoch": epoch,
+            "qat": bool(self.config.qat_from),
+            "qat_staged": bool(self.config.qat_from and self.config.qat_staged),
+            "qat_from": self.config.qat_from,
             "val_metrics": {key: metrics[key] for key in ("map50_95", "map50", "map75", "precision", "recall")},
             "versions": {"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
         }
