@@ -24,7 +24,10 @@ RECIPES ?=
 DATA ?=
 CALIBRATION ?=
 
-.PHONY: install test test-large lint train convert bench bench-train bench-ptq clean help
+DEFAULT_QAT := $(BUILD)/default_qat
+QAT_EPOCHS ?= 3
+
+.PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-latency clean help
 
 help:
 	@echo "make convert     train the default model if needed, convert it with every recipe, report (main job)"
@@ -33,6 +36,9 @@ help:
 	@echo "make train       train the default model on the synthetic set into $(DEFAULT)/"
 	@echo "make bench-train real-data training benchmark (PennFudan) -> benchmarks/results/"
 	@echo "make bench-ptq   every PTQ recipe on the PennFudan model -> benchmarks/results/"
+	@echo "make qat         quantization-aware fine-tune of the default model into $(DEFAULT_QAT)/"
+	@echo "make bench-qat   PennFudan QAT vs PTQ, SiLU vs ReLU -> benchmarks/results/"
+	@echo "make bench       latency suite + every benchmark not yet run -> benchmarks/RESULTS.md"
 	@echo "make lint        ruff"
 
 $(STAMP): setup.cfg pyproject.toml
@@ -72,13 +78,40 @@ train: $(DEFAULT)/.done
 convert: $(if $(filter $(DEFAULT)/best.keras,$(MODEL)),$(DEFAULT)/.done) | $(STAMP)
 	$(BIN)/python converters/convert.py --model $(MODEL) --out $(OUT) \
 		$(foreach recipe,$(RECIPES),--recipe $(recipe)) $(if $(DATA),--data $(DATA)) \
-		$(if $(CALIBRATION),--calibration $(CALIBRATION))
+		$(if $(CALIBRATION),--calibration $(CALIBRATION)) \
+		$(if $(filter $(DEFAULT)/best.keras,$(MODEL)),--qat-model $(DEFAULT_QAT)/best.h5)
+
+# Quantization-aware fine-tune of the default model; `make convert` then adds qat_int8 rows to its report.
+$(DEFAULT_QAT)/.done: $(DEFAULT)/.done | $(STAMP)
+	if [ -f $(DEFAULT_QAT)/train_args.json ]; then \
+		$(BIN)/tfyolo qat --resume --model $(DEFAULT)/best.keras --out $(DEFAULT_QAT); \
+	else \
+		$(BIN)/tfyolo qat --model $(DEFAULT)/best.keras --epochs $(QAT_EPOCHS) --batch $(BATCH) --out $(DEFAULT_QAT); \
+	fi
+	touch $@
+
+qat: $(DEFAULT_QAT)/.done
 
 bench-train: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_train
 
 bench-ptq: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_ptq
+
+bench-qat: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_qat
+
+bench-latency: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_latency
+
+# The whole suite: latency of every artifact (PennFudan recipes, the x86 study, make convert's artifacts),
+# after the real-data benchmarks it needs, then benchmarks/RESULTS.md. Each step skips work already done.
+bench: | $(STAMP)
+	test -f benchmarks/work/pennfudan_n_320/best.keras || $(BIN)/python -m benchmarks.bench_train
+	test -f benchmarks/results/ptq_pennfudan.json || $(BIN)/python -m benchmarks.bench_ptq
+	test -f benchmarks/results/qat_pennfudan.json || $(BIN)/python -m benchmarks.bench_qat
+	$(BIN)/python -m benchmarks.bench_latency
+	$(BIN)/python -m benchmarks.summarize
 
 clean:
 	rm -rf $(BUILD)

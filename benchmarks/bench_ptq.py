@@ -27,39 +27,83 @@ def main(model, recipes, name):
     data = require_dataset(PENNFUDAN)
     started = time.perf_counter()
     report = run_conversions(
-        model, [resolve_recipe(r) for r in (recipes or builtin_recipe_names())], calibration=str(data),
-        data_yaml=str(data), split="val", out=WORK / name, name="pennfudan_n_320", threads=2,
-        force_overlap=False, evaluate=True,
+        model,
+        [resolve_recipe(r) for r in (recipes or builtin_recipe_names())],
+        calibration=str(data),
+        data_yaml=str(data),
+        split="val",
+        out=WORK / name,
+        name="pennfudan_n_320",
+        threads=2,
+        force_overlap=False,
+        evaluate=True,
     )
     rows = {row["recipe"]: row for row in report["rows"]}
     checks = []
     for recipe, max_drop in GOALS.items():
         row = rows.get(recipe)
         if row and row["delta_map50_95"] is not None:
-            checks.append({"check": f"{recipe} mAP50-95 drop <= {max_drop} pt", "value": -row["delta_map50_95"],
-                           "pass": -row["delta_map50_95"] <= max_drop})
+            checks.append(
+                {
+                    "check": f"{recipe} mAP50-95 drop <= {max_drop} pt",
+                    "value": -row["delta_map50_95"],
+                    "pass": -row["delta_map50_95"] <= max_drop,
+                }
+            )
     if rows.get("int8", {}).get("size_ratio_vs_fp32"):
         ratio = rows["int8"]["size_ratio_vs_fp32"]
-        checks.append({"check": f"int8 size <= {MAX_INT8_SIZE_RATIO} x fp32", "value": ratio,
-                       "pass": ratio <= MAX_INT8_SIZE_RATIO})
+        checks.append(
+            {
+                "check": f"int8 size <= {MAX_INT8_SIZE_RATIO} x fp32",
+                "value": ratio,
+                "pass": ratio <= MAX_INT8_SIZE_RATIO,
+            }
+        )
     if "fp32" in rows and rows["fp32"]["map50_95"] is not None:
         same = round(rows["fp32"]["map50_95"], 3) == round(rows["float"]["map50_95"], 3)
-        checks.append({"check": "fp32 TFLite mAP50-95 == Keras to 3 decimals",
-                       "value": rows["fp32"]["map50_95"] - rows["float"]["map50_95"], "pass": same})
-    results = {"machine": machine(), "model": model, "report": report, "checks": checks,
-               "wall_seconds": time.perf_counter() - started}
-    table = markdown_table(report["rows"], [
-        ("recipe", "recipe", None), ("size_bytes", "size (bytes)", "{:,}"), ("map50_95", "mAP50-95", "{:.4f}"),
-        ("map50", "mAP50", "{:.4f}"), ("delta_map50_95", "delta (pt)", "{:+.2f}"),
-        ("full_integer", "full int", None), ("latency_ms_p50", "p50 ms (2 thr)", "{:.2f}"), ("error", "error", None),
-    ])
-    check_table = markdown_table(checks, [("check", "goal", None), ("value", "measured", "{:.4f}"),
-                                          ("pass", "met", None)])
-    markdown = "\n".join([
-        "# PTQ benchmark: PennFudan n @ 320 (calibrated on train, evaluated on val)", "",
-        f"Machine: {results['machine']}", "", table, "", check_table, "",
-        "int16x8 runs on TFLite reference kernels (no XNNPACK): its latency is not representative of accelerators.",
-    ])
+        checks.append(
+            {
+                "check": "fp32 TFLite mAP50-95 == Keras to 3 decimals",
+                "value": rows["fp32"]["map50_95"] - rows["float"]["map50_95"],
+                "pass": same,
+            }
+        )
+    results = {
+        "machine": machine(),
+        "model": model,
+        "report": report,
+        "checks": checks,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    table = markdown_table(
+        report["rows"],
+        [
+            ("recipe", "recipe", None),
+            ("size_bytes", "size (bytes)", "{:,}"),
+            ("map50_95", "mAP50-95", "{:.4f}"),
+            ("map50", "mAP50", "{:.4f}"),
+            ("delta_map50_95", "delta (pt)", "{:+.2f}"),
+            ("full_integer", "full int", None),
+            ("latency_ms_p50", "p50 ms (2 thr)", "{:.2f}"),
+            ("error", "error", None),
+        ],
+    )
+    check_table = markdown_table(
+        checks, [("check", "goal", None), ("value", "measured", "{:.4f}"), ("pass", "met", None)]
+    )
+    markdown = "\n".join(
+        [
+            "# PTQ benchmark: PennFudan n @ 320 (calibrated on train, evaluated on val)",
+            "",
+            f"Machine: {results['machine']}",
+            "",
+            table,
+            "",
+            check_table,
+            "",
+            "int16x8 runs on TFLite reference kernels (no XNNPACK): its latency is not representative of accelerators.",
+        ]
+    )
     write_results(name, results, markdown)
     click.echo(markdown)
 

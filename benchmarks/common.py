@@ -34,8 +34,7 @@ def require_dataset(path):
 
 def markdown_table(rows, columns):
     """rows: list of dicts; columns: list of (key, header, format)."""
-    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
+    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         cells = []
         for key, _, fmt in columns:

@@ -39,3 +39,16 @@ def tiny_model():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_float_run(tiny_synthetic, tmp_path_factory):
+    """One epoch of real training on the tiny synthetic set: realistic BatchNorm statistics and ranges."""
+    from tfyolo.training.train_config import TrainConfig
+    from tfyolo.training.trainer import Trainer
+
+    out = tmp_path_factory.mktemp("tiny_float")
+    Trainer(
+        TrainConfig(data=str(tiny_synthetic), out=str(out), imgsz=64, epochs=1, batch=4, val_interval=0, seed=2)
+    ).fit()
+    return out / "last.keras"

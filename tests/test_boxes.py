@@ -10,8 +10,9 @@ def test_formats_round_trip_through_xyxy():
     xyxy = convert_format(cxcywh, "cxcywh", "xyxy")
     np.testing.assert_allclose(xyxy, [[0.4, 0.3, 0.6, 0.7]], atol=1e-7)
     np.testing.assert_allclose(convert_format(xyxy, "xyxy", "xywh"), [[0.4, 0.3, 0.2, 0.4]], atol=1e-7)
-    np.testing.assert_allclose(convert_format(convert_format(cxcywh, "cxcywh", "xywh"), "xywh", "cxcywh"), cxcywh,
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        convert_format(convert_format(cxcywh, "cxcywh", "xywh"), "xywh", "cxcywh"), cxcywh, atol=1e-7
+    )
 
 
 def test_unknown_format():

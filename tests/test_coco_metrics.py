@@ -9,9 +9,11 @@ SIZE = (100, 200)  # height, width of every image
 
 def dataset_with(boxes_per_image, names=("a", "b")):
     samples = [
-        Sample(image_path=__import__("pathlib").Path(f"img{i}.png"),
-               class_ids=np.asarray([c for c, _ in boxes], np.int32),
-               boxes=np.asarray([b for _, b in boxes], np.float32).reshape(-1, 4) / [200, 100, 200, 100])
+        Sample(
+            image_path=__import__("pathlib").Path(f"img{i}.png"),
+            class_ids=np.asarray([c for c, _ in boxes], np.int32),
+            boxes=np.asarray([b for _, b in boxes], np.float32).reshape(-1, 4) / [200, 100, 200, 100],
+        )
         for i, boxes in enumerate(boxes_per_image)
     ]
     return DetectionDataset(samples, names, "hand-built")
@@ -28,8 +30,9 @@ def score(dataset, detections):
 
 def test_perfect_detections_score_one():
     dataset = dataset_with([[(0, (10, 10, 50, 60)), (1, (100, 20, 180, 90))], [(0, (0, 0, 20, 20))]])
-    metrics = score(dataset, [(0, 0, (10, 10, 50, 60), 0.9), (0, 1, (100, 20, 180, 90), 0.8),
-                              (1, 0, (0, 0, 20, 20), 0.7)])
+    metrics = score(
+        dataset, [(0, 0, (10, 10, 50, 60), 0.9), (0, 1, (100, 20, 180, 90), 0.8), (1, 0, (0, 0, 20, 20), 0.7)]
+    )
     assert metrics["map50_95"] == pytest.approx(1.0) and metrics["map50"] == pytest.approx(1.0)
     assert metrics["per_class"]["a"]["ap50_95"] == pytest.approx(1.0)
     assert metrics["precision"] == pytest.approx(1.0) and metrics["recall"] == pytest.approx(1.0)
@@ -92,7 +95,9 @@ def test_coco128_ground_truth_from_yolo_labels_equals_official_json():
     json_sizes = {i: sizes[s.image_path.name] for i, s in enumerate(from_json.samples)}
     no_crowd = DetectionDataset(
         [Sample(s.image_path, s.class_ids[~s.crowd], s.boxes[~s.crowd], s.crowd[~s.crowd]) for s in from_json.samples],
-        from_json.names, "json without crowd")
+        from_json.names,
+        "json without crowd",
+    )
     from_json_metrics = coco_evaluate(coco_ground_truth(no_crowd, json_sizes), detections_json, from_json.names)
     for key in ("map50_95", "map50", "map75"):
         assert from_yolo_metrics[key] == pytest.approx(from_json_metrics[key], abs=1e-6), key

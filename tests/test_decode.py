@@ -8,7 +8,9 @@ def test_anchor_points_order():
     # 64px: 8x8 cells at stride 8, 4x4 at 16, 2x2 at 32 = 84 anchors, level by level, row-major.
     points, strides = anchor_points(64, (8, 16, 32))
     assert points.shape == (84, 2) and strides.shape == (84, 1)
-    np.testing.assert_array_equal(points[[0, 1, 8, 64, 80]], [[0.5, 0.5], [1.5, 0.5], [0.5, 1.5], [0.5, 0.5], [0.5, 0.5]])
+    np.testing.assert_array_equal(
+        points[[0, 1, 8, 64, 80]], [[0.5, 0.5], [1.5, 0.5], [0.5, 1.5], [0.5, 0.5], [0.5, 0.5]]
+    )
     np.testing.assert_array_equal(strides[[0, 63, 64, 79, 80, 83], 0], [8, 8, 16, 16, 32, 32])
 
 

@@ -30,10 +30,17 @@ def _assign(pred_boxes, gt_boxes, gt_classes, top_k=10, score=0.5):
     scores = np.full((1, 84, 2), score, np.float32)
     assigner = TaskAlignedAssigner(num_classes=2, top_k=top_k)
     mask = np.ones((1, len(gt_boxes)), np.float32)
-    return [t.numpy() for t in assigner(
-        tf.constant(scores), tf.constant(pred_boxes[None], tf.float32), tf.constant(points * strides),
-        tf.constant([gt_classes], tf.int32), tf.constant(np.asarray(gt_boxes, np.float32)[None]), tf.constant(mask),
-    )]
+    return [
+        t.numpy()
+        for t in assigner(
+            tf.constant(scores),
+            tf.constant(pred_boxes[None], tf.float32),
+            tf.constant(points * strides),
+            tf.constant([gt_classes], tf.int32),
+            tf.constant(np.asarray(gt_boxes, np.float32)[None]),
+            tf.constant(mask),
+        )
+    ]
 
 
 def test_assigner_picks_anchors_inside_the_box_ranked_by_alignment():

@@ -10,14 +10,8 @@ from tfyolo.qat.qat_model import build_qat_model, has_float_layers, is_qat_model
 
 
 @pytest.fixture(scope="module")
-def float_run(tiny_synthetic, tmp_path_factory):
-    from tfyolo.training.train_config import TrainConfig
-    from tfyolo.training.trainer import Trainer
-
-    out = tmp_path_factory.mktemp("float")
-    Trainer(TrainConfig(data=str(tiny_synthetic), out=str(out), imgsz=64, epochs=1, batch=4, val_interval=0,
-                        seed=5)).fit()
-    return out / "last.keras"
+def float_run(tiny_float_run):
+    return tiny_float_run
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +21,19 @@ def qat_run(float_run, tiny_synthetic, tmp_path_factory):
     from tfyolo.training.trainer import Trainer
 
     out = tmp_path_factory.mktemp("qat")
-    config = TrainConfig(data=str(tiny_synthetic), out=str(out), imgsz=64, epochs=1, batch=8, lr0=1e-4,
-                         mosaic=0.0, close_mosaic=0, warmup_epochs=0.0, qat_from=str(float_run),
-                         qat_calibration_images=4)
+    config = TrainConfig(
+        data=str(tiny_synthetic),
+        out=str(out),
+        imgsz=64,
+        epochs=1,
+        batch=8,
+        lr0=1e-4,
+        mosaic=0.0,
+        close_mosaic=0,
+        warmup_epochs=0.0,
+        qat_from=str(float_run),
+        qat_calibration_images=4,
+    )
     history = Trainer(config).fit()
     return out, history
 
@@ -53,8 +57,7 @@ def test_gradients_through_fake_quant_are_finite(float_run):
     loss_fn = YOLOLoss(num_classes=2, input_size=64)
     with tf.GradientTape() as tape:
         outputs = model(images, training=True)
-        loss, _ = loss_fn(outputs[BOX_OUTPUT], outputs[CLASS_OUTPUT], boxes, tf.constant([[0], [1]]),
-                          tf.ones((2, 1)))
+        loss, _ = loss_fn(outputs[BOX_OUTPUT], outputs[CLASS_OUTPUT], boxes, tf.constant([[0], [1]]), tf.ones((2, 1)))
     gradients = tape.gradient(loss, model.trainable_variables)
     assert all(g is not None for g in gradients)
     assert all(np.isfinite(g.numpy()).all() for g in gradients)
@@ -69,10 +72,16 @@ def test_seeded_ranges_replace_the_default_six(float_run, tiny_synthetic):
     model = build_qat_model(float_model)
     images, _ = load_calibration_images(tiny_synthetic, 64, 4)
     assert seed_quantization_ranges(model, float_model, images) > 100
-    ranges = {v.name: float(v.numpy()) for layer in model.layers for v in layer.weights
-              if v.name.endswith(("output_max:0", "post_activation_max:0"))}
+    ranges = {
+        v.name: float(v.numpy())
+        for layer in model.layers
+        for v in layer.weights
+        if v.name.endswith(("output_max:0", "post_activation_max:0"))
+    }
     assert ranges and not any(value == 6.0 for value in ranges.values())
-    quantize_max = [v for layer in model.layers for v in layer.weights if "quantize_layer" in v.name and "max" in v.name]
+    quantize_max = [
+        v for layer in model.layers for v in layer.weights if "quantize_layer" in v.name and "max" in v.name
+    ]
     assert float(quantize_max[0].numpy()) == 1.0
 
 

@@ -14,17 +14,10 @@ from tfyolo.quantization.tflite_inspect import inspect_tflite
 
 
 @pytest.fixture(scope="module")
-def trained_tiny(tiny_synthetic, tmp_path_factory):
-    """The tiny model after a few steps of training, so BatchNorm statistics and ranges are realistic."""
-    from tfyolo.training.train_config import TrainConfig
-    from tfyolo.training.trainer import Trainer
-
-    out = tmp_path_factory.mktemp("ptq_run")
-    Trainer(TrainConfig(data=str(tiny_synthetic), out=str(out), imgsz=64, epochs=1, batch=4, val_interval=0,
-                        seed=2)).fit()
+def trained_tiny(tiny_float_run):
     from tfyolo.models.model_io import load_keras_model
 
-    return load_keras_model(out / "last.keras"), out / "last.keras"
+    return load_keras_model(tiny_float_run), tiny_float_run
 
 
 @pytest.fixture(scope="module")

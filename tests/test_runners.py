@@ -7,8 +7,9 @@ from tfyolo.evaluation.runners import TFLiteRunner, dequantize, quantize
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
 
 
-@pytest.mark.parametrize("dtype, scale, zero_point", [(np.int8, 1 / 255, -128), (np.uint8, 0.05, 10),
-                                                     (np.int16, 0.001, 0)])
+@pytest.mark.parametrize(
+    "dtype, scale, zero_point", [(np.int8, 1 / 255, -128), (np.uint8, 0.05, 10), (np.int16, 0.001, 0)]
+)
 def test_quantize_dequantize_round_trip(dtype, scale, zero_point):
     detail = {"dtype": dtype, "quantization": (scale, zero_point)}
     values = np.linspace(0, 1, 50, dtype=np.float32)
@@ -32,8 +33,9 @@ def _to_tflite(model, int8_input=False):
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
     if int8_input:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([np.random.default_rng(i).uniform(0, 1, (1, 64, 64, 3))
-                                                     .astype(np.float32)] for i in range(2))
+        converter.representative_dataset = lambda: (
+            [np.random.default_rng(i).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)] for i in range(2)
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
     return converter.convert()
@@ -104,11 +106,11 @@ def test_input_size_that_does_not_fit(tiny_model, tmp_path):
 
 
 def test_class_count_mismatch_is_a_clear_error(tiny_model, tiny_synthetic):
+    from tfyolo.config import ModelConfig
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.evaluation.evaluator import evaluate
     from tfyolo.evaluation.runners import KerasRunner
     from tfyolo.models.yolo_detector import build_yolo_detector
-    from tfyolo.config import ModelConfig
 
     dataset = DetectionDataset.from_data_yaml(tiny_synthetic, "val")
     three = build_yolo_detector(ModelConfig(num_classes=3, input_size=64))

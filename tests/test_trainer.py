@@ -13,8 +13,17 @@ from tfyolo.training.trainer import SilentReporter, Trainer, resume_config
 
 
 def tiny_config(data, out, **changes):
-    values = dict(data=str(data), out=str(out), imgsz=64, epochs=2, batch=4, warmup_epochs=0.5, close_mosaic=1,
-                  val_batch=8, seed=1)
+    values = dict(
+        data=str(data),
+        out=str(out),
+        imgsz=64,
+        epochs=2,
+        batch=4,
+        warmup_epochs=0.5,
+        close_mosaic=1,
+        val_batch=8,
+        seed=1,
+    )
     values.update(changes)
     return TrainConfig(**values)
 

@@ -21,11 +21,14 @@ def test_output_shapes(tiny_model, input_size, anchors):
 # Golden trainable parameter counts at 80 classes. Ultralytics reports YOLOv8n 3,157,200 / s 11,166,560 /
 # m 25,902,640: each is ours + 16, the fixed weights of its DFL 1x1 conv, which here is arithmetic in
 # `tfyolo.ops.decode` instead of a layer.
-@pytest.mark.parametrize("scale, trainable, total", [
-    ("n", 3_157_184, 3_167_776),
-    ("s", 11_166_544, 11_186_576),
-    ("m", 25_902_624, 25_935_744),
-])
+@pytest.mark.parametrize(
+    "scale, trainable, total",
+    [
+        ("n", 3_157_184, 3_167_776),
+        ("s", 11_166_544, 11_186_576),
+        ("m", 25_902_624, 25_935_744),
+    ],
+)
 def test_parameter_count_golden(scale, trainable, total):
     model = build_yolo_detector(ModelConfig(num_classes=80, scale=scale, input_size=64))
     assert trainable_parameters(model) == trainable
@@ -45,8 +48,17 @@ def test_graph_is_flat_plain_keras(tiny_model):
     # tfmot clones the model layer by layer: TFOpLambda, Lambda and nested models break that.
     kinds = {type(layer).__name__ for layer in tiny_model.layers}
     assert not kinds & {"TFOpLambda", "Lambda", "Functional", "Model", "Sequential"}
-    assert kinds <= {"InputLayer", "Conv2D", "BatchNormalization", "Activation", "Add", "Concatenate",
-                     "MaxPooling2D", "UpSampling2D", "Reshape"}
+    assert kinds <= {
+        "InputLayer",
+        "Conv2D",
+        "BatchNormalization",
+        "Activation",
+        "Add",
+        "Concatenate",
+        "MaxPooling2D",
+        "UpSampling2D",
+        "Reshape",
+    }
 
 
 def test_box_and_class_outputs_stay_separate(tiny_model):

@@ -34,10 +34,16 @@ def benchmark_tflite(model_content, num_threads=2, warmup=10, runs=100, xnnpack=
     memory = process.memory_info()
     peak = getattr(memory, "peak_wset", None) or _peak_rss_bytes()
     return {
-        "threads": num_threads, "xnnpack": xnnpack, "runs": runs, "warmup": warmup,
-        "latency_ms_p50": float(np.percentile(times, 50)), "latency_ms_p90": float(np.percentile(times, 90)),
-        "latency_ms_p99": float(np.percentile(times, 99)), "latency_ms_mean": float(times.mean()),
-        "latency_ms_min": float(times.min()), "throughput_fps": float(1000.0 / times.mean()),
+        "threads": num_threads,
+        "xnnpack": xnnpack,
+        "runs": runs,
+        "warmup": warmup,
+        "latency_ms_p50": float(np.percentile(times, 50)),
+        "latency_ms_p90": float(np.percentile(times, 90)),
+        "latency_ms_p99": float(np.percentile(times, 99)),
+        "latency_ms_mean": float(times.mean()),
+        "latency_ms_min": float(times.min()),
+        "throughput_fps": float(1000.0 / times.mean()),
         "peak_rss_mb": peak / 2**20 if peak else None,
     }
 

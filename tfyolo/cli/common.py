@@ -36,8 +36,14 @@ class TqdmTrainingReporter:
         click.echo(text, err=True)
 
     def epoch_start(self, epoch, epochs, num_batches):
-        self.bar = tqdm(total=num_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", file=sys.stderr,
-                        dynamic_ncols=True, leave=False)
+        self.bar = tqdm(
+            total=num_batches,
+            desc=f"epoch {epoch + 1}/{epochs}",
+            unit="batch",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            leave=False,
+        )
 
     def batch_end(self, losses):
         self.bar.update(1)
@@ -47,7 +53,8 @@ class TqdmTrainingReporter:
         self.bar.close()
         validation = (
             f"val mAP50 {summary['map50']:.3f} mAP50-95 {summary['map50_95']:.3f}"
-            if summary["map50"] is not None else "(no validation this epoch)"
+            if summary["map50"] is not None
+            else "(no validation this epoch)"
         )
         click.echo(
             f"epoch {summary['epoch']:>3}  loss {summary['loss']:.3f} (box {summary['box_loss']:.3f} "

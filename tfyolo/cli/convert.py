@@ -16,20 +16,27 @@ def _format_row(row):
     def number(key, fmt):
         return "-" if row.get(key) is None else format(row[key], fmt)
 
-    return (f"| {row['recipe']} | {number('size_bytes', ',')} | {number('map50_95', '.4f')} | "
-            f"{number('map50', '.4f')} | {number('delta_map50_95', '+.2f')} | "
-            f"{'-' if row.get('full_integer') is None else ('yes' if row['full_integer'] else 'no')} | "
-            f"{number('latency_ms_p50', '.2f')} | {row.get('error') or row.get('note') or ''} |")
+    return (
+        f"| {row['recipe']} | {number('size_bytes', ',')} | {number('map50_95', '.4f')} | "
+        f"{number('map50', '.4f')} | {number('delta_map50_95', '+.2f')} | "
+        f"{'-' if row.get('full_integer') is None else ('yes' if row['full_integer'] else 'no')} | "
+        f"{number('latency_ms_p50', '.2f')} | {row.get('error') or row.get('note') or ''} |"
+    )
 
 
 def markdown_report(report):
-    lines = [f"# Conversion report: `{report['model']}`", "",
-             f"Evaluation: {report['data']} ({report['num_images']} images); calibration: "
-             f"{report['calibration']['source'] if report['calibration'] else 'none'} "
-             f"({report['calibration']['images_used'] if report['calibration'] else 0} images).", "",
-             "Latency: LiteRT interpreter, XNNPACK, 2 threads, p50 of invoke().", "",
-             "| recipe | size (bytes) | mAP50-95 | mAP50 | delta mAP50-95 (points) | full integer | "
-             "latency p50 ms | note |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Conversion report: `{report['model']}`",
+        "",
+        f"Evaluation: {report['data']} ({report['num_images']} images); calibration: "
+        f"{report['calibration']['source'] if report['calibration'] else 'none'} "
+        f"({report['calibration']['images_used'] if report['calibration'] else 0} images).",
+        "",
+        "Latency: LiteRT interpreter, XNNPACK, 2 threads, p50 of invoke().",
+        "",
+        "| recipe | size (bytes) | mAP50-95 | mAP50 | delta mAP50-95 (points) | full integer | latency p50 ms | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     lines += [_format_row(row) for row in report["rows"]]
     return "\n".join(lines) + "\n"
 
@@ -37,8 +44,9 @@ def markdown_report(report):
 QAT_RECIPES = ("int8", "int8_int8io")
 
 
-def run_conversions(model, recipes, calibration, data_yaml, split, out, name, threads, force_overlap, evaluate,
-                    qat_model=None):
+def run_conversions(
+    model, recipes, calibration, data_yaml, split, out, name, threads, force_overlap, evaluate, qat_model=None
+):
     """Converts `model` with every recipe into `out`; returns the report dict (also written as report.json/md).
 
     qat_model: an optional QAT .keras of the same detector; it is converted with the int8 recipes into
@@ -69,19 +77,33 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
         dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
     calibration_source = calibration or DEFAULT_CALIBRATION
     calibration_cache, calibration_summary = {}, None
-    report = {"model": str(model), "data": dataset.description if dataset else None,
-              "num_images": len(dataset) if dataset else 0, "calibration": None, "rows": []}
+    report = {
+        "model": str(model),
+        "data": dataset.description if dataset else None,
+        "num_images": len(dataset) if dataset else 0,
+        "calibration": None,
+        "rows": [],
+    }
 
     reference = None
     if dataset is not None:
         with progress_bar(len(dataset), "float model") as bar:
             reference = ReferenceRun(float_runner, dataset, progress=bar.update)
         metrics = reference.evaluation.metrics
-        report["rows"].append({
-            "recipe": "float", "path": str(model), "size_bytes": Path(model).stat().st_size,
-            "map50_95": metrics["map50_95"], "map50": metrics["map50"], "delta_map50_95": 0.0,
-            "full_integer": False, "latency_ms_p50": None, "error": None, "note": "Keras float32 reference",
-        })
+        report["rows"].append(
+            {
+                "recipe": "float",
+                "path": str(model),
+                "size_bytes": Path(model).stat().st_size,
+                "map50_95": metrics["map50_95"],
+                "map50": metrics["map50"],
+                "delta_map50_95": 0.0,
+                "full_integer": False,
+                "latency_ms_p50": None,
+                "error": None,
+                "note": "Keras float32 reference",
+            }
+        )
 
     jobs = [(model, recipe, recipe.name, False) for recipe in recipes]
     if qat_model:
@@ -89,11 +111,23 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
 
         jobs += [(qat_model, resolve_recipe(r), f"qat_{r}", True) for r in QAT_RECIPES]
     for position, (source, recipe, row_name, is_qat) in enumerate(jobs, start=1):
-        click.echo(f"[{position}/{len(jobs)}] {row_name}: {recipe.description}"
-                   + (" (QAT model: no calibration needed, its ranges were learned)" if is_qat else ""), err=True)
-        row = {"recipe": row_name, "path": None, "size_bytes": None, "map50_95": None, "map50": None,
-               "delta_map50_95": None, "full_integer": None, "latency_ms_p50": None, "error": None,
-               "note": INT16_NOTE if recipe.mode == "int16x8" else None}
+        click.echo(
+            f"[{position}/{len(jobs)}] {row_name}: {recipe.description}"
+            + (" (QAT model: no calibration needed, its ranges were learned)" if is_qat else ""),
+            err=True,
+        )
+        row = {
+            "recipe": row_name,
+            "path": None,
+            "size_bytes": None,
+            "map50_95": None,
+            "map50": None,
+            "delta_map50_95": None,
+            "full_integer": None,
+            "latency_ms_p50": None,
+            "error": None,
+            "note": INT16_NOTE if recipe.mode == "int16x8" else None,
+        }
         try:
             images = None
             if recipe.needs_calibration and not is_qat:
@@ -101,11 +135,18 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
                 if key not in calibration_cache:
                     evaluated = [s.image_path for s in dataset.samples] if dataset else []
                     calibration_cache[key] = load_calibration_images(
-                        calibration_source, float_runner.input_size, recipe.calibration_images,
-                        recipe.calibration_seed, evaluated, force_overlap,
+                        calibration_source,
+                        float_runner.input_size,
+                        recipe.calibration_images,
+                        recipe.calibration_seed,
+                        evaluated,
+                        force_overlap,
                     )
-                    click.echo(f"    calibrating with {calibration_cache[key][1]['images_used']} images from "
-                               f"{calibration_cache[key][1]['source']}", err=True)
+                    click.echo(
+                        f"    calibrating with {calibration_cache[key][1]['images_used']} images from "
+                        f"{calibration_cache[key][1]['source']}",
+                        err=True,
+                    )
                 images, calibration_summary = calibration_cache[key]
                 report["calibration"] = calibration_summary
             started = time.perf_counter()
@@ -116,23 +157,42 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
             row["full_integer"] = inspection["full_integer"]
             row["ops"] = inspection["ops"]
             row["tensor_types"] = inspection["tensor_types"]
-            metadata = artifact_metadata(model_metadata, recipe, calibration_summary if images is not None else None,
-                                         float_runner.input_size, float_runner.num_classes, source)
+            metadata = artifact_metadata(
+                model_metadata,
+                recipe,
+                calibration_summary if images is not None else None,
+                float_runner.input_size,
+                float_runner.num_classes,
+                source,
+            )
             metadata["qat"] = is_qat
             content = embed_metadata(content, metadata)
             path = out / f"{stem}_{row_name}.tflite"
             atomic_write_bytes(path, content)
             row["path"], row["size_bytes"] = str(path), len(content)
-            row.update({key: value for key, value in benchmark_tflite(
-                content, num_threads=threads, warmup=3 if recipe.mode == "int16x8" else 10,
-                runs=10 if recipe.mode == "int16x8" else 50).items() if key.startswith("latency")})
+            row.update(
+                {
+                    key: value
+                    for key, value in benchmark_tflite(
+                        content,
+                        num_threads=threads,
+                        warmup=3 if recipe.mode == "int16x8" else 10,
+                        runs=10 if recipe.mode == "int16x8" else 50,
+                    ).items()
+                    if key.startswith("latency")
+                }
+            )
             if reference is not None:
                 runner = TFLiteRunner(path, num_threads=threads)
                 with progress_bar(len(dataset), f"evaluating {recipe.name}") as bar:
                     result, _, _ = evaluate_model(runner, dataset, "val", reference=reference, progress=bar.update)
-                row.update(map50_95=result["map50_95"], map50=result["map50"],
-                           delta_map50_95=result["delta_map50_95"], output_errors=result["output_errors"],
-                           detection_agreement=result["detection_agreement"]["agreement"])
+                row.update(
+                    map50_95=result["map50_95"],
+                    map50=result["map50"],
+                    delta_map50_95=result["delta_map50_95"],
+                    output_errors=result["output_errors"],
+                    detection_agreement=result["detection_agreement"]["agreement"],
+                )
             click.echo("    " + _format_row(row), err=True)
         except TfyoloError as error:
             row["error"] = str(error)
@@ -150,10 +210,17 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
 
 @click.command("convert")
 @click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Float or QAT .keras.")
-@click.option("--recipe", "recipe_names", multiple=True,
-              help="Built-in recipe name or recipe .yaml; repeat for several [default: every built-in recipe].")
-@click.option("--calibration", type=click.Path(exists=True),
-              help="Image folder or data.yaml (its train split) [default: calibration_data/].")
+@click.option(
+    "--recipe",
+    "recipe_names",
+    multiple=True,
+    help="Built-in recipe name or recipe .yaml; repeat for several [default: every built-in recipe].",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True),
+    help="Image folder or data.yaml (its train split) [default: calibration_data/].",
+)
 @click.option("--data", "data_yaml", type=click.Path(), help="Evaluation data [default: the model's metadata].")
 @click.option("--split", default="val", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
@@ -161,19 +228,63 @@ def run_conversions(model, recipes, calibration, data_yaml, split, out, name, th
 @click.option("--threads", default=2, show_default=True)
 @click.option("--no-eval", is_flag=True, help="Only convert and check; no mAP.")
 @click.option("--force-calibration-overlap", is_flag=True, help="Allow calibrating on evaluated images.")
-@click.option("--qat-model", type=click.Path(dir_okay=False),
-              help="Also convert this QAT model of the same detector (rows qat_int8, qat_int8_int8io).")
+@click.option(
+    "--qat-model",
+    type=click.Path(dir_okay=False),
+    help="Also convert this QAT model of the same detector (rows qat_int8, qat_int8_int8io).",
+)
+@click.option("--auto", is_flag=True, help="Search the fastest recipe whose mAP50-95 drop stays within --max-drop.")
+@click.option("--max-drop", type=float, default=0.5, show_default=True, help="mAP50-95 budget in points (--auto).")
+@click.option(
+    "--prefer",
+    type=click.Choice(["int8", "latency", "size"]),
+    default="int8",
+    show_default=True,
+    help="--auto: stop at the first candidate within budget (int8), or the fastest / smallest of all.",
+)
 @user_errors
-def convert_command(model, recipe_names, calibration, data_yaml, split, out, name, threads, no_eval,
-                    force_calibration_overlap, qat_model):
+def convert_command(
+    model,
+    recipe_names,
+    calibration,
+    data_yaml,
+    split,
+    out,
+    name,
+    threads,
+    no_eval,
+    force_calibration_overlap,
+    qat_model,
+    auto,
+    max_drop,
+    prefer,
+):
     """Convert MODEL to TFLite with each recipe, verify it, and report accuracy against the float model."""
     from tfyolo.quantization.recipes_dir import builtin_recipe_names, resolve_recipe
+
+    if auto:
+        from tfyolo.cli.auto import auto_command_body
+
+        return auto_command_body(
+            model, calibration, data_yaml, split, out, threads, force_calibration_overlap, max_drop, prefer
+        )
 
     recipes = [resolve_recipe(value) for value in (recipe_names or builtin_recipe_names())]
     if qat_model and not Path(qat_model).is_file():
         qat_model = None  # `make convert` passes the default QAT path whether or not `make qat` ran
-    report = run_conversions(model, recipes, calibration, data_yaml, split, out, name, threads,
-                             force_calibration_overlap, not no_eval, qat_model=qat_model)
+    report = run_conversions(
+        model,
+        recipes,
+        calibration,
+        data_yaml,
+        split,
+        out,
+        name,
+        threads,
+        force_calibration_overlap,
+        not no_eval,
+        qat_model=qat_model,
+    )
     click.echo("\n" + markdown_report(report))
     click.echo(f"Wrote {Path(out) / 'report.json'} and {Path(out) / 'report.md'}")
     failed = [row["recipe"] for row in report["rows"] if row.get("error")]

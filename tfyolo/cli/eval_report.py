@@ -58,8 +58,15 @@ def draw_examples(dataset, evaluation, path, count=4, confidence=0.25):
                 continue
             top_left = tuple(int(v) for v in box[:2])
             cv2.rectangle(image, top_left, tuple(int(v) for v in box[2:]), (255, 0, 0), 2)
-            cv2.putText(image, f"{dataset.names[class_id]} {score:.2f}", (top_left[0], max(top_left[1] - 3, 10)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 0, 0), 1)
+            cv2.putText(
+                image,
+                f"{dataset.names[class_id]} {score:.2f}",
+                (top_left[0], max(top_left[1] - 3, 10)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                (255, 0, 0),
+                1,
+            )
         scale = 320 / max(height, width)
         image = cv2.resize(image, (int(width * scale), int(height * scale)))
         tile = np.full((320, 320, 3), 255, np.uint8)
@@ -70,10 +77,15 @@ def draw_examples(dataset, evaluation, path, count=4, confidence=0.25):
 
 
 def markdown_summary(report):
-    lines = [f"# Evaluation of `{report['model']}`", "",
-             f"Data: {report['data']} ({report['num_images']} images, layout {report['layout']}, "
-             f"input {report['input_size']} px)", "",
-             "| metric | model | reference | delta (points) |", "|---|---|---|---|"]
+    lines = [
+        f"# Evaluation of `{report['model']}`",
+        "",
+        f"Data: {report['data']} ({report['num_images']} images, layout {report['layout']}, "
+        f"input {report['input_size']} px)",
+        "",
+        "| metric | model | reference | delta (points) |",
+        "|---|---|---|---|",
+    ]
     reference = report["reference"] or {}
     for key in ("map50_95", "map50", "map75", "precision", "recall"):
         ref = reference.get(key)
@@ -86,14 +98,26 @@ def markdown_summary(report):
     if report.get("output_errors"):
         lines += ["", "| output | max abs error | mean abs error | cosine |", "|---|---|---|---|"]
         for name, stats in report["output_errors"].items():
-            lines.append(f"| {name} | {stats['max_abs_error']:.5g} | {stats['mean_abs_error']:.5g} | "
-                         f"{stats['cosine_similarity']:.6f} |")
+            lines.append(
+                f"| {name} | {stats['max_abs_error']:.5g} | {stats['mean_abs_error']:.5g} | "
+                f"{stats['cosine_similarity']:.6f} |"
+            )
         agreement = report["detection_agreement"]
         if agreement["agreement"] is not None:
-            lines += ["", f"Detection agreement: {agreement['agreement']:.3f} of {agreement['reference_detections']} "
-                      f"reference detections (conf >= {agreement['confidence']}) matched at IoU >= {agreement['iou']}."]
-    lines += ["", "![PR curves](pr_curves.png)", "", "![confidence](confidence_histogram.png)", "",
-              "![examples: green = ground truth, red = predictions >= 0.25](examples.png)", ""]
+            lines += [
+                "",
+                f"Detection agreement: {agreement['agreement']:.3f} of {agreement['reference_detections']} "
+                f"reference detections (conf >= {agreement['confidence']}) matched at IoU >= {agreement['iou']}.",
+            ]
+    lines += [
+        "",
+        "![PR curves](pr_curves.png)",
+        "",
+        "![confidence](confidence_histogram.png)",
+        "",
+        "![examples: green = ground truth, red = predictions >= 0.25](examples.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -57,12 +57,16 @@ def print_table(report):
     if report.get("output_errors"):
         click.echo(f"\n{'output':<18}{'max abs err':>13}{'mean abs err':>14}{'cosine':>10}")
         for name, stats in report["output_errors"].items():
-            click.echo(f"{name:<18}{stats['max_abs_error']:>13.5g}{stats['mean_abs_error']:>14.5g}"
-                       f"{stats['cosine_similarity']:>10.6f}")
+            click.echo(
+                f"{name:<18}{stats['max_abs_error']:>13.5g}{stats['mean_abs_error']:>14.5g}"
+                f"{stats['cosine_similarity']:>10.6f}"
+            )
         agreement = report["detection_agreement"]
         if agreement["agreement"] is not None:
-            click.echo(f"detection agreement {agreement['agreement']:.3f} "
-                       f"({agreement['matched']}/{agreement['reference_detections']} at conf>=0.25, IoU>=0.5)")
+            click.echo(
+                f"detection agreement {agreement['agreement']:.3f} "
+                f"({agreement['matched']}/{agreement['reference_detections']} at conf>=0.25, IoU>=0.5)"
+            )
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -80,13 +84,37 @@ def print_table(report):
 @click.option("--layout", default="auto", show_default=True, type=click.Choice(["auto", "tfyolo", "ultralytics"]))
 @click.option("--batch", default=8, show_default=True)
 @user_errors
-def main(model, data_yaml, coco_json, images_dir, split, imgsz, reference, max_drop, json_path, report_dir, threads,
-         layout, batch):
+def main(
+    model,
+    data_yaml,
+    coco_json,
+    images_dir,
+    split,
+    imgsz,
+    reference,
+    max_drop,
+    json_path,
+    report_dir,
+    threads,
+    layout,
+    batch,
+):
     """Evaluate MODEL (.keras, SavedModel folder or .tflite) with COCO mAP on a dataset split."""
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model
     from tfyolo.io_utils import atomic_write_json
 
+    if Path(model).is_dir() and (Path(model) / "manifest.json").is_file():
+        # A bundle folder: verifying it is what evaluating it means (hashes + golden vectors).
+        from tfyolo.bundle import verify_bundle
+
+        problems = verify_bundle(model)
+        for problem in problems:
+            click.echo(f"FAIL {problem}", err=True)
+        if problems:
+            sys.exit(1)
+        click.echo(f"{model}: bundle verified (every sha256 matches, golden vectors reproduce).")
+        return
     if max_drop is not None and not reference:
         raise click.UsageError("--max-drop needs --reference.")
     if coco_json:
@@ -99,8 +127,9 @@ def main(model, data_yaml, coco_json, images_dir, split, imgsz, reference, max_d
     reference_runner = open_for_size(reference, imgsz or runner.input_size, threads, "auto") if reference else None
     passes = 2 if reference_runner else 1
     with progress_bar(len(dataset) * passes, "evaluating") as bar:
-        report, evaluation, _ = evaluate_model(runner, dataset, split, reference_runner, batch_size=batch,
-                                               progress=bar.update)
+        report, evaluation, _ = evaluate_model(
+            runner, dataset, split, reference_runner, batch_size=batch, progress=bar.update
+        )
     print_table(report)
     if json_path:
         atomic_write_json(json_path, report)
@@ -109,8 +138,9 @@ def main(model, data_yaml, coco_json, images_dir, split, imgsz, reference, max_d
 
         write_report(report_dir, report, dataset, evaluation)
     if max_drop is not None and drop_exceeds(report, max_drop):
-        click.echo(f"FAIL: mAP50-95 dropped {-report['delta_map50_95']:.2f} points, more than --max-drop {max_drop}.",
-                   err=True)
+        click.echo(
+            f"FAIL: mAP50-95 dropped {-report['delta_map50_95']:.2f} points, more than --max-drop {max_drop}.", err=True
+        )
         sys.exit(1)
 
 

@@ -1,6 +1,5 @@
 """The `tfyolo` command: each subcommand parses, calls the library, then prints and writes."""
 
-import json
 import time
 from pathlib import Path
 
@@ -64,8 +63,10 @@ def data_check(data_yaml):
     for split in config.splits:
         dataset = DetectionDataset.from_data_yaml(data_yaml, split)
         stats = dataset.stats
-        click.echo(f"{split:>5}: {stats.images} images, {stats.boxes} boxes, {stats.background_images} background, "
-                   f"{dataset.num_classes} classes")
+        click.echo(
+            f"{split:>5}: {stats.images} images, {stats.boxes} boxes, {stats.background_images} background, "
+            f"{dataset.num_classes} classes"
+        )
         for note in stats.warnings():
             click.echo(f"       warning: {note}")
 
@@ -73,8 +74,9 @@ def data_check(data_yaml):
 @cli.command()
 @click.option("--data", "data_yaml", type=click.Path(), help="data.yaml (Ultralytics format).")
 @click.option("--model", "scale", default="n", show_default=True, type=click.Choice(["n", "s", "m"]), help="Scale.")
-@click.option("--activation", default="silu", show_default=True,
-              type=click.Choice(["silu", "relu", "relu6", "hard_swish"]))
+@click.option(
+    "--activation", default="silu", show_default=True, type=click.Choice(["silu", "relu", "relu6", "hard_swish"])
+)
 @click.option("--imgsz", default=320, show_default=True)
 @click.option("--epochs", default=100, show_default=True)
 @click.option("--batch", default=16, show_default=True)
@@ -87,15 +89,42 @@ def data_check(data_yaml):
 @click.option("--val-interval", default=1, show_default=True, help="Validate every N epochs (and the last); 0: never.")
 @click.option("--no-ema", is_flag=True, help="Validate and save the raw weights instead of their EMA.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--mixed-precision", type=click.Choice(["mixed_float16", "mixed_bfloat16"]), default=None,
-              help="For GPUs; slower on CPUs without native float16/bfloat16.")
-@click.option("--strategy", type=click.Choice(["mirrored", "multiworker"]), default=None,
-              help="tf.distribute strategy (multiworker reads TF_CONFIG).")
+@click.option(
+    "--mixed-precision",
+    type=click.Choice(["mixed_float16", "mixed_bfloat16"]),
+    default=None,
+    help="For GPUs; slower on CPUs without native float16/bfloat16.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(["mirrored", "multiworker"]),
+    default=None,
+    help="tf.distribute strategy (multiworker reads TF_CONFIG).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, same arguments.")
 @user_errors
-def train(data_yaml, scale, activation, imgsz, epochs, batch, optimizer, lr0, schedule, warmup_epochs, close_mosaic,
-          mosaic, val_interval, no_ema, seed, mixed_precision, strategy, out, resume):
+def train(
+    data_yaml,
+    scale,
+    activation,
+    imgsz,
+    epochs,
+    batch,
+    optimizer,
+    lr0,
+    schedule,
+    warmup_epochs,
+    close_mosaic,
+    mosaic,
+    val_interval,
+    no_ema,
+    seed,
+    mixed_precision,
+    strategy,
+    out,
+    resume,
+):
     """Train a detector; writes best.keras, last.keras, metadata.json, history.json and checkpoints to --out."""
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer, resume_config
@@ -107,9 +136,23 @@ def train(data_yaml, scale, activation, imgsz, epochs, batch, optimizer, lr0, sc
         if not data_yaml:
             raise click.UsageError("--data is required (or --resume an existing run).")
         config = TrainConfig(
-            data=str(data_yaml), out=str(out), scale=scale, activation=activation, imgsz=imgsz, epochs=epochs,
-            batch=batch, optimizer=optimizer, lr0=lr0, schedule=schedule, warmup_epochs=warmup_epochs,
-            close_mosaic=close_mosaic, mosaic=mosaic, val_interval=val_interval, ema=not no_ema, seed=seed, mixed_precision=mixed_precision,
+            data=str(data_yaml),
+            out=str(out),
+            scale=scale,
+            activation=activation,
+            imgsz=imgsz,
+            epochs=epochs,
+            batch=batch,
+            optimizer=optimizer,
+            lr0=lr0,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            close_mosaic=close_mosaic,
+            mosaic=mosaic,
+            val_interval=val_interval,
+            ema=not no_ema,
+            seed=seed,
+            mixed_precision=mixed_precision,
             strategy=strategy,
         )
     started = time.perf_counter()
@@ -121,8 +164,8 @@ def train(data_yaml, scale, activation, imgsz, epochs, batch, optimizer, lr0, sc
         validated = [row for row in history if row["map50_95"] is not None] or [dict(history[-1], map50=0, map50_95=0)]
         best = max(validated, key=lambda row: row["map50_95"])
         click.echo(
-            f"Done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 {best['map50']:.3f}, "
-            f"mAP50-95 {best['map50_95']:.3f}. Saved {Path(out) / 'best.keras'}"
+            f"Done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: "
+            f"val mAP50 {best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f}. Saved {Path(out) / 'best.keras'}"
         )
 
 
@@ -155,9 +198,19 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
 
             metadata["imgsz"] = int(load_keras_model(model).input_shape[1])
         config = TrainConfig(
-            data=str(resolve_data(data_yaml, model)), out=str(out), imgsz=metadata["imgsz"],
-            epochs=epochs, batch=batch, optimizer="adamw", lr0=lr0, warmup_epochs=0.0, mosaic=mosaic,
-            close_mosaic=0, seed=seed, qat_from=str(model), qat_staged=staged,
+            data=str(resolve_data(data_yaml, model)),
+            out=str(out),
+            imgsz=metadata["imgsz"],
+            epochs=epochs,
+            batch=batch,
+            optimizer="adamw",
+            lr0=lr0,
+            warmup_epochs=0.0,
+            mosaic=mosaic,
+            close_mosaic=0,
+            seed=seed,
+            qat_from=str(model),
+            qat_staged=staged,
             qat_calibration_images=calibration_images,
         )
     started = time.perf_counter()
@@ -165,18 +218,25 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
     validated = [row for row in history if row["map50_95"] is not None]
     if validated:
         best = max(validated, key=lambda row: row["map50_95"])
-        click.echo(f"QAT done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 "
-                   f"{best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f} (fake-quant, Keras). Saved "
-                   f"{Path(out) / 'best.h5'}; convert it with `tfyolo convert --recipe int8` (no calibration "
-                   "needed: the ranges were learned).")
+        click.echo(
+            f"QAT done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 "
+            f"{best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f} (fake-quant, Keras). Saved "
+            f"{Path(out) / 'best.h5'}; convert it with `tfyolo convert --recipe int8` (no calibration "
+            "needed: the ranges were learned)."
+        )
 
 
 def _register_subcommands():
+    from tfyolo.cli.auto import sensitivity_command
+    from tfyolo.cli.bench_bundle import bench_command, bundle_command
     from tfyolo.cli.convert import convert_command
     from tfyolo.cli.evaluate import main as evaluate_command
 
     cli.add_command(evaluate_command, name="eval")
     cli.add_command(convert_command, name="convert")
+    cli.add_command(bench_command, name="bench")
+    cli.add_command(bundle_command, name="bundle")
+    cli.add_command(sensitivity_command, name="sensitivity")
 
 
 _register_subcommands()

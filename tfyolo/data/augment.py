@@ -96,9 +96,9 @@ def random_affine(image, boxes, class_ids, output_size, rng, translate, scale):
         image, matrix[:2], (output_size, output_size), borderValue=(PAD_VALUE,) * 3, flags=cv2.INTER_LINEAR
     )
     if len(boxes):
-        corners = np.stack(
-            [boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [0, 3]], boxes[:, [2, 3]]], axis=1
-        ).reshape(-1, 2)
+        corners = np.stack([boxes[:, [0, 1]], boxes[:, [2, 1]], boxes[:, [0, 3]], boxes[:, [2, 3]]], axis=1).reshape(
+            -1, 2
+        )
         moved = (np.c_[corners, np.ones(len(corners))] @ matrix[:2].T).reshape(-1, 4, 2)
         new_boxes = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1).clip(0, output_size)
         keep = keep_valid_boxes(boxes * zoom, new_boxes)

@@ -33,9 +33,7 @@ class DataConfig:
 
     def split_sources(self, split):
         if split not in self.splits:
-            raise DataError(
-                f"{self.yaml_path}: no {split!r} split; the file defines {sorted(self.splits)}."
-            )
+            raise DataError(f"{self.yaml_path}: no {split!r} split; the file defines {sorted(self.splits)}.")
         return self.splits[split]
 
 

@@ -208,7 +208,9 @@ class DetectionDataset:
             crowd = np.asarray([bool(entry.get("iscrowd", 0)) for entry in entries], bool)
             stats.boxes += len(entries)
             stats.background_images += int(not entries)
-            samples.append(Sample(images_dir / image["file_name"], class_ids, boxes.clip(0, 1).astype(np.float32), crowd))
+            samples.append(
+                Sample(images_dir / image["file_name"], class_ids, boxes.clip(0, 1).astype(np.float32), crowd)
+            )
         stats.images = len(samples)
         names = tuple(category["name"] for category in categories)
         return cls(samples, names, f"{json_path}", stats)

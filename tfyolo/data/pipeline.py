@@ -75,8 +75,8 @@ def evaluation_batches(dataset, size, batch_size, indices=None):
             boxed, info = letterbox(image, size)
             # The cached copy is already resized (long side = size); boxes map back to the *original* image.
             scale = size / max(original_height, original_width)
-            infos.append(dataclasses.replace(
-                info, scale=scale, original_height=original_height, original_width=original_width
-            ))
+            infos.append(
+                dataclasses.replace(info, scale=scale, original_height=original_height, original_width=original_width)
+            )
             images.append(boxed)
         yield chunk, to_model_input(np.stack(images)), infos

@@ -40,9 +40,7 @@ SHAPES = {
     "triangle": lambda mask, c, r, a: _draw_polygon(mask, c, _regular_polygon(3, r * 1.2, a)),
     "star": lambda mask, c, r, a: _draw_polygon(mask, c, _regular_polygon(5, r * 1.2, a, inner_ratio=0.45)),
     "ring": lambda mask, c, r, a: cv2.circle(mask, tuple(int(v) for v in c), int(r * 0.8), 255, max(2, int(r * 0.35))),
-    "cross": lambda mask, c, r, a: _draw_polygon(
-        mask, c, _regular_polygon(4, r * 1.2, a, inner_ratio=0.35)
-    ),
+    "cross": lambda mask, c, r, a: _draw_polygon(mask, c, _regular_polygon(4, r * 1.2, a, inner_ratio=0.35)),
     "hexagon": lambda mask, c, r, a: _draw_polygon(mask, c, _regular_polygon(6, r, a)),
     "ellipse": lambda mask, c, r, a: cv2.ellipse(
         mask, tuple(int(v) for v in c), (int(r), max(2, int(r * 0.45))), math.degrees(a), 0, 360, 255, -1
@@ -132,8 +130,13 @@ def write_synthetic_dataset(out, images=500, num_classes=3, size=320, seed=0, va
         if progress:
             progress(1)
     names = list(SHAPES)[:num_classes]
-    data = {"path": ".", "train": "images/train", "val": "images/val", "nc": num_classes,
-            "names": dict(enumerate(names))}
+    data = {
+        "path": ".",
+        "train": "images/train",
+        "val": "images/val",
+        "nc": num_classes,
+        "names": dict(enumerate(names)),
+    }
     yaml_path = out / "data.yaml"
     yaml_path.write_text(
         f"# tfyolo synthetic set: {images} images, {size}px, seed {seed} (tfyolo data synth)\n"
@@ -158,7 +161,9 @@ def write_calibration_images(out, images=64, num_classes=3, size=128, seed=1):
         name = f"calib_{index:04d}.png"
         (out / name).write_bytes(encoded.tobytes())
         lines.append(f"{name}  {hashlib.sha256(encoded.tobytes()).hexdigest()}")
-    header = (f"# tfyolo synthetic calibration set: {images} images, {size}px, {num_classes} classes, seed {seed}\n"
-              "# regenerate: tfyolo data calib calibration_data\n# name  sha256\n")
+    header = (
+        f"# tfyolo synthetic calibration set: {images} images, {size}px, {num_classes} classes, seed {seed}\n"
+        "# regenerate: tfyolo data calib calibration_data\n# name  sha256\n"
+    )
     (out / "MANIFEST.txt").write_text(header + "\n".join(lines) + "\n")
     return [line.split()[0] for line in lines]

@@ -22,18 +22,28 @@ def coco_ground_truth(dataset, image_sizes):
         pixels = sample.boxes * np.array([width, height, width, height], np.float64)
         crowd = sample.crowd if sample.crowd is not None else np.zeros(len(sample.class_ids), bool)
         for box, class_id, is_crowd in zip(convert_format(pixels, "xyxy", "xywh"), sample.class_ids, crowd):
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": index, "category_id": int(class_id),
-                "bbox": [float(v) for v in box], "area": float(box[2] * box[3]), "iscrowd": int(is_crowd),
-            })
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index,
+                    "category_id": int(class_id),
+                    "bbox": [float(v) for v in box],
+                    "area": float(box[2] * box[3]),
+                    "iscrowd": int(is_crowd),
+                }
+            )
     categories = [{"id": index, "name": name} for index, name in enumerate(dataset.names)]
     return {"images": images, "annotations": annotations, "categories": categories}
 
 
 def coco_detections(image_index, boxes_xyxy, scores, class_ids):
     return [
-        {"image_id": int(image_index), "category_id": int(class_id), "bbox": [float(v) for v in box],
-         "score": float(score)}
+        {
+            "image_id": int(image_index),
+            "category_id": int(class_id),
+            "bbox": [float(v) for v in box],
+            "score": float(score),
+        }
         for box, score, class_id in zip(convert_format(boxes_xyxy, "xyxy", "xywh"), scores, class_ids)
     ]
 
@@ -59,8 +69,12 @@ def _best_f1(coco_eval, num_classes):
     recall = true_positive / num_gt
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-16)
     best = int(np.argmax(f1))
-    return {"precision": float(precision[best]), "recall": float(recall[best]), "f1": float(f1[best]),
-            "confidence": float(np.asarray(scores)[order][best])}
+    return {
+        "precision": float(precision[best]),
+        "recall": float(recall[best]),
+        "f1": float(f1[best]),
+        "confidence": float(np.asarray(scores)[order][best]),
+    }
 
 
 def coco_evaluate(ground_truth, detections, names):
@@ -69,8 +83,17 @@ def coco_evaluate(ground_truth, detections, names):
     for annotation in ground_truth["annotations"]:
         if not annotation["iscrowd"]:
             per_class[names[annotation["category_id"]]]["instances"] += 1
-    empty = {"map50_95": 0.0, "map50": 0.0, "map75": 0.0, "precision": 0.0, "recall": 0.0, "f1": 0.0,
-             "best_f1_confidence": None, "per_class": per_class, "pr_curves": {}}
+    empty = {
+        "map50_95": 0.0,
+        "map50": 0.0,
+        "map75": 0.0,
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "best_f1_confidence": None,
+        "per_class": per_class,
+        "pr_curves": {},
+    }
     if not detections or not ground_truth["annotations"]:
         for entry in per_class.values():
             entry.update(ap50_95=0.0 if entry["instances"] else None, ap50=0.0 if entry["instances"] else None)

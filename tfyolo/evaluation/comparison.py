@@ -29,8 +29,11 @@ class OutputErrors:
 
     def summary(self):
         cosine = self.dot / max(np.sqrt(self.norm_reference * self.norm_model), 1e-30)
-        return {"max_abs_error": self.max_abs, "mean_abs_error": self.sum_abs / max(self.count, 1),
-                "cosine_similarity": cosine}
+        return {
+            "max_abs_error": self.max_abs,
+            "mean_abs_error": self.sum_abs / max(self.count, 1),
+            "cosine_similarity": cosine,
+        }
 
 
 def detection_agreement(reference, candidate, confidence=0.25, iou_threshold=0.5):
@@ -57,5 +60,10 @@ def detection_agreement(reference, candidate, confidence=0.25, iou_threshold=0.5
             if len(candidates):
                 used[candidates[np.argmax(iou[row, candidates])]] = True
                 matched += 1
-    return {"reference_detections": total, "matched": matched,
-            "agreement": matched / total if total else None, "confidence": confidence, "iou": iou_threshold}
+    return {
+        "reference_detections": total,
+        "matched": matched,
+        "agreement": matched / total if total else None,
+        "confidence": confidence,
+        "iou": iou_threshold,
+    }

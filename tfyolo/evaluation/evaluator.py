@@ -2,8 +2,6 @@
 
 import dataclasses
 
-import numpy as np
-
 from tfyolo.data.pipeline import evaluation_batches
 from tfyolo.errors import DataError
 from tfyolo.evaluation.coco_metrics import coco_detections, coco_evaluate, coco_ground_truth

@@ -11,8 +11,12 @@ SUMMARY_KEYS = ("map50_95", "map50", "map75", "precision", "recall", "f1", "best
 
 def _summary(runner, evaluation):
     metrics = evaluation.metrics
-    summary = {"model": runner.description, "layout": runner.layout, "input_size": runner.input_size,
-               "num_images": evaluation.num_images}
+    summary = {
+        "model": runner.description,
+        "layout": runner.layout,
+        "input_size": runner.input_size,
+        "num_images": evaluation.num_images,
+    }
     summary.update({key: metrics[key] for key in SUMMARY_KEYS})
     summary["per_class"] = {
         name: {"ap50_95": entry["ap50_95"], "ap50": entry["ap50"], "instances": entry["instances"]}
@@ -38,8 +42,9 @@ class ReferenceRun:
         self.evaluation = evaluate(runner, dataset, batch_size, nms_config, progress=progress, on_batch=keep)
 
 
-def evaluate_model(runner, dataset, split, reference_runner=None, batch_size=8, nms_config=NMSConfig(),
-                   progress=None, reference=None):
+def evaluate_model(
+    runner, dataset, split, reference_runner=None, batch_size=8, nms_config=NMSConfig(), progress=None, reference=None
+):
     """Evaluates `runner` on `dataset`, and against `reference_runner` (or a ready `ReferenceRun`) if given.
 
     Returns (report dict, Evaluation of the model, Evaluation of the reference or None). mAP values are in
@@ -56,17 +61,28 @@ def evaluate_model(runner, dataset, split, reference_runner=None, batch_size=8, 
     def compare(chunk, raw, boxes, scores):
         for position, index in enumerate(chunk):
             reference_raw, reference_decoded = reference_outputs[index]
-            pairs = [(name, reference_raw[name], value[position]) for name, value in raw.items()
-                     if name in reference_raw and reference_raw[name].shape == value[position].shape]
+            pairs = [
+                (name, reference_raw[name], value[position])
+                for name, value in raw.items()
+                if name in reference_raw and reference_raw[name].shape == value[position].shape
+            ]
             # Different layouts or input sizes: compare what both decode to instead.
             if not pairs and reference_decoded["boxes"].shape == boxes[position].shape:
-                pairs = [("boxes", reference_decoded["boxes"], boxes[position]),
-                         ("scores", reference_decoded["scores"], scores[position])]
+                pairs = [
+                    ("boxes", reference_decoded["boxes"], boxes[position]),
+                    ("scores", reference_decoded["scores"], scores[position]),
+                ]
             for name, expected, actual in pairs:
                 errors.setdefault(name, OutputErrors()).update(expected, actual)
 
-    evaluation = evaluate(runner, dataset, batch_size, nms_config, progress=progress,
-                          on_batch=compare if reference_runner is not None else None)
+    evaluation = evaluate(
+        runner,
+        dataset,
+        batch_size,
+        nms_config,
+        progress=progress,
+        on_batch=compare if reference_runner is not None else None,
+    )
     report = {"data": dataset.description, "split": split}
     report.update(_summary(runner, evaluation))
     report["reference"] = None
@@ -77,8 +93,11 @@ def evaluate_model(runner, dataset, split, reference_runner=None, batch_size=8, 
         report["delta_map50_95"] = 100.0 * (report["map50_95"] - reference["map50_95"])
         report["delta_map50"] = 100.0 * (report["map50"] - reference["map50"])
         report["delta_per_class"] = {
-            name: (None if entry["ap50_95"] is None or reference["per_class"][name]["ap50_95"] is None
-                   else 100.0 * (entry["ap50_95"] - reference["per_class"][name]["ap50_95"]))
+            name: (
+                None
+                if entry["ap50_95"] is None or reference["per_class"][name]["ap50_95"] is None
+                else 100.0 * (entry["ap50_95"] - reference["per_class"][name]["ap50_95"])
+            )
             for name, entry in report["per_class"].items()
         }
         report["output_errors"] = {name: stats.summary() for name, stats in errors.items()}

@@ -187,7 +187,8 @@ class TFLiteRunner:
         self.outputs = outputs
         self.reg_max = int(outputs[BOX_OUTPUT]["shape"][2] // 4) if detected == "tfyolo" else None
         self.num_classes = (
-            int(outputs[CLASS_OUTPUT]["shape"][2]) if detected == "tfyolo"
+            int(outputs[CLASS_OUTPUT]["shape"][2])
+            if detected == "tfyolo"
             else int(outputs[ULTRALYTICS_OUTPUT]["shape"][1] - 4)
         )
 

@@ -18,8 +18,17 @@ class YOLOLoss:
         box_gain, class_gain, dfl_gain: float. YOLOv8's 7.5, 0.5, 1.5.
     """
 
-    def __init__(self, num_classes, input_size, strides=(8, 16, 32), reg_max=16, box_gain=7.5, class_gain=0.5,
-                 dfl_gain=1.5, assigner=None):
+    def __init__(
+        self,
+        num_classes,
+        input_size,
+        strides=(8, 16, 32),
+        reg_max=16,
+        box_gain=7.5,
+        class_gain=0.5,
+        dfl_gain=1.5,
+        assigner=None,
+    ):
         self.num_classes = num_classes
         self.input_size = input_size
         self.strides = tuple(strides)
@@ -49,15 +58,20 @@ class YOLOLoss:
 
         # === Assign, in pixels ===
         target_boxes, target_scores, foreground = self.assigner(
-            tf.sigmoid(class_logits), pred_boxes * self.anchor_strides, self.anchor_points * self.anchor_strides,
-            gt_classes, gt_boxes, gt_mask,
+            tf.sigmoid(class_logits),
+            pred_boxes * self.anchor_strides,
+            self.anchor_points * self.anchor_strides,
+            gt_classes,
+            gt_boxes,
+            gt_mask,
         )
         target_scores_sum = tf.maximum(tf.reduce_sum(target_scores), 1.0)
 
         # === Class loss: BCE against the soft targets, over every anchor ===
-        class_loss = tf.reduce_sum(
-            tf.nn.sigmoid_cross_entropy_with_logits(labels=target_scores, logits=class_logits)
-        ) / target_scores_sum
+        class_loss = (
+            tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=target_scores, logits=class_logits))
+            / target_scores_sum
+        )
 
         # === Box losses on the foreground, weighted by the soft class target ===
         weight = tf.reduce_sum(target_scores, axis=-1) * tf.cast(foreground, tf.float32)
@@ -69,7 +83,11 @@ class YOLOLoss:
         dfl = self.distribution_focal_loss(logits, target_distances)
         dfl_loss = tf.reduce_sum(dfl * weight) / target_scores_sum
 
-        parts = {"box": box_loss * self.box_gain, "class": class_loss * self.class_gain, "dfl": dfl_loss * self.dfl_gain}
+        parts = {
+            "box": box_loss * self.box_gain,
+            "class": class_loss * self.class_gain,
+            "dfl": dfl_loss * self.dfl_gain,
+        }
         return parts["box"] + parts["class"] + parts["dfl"], parts
 
     @staticmethod

@@ -27,9 +27,9 @@ BATCH_NORM_MOMENTUM = 0.97
 
 def conv_bn_act(inputs, filters, kernel_size, strides, activation, name):
     """Conv2D (no bias) -> BatchNormalization -> activation: the pattern tfmot folds and TFLite fuses."""
-    x = layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
-    )(inputs)
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(
+        inputs
+    )
     x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn")(x)
     return ACTIVATION_LAYERS[activation](f"{name}_act")(x)
 

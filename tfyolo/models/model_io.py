@@ -2,8 +2,8 @@
 
 import json
 import os
-import zipfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 from tfyolo.compat import keras

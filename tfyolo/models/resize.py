@@ -17,8 +17,13 @@ def infer_model_config(model):
     stem_filters = model.get_layer("stem_conv").filters
     scale = {16: "n", 32: "s", 48: "m"}[stem_filters]
     reg_max = model.get_layer("head0_box_pred").filters // 4
-    return ModelConfig(num_classes=int(model.output_shape[CLASS_OUTPUT][-1]), scale=scale, activation=activation,
-                       input_size=int(model.input_shape[1]), reg_max=reg_max)
+    return ModelConfig(
+        num_classes=int(model.output_shape[CLASS_OUTPUT][-1]),
+        scale=scale,
+        activation=activation,
+        input_size=int(model.input_shape[1]),
+        reg_max=reg_max,
+    )
 
 
 def resize_detector(model, input_size):

@@ -16,8 +16,11 @@ def is_qat_model(model):
 
 def has_float_layers(model):
     """True for a staged QAT model: some compute layers were left unwrapped (in float)."""
-    plain = [layer for layer in model.layers
-             if type(layer).__name__ in ("Conv2D", "BatchNormalization", "Activation", "ReLU", "HardSwish")]
+    plain = [
+        layer
+        for layer in model.layers
+        if type(layer).__name__ in ("Conv2D", "BatchNormalization", "Activation", "ReLU", "HardSwish")
+    ]
     return is_qat_model(model) and bool(plain)
 
 

@@ -47,7 +47,8 @@ class QuantizeRule:
 
 QUANTIZE_RULES = (
     QuantizeRule(
-        HardSwish, OutputQuantizeConfig,
+        HardSwish,
+        OutputQuantizeConfig,
         "TFLite lowers the layer to its native int8 HARD_SWISH op, which takes its input's scale and needs only "
         "an output scale; without a config tfmot refuses the custom layer outright.",
     ),

@@ -28,8 +28,10 @@ def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, n
         "imgsz": [input_size, input_size],
         "names": {str(index): name for index, name in enumerate(names)},
         "layout": "tfyolo",
-        "outputs": {"box_distribution": "DFL logits (1, anchors, 4*reg_max)",
-                    "class_logits": "class logits before sigmoid (1, anchors, classes)"},
+        "outputs": {
+            "box_distribution": "DFL logits (1, anchors, 4*reg_max)",
+            "class_logits": "class logits before sigmoid (1, anchors, classes)",
+        },
         "reg_max": (model_metadata or {}).get("reg_max", 16),
         "preprocess": {"letterbox": True, "pad_value": 114, "color": "RGB", "scale": "1/255"},
         "recipe": recipe.to_dict(),

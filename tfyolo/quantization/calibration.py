@@ -45,6 +45,12 @@ def load_calibration_images(source, input_size, count, seed=0, evaluation_images
         boxed, _ = letterbox(read_image_rgb(paths[index]), input_size)
         images.append(boxed)
         digest.update(Path(paths[index]).name.encode())
-    summary = {"source": description, "images_available": len(paths), "images_used": len(chosen), "seed": seed,
-               "names_sha256": digest.hexdigest(), "overlap_with_evaluation": len(overlap)}
+    summary = {
+        "source": description,
+        "images_available": len(paths),
+        "images_used": len(chosen),
+        "seed": seed,
+        "names_sha256": digest.hexdigest(),
+        "overlap_with_evaluation": len(overlap),
+    }
     return to_model_input(np.stack(images)), summary

@@ -52,6 +52,7 @@ def _full_integer(ops_set):
         # representative dataset. Integer-only is then enforced on the result (`check_artifact`).
         converter.inference_input_type = IO_DTYPES[recipe.io_type]
         converter.inference_output_type = IO_DTYPES[recipe.io_type]
+
     return configure
 
 
@@ -89,9 +90,11 @@ def make_converter(model, recipe, representative=None):
 
 def representative_dataset(images):
     """A representative dataset over float32 (N, H, W, 3) model inputs, one image per step."""
+
     def generate():
         for image in images:
             yield [image[None].astype("float32")]
+
     return generate
 
 

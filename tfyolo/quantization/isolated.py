@@ -46,15 +46,22 @@ def convert_isolated(model_path, recipe, calibration_images=None):
         output_path, error_path = folder / "model.tflite", folder / "error.txt"
         process = context.Process(
             target=_convert_in_child,
-            args=(str(model_path), recipe.to_dict(), calibration_path and str(calibration_path), str(output_path),
-                  str(error_path)),
+            args=(
+                str(model_path),
+                recipe.to_dict(),
+                calibration_path and str(calibration_path),
+                str(output_path),
+                str(error_path),
+            ),
         )
         process.start()
         process.join()
         if error_path.is_file():
             raise ConversionError(f"recipe {recipe.name!r}: {error_path.read_text().splitlines()[0]}")
         if process.exitcode != 0 or not output_path.is_file():
-            raise ConversionError(f"recipe {recipe.name!r}: the conversion process died (exit code {process.exitcode}).")
+            raise ConversionError(
+                f"recipe {recipe.name!r}: the conversion process died (exit code {process.exitcode})."
+            )
         return output_path.read_bytes()
 
 

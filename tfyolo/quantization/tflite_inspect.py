@@ -14,8 +14,10 @@ def make_interpreter(model_content=None, model_path=None, num_threads=1, xnnpack
 
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interpreter = Interpreter(
-        model_content=model_content, model_path=None if model_path is None else str(model_path),
-        num_threads=num_threads, experimental_op_resolver_type=resolver,
+        model_content=model_content,
+        model_path=None if model_path is None else str(model_path),
+        num_threads=num_threads,
+        experimental_op_resolver_type=resolver,
     )
     interpreter.allocate_tensors()
     return interpreter

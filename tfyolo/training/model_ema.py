@@ -23,8 +23,9 @@ class ModelEMA:
         self.tau = tau
         self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="ema_updates")
         # Integer state (tfmot's optimizer_step counters) is not averaged.
-        self.pairs = [(target, source) for target, source in zip(ema_model.weights, model.weights)
-                      if target.dtype.is_floating]
+        self.pairs = [
+            (target, source) for target, source in zip(ema_model.weights, model.weights) if target.dtype.is_floating
+        ]
         for target, source in zip(ema_model.weights, model.weights):
             target.assign(source)
 

@@ -56,14 +56,23 @@ class TrainConfig:
     def __post_init__(self):
         checks = [
             (self.scale in SCALES, f"scale must be one of {sorted(SCALES)}, received {self.scale!r}"),
-            (self.activation in ACTIVATION_NAMES, f"activation must be one of {ACTIVATION_NAMES}, received {self.activation!r}"),
+            (
+                self.activation in ACTIVATION_NAMES,
+                f"activation must be one of {ACTIVATION_NAMES}, received {self.activation!r}",
+            ),
             (self.epochs >= 1, f"epochs must be >= 1, received {self.epochs}"),
             (self.batch >= 1, f"batch must be >= 1, received {self.batch}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, received {self.optimizer!r}"),
             (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, received {self.schedule!r}"),
-            (self.mixed_precision in PRECISIONS, f"mixed_precision must be one of {PRECISIONS}, received {self.mixed_precision!r}"),
+            (
+                self.mixed_precision in PRECISIONS,
+                f"mixed_precision must be one of {PRECISIONS}, received {self.mixed_precision!r}",
+            ),
             (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, received {self.strategy!r}"),
-            (self.imgsz >= 32 and self.imgsz % 32 == 0, f"imgsz must be a positive multiple of 32, received {self.imgsz}"),
+            (
+                self.imgsz >= 32 and self.imgsz % 32 == 0,
+                f"imgsz must be a positive multiple of 32, received {self.imgsz}",
+            ),
         ]
         if self.qat_from and self.mixed_precision:
             checks.append((False, "quantization-aware training runs in float32; drop --mixed-precision"))

@@ -1,6 +1,5 @@
 """Float training of the detector with a custom tf.function step (faster than `fit` on CPU, measured)."""
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -82,7 +81,9 @@ class Trainer:
             self.float_model, self.model_config = self._load_float_for_qat()
         else:
             self.model_config = ModelConfig(
-                num_classes=self.train_data.num_classes, scale=config.scale, activation=config.activation,
+                num_classes=self.train_data.num_classes,
+                scale=config.scale,
+                activation=config.activation,
                 input_size=config.imgsz,
             )
         self.max_boxes = config.max_boxes or max(1, self.train_data.max_boxes_per_image * (4 if config.mosaic else 1))
@@ -111,7 +112,11 @@ class Trainer:
         if not self.config.qat_from:
             model = build_yolo_detector(self.model_config)
             if self.config.init_weights:
-                model.load_weights(self.config.init_weights)
+                # Weights of any detector of the same scale and classes (the activation carries no weights),
+                # e.g. to fine-tune a ReLU variant from a trained SiLU model.
+                from tfyolo.models.model_io import load_keras_model
+
+                model.set_weights(load_keras_model(self.config.init_weights).get_weights())
             return model, build_yolo_detector(self.model_config, name="yolo_detector_ema")
         from tfyolo.qat.qat_model import build_qat_model, seed_quantization_ranges
         from tfyolo.quantization.calibration import load_calibration_images
@@ -136,8 +141,11 @@ class Trainer:
         name = "adamw" if self.config.optimizer == "auto" else self.config.optimizer
         if name == "adamw":
             optimizer = keras.optimizers.AdamW(
-                learning_rate=self._learning_rate(), weight_decay=self.config.weight_decay, beta_1=self.config.momentum,
-                beta_2=0.999, jit_compile=False,
+                learning_rate=self._learning_rate(),
+                weight_decay=self.config.weight_decay,
+                beta_1=self.config.momentum,
+                beta_2=0.999,
+                jit_compile=False,
             )
             # YOLOv8 decays only convolution kernels, not BatchNorm parameters or biases.
             optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
@@ -183,7 +191,11 @@ class Trainer:
         keras.mixed_precision.set_global_policy("float32")
 
         checkpoint = tf.train.Checkpoint(
-            model=model, ema_model=ema_model, optimizer=optimizer, ema_updates=ema.updates, epochs_done=epoch_counter,
+            model=model,
+            ema_model=ema_model,
+            optimizer=optimizer,
+            ema_updates=ema.updates,
+            epochs_done=epoch_counter,
             best_fitness=best_fitness,
         )
         manager = tf.train.CheckpointManager(checkpoint, self.out / "checkpoints", max_to_keep=2)
@@ -218,8 +230,13 @@ class Trainer:
 
         writer = tf.summary.create_file_writer(str(self.out / "tensorboard"))
         augment = AugmentConfig(
-            mosaic=config.mosaic, translate=config.translate, scale=config.scale_jitter, hsv_h=config.hsv_h,
-            hsv_s=config.hsv_s, hsv_v=config.hsv_v, fliplr=config.fliplr,
+            mosaic=config.mosaic,
+            translate=config.translate,
+            scale=config.scale_jitter,
+            hsv_h=config.hsv_h,
+            hsv_s=config.hsv_s,
+            hsv_v=config.hsv_v,
+            fliplr=config.fliplr,
         )
         batches_per_epoch = len(self.train_data) // config.batch
         warmup_iterations = round(config.warmup_epochs * batches_per_epoch)
@@ -242,7 +259,13 @@ class Trainer:
             for step, batch in enumerate(data):
                 iteration = epoch * batches_per_epoch + step
                 learning_rate = warmup_and_decay(
-                    iteration, epoch, warmup_iterations, config.epochs, self._learning_rate(), config.lrf, config.schedule
+                    iteration,
+                    epoch,
+                    warmup_iterations,
+                    config.epochs,
+                    self._learning_rate(),
+                    config.lrf,
+                    config.schedule,
                 )
                 optimizer.learning_rate.assign(learning_rate)
                 step_start = time.perf_counter()
@@ -262,20 +285,35 @@ class Trainer:
             epoch_counter.assign(epoch + 1)
             batches = max(batches_per_epoch, 1)
             summary = {
-                "epoch": epoch + 1, "loss": float(totals[0] / batches), "box_loss": float(totals[1] / batches),
-                "class_loss": float(totals[2] / batches), "dfl_loss": float(totals[3] / batches),
-                "map50_95": metrics["map50_95"] if metrics else None, "map50": metrics["map50"] if metrics else None,
+                "epoch": epoch + 1,
+                "loss": float(totals[0] / batches),
+                "box_loss": float(totals[1] / batches),
+                "class_loss": float(totals[2] / batches),
+                "dfl_loss": float(totals[3] / batches),
+                "map50_95": metrics["map50_95"] if metrics else None,
+                "map50": metrics["map50"] if metrics else None,
                 "precision": metrics["precision"] if metrics else None,
-                "recall": metrics["recall"] if metrics else None, "learning_rate": float(learning_rate),
-                "train_seconds": train_seconds, "images_per_second": images_per_second, "mosaic": use_mosaic,
+                "recall": metrics["recall"] if metrics else None,
+                "learning_rate": float(learning_rate),
+                "train_seconds": train_seconds,
+                "images_per_second": images_per_second,
+                "mosaic": use_mosaic,
             }
             improved = metrics is not None and metrics["map50_95"] > float(best_fitness)
             if improved:
                 best_fitness.assign(metrics["map50_95"])
             history.append(summary)
             with writer.as_default(step=epoch + 1):
-                for key in ("loss", "box_loss", "class_loss", "dfl_loss", "map50_95", "map50", "learning_rate",
-                            "images_per_second"):
+                for key in (
+                    "loss",
+                    "box_loss",
+                    "class_loss",
+                    "dfl_loss",
+                    "map50_95",
+                    "map50",
+                    "learning_rate",
+                    "images_per_second",
+                ):
                     if summary[key] is not None:
                         tf.summary.scalar(key, summary[key])
             export = ema_model if config.ema else model

@@ -1,0 +1,52 @@
+"""Writes benchmarks/RESULTS.md: the headline figures of every benchmarks/results/*.json, then each report."""
+
+from benchmarks.common import RESULTS, ROOT, load_json
+from tfyolo.io_utils import atomic_write_text
+
+
+def headline():
+    lines = ["| benchmark | figure | value |", "|---|---|---|"]
+    train = RESULTS / "train_pennfudan_accuracy.json"
+    if train.is_file():
+        accuracy = load_json(train)["accuracy"]
+        lines.append(
+            f"| train (PennFudan, n@320, from scratch, {accuracy['epochs']} epochs) | val mAP50 / mAP50-95 | "
+            f"{accuracy['map50']:.3f} / {accuracy['map50_95']:.3f} |"
+        )
+    ptq = RESULTS / "ptq_pennfudan.json"
+    if ptq.is_file():
+        for check in load_json(ptq)["checks"]:
+            lines.append(f"| PTQ | {check['check']} | {check['value']:.4f} ({'met' if check['pass'] else 'MISSED'}) |")
+    latency = RESULTS / "latency_pennfudan.json"
+    if latency.is_file():
+        rows = {row["recipe"]: row for row in load_json(latency)["per_recipe"]}
+        if "int8" in rows:
+            lines.append(f"| latency | int8 / fp32 p50, 2 threads | {rows['int8']['ratio_t2']:.2f} |")
+            lines.append(f"| latency | int8 / fp32 p50, 1 thread | {rows['int8']['ratio_t1']:.2f} |")
+    qat = RESULTS / "qat_pennfudan.json"
+    if qat.is_file():
+        for row in load_json(qat)["table"]:
+            if row["model"] in ("int8", "qat_int8") and row["delta"] is not None:
+                lines.append(
+                    f"| QAT ({row['activation']}) | {row['model']} delta mAP50-95 vs float | {row['delta']:+.2f} pt |"
+                )
+    return "\n".join(lines)
+
+
+def main():
+    parts = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` from `benchmarks/results/`. All figures come from "
+        "this repository's own commands on a 2-core CPU; ratios are measured within one run.",
+        "",
+        headline(),
+        "",
+    ]
+    for path in sorted(RESULTS.glob("*.md")):
+        parts += ["---", "", f"<!-- {path.name} -->", path.read_text().replace("# ", "## ", 1), ""]
+    atomic_write_text(ROOT / "benchmarks" / "RESULTS.md", "\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Accuracy-aware quantization on a tiny model: sensitivity ranking and the budgeted search."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from tfyolo.quantization.auto import Candidate, search
+from tfyolo.quantization.recipe import Recipe
+
+
+def fake_measure(drops):
+    """measure() that reports a fixed drop per candidate name, latency in search order."""
+
+    def measure(recipe):
+        return Candidate(
+            recipe=recipe,
+            keep_float=recipe.keep_float,
+            map50_95=0.5 - drops[recipe.name] / 100,
+            delta_map50_95=-drops[recipe.name],
+            latency_ms_p50=len(recipe.name),
+            size_bytes=1,
+        )
+
+    return measure
+
+
+def test_search_stops_at_the_first_candidate_within_budget():
+    drops = {"int8": 2.0, "int8_float1": 1.5, "int8_float2": 0.4, "int8_float4": 0.1, "int16x8": 0.05, "fp16": 0.0}
+    ranked_calls = []
+
+    def ranked():
+        ranked_calls.append(1)
+        return ["a", "b", "c", "d"]
+
+    chosen, tried, _ = search(Recipe(name="int8", mode="int8"), ranked, fake_measure(drops), max_drop=0.5)
+    assert chosen.recipe.name == "int8_float2" and chosen.keep_float == ("a", "b")
+    assert [c.recipe.name for c in tried] == ["int8", "int8_float1", "int8_float2"]
+    assert len(ranked_calls) == 1
+
+
+def test_plain_int8_within_budget_never_ranks_layers():
+    def ranked():
+        raise AssertionError("the ranking must not run when plain int8 meets the budget")
+
+    drops = {"int8": 2.0}
+    chosen, tried, _ = search(Recipe(name="int8", mode="int8"), ranked, fake_measure(drops), max_drop=100)
+    assert chosen.recipe.name == "int8" and len(tried) == 1
+
+
+def test_impossible_budget_names_the_closest():
+    drops = {"int8": 2.0, "int8_float1": 1.5, "int16x8": 0.3, "fp16": 0.2}
+    chosen, tried, closest = search(Recipe(name="int8", mode="int8"), lambda: ["a"], fake_measure(drops), max_drop=-1)
+    assert chosen is None and closest.recipe.name == "fp16" and len(tried) == 4
+
+
+@pytest.fixture(scope="module")
+def tiny_model_with_data(tiny_float_run, tiny_synthetic):
+    return tiny_float_run, tiny_synthetic
+
+
+def test_layer_sensitivity_ranks_named_layers(tiny_model_with_data):
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.quantization.calibration import load_calibration_images
+    from tfyolo.quantization.sensitivity import layer_sensitivity
+
+    model_path, data = tiny_model_with_data
+    model = load_keras_model(model_path)
+    images, _ = load_calibration_images(data, 64, 2)
+    ranking = layer_sensitivity(model, images)
+    names = {layer.name for layer in model.layers}
+    assert len(ranking) > 50 and all(entry["layer"] in names for entry in ranking)
+    assert {entry["section"] for entry in ranking} == {"backbone", "neck", "head"}
+    values = [entry["rmse_over_scale"] for entry in ranking]
+    assert values == sorted(values, reverse=True) and values[-1] > 0
+
+
+def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_with_data, tmp_path):
+    from tfyolo.cli.main import cli
+    from tfyolo.quantization.recipe import load_recipe
+
+    model_path, data = tiny_model_with_data
+    out = tmp_path / "auto"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "convert",
+            "--model",
+            str(model_path),
+            "--data",
+            str(data),
+            "--calibration",
+            str(data),
+            "--out",
+            str(out),
+            "--auto",
+            "--max-drop",
+            "100",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    candidates = json.loads((out / "auto_candidates.json").read_text())
+    assert [c["recipe"] for c in candidates["candidates"]] == ["int8"]
+    recipe = load_recipe(out / "auto_recipe.yaml")
+    assert recipe.mode == "int8" and recipe.keep_float == ()
+    assert list(out.glob("*_auto_int8.tflite"))
+
+
+@pytest.mark.large
+def test_auto_cli_impossible_budget_exits_1_naming_the_closest(tiny_model_with_data, tmp_path):
+    from tfyolo.cli.main import cli
+
+    model_path, data = tiny_model_with_data
+    out = tmp_path / "auto"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "convert",
+            "--model",
+            str(model_path),
+            "--data",
+            str(data),
+            "--calibration",
+            str(data),
+            "--out",
+            str(out),
+            "--auto",
+            "--max-drop",
+            "-100",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "No candidate keeps the mAP50-95 drop within -100.0 points; closest:" in result.output
+    table = json.loads((out / "auto_candidates.json").read_text())
+    assert table["chosen"] is None and table["closest"]["recipe"] in {c["recipe"] for c in table["candidates"]}
+    assert [c["recipe"] for c in table["candidates"]][-2:] == ["int16x8", "fp16"]

@@ -1,0 +1,169 @@
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tfyolo.bundle import MANIFEST, make_bundle, verify_bundle
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tiny_float_run, tiny_synthetic, tmp_path_factory):
+    from tfyolo.metadata import embed_metadata
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.quantization.artifact import artifact_metadata
+    from tfyolo.quantization.calibration import load_calibration_images
+    from tfyolo.quantization.converter import convert
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+
+    model = load_keras_model(tiny_float_run)
+    images, summary = load_calibration_images(tiny_synthetic, 64, 2)
+    recipe = resolve_recipe("int8_int8io")
+    content = convert(model, recipe, images)
+    metadata = artifact_metadata({"names": ["circle", "square"]}, recipe, summary, 64, 2, tiny_float_run)
+    path = tmp_path_factory.mktemp("int8") / "tiny_int8_int8io.tflite"
+    path.write_bytes(embed_metadata(content, metadata))
+    return path
+
+
+@pytest.fixture(scope="module")
+def val_images(tiny_synthetic):
+    from tfyolo.data.detection_dataset import DetectionDataset
+
+    return [sample.image_path for sample in DetectionDataset.from_data_yaml(tiny_synthetic, "val").samples[:2]]
+
+
+@pytest.fixture
+def bundle_dir(tiny_int8, val_images, tmp_path):
+    for relative, data in make_bundle(tiny_int8, val_images).items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(data)
+    return tmp_path
+
+
+def test_bench_returns_sane_numbers(tiny_int8):
+    from tfyolo.cli.bench_bundle import benchmark_models
+
+    results = benchmark_models([tiny_int8, tiny_int8], threads=[1, 2], warmup=2, runs=10)
+    run = results["models"][0]["runs"][0]
+    assert 0 < run["latency_ms_min"] <= run["latency_ms_p50"] <= run["latency_ms_p90"] <= run["latency_ms_p99"]
+    assert run["throughput_fps"] == pytest.approx(1000 / run["latency_ms_mean"])
+    assert results["models"][0]["runs"][1]["threads"] == 2 and run["ratio_vs_first"] == 1.0
+    assert results["models"][0]["ops"]["CONV_2D"] > 50 and results["models"][0]["float_compute_ops"] == 0
+    assert run["peak_rss_mb"] > 10
+
+
+def test_embedded_metadata_is_readable_by_zip_readers(tiny_int8):
+    import zipfile
+
+    from tfyolo.evaluation.runners import TFLiteRunner
+
+    with zipfile.ZipFile(tiny_int8) as archive:
+        metadata = json.loads(archive.read("metadata.json"))
+    assert metadata["imgsz"] == [64, 64] and metadata["names"] == {"0": "circle", "1": "square"}
+    assert metadata["stride"] == 32 and metadata["recipe"]["name"] == "int8_int8io"
+    TFLiteRunner(tiny_int8)  # the appended archive does not disturb the interpreter
+
+
+def test_bundle_verifies(bundle_dir):
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    assert manifest["input"]["dtype"] == "int8" and manifest["input"]["shape"] == [1, 64, 64, 3]
+    assert {o["name"] for o in manifest["outputs"]} == {"box_distribution", "class_logits"}
+    assert any(entry["op"] == "CONV_2D" for entry in manifest["tflite_op_versions"])
+    assert (bundle_dir / "labels.txt").read_text().split() == ["circle", "square"]
+    assert verify_bundle(bundle_dir) == []
+
+
+def test_changing_any_byte_of_any_file_fails_verify(bundle_dir):
+    files = sorted(p for p in bundle_dir.rglob("*") if p.is_file())
+    assert len(files) >= 9
+    for path in files:
+        original = path.read_bytes()
+        changed = bytearray(original)
+        changed[len(changed) // 2] ^= 0x01
+        path.write_bytes(bytes(changed))
+        problems = verify_bundle(bundle_dir)
+        assert problems and any(path.name in problem for problem in problems), (path, problems)
+        path.write_bytes(original)
+    assert verify_bundle(bundle_dir) == []
+
+
+def test_golden_mismatch_is_reported(bundle_dir):
+    # Re-hash a tampered golden output so only the replay can catch it.
+    import hashlib
+
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    relative = manifest["golden"][0]["outputs"]["class_logits"]
+    values = np.load(bundle_dir / relative)
+    np.save(bundle_dir / relative, np.clip(values.astype(np.int16) + 5, -128, 127).astype(values.dtype))
+    manifest["sha256"][relative] = hashlib.sha256((bundle_dir / relative).read_bytes()).hexdigest()
+    data = (json.dumps(manifest, indent=2) + "\n").encode()
+    (bundle_dir / MANIFEST).write_bytes(data)
+    (bundle_dir / "manifest.json.sha256").write_text(f"{hashlib.sha256(data).hexdigest()}  manifest.json\n")
+    problems = verify_bundle(bundle_dir)
+    assert len(problems) == 1 and "quantization steps" in problems[0] and relative.split("/")[-1] in problems[0]
+
+
+def _tfyolo_detections(model_path, image_path, conf):
+    from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
+    from tfyolo.evaluation.runners import TFLiteRunner
+    from tfyolo.ops.nms import NMSConfig, non_max_suppression
+
+    runner = TFLiteRunner(model_path)
+    image = read_image_rgb(image_path)
+    boxed, info = letterbox(image, runner.input_size)
+    boxes, scores = runner.predict(to_model_input(boxed[None]))
+    kept, kept_scores, classes = non_max_suppression(
+        boxes[0] * runner.input_size, scores[0], NMSConfig(confidence_threshold=conf)
+    )
+    return info.to_original(kept), kept_scores, classes
+
+
+def test_reference_infer_matches_tfyolo(bundle_dir, val_images):
+    spec = importlib.util.spec_from_file_location("reference_infer", bundle_dir / "reference_infer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    detections = module.run(val_images[0], conf=0.01, bundle=bundle_dir)
+    boxes, scores, classes = _tfyolo_detections(bundle_dir / "tiny_int8_int8io.tflite", val_images[0], 0.01)
+    assert len(detections) == len(scores) > 0
+    np.testing.assert_allclose([d["box"] for d in detections], boxes, atol=1e-3)
+    np.testing.assert_allclose([d["score"] for d in detections], scores, atol=1e-6)
+    assert [d["class_id"] for d in detections] == classes.tolist()
+
+
+@pytest.mark.large
+def test_reference_infer_in_a_fresh_venv_without_tensorflow(bundle_dir, val_images, tmp_path):
+    """The device team's setup: a new venv with only numpy + ai-edge-litert + OpenCV (no TensorFlow, no tfyolo)."""
+    import importlib.metadata
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pins = [
+        f"{name}=={importlib.metadata.version(name)}" for name in ("numpy", "ai-edge-litert", "opencv-python-headless")
+    ]
+    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", *pins], check=True, timeout=900)
+    check = subprocess.run([str(venv / "bin" / "python"), "-c", "import tensorflow"], capture_output=True)
+    assert check.returncode != 0  # TensorFlow really is absent
+    moved = tmp_path / "handoff"
+    shutil.copytree(bundle_dir, moved)
+    result = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            str(moved / "reference_infer.py"),
+            str(val_images[0]),
+            "--conf",
+            "0.01",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    detections = json.loads(result.stdout)
+    boxes, scores, classes = _tfyolo_detections(moved / "tiny_int8_int8io.tflite", val_images[0], 0.01)
+    assert len(detections) == len(scores) > 0
+    np.testing.assert_allclose([d["box"] for d in detections], boxes, atol=1e-3)
+    assert [d["class_id"] for d in detections] == classes.tolist()

@@ -1,0 +1,240 @@
+"""The edge handoff bundle: everything a device team needs to reproduce our numbers without TensorFlow.
+
+`make_bundle` returns {relative path: bytes}; the CLI writes them. `verify_bundle` returns a list of problems.
+"""
+
+import hashlib
+import importlib.metadata
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+import tfyolo
+from tfyolo.data.images import PAD_VALUE, letterbox, read_image_rgb, to_model_input
+from tfyolo.errors import ModelError
+from tfyolo.evaluation.runners import TFLiteRunner
+from tfyolo.metadata import read_embedded_metadata
+from tfyolo.ops.nms import NMSConfig
+from tfyolo.quantization.tflite_inspect import make_interpreter
+
+MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest.json.sha256"
+REFERENCE_SCRIPT = Path(__file__).with_name("bundle_files") / "reference_infer.py"
+# Golden outputs are replayed on the same runtime: float outputs must agree to 1e-4 (relative to the output's
+# range), integer outputs to one quantization step (XNNPACK and reference kernels may round differently).
+FLOAT_TOLERANCE = 1e-4
+INTEGER_TOLERANCE_STEPS = 1
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def _npy_bytes(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def op_versions(model_content):
+    """[(op name, version)] of the flatbuffer's operator codes: runtimes older than the converter may reject
+    newer op versions, so the device team needs them."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(model_content), 0))
+    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    result = []
+    for code in model.operatorCodes:
+        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        name = names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            name = f"CUSTOM:{code.customCode.decode() if code.customCode else ''}"
+        result.append({"op": name, "version": int(code.version)})
+    return sorted(result, key=lambda entry: (entry["op"], entry["version"]))
+
+
+def _tensor_spec(detail):
+    scale, zero_point = detail["quantization"]
+    return {
+        "tensor_name": detail["name"],
+        "shape": [int(v) for v in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
+
+
+def _versions():
+    versions = {"tfyolo": tfyolo.__version__}
+    for package in ("tensorflow", "ai-edge-litert", "numpy", "opencv-python-headless"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def make_bundle(
+    model_path,
+    golden_images,
+    evaluation=None,
+    latency=None,
+    nms_config=NMSConfig(confidence_threshold=0.25, iou_threshold=0.7, max_detections=300),
+):
+    """Builds the bundle of `model_path` (.tflite); returns {relative path: bytes}.
+
+    golden_images: image paths whose preprocessed tensors and exact outputs become the golden vectors.
+    evaluation / latency: optional dicts (from tfyolo-eval --json / tfyolo bench) copied into the manifest.
+    """
+    model_path = Path(model_path)
+    content = model_path.read_bytes()
+    runner = TFLiteRunner(model_content=content, num_threads=1)
+    metadata = read_embedded_metadata(content) or {}
+    names = metadata.get("names") or {str(i): f"class{i}" for i in range(runner.num_classes)}
+    names = [names[str(i)] if isinstance(names, dict) else names[i] for i in range(runner.num_classes)]
+    files = {model_path.name: content, "labels.txt": ("\n".join(names) + "\n").encode()}
+
+    input_spec = _tensor_spec(runner.input_detail)
+    input_spec.update(
+        {
+            "color": "RGB",
+            "layout": "NHWC",
+            "pad_value": PAD_VALUE,
+            "normalization": "pixel / 255",
+            "letterbox": "resize keeping aspect ratio so the long side is the input size "
+            "(INTER_AREA down, INTER_LINEAR up), pad centered with the gray pad value",
+            "quantize": "q = clip(round(x / scale + zero_point)) when dtype is integer",
+        }
+    )
+    outputs = []
+    for name, detail in runner.outputs.items():
+        spec = _tensor_spec(detail)
+        spec["name"] = name
+        spec["dequantize"] = "x = (q - zero_point) * scale when dtype is integer"
+        outputs.append(spec)
+    decode = {"layout": runner.layout}
+    if runner.layout == "tfyolo":
+        decode.update(
+            {
+                "reg_max": runner.reg_max,
+                "strides": [8, 16, 32],
+                "anchor_offset": 0.5,
+                "anchor_order": "stride 8, 16, 32; row-major within a level; points in grid units",
+                "boxes": "softmax over reg_max bins per side -> expectation = distance (grid units) left, top, right, "
+                "bottom; box = (point - left/top, point + right/bottom) * stride, in input pixels",
+                "scores": "sigmoid(class_logits)",
+            }
+        )
+    else:
+        decode.update(
+            {
+                "boxes": "output0[:4] = cx, cy, w, h normalized to the input (x input size)",
+                "scores": "output0[4:] (already sigmoid)",
+            }
+        )
+
+    golden = []
+    for index, image_path in enumerate(golden_images):
+        boxed, _ = letterbox(read_image_rgb(image_path), runner.input_size)
+        model_input = to_model_input(boxed[None])
+        from tfyolo.evaluation.runners import quantize
+
+        fed = quantize(model_input, runner.input_detail)
+        interpreter = runner.interpreter
+        interpreter.set_tensor(runner.input_detail["index"], fed)
+        interpreter.invoke()
+        entry = {"input": f"golden/input_{index:02d}.npy", "source_image": Path(image_path).name, "outputs": {}}
+        files[entry["input"]] = _npy_bytes(fed)
+        for name, detail in runner.outputs.items():
+            relative = f"golden/output_{index:02d}_{name}.npy"
+            files[relative] = _npy_bytes(interpreter.get_tensor(detail["index"]).copy())
+            entry["outputs"][name] = relative
+        golden.append(entry)
+    files["reference_infer.py"] = REFERENCE_SCRIPT.read_bytes()
+
+    manifest = {
+        "format": "tfyolo-edge-bundle/1",
+        "model": model_path.name,
+        "names": names,
+        "input": input_spec,
+        "outputs": outputs,
+        "decode": decode,
+        "nms": {
+            "class_aware": True,
+            "multi_label": True,
+            "confidence_threshold": nms_config.confidence_threshold,
+            "iou_threshold": nms_config.iou_threshold,
+            "max_detections": nms_config.max_detections,
+            "evaluation_confidence_threshold": 0.001,
+        },
+        "recipe": metadata.get("recipe"),
+        "calibration": metadata.get("calibration"),
+        "qat": metadata.get("qat", False),
+        "evaluation": evaluation,
+        "latency": latency,
+        "versions": _versions(),
+        "tflite_op_versions": op_versions(content),
+        "golden": golden,
+        "golden_tolerance": {"float_relative": FLOAT_TOLERANCE, "integer_steps": INTEGER_TOLERANCE_STEPS},
+        "sha256": {name: _sha256(data) for name, data in sorted(files.items())},
+    }
+    manifest_bytes = (json.dumps(manifest, indent=2) + "\n").encode()
+    files[MANIFEST] = manifest_bytes
+    files[MANIFEST_DIGEST] = f"{_sha256(manifest_bytes)}  {MANIFEST}\n".encode()
+    return files
+
+
+def verify_bundle(directory):
+    """Checks every sha256 and replays the golden vectors; returns a list of problems (empty: verified)."""
+    directory = Path(directory)
+    problems = []
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        return [f"{manifest_path}: missing; not a tfyolo bundle."]
+    manifest_bytes = manifest_path.read_bytes()
+    digest_path = directory / MANIFEST_DIGEST
+    if not digest_path.is_file() or digest_path.read_text().split()[0] != _sha256(manifest_bytes):
+        problems.append(f"{manifest_path}: does not match {MANIFEST_DIGEST} (the manifest was changed).")
+    try:
+        manifest = json.loads(manifest_bytes)
+    except json.JSONDecodeError as error:
+        return problems + [f"{manifest_path}: not valid JSON ({error})."]
+    for name, expected in manifest["sha256"].items():
+        path = directory / name
+        if not path.is_file():
+            problems.append(f"{path}: listed in the manifest but missing.")
+        elif _sha256(path.read_bytes()) != expected:
+            problems.append(f"{path}: sha256 mismatch (the file was changed).")
+    if problems:
+        return problems
+    try:
+        interpreter = make_interpreter(model_path=directory / manifest["model"], num_threads=1)
+    except (ValueError, RuntimeError) as error:
+        raise ModelError(f"{directory / manifest['model']}: cannot load ({error}).")
+    input_detail = interpreter.get_input_details()[0]
+    by_name = {detail["name"]: detail for detail in interpreter.get_output_details()}
+    specs = {output["name"]: output for output in manifest["outputs"]}
+    for entry in manifest["golden"]:
+        interpreter.set_tensor(input_detail["index"], np.load(directory / entry["input"]))
+        interpreter.invoke()
+        for name, relative in entry["outputs"].items():
+            expected = np.load(directory / relative)
+            actual = interpreter.get_tensor(by_name[specs[name]["tensor_name"]]["index"])
+            if np.issubdtype(expected.dtype, np.integer):
+                worst = int(np.abs(actual.astype(np.int64) - expected.astype(np.int64)).max())
+                if worst > INTEGER_TOLERANCE_STEPS:
+                    problems.append(
+                        f"{directory / relative}: output differs by {worst} quantization steps "
+                        f"(tolerance {INTEGER_TOLERANCE_STEPS})."
+                    )
+            else:
+                spread = float(expected.max() - expected.min()) or 1.0
+                worst = float(np.abs(actual - expected).max()) / spread
+                if worst > FLOAT_TOLERANCE:
+                    problems.append(
+                        f"{directory / relative}: output differs by {worst:.2e} of its range "
+                        f"(tolerance {FLOAT_TOLERANCE})."
+                    )
+    return problems

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Standalone reference inference for a tfyolo edge bundle: numpy + ai-edge-litert + OpenCV, nothing else.
+
+    python reference_infer.py IMAGE [--conf 0.25] [--iou 0.7] [--json]
+
+Runs exactly what the manifest describes: letterbox (gray 114, RGB, /255) -> quantize input -> model ->
+dequantize outputs -> decode (DFL expectation + anchors for the tfyolo layout) -> class-aware NMS, and prints
+each detection as class name, score and box in the original image's pixels.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+HERE = Path(__file__).resolve().parent
+
+
+def letterbox(image, size, pad_value):
+    height, width = image.shape[:2]
+    scale = min(size / height, size / width)
+    new_width, new_height = int(round(width * scale)), int(round(height * scale))
+    if (new_width, new_height) != (width, height):
+        image = cv2.resize(
+            image, (new_width, new_height), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        )
+    pad_x, pad_y = (size - new_width) / 2, (size - new_height) / 2
+    top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
+    image = cv2.copyMakeBorder(
+        image, top, size - new_height - top, left, size - new_width - left, cv2.BORDER_CONSTANT, value=(pad_value,) * 3
+    )
+    return image, scale, left, top
+
+
+def quantize(values, spec):
+    if spec["dtype"] == "float32":
+        return values.astype(np.float32)
+    info = np.iinfo(spec["dtype"])
+    q = np.round(values / spec["scale"] + spec["zero_point"])
+    return np.clip(q, info.min, info.max).astype(spec["dtype"])
+
+
+def dequantize(values, spec):
+    if spec["dtype"] == "float32":
+        return values.astype(np.float32)
+    return (values.astype(np.float32) - spec["zero_point"]) * spec["scale"]
+
+
+def anchor_points(size, strides):
+    points, anchor_strides = [], []
+    for stride in strides:
+        cells = size // stride
+        grid = np.arange(cells, dtype=np.float32) + 0.5
+        ys, xs = np.meshgrid(grid, grid, indexing="ij")
+        points.append(np.stack([xs.ravel(), ys.ravel()], -1))
+        anchor_strides.append(np.full((cells * cells, 1), stride, np.float32))
+    return np.concatenate(points), np.concatenate(anchor_strides)
+
+
+def decode(outputs, manifest):
+    """-> boxes (A, 4) xyxy in input pixels, scores (A, classes)."""
+    size, decoding = manifest["input"]["shape"][1], manifest["decode"]
+    if decoding["layout"] == "ultralytics":
+        rows = outputs["output0"][0].T
+        boxes = rows[:, :4] * (size if np.abs(rows[:, :4]).max() <= 2.0 else 1.0)
+        xyxy = np.c_[boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2]
+        return xyxy, rows[:, 4:]
+    reg_max = decoding["reg_max"]
+    logits = outputs["box_distribution"][0].reshape(-1, 4, reg_max)
+    logits = logits - logits.max(-1, keepdims=True)
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    distances = probabilities @ np.arange(reg_max, dtype=np.float32)
+    points, strides = anchor_points(size, decoding["strides"])
+    boxes = np.c_[points - distances[:, :2], points + distances[:, 2:]] * strides
+    scores = 0.5 * (1.0 + np.tanh(0.5 * outputs["class_logits"][0]))
+    return boxes, scores
+
+
+def nms(boxes, scores, conf, iou_threshold, max_detections):
+    anchor_index, class_ids = np.nonzero(scores > conf)
+    confidences = scores[anchor_index, class_ids]
+    candidates = boxes[anchor_index].astype(np.float64)
+    offset = class_ids[:, None] * (np.abs(candidates).max(initial=1.0) * 2 + 1)
+    shifted = candidates + offset
+    areas = np.prod(np.clip(shifted[:, 2:] - shifted[:, :2], 0, None), axis=1)
+    order, keep = np.argsort(-confidences, kind="stable"), []
+    while order.size and len(keep) < max_detections:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        top_left = np.maximum(shifted[best, :2], shifted[rest, :2])
+        bottom_right = np.minimum(shifted[best, 2:], shifted[rest, 2:])
+        inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+        order = rest[inter / np.maximum(areas[best] + areas[rest] - inter, 1e-12) <= iou_threshold]
+    keep = np.asarray(keep, dtype=np.int64)
+    return candidates[keep], confidences[keep], class_ids[keep]
+
+
+def run(image_path, conf=None, iou=None, bundle=HERE):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SystemExit(f"{image_path}: cannot read this image.")
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    spec = manifest["input"]
+    size = spec["shape"][1]
+    boxed, scale, pad_x, pad_y = letterbox(rgb, size, spec["pad_value"])
+    interpreter = Interpreter(model_path=str(bundle / manifest["model"]), num_threads=2)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], quantize(boxed[None].astype(np.float32) / 255.0, spec))
+    interpreter.invoke()
+    by_name = {d["name"]: d for d in interpreter.get_output_details()}
+    outputs = {
+        out["name"]: dequantize(interpreter.get_tensor(by_name[out["tensor_name"]]["index"]), out)
+        for out in manifest["outputs"]
+    }
+    boxes, scores = decode(outputs, manifest)
+    nms_spec = manifest["nms"]
+    kept_boxes, kept_scores, kept_classes = nms(
+        boxes,
+        scores,
+        nms_spec["confidence_threshold"] if conf is None else conf,
+        nms_spec["iou_threshold"] if iou is None else iou,
+        nms_spec["max_detections"],
+    )
+    height, width = rgb.shape[:2]
+    kept_boxes[:, [0, 2]] = ((kept_boxes[:, [0, 2]] - pad_x) / scale).clip(0, width)
+    kept_boxes[:, [1, 3]] = ((kept_boxes[:, [1, 3]] - pad_y) / scale).clip(0, height)
+    names = manifest["names"]
+    return [
+        {"class": names[int(c)], "class_id": int(c), "score": float(s), "box": [float(v) for v in b]}
+        for b, s, c in zip(kept_boxes, kept_scores, kept_classes)
+    ]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("image")
+    parser.add_argument("--conf", type=float, default=None, help="confidence threshold [manifest default]")
+    parser.add_argument("--iou", type=float, default=None, help="NMS IoU threshold [manifest default]")
+    parser.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    args = parser.parse_args(argv)
+    detections = run(args.image, args.conf, args.iou)
+    if args.json:
+        print(json.dumps(detections))
+        return 0
+    for det in detections:
+        x1, y1, x2, y2 = det["box"]
+        print(f"{det['class']:<20} {det['score']:.3f}  [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")
+    print(f"{len(detections)} detection(s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
