@@ -116,3 +116,17 @@ def test_class_count_mismatch_is_a_clear_error(tiny_model, tiny_synthetic):
     three = build_yolo_detector(ModelConfig(num_classes=3, input_size=64))
     with pytest.raises(DataError, match="has 2 classes but the model predicts 3"):
         evaluate(KerasRunner(three), dataset)
+
+
+def test_saved_model_runner_matches_keras(tiny_model, tmp_path):
+    from tfyolo.evaluation.runners import KerasRunner, open_runner
+    from tfyolo.export import export_saved_model
+
+    export_saved_model(tiny_model, tmp_path / "saved")
+    runner = open_runner(tmp_path / "saved")
+    assert runner.input_size == 64 and runner.num_classes == 2
+    images = np.random.default_rng(3).uniform(0, 1, (2, 64, 64, 3)).astype(np.float32)
+    boxes, scores = runner.predict(images)
+    expected_boxes, expected_scores = KerasRunner(tiny_model).predict(images)
+    np.testing.assert_allclose(boxes, expected_boxes, atol=1e-5)
+    np.testing.assert_allclose(scores, expected_scores, atol=1e-6)

@@ -117,13 +117,13 @@ def main(
         return
     if max_drop is not None and not reference:
         raise click.UsageError("--max-drop needs --reference.")
+    runner = open_for_size(model, imgsz, threads, layout)
     if coco_json:
         if not images_dir:
             raise click.UsageError("--coco-json needs --images.")
         dataset = DetectionDataset.from_coco_json(coco_json, images_dir)
     else:
         dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
-    runner = open_for_size(model, imgsz, threads, layout)
     reference_runner = open_for_size(reference, imgsz or runner.input_size, threads, "auto") if reference else None
     passes = 2 if reference_runner else 1
     with progress_bar(len(dataset) * passes, "evaluating") as bar:

@@ -201,7 +201,9 @@ class Trainer:
         manager = tf.train.CheckpointManager(checkpoint, self.out / "checkpoints", max_to_keep=2)
         if manager.latest_checkpoint:
             checkpoint.restore(manager.latest_checkpoint).expect_partial()
-            self.reporter.message(f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_counter)} done).")
+            self.reporter.message(
+                f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_counter.numpy())} done)."
+            )
 
         loss_fn = YOLOLoss(self.model_config.num_classes, config.imgsz, reg_max=self.model_config.reg_max)
         replicas = strategy.num_replicas_in_sync
@@ -242,12 +244,14 @@ class Trainer:
         warmup_iterations = round(config.warmup_epochs * batches_per_epoch)
         runner = KerasRunner(ema_model if config.ema else model, reg_max=self.model_config.reg_max)
         history_path = self.out / "history.json"
-        start_epoch = int(epoch_counter)
+        start_epoch = int(epoch_counter.numpy())
         history = json.loads(history_path.read_text()) if history_path.is_file() and start_epoch else []
         # A kill between writing history.json and the checkpoint leaves a row the checkpoint never saw.
         history = [row for row in history if row["epoch"] <= start_epoch]
         if start_epoch >= config.epochs:
             self.reporter.message(f"{self.out}: all {config.epochs} epochs are done already.")
+        previous = json.loads((self.out / METADATA_NAME).read_text()) if (self.out / METADATA_NAME).is_file() else {}
+        best_epoch, best_metrics = previous.get("best_epoch"), previous.get("val_metrics")
         for epoch in range(start_epoch, config.epochs):
             use_mosaic = config.mosaic > 0 and epoch < config.epochs - config.close_mosaic
             data = training_dataset(
@@ -299,7 +303,7 @@ class Trainer:
                 "images_per_second": images_per_second,
                 "mosaic": use_mosaic,
             }
-            improved = metrics is not None and metrics["map50_95"] > float(best_fitness)
+            improved = metrics is not None and metrics["map50_95"] > float(best_fitness.numpy())
             if improved:
                 best_fitness.assign(metrics["map50_95"])
             history.append(summary)
@@ -321,7 +325,11 @@ class Trainer:
             save_model_atomic(export, self.out / f"last{suffix}")
             if improved:
                 save_model_atomic(export, self.out / f"best{suffix}")
-                self._write_metadata(epoch + 1, metrics)
+                best_epoch, best_metrics = epoch + 1, metrics
+            elif best_metrics is None:
+                # Nothing validated yet (val_interval): best follows last until a validated epoch says otherwise.
+                save_model_atomic(export, self.out / f"best{suffix}")
+            self._write_metadata(best_epoch, best_metrics)
             atomic_write_json(history_path, history)
             # The checkpoint goes last: a crash before it replays this epoch, never skips it.
             manager.save(checkpoint_number=epoch + 1)
@@ -341,11 +349,12 @@ class Trainer:
             "data": str(Path(self.config.data).resolve()),
             "data_sha256": dataset_fingerprint(self.train_data, self.val_data),
             "train_args": self.config.to_dict(),
-            "best_epoch": epoch,
+            "best_epoch": epoch,  # None until an epoch has been validated
             "qat": bool(self.config.qat_from),
             "qat_staged": bool(self.config.qat_from and self.config.qat_staged),
             "qat_from": self.config.qat_from,
-            "val_metrics": {key: metrics[key] for key in ("map50_95", "map50", "map75", "precision", "recall")},
+            "val_metrics": metrics
+            and {key: metrics[key] for key in ("map50_95", "map50", "map75", "precision", "recall")},
             "versions": {"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
         }
         atomic_write_json(self.out / METADATA_NAME, metadata)
