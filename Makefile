@@ -14,7 +14,7 @@ DEFAULT := $(BUILD)/default
 SYNTH_IMAGES ?= 600
 SYNTH_CLASSES ?= 3
 IMGSZ ?= 128
-EPOCHS ?= 35
+EPOCHS ?= 45
 BATCH ?= 8
 LR0 ?= 0.004
 
@@ -27,7 +27,7 @@ CALIBRATION ?=
 DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
 
-.PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-latency clean help
+.PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-latency clean help
 
 help:
 	@echo "make convert     train the default model if needed, convert it with every recipe, report (main job)"
@@ -38,6 +38,7 @@ help:
 	@echo "make bench-ptq   every PTQ recipe on the PennFudan model -> benchmarks/results/"
 	@echo "make qat         quantization-aware fine-tune of the default model into $(DEFAULT_QAT)/"
 	@echo "make bench-qat   PennFudan QAT vs PTQ, SiLU vs ReLU -> benchmarks/results/"
+	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
 	@echo "make bench       latency suite + every benchmark not yet run -> benchmarks/RESULTS.md"
 	@echo "make lint        ruff"
 
@@ -67,7 +68,7 @@ $(DEFAULT)/.done: $(SYNTH)/data.yaml | $(STAMP)
 		$(BIN)/tfyolo train --resume --out $(DEFAULT); \
 	else \
 		$(BIN)/tfyolo train --data $(SYNTH)/data.yaml --model n --imgsz $(IMGSZ) --epochs $(EPOCHS) \
-			--batch $(BATCH) --lr0 $(LR0) --warmup-epochs 1 --close-mosaic 3 --out $(DEFAULT); \
+			--batch $(BATCH) --lr0 $(LR0) --warmup-epochs 1 --close-mosaic 3 --val-interval 5 --out $(DEFAULT); \
 	fi
 	touch $@
 
@@ -101,6 +102,9 @@ bench-ptq: | $(STAMP)
 bench-qat: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_qat
 
+bench-auto: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_auto
+
 bench-latency: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_latency
 
@@ -110,6 +114,7 @@ bench: | $(STAMP)
 	test -f benchmarks/work/pennfudan_n_320/best.keras || $(BIN)/python -m benchmarks.bench_train
 	test -f benchmarks/results/ptq_pennfudan.json || $(BIN)/python -m benchmarks.bench_ptq
 	test -f benchmarks/results/qat_pennfudan.json || $(BIN)/python -m benchmarks.bench_qat
+	test -f benchmarks/results/auto_pennfudan.json || $(BIN)/python -m benchmarks.bench_auto
 	$(BIN)/python -m benchmarks.bench_latency
 	$(BIN)/python -m benchmarks.summarize
 

@@ -75,29 +75,19 @@ def test_layer_sensitivity_ranks_named_layers(tiny_model_with_data):
     assert values == sorted(values, reverse=True) and values[0] > 0 and values[-1] >= 0
 
 
-def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_with_data, tmp_path):
+def run_auto(model_and_data, out, budget):
     from tfyolo.cli.main import cli
+
+    model_path, data = model_and_data
+    arguments = ["convert", "--model", str(model_path), "--data", str(data), "--calibration", str(data)]
+    return CliRunner().invoke(cli, arguments + ["--out", str(out), "--auto", "--max-drop", str(budget)])
+
+
+def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_with_data, tmp_path):
     from tfyolo.quantization.recipe import load_recipe
 
-    model_path, data = tiny_model_with_data
     out = tmp_path / "auto"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "convert",
-            "--model",
-            str(model_path),
-            "--data",
-            str(data),
-            "--calibration",
-            str(data),
-            "--out",
-            str(out),
-            "--auto",
-            "--max-drop",
-            "100",
-        ],
-    )
+    result = run_auto(tiny_model_with_data, out, 100)
     assert result.exit_code == 0, result.output
     candidates = json.loads((out / "auto_candidates.json").read_text())
     assert [c["recipe"] for c in candidates["candidates"]] == ["int8"]
@@ -108,27 +98,8 @@ def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_w
 
 @pytest.mark.large
 def test_auto_cli_impossible_budget_exits_1_naming_the_closest(tiny_model_with_data, tmp_path):
-    from tfyolo.cli.main import cli
-
-    model_path, data = tiny_model_with_data
     out = tmp_path / "auto"
-    result = CliRunner().invoke(
-        cli,
-        [
-            "convert",
-            "--model",
-            str(model_path),
-            "--data",
-            str(data),
-            "--calibration",
-            str(data),
-            "--out",
-            str(out),
-            "--auto",
-            "--max-drop",
-            "-100",
-        ],
-    )
+    result = run_auto(tiny_model_with_data, out, -100)
     assert result.exit_code == 1
     assert "No candidate keeps the mAP50-95 drop within -100.0 points; closest:" in result.output
     table = json.loads((out / "auto_candidates.json").read_text())

@@ -107,3 +107,14 @@ def test_quantize_model_accepts_the_n_detector():
     assert outputs[CLASS_OUTPUT].shape == (1, 84, 2)
     wrapped = [layer for layer in quantized.layers if type(layer).__name__ == "QuantizeWrapperV2"]
     assert len(wrapped) > 100
+
+
+def test_resize_detector_keeps_weights_and_infers_its_config(tiny_model):
+    from tfyolo.models.resize import infer_model_config, resize_detector
+
+    config = infer_model_config(tiny_model)
+    assert (config.num_classes, config.scale, config.activation, config.input_size) == (2, "n", "silu", 64)
+    bigger = resize_detector(tiny_model, 96)
+    assert bigger.output_shape[CLASS_OUTPUT] == (None, 144 + 36 + 9, 2)
+    for small, large in zip(tiny_model.get_weights(), bigger.get_weights()):
+        np.testing.assert_array_equal(small, large)

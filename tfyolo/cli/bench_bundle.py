@@ -1,13 +1,12 @@
 """`tfyolo bench` (LiteRT latency) and `tfyolo bundle` (the edge handoff folder)."""
 
 import json
-import sys
 import zipfile
 from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import user_errors
+from tfyolo.cli.common import user_errors, verify_and_report
 from tfyolo.errors import ModelError
 
 
@@ -112,17 +111,11 @@ def bench_command(models, threads, warmup, runs, no_xnnpack, json_path, report_d
 @user_errors
 def bundle_command(target, out, make_zip, image_source, golden, eval_json, bench_json, verify):
     """Write the edge handoff bundle of TARGET (.tflite), or --verify a bundle folder."""
-    from tfyolo.bundle import make_bundle, verify_bundle
+    from tfyolo.bundle import make_bundle
     from tfyolo.io_utils import atomic_write_bytes
 
     if verify:
-        problems = verify_bundle(target)
-        for problem in problems:
-            click.echo(f"FAIL {problem}", err=True)
-        if problems:
-            sys.exit(1)
-        click.echo(f"{target}: verified (every sha256 matches, golden vectors reproduce).")
-        return
+        return verify_and_report(target)
     if not out:
         raise click.UsageError("--out is required to make a bundle.")
     images = golden_image_paths(target, image_source, golden)

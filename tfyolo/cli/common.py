@@ -62,3 +62,15 @@ class TqdmTrainingReporter:
             f"{summary['images_per_second']:.1f} img/s" + ("  *best" if summary["best"] else ""),
             err=True,
         )
+
+
+def verify_and_report(bundle_dir):
+    """Verifies a bundle folder, prints each problem, exits 1 if there is any."""
+    from tfyolo.bundle import verify_bundle
+
+    problems = verify_bundle(bundle_dir)
+    for problem in problems:
+        click.echo(f"FAIL {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{bundle_dir}: bundle verified (every sha256 matches, golden vectors reproduce).")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import progress_bar, user_errors
+from tfyolo.cli.common import progress_bar, user_errors, verify_and_report
 from tfyolo.errors import DataError, ModelError
 
 
@@ -106,15 +106,7 @@ def main(
 
     if Path(model).is_dir() and (Path(model) / "manifest.json").is_file():
         # A bundle folder: verifying it is what evaluating it means (hashes + golden vectors).
-        from tfyolo.bundle import verify_bundle
-
-        problems = verify_bundle(model)
-        for problem in problems:
-            click.echo(f"FAIL {problem}", err=True)
-        if problems:
-            sys.exit(1)
-        click.echo(f"{model}: bundle verified (every sha256 matches, golden vectors reproduce).")
-        return
+        return verify_and_report(model)
     if max_drop is not None and not reference:
         raise click.UsageError("--max-drop needs --reference.")
     runner = open_for_size(model, imgsz, threads, layout)

@@ -83,7 +83,7 @@ def synthetic_sample(seed, index, size, num_classes, max_objects=6):
     masks, classes = [], []
     for object_index in range(int(rng.integers(1, max_objects + 1))):
         class_id = int(rng.integers(0, num_classes))
-        radius = float(rng.uniform(0.05, 0.22) * size)
+        radius = float(rng.uniform(0.07, 0.22) * size)
         center = rng.uniform(radius * 0.6, size - radius * 0.6, size=2)
         mask = np.zeros((size, size), np.uint8)
         SHAPES[shape_names[class_id]](mask, center, radius, float(rng.uniform(0, 2 * math.pi)))
