@@ -112,3 +112,13 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_synthetic, tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2" in result.stdout
+
+
+def test_mixed_precision_warning_follows_the_hardware():
+    from tfyolo.training.trainer import precision_warning
+
+    assert precision_warning(None, has_gpu=False) is None
+    assert precision_warning("mixed_float16", has_gpu=True) is None
+    assert "measured 3-9x slower" in precision_warning("mixed_float16", has_gpu=False, flags={"avx2"})
+    assert precision_warning("mixed_bfloat16", has_gpu=False, flags={"avx512_bf16"}) is None
+    assert "avx512_bf16" in precision_warning("mixed_bfloat16", has_gpu=False, flags={"avx2"})
