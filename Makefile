@@ -51,7 +51,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not large" -q
+	$(BIN)/python -m pytest -m "not large" -q --durations=10
 
 test-large: $(STAMP)
 	$(BIN)/python -m pytest -m large -q

@@ -112,8 +112,6 @@ def test_eval_without_data_or_metadata_says_so(converted, tmp_path):
     lonely = tmp_path / "lonely.tflite"
     shutil.copy(artifact(converted, "fp32"), lonely)
     # The converted file embeds the dataset path; strip it to a bare flatbuffer copy.
-    from tfyolo.quantization.converter import convert  # noqa: F401  (import check only)
-
     data = lonely.read_bytes()
     lonely.write_bytes(data[: data.find(b"PK\x03\x04")])
     result = CliRunner().invoke(evaluate_main, [str(lonely)])

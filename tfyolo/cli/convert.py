@@ -1,6 +1,5 @@
 """`tfyolo convert`: convert a model with recipes, check each artifact, evaluate it against the float model."""
 
-import json
 import time
 from pathlib import Path
 
@@ -290,7 +289,3 @@ def convert_command(
     failed = [row["recipe"] for row in report["rows"] if row.get("error")]
     if failed:
         raise click.ClickException(f"recipe(s) failed: {failed}; see the report.")
-
-
-def load_report(path):
-    return json.loads(Path(path).read_text())

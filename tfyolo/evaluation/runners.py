@@ -11,7 +11,6 @@ import numpy as np
 
 from tfyolo.errors import ModelError
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
-from tfyolo.ops.anchors import anchor_points
 from tfyolo.ops.boxes import convert_format
 from tfyolo.ops.decode import decode_predictions
 
@@ -231,7 +230,3 @@ def open_runner(path, num_threads=2, layout="auto"):
 
         return KerasRunner(load_any_detector(path), description=str(path))
     raise ModelError(f"{path}: unknown model type {path.suffix!r}; expected .keras, .tflite or a SavedModel folder.")
-
-
-def anchors_for(input_size):
-    return anchor_points(input_size, STRIDES)[0].shape[0]

@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 
 from tfyolo.compat import keras
-from tfyolo.config import ModelConfig
 from tfyolo.errors import ModelError
 from tfyolo.io_utils import _umask_mode
 from tfyolo.models.hard_swish import HardSwish
@@ -69,10 +68,6 @@ def read_metadata(model_path):
     if candidate.is_file():
         return json.loads(candidate.read_text())
     return None
-
-
-def model_config_from_metadata(metadata):
-    return ModelConfig.from_dict(metadata["model"], source="metadata.json 'model'")
 
 
 def is_qat_file(path):
