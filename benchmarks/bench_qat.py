@@ -67,6 +67,8 @@ def compare(float_model, qat_model, data, name):
 def main(float_model, qat_epochs, relu_epochs, batch, skip_relu):
     data = require_dataset(PENNFUDAN)
     results = {"machine": machine(), "qat_epochs": qat_epochs, "variants": {}}
+    from tfyolo.training.trainer import best_validated
+
     variants = [("silu", float_model, 0.0)]
     if not skip_relu:
         from tfyolo.cli.common import TqdmTrainingReporter
@@ -99,7 +101,7 @@ def main(float_model, qat_epochs, relu_epochs, batch, skip_relu):
             "float_model": model,
             "float_finetune_seconds": float_seconds,
             "qat_seconds": qat_seconds,
-            "qat_keras_best_map50_95": max(r["map50_95"] for r in history if r["map50_95"] is not None),
+            "qat_keras_best_map50_95": best_validated(history)["map50_95"],
             "rows": rows,
         }
     table_rows = []

@@ -75,8 +75,10 @@ def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
             close_mosaic=10,
         )
         history, seconds = train(config)
+        from tfyolo.training.trainer import best_validated
+
+        best = best_validated(history)
         validated = [row for row in history if row["map50_95"] is not None]
-        best = max(validated, key=lambda row: row["map50_95"])
         results["accuracy"] = {
             "model": str(out / "best.keras"),
             "epochs": epochs,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import psutil
 
+from tfyolo.cli.common import markdown_table  # noqa: F401  (the benchmarks' tables)
 from tfyolo.io_utils import atomic_write_json, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,18 +31,6 @@ def require_dataset(path):
     if not Path(path).is_file():
         raise SystemExit(f"{path} not found: the real-data benchmarks need ../shared/datasets beside the project.")
     return Path(path)
-
-
-def markdown_table(rows, columns):
-    """rows: list of dicts; columns: list of (key, header, format)."""
-    lines = ["| " + " | ".join(header for _, header, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for row in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = row.get(key)
-            cells.append("-" if value is None else (fmt.format(value) if fmt else str(value)))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def write_results(name, data, markdown):

@@ -14,7 +14,7 @@ import numpy as np
 import tfyolo
 from tfyolo.data.images import PAD_VALUE, letterbox, read_image_rgb, to_model_input
 from tfyolo.errors import ModelError
-from tfyolo.evaluation.runners import TFLiteRunner
+from tfyolo.evaluation.runners import TFLiteRunner, quantize
 from tfyolo.metadata import read_embedded_metadata
 from tfyolo.ops.nms import NMSConfig
 from tfyolo.quantization.tflite_inspect import make_interpreter
@@ -139,8 +139,6 @@ def make_bundle(
     for index, image_path in enumerate(golden_images):
         boxed, _ = letterbox(read_image_rgb(image_path), runner.input_size)
         model_input = to_model_input(boxed[None])
-        from tfyolo.evaluation.runners import quantize
-
         fed = quantize(model_input, runner.input_detail)
         interpreter = runner.interpreter
         interpreter.set_tensor(runner.input_detail["index"], fed)

@@ -1,5 +1,6 @@
 """Atomic writes: a crash or a kill never leaves a half-written artifact under its final name."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,20 +15,30 @@ def _umask_mode():
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path, data):
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path` to write; on success it replaces `path`, on failure it vanishes.
+
+    The suffix is kept, so writers that pick a format by extension (Keras' .keras / .h5) see the right one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        yield temporary
         os.chmod(temporary, _umask_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path, data):
+    with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 def atomic_write_text(path, text):

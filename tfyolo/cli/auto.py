@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import progress_bar, user_errors
+from tfyolo.cli.common import markdown_table, progress_bar, user_errors
 from tfyolo.errors import TfyoloError
 
 
@@ -64,17 +64,6 @@ class Session:
         return candidate
 
 
-def _table(rows, columns):
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append(
-            "| "
-            + " | ".join("-" if row.get(k) is None else (f.format(row[k]) if f else str(row[k])) for k, _, f in columns)
-            + " |"
-        )
-    return "\n".join(lines)
-
-
 CANDIDATE_COLUMNS = [
     ("recipe", "candidate", None),
     ("keep_float", "layers kept in float", None),
@@ -129,7 +118,7 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
             [
                 f"# Auto quantization of `{session.model_path}` (max drop {max_drop} pt, prefer {prefer})",
                 "",
-                _table(result["candidates"], CANDIDATE_COLUMNS),
+                markdown_table(result["candidates"], CANDIDATE_COLUMNS),
                 "",
                 f"Chosen: {result['chosen']['recipe'] if chosen else 'none within the budget'}; "
                 f"search took {result['search_seconds']:.0f} s.",
@@ -209,7 +198,7 @@ def sensitivity_command(
                 f"float mAP50-95 {result['float_map50_95']:.4f}; int8 {baseline.map50_95:.4f} "
                 f"({baseline.delta_map50_95:+.2f} pt).",
                 "",
-                _table(ranking[:40], columns),
+                markdown_table(ranking[:40], columns),
                 "",
             ]
         ),

@@ -29,7 +29,7 @@ def open_for_size(path, imgsz, threads, layout):
     runner = open_runner(path, num_threads=threads, layout=layout)
     if imgsz is None or imgsz == runner.input_size:
         return runner
-    if isinstance(runner, KerasRunner) and type(runner) is KerasRunner:
+    if type(runner) is KerasRunner:  # a SavedModel has no Keras graph to rebuild
         from tfyolo.models.resize import resize_detector
 
         return KerasRunner(resize_detector(runner.model, imgsz), description=f"{path} @ {imgsz}px")

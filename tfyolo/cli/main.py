@@ -127,7 +127,7 @@ def train(
 ):
     """Train a detector; writes best.keras, last.keras, metadata.json, history.json and checkpoints to --out."""
     from tfyolo.training.train_config import TrainConfig
-    from tfyolo.training.trainer import Trainer, resume_config
+    from tfyolo.training.trainer import Trainer, best_validated, resume_config
 
     if resume:
         config = resume_config(out)
@@ -160,13 +160,13 @@ def train(
     for note in trainer.train_data.stats.warnings():
         click.echo(f"warning (train): {note}", err=True)
     history = trainer.fit()
-    if history:
-        validated = [row for row in history if row["map50_95"] is not None] or [dict(history[-1], map50=0, map50_95=0)]
-        best = max(validated, key=lambda row: row["map50_95"])
-        click.echo(
-            f"Done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: "
-            f"val mAP50 {best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f}. Saved {Path(out) / 'best.keras'}"
-        )
+    best = best_validated(history)
+    summary = (
+        f"Best epoch {best['epoch']}: val mAP50 {best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f}."
+        if best
+        else "No epoch was validated (--val-interval); best.keras is the last epoch."
+    )
+    click.echo(f"Done in {time.perf_counter() - started:.0f} s. {summary} Saved {Path(out) / 'best.keras'}")
 
 
 @cli.command()
@@ -187,7 +187,7 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
     from tfyolo.cli.evaluate import resolve_data
     from tfyolo.models.model_io import read_metadata
     from tfyolo.training.train_config import TrainConfig
-    from tfyolo.training.trainer import Trainer, resume_config
+    from tfyolo.training.trainer import Trainer, best_validated, resume_config
 
     if resume:
         config = resume_config(out)
@@ -215,9 +215,8 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
         )
     started = time.perf_counter()
     history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
-    validated = [row for row in history if row["map50_95"] is not None]
-    if validated:
-        best = max(validated, key=lambda row: row["map50_95"])
+    best = best_validated(history)
+    if best:
         click.echo(
             f"QAT done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 "
             f"{best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f} (fake-quant, Keras). Saved "

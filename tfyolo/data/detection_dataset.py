@@ -4,11 +4,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from tfyolo.data.data_config import load_data_config
-from tfyolo.data.images import read_image_rgb
+from tfyolo.data.images import read_image_rgb, resize_long_side
 from tfyolo.errors import DataError
 from tfyolo.ops.boxes import convert_format
 
@@ -141,12 +140,8 @@ class DetectionDataset:
         key = (index, size)
         if key not in self._cache:
             image = read_image_rgb(self.samples[index].image_path)
-            height, width = image.shape[:2]
-            scale = size / max(height, width)
-            if scale != 1:
-                interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-                image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=interpolation)
-            self._cache[key] = (image, (height, width))
+            resized, _ = resize_long_side(image, size)
+            self._cache[key] = (resized, image.shape[:2])
         return self._cache[key]
 
     @classmethod

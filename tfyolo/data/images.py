@@ -53,10 +53,10 @@ class LetterboxInfo:
         return boxes
 
 
-def letterbox(image, size, pad_value=PAD_VALUE):
-    """Resizes keeping the aspect ratio so the long side is `size`, then pads to `size` x `size` centered.
+def resize_long_side(image, size):
+    """Resizes keeping the aspect ratio so the long side is `size`; returns (image, scale).
 
-    Returns (uint8 image, LetterboxInfo). Shrinking uses INTER_AREA and enlarging INTER_LINEAR, as Ultralytics.
+    Shrinking uses INTER_AREA and enlarging INTER_LINEAR, as Ultralytics.
     """
     height, width = image.shape[:2]
     scale = min(size / height, size / width)
@@ -64,6 +64,14 @@ def letterbox(image, size, pad_value=PAD_VALUE):
     if (new_width, new_height) != (width, height):
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         image = cv2.resize(image, (new_width, new_height), interpolation=interpolation)
+    return image, scale
+
+
+def letterbox(image, size, pad_value=PAD_VALUE):
+    """`resize_long_side`, then pads to `size` x `size` centered; returns (uint8 image, LetterboxInfo)."""
+    height, width = image.shape[:2]
+    image, scale = resize_long_side(image, size)
+    new_height, new_width = image.shape[:2]
     pad_x, pad_y = (size - new_width) / 2, (size - new_height) / 2
     top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
     bottom, right = size - new_height - top, size - new_width - left

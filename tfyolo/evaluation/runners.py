@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tfyolo.config import STRIDES
 from tfyolo.errors import ModelError
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
 from tfyolo.ops.boxes import convert_format
 from tfyolo.ops.decode import decode_predictions
 
-STRIDES = (8, 16, 32)
 LAYOUTS = ("tfyolo", "ultralytics")
 ULTRALYTICS_OUTPUT = "output0"
 

@@ -1,14 +1,12 @@
 """Saving and loading detectors (.keras + metadata.json), atomically, with clear errors."""
 
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 from tfyolo.compat import keras
 from tfyolo.errors import ModelError
-from tfyolo.io_utils import _umask_mode
+from tfyolo.io_utils import atomic_path
 from tfyolo.models.hard_swish import HardSwish
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
 
@@ -23,17 +21,8 @@ def save_model_atomic(model, path):
     round-trip tfmot's QuantizeLayer in tf_keras 2.21 ("expected 5 variables, but received 3"), while HDF5,
     the format tfmot itself tests, reloads bit-exact.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        model.save(temporary, overwrite=True, save_format="h5" if path.suffix == ".h5" else None)
-        os.chmod(temporary, _umask_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        model.save(temporary, overwrite=True, save_format="h5" if Path(path).suffix == ".h5" else None)
 
 
 def check_detector(model, source):

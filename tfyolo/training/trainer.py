@@ -390,6 +390,12 @@ class Trainer:
         atomic_write_json(self.out / METADATA_NAME, metadata)
 
 
+def best_validated(history):
+    """The history row with the best val mAP50-95, or None when no epoch was validated."""
+    validated = [row for row in history if row["map50_95"] is not None]
+    return max(validated, key=lambda row: row["map50_95"]) if validated else None
+
+
 def resume_config(out):
     """The TrainConfig a run in `out` was started with."""
     path = Path(out) / TRAIN_ARGS_NAME
