@@ -22,7 +22,9 @@ MODEL ?= $(DEFAULT)/best.keras
 OUT ?= $(BUILD)/convert
 RECIPES ?=
 DATA ?=
-CALIBRATION ?=
+# The default model is calibrated on calibration_data/: the same synthetic generator as its training set, another
+# seed. Any other model is calibrated on the train split of the dataset its metadata names, unless given here.
+CALIBRATION ?= $(if $(filter $(DEFAULT)/best.keras,$(MODEL)),calibration_data)
 
 DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
@@ -80,7 +82,7 @@ convert: $(if $(filter $(DEFAULT)/best.keras,$(MODEL)),$(DEFAULT)/.done) | $(STA
 	$(BIN)/python converters/convert.py --model $(MODEL) --out $(OUT) \
 		$(foreach recipe,$(RECIPES),--recipe $(recipe)) $(if $(DATA),--data $(DATA)) \
 		$(if $(CALIBRATION),--calibration $(CALIBRATION)) \
-		$(if $(filter $(DEFAULT)/best.keras,$(MODEL)),--qat-model $(DEFAULT_QAT)/best.h5)
+		$(if $(filter $(DEFAULT)/best.keras,$(MODEL)),$(if $(wildcard $(DEFAULT_QAT)/best.h5),--qat-model $(DEFAULT_QAT)/best.h5))
 
 # Quantization-aware fine-tune of the default model; `make convert` then adds qat_int8 rows to its report.
 $(DEFAULT_QAT)/.done: $(DEFAULT)/.done | $(STAMP)

@@ -61,6 +61,21 @@ def test_confident_false_positive_on_an_empty_image_halves_ap():
     assert metrics["map50"] == pytest.approx(0.5)
 
 
+def test_precision_and_recall_are_class_means_at_one_confidence_as_ultralytics_reports_them():
+    # Class a: one object, found at 0.9. Class b: one object; a false positive at 0.8, the hit at 0.7.
+    # Per class, at any confidence <= 0.7: a has P 1, R 1 (F1 1); b has P 1/2, R 1 (F1 2/3): mean F1 5/6, the
+    # highest the two can reach together (above 0.7 class b's recall falls). So P = (1 + 1/2) / 2 = 0.75, R = 1.
+    # Pooled over classes instead, the best-F1 point (all three detections) would give P = 2/3.
+    dataset = dataset_with([[(0, (10, 10, 50, 60)), (1, (100, 20, 180, 90))]])
+    metrics = score(
+        dataset, [(0, 0, (10, 10, 50, 60), 0.9), (0, 1, (20, 70, 60, 95), 0.8), (0, 1, (100, 20, 180, 90), 0.7)]
+    )
+    assert metrics["precision"] == pytest.approx(0.75)
+    assert metrics["recall"] == pytest.approx(1.0)
+    assert metrics["f1"] == pytest.approx(5 / 6)
+    assert metrics["best_f1_confidence"] <= 0.7
+
+
 def test_no_detections_and_classes_without_ground_truth():
     dataset = dataset_with([[(0, (10, 10, 50, 60))]])
     metrics = score(dataset, [])

@@ -114,6 +114,25 @@ def test_image_reading_converts_gray_and_rgba_and_refuses_corrupt(tmp_path):
         read_image_rgb(tmp_path / "absent.png")
 
 
+def test_exif_rotated_jpeg_is_read_upright_everywhere(tmp_path):
+    from PIL import Image
+
+    # 40 rows x 80 columns, a red band in the 20 leftmost columns; EXIF orientation 6 says "rotate 90 degrees
+    # clockwise to display", which puts the band along the top of an 80 x 40 upright image.
+    pixels = np.zeros((40, 80, 3), np.uint8)
+    pixels[:, :20] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    image = read_image_rgb(path)
+    assert image.shape == (80, 40, 3)
+    assert image[:18, :, 0].min() > 200 and image[:18, :, 1:].max() < 60
+    assert image[24:, :, 0].max() < 60
+    # The bundle's standalone reader (cv2.imread, IMREAD_COLOR) sees the same pixels.
+    np.testing.assert_array_equal(image, cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
+
+
 def test_bgr_is_turned_into_rgb(tmp_path):
     path = tmp_path / "red.png"
     cv2.imwrite(str(path), np.dstack([np.zeros((4, 4)), np.zeros((4, 4)), np.full((4, 4), 255)]).astype(np.uint8))

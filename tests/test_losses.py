@@ -72,18 +72,52 @@ def test_anchor_claimed_twice_keeps_the_box_it_overlaps_most():
     assert scores[0, 0, 0] > 0 and scores[0, 0, 1] == 0
 
 
-def test_loss_is_finite_and_falls_when_predictions_match():
+def _two_bin_logits(distance, reg_max=16):
+    """Logits whose softmax puts (1 - f) on bin floor(d) and f on the next: expectation exactly d."""
+    logits = np.full(reg_max, -1e4, np.float32)
+    low = int(np.floor(distance))
+    logits[low] = np.log(max(1.0 - (distance - low), 1e-30))
+    logits[low + 1] = np.log(max(distance - low, 1e-30))
+    return logits
+
+
+def test_loss_of_predictions_that_match_the_ground_truth():
+    """Every anchor inside the box predicts the box exactly, with the right class: the box loss is 0, the DFL
+    is the entropy of each side's two-bin split (its minimum), the class loss is what logits of +-10 leave."""
     loss_fn = YOLOLoss(num_classes=2, input_size=64)
-    gt_boxes = tf.constant([[[8.0, 8.0, 40.0, 40.0], [0.0, 0.0, 0.0, 0.0]]])
+    box = np.array([10.0, 10.0, 30.0, 26.0])  # contains 8 anchor points: all of them fit in the top 10
+    gt_boxes = tf.constant([[box, [0.0, 0.0, 0.0, 0.0]]], tf.float32)
     gt_classes = tf.constant([[1, 0]], tf.int32)
     gt_mask = tf.constant([[1.0, 0.0]])
+    points, strides = anchor_points(64, (8, 16, 32))
+    pixels = points * strides
+    inside = np.all((pixels > box[:2]) & (pixels < box[2:]), axis=1)
+    assert inside.sum() == 8
+    distribution = np.zeros((1, 84, 64), np.float32)
+    class_logits = np.full((1, 84, 2), -10.0, np.float32)
+    entropies = []
+    for anchor in np.where(inside)[0]:
+        distances = np.r_[pixels[anchor] - box[:2], box[2:] - pixels[anchor]] / strides[anchor]
+        distribution[0, anchor] = np.concatenate([_two_bin_logits(d) for d in distances])
+        class_logits[0, anchor, 1] = 10.0
+        fractions = distances - np.floor(distances)
+        side_entropy = -sum(p * np.log(p) for f in fractions for p in (f, 1 - f) if p > 0) / 4
+        entropies.append(side_entropy)
+    total, parts = loss_fn(tf.constant(distribution), tf.constant(class_logits), gt_boxes, gt_classes, gt_mask)
+    assert parts["box"].numpy() == pytest.approx(0.0, abs=1e-5)
+    assert parts["dfl"].numpy() == pytest.approx(1.5 * np.mean(entropies), rel=1e-4)
+    # BCE of a logit 10 against its label is log(1 + e^-10) = 4.54e-5 for each of the 84 x 2 entries, summed and
+    # divided by the 8 foreground anchors' target weight, times the class gain 0.5.
+    assert parts["class"].numpy() == pytest.approx(0.5 * 168 * np.log1p(np.exp(-10.0)) / 8, rel=1e-3)
+
     random = np.random.default_rng(0)
-    box = tf.constant(random.normal(size=(1, 84, 64)), tf.float32)
-    cls = tf.constant(random.normal(size=(1, 84, 2)) - 4, tf.float32)
-    total, parts = loss_fn(box, cls, gt_boxes, gt_classes, gt_mask)
-    assert np.isfinite(total.numpy()) and all(np.isfinite(v.numpy()) for v in parts.values())
+    noisy = tf.constant(random.normal(size=(1, 84, 64)), tf.float32)
+    noisy_total, _ = loss_fn(
+        noisy, tf.constant(random.normal(size=(1, 84, 2)) - 4, tf.float32), gt_boxes, gt_classes, gt_mask
+    )
+    assert np.isfinite(noisy_total.numpy()) and noisy_total.numpy() > total.numpy()
     # Empty image: only the class loss (pushing every score down) remains.
-    total_empty, parts_empty = loss_fn(box, cls, gt_boxes, gt_classes, tf.zeros_like(gt_mask))
+    _, parts_empty = loss_fn(noisy, tf.constant(class_logits), gt_boxes, gt_classes, tf.zeros_like(gt_mask))
     assert parts_empty["box"].numpy() == 0.0 and parts_empty["dfl"].numpy() == 0.0
 
 

@@ -24,3 +24,28 @@ def test_confidence_filter_and_cap():
     assert len(kept_scores) == 300 and np.all(np.diff(kept_scores) <= 0)
     _, none, _ = non_max_suppression(boxes, scores * 0.0, NMSConfig())
     assert len(none) == 0
+
+
+def test_dense_overlapping_boxes_match_opencv_batched_nms():
+    """An independent greedy NMS (OpenCV's, per class) on 600 boxes packed into a small area: heavy overlap, so
+    most suppression decisions hinge on IoU near the threshold."""
+    import cv2
+
+    rng = np.random.default_rng(4)
+    corners = rng.uniform(0, 60, (600, 2))
+    sizes = rng.uniform(15, 40, (600, 2))
+    boxes = np.c_[corners, corners + sizes].astype(np.float32)
+    classes = rng.integers(0, 3, 600)
+    confidences = rng.uniform(0.3, 1.0, 600).astype(np.float32)
+    scores = np.zeros((600, 3), np.float32)
+    scores[np.arange(600), classes] = confidences
+    kept_boxes, kept_scores, kept_classes = non_max_suppression(
+        boxes, scores, NMSConfig(confidence_threshold=0.25, iou_threshold=0.5, max_detections=600)
+    )
+    xywh = [(float(x1), float(y1), float(x2 - x1), float(y2 - y1)) for x1, y1, x2, y2 in boxes]
+    expected = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, confidences.tolist(), classes.tolist(), 0.25, 0.5)).ravel()
+    assert 20 < len(expected) < 300  # a real amount of suppression, not all or nothing
+    order = np.argsort(-confidences[expected], kind="stable")
+    np.testing.assert_allclose(kept_scores, confidences[expected][order])
+    np.testing.assert_array_equal(kept_classes, classes[expected][order])
+    np.testing.assert_allclose(kept_boxes, boxes[expected][order])

@@ -126,11 +126,31 @@ def test_calibration_refuses_evaluated_images(tiny_synthetic):
 
     train = DetectionDataset.from_data_yaml(tiny_synthetic, "train")
     evaluated = [sample.image_path for sample in train.samples[:3]]
-    with pytest.raises(DataError, match="3 calibration image\\(s\\) are also in the evaluation split"):
+    with pytest.raises(DataError, match="3 calibration image\\(s\\) have the same content as evaluation"):
         load_calibration_images(tiny_synthetic, 64, 4, evaluation_images=evaluated)
     images, summary = load_calibration_images(tiny_synthetic, 64, 4, evaluation_images=evaluated, force=True)
     assert images.shape == (4, 64, 64, 3) and summary["overlap_with_evaluation"] == 3
     assert summary["images_used"] == 4 and 0.0 <= images.min() and images.max() <= 1.0
+
+
+def test_calibration_refuses_a_renamed_copy_of_an_evaluated_image(tiny_synthetic, tmp_path):
+    import shutil
+
+    from tfyolo.data.detection_dataset import DetectionDataset
+    from tfyolo.quantization.calibration import load_calibration_images
+
+    val = DetectionDataset.from_data_yaml(tiny_synthetic, "val")
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    train = DetectionDataset.from_data_yaml(tiny_synthetic, "train")
+    for sample in train.samples[:3]:
+        shutil.copy(sample.image_path, folder / sample.image_path.name)
+    evaluated = [sample.image_path for sample in val.samples]
+    images, summary = load_calibration_images(folder, 64, 3, evaluation_images=evaluated)
+    assert summary["overlap_with_evaluation"] == 0 and len(images) == 3
+    shutil.copy(val.samples[0].image_path, folder / "renamed_copy.png")
+    with pytest.raises(DataError, match="1 calibration image\\(s\\) have the same content.*renamed_copy.png"):
+        load_calibration_images(folder, 64, 3, evaluation_images=evaluated)
 
 
 def test_conversion_runs_in_a_child_process(trained_tiny, calibration):

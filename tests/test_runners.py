@@ -27,30 +27,36 @@ def test_float_details_pass_through():
     np.testing.assert_array_equal(dequantize(quantize(values, detail), detail), values)
 
 
-def _to_tflite(model, int8_input=False):
+def _to_tflite(model, int8_input=False, shape=(1, 64, 64, 3)):
+    """A plain TFLiteConverter export: no signature, no metadata, outputs named after the graph's tensors."""
     function = tf.function(lambda images: model(images))
-    concrete = function.get_concrete_function(tf.TensorSpec([1, 64, 64, 3], tf.float32, name="images"))
+    concrete = function.get_concrete_function(tf.TensorSpec(shape, tf.float32, name="images"))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
     if int8_input:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: (
-            [np.random.default_rng(i).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)] for i in range(2)
+            [np.random.default_rng(i).uniform(0, 1, shape).astype(np.float32)] for i in range(2)
         )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.int8
     return converter.convert()
 
 
-def ultralytics_like_model(num_classes=2):
+def ultralytics_like_model(num_classes=2, box=(0.5, 0.5, 0.2, 0.4), channels_first=False, widest=None):
     """A model with Ultralytics' export layout: one (1, 4 + nc, 84) output for a 64px input; every anchor holds
-    the box (cx, cy, w, h) = (0.5, 0.5, 0.2, 0.4) and the (already sigmoid) scores sigmoid(-1), sigmoid(2)."""
-    images = keras.Input((64, 64, 3), batch_size=1)
-    pooled = keras.layers.GlobalAveragePooling2D()(images)
+    `box` (cx, cy, w, h) and the (already sigmoid) scores sigmoid(-1), sigmoid(2). `widest` sets anchor 5's width
+    (a box wider than the input); `channels_first` takes a (1, 3, 64, 64) input, as Ultralytics' LiteRT export."""
+    images = keras.Input((3, 64, 64) if channels_first else (64, 64, 3), batch_size=1)
+    pixels = keras.layers.Permute((2, 3, 1))(images) if channels_first else images
+    pooled = keras.layers.GlobalAveragePooling2D()(pixels)
     dense = keras.layers.Dense(84 * (4 + num_classes))
     rows = keras.layers.Reshape((84, 4 + num_classes))(dense(pooled))
     model = keras.Model(images, keras.layers.Permute((2, 1))(rows))
-    row = np.r_[0.5, 0.5, 0.2, 0.4, 1 / (1 + np.exp(1.0)), 1 / (1 + np.exp(-2.0))][: 4 + num_classes]
-    dense.set_weights([np.zeros((3, 84 * (4 + num_classes))), np.tile(row, 84)])
+    row = np.r_[box, 1 / (1 + np.exp(1.0)), 1 / (1 + np.exp(-2.0))][: 4 + num_classes]
+    bias = np.tile(row, (84, 1))
+    if widest is not None:
+        bias[5, 2] = widest
+    dense.set_weights([np.zeros((3, 84 * (4 + num_classes))), bias.ravel()])
     return model
 
 
@@ -75,16 +81,47 @@ def test_int8_input_model_is_fed_float(tmp_path):
     np.testing.assert_allclose(boxes[0, 0], [0.4, 0.3, 0.6, 0.7], atol=0.02)
 
 
-def test_tfyolo_layout_outputs_matched_by_name_or_shape(tiny_model, tmp_path):
-    path = tmp_path / "tiny.tflite"
-    path.write_bytes(_to_tflite(tiny_model))
-    runner = TFLiteRunner(path)
-    assert runner.layout == "tfyolo" and runner.num_classes == 2 and runner.reg_max == 16
+@pytest.mark.parametrize("channels_first", [False, True], ids=["NHWC", "NCHW"])
+def test_box_units_are_decided_once_per_model_not_per_batch(tmp_path, channels_first):
+    shape = (1, 3, 64, 64) if channels_first else (1, 64, 64, 3)
+    # Normalized boxes with one anchor's box 2.03 inputs wide (measured on a real export with random input):
+    # a per-batch "max above 2 means pixels" rule would divide everything by 64.
+    normalized = tmp_path / "normalized.tflite"
+    normalized.write_bytes(_to_tflite(ultralytics_like_model(widest=2.03, channels_first=channels_first), shape=shape))
+    # The same boxes in pixels of the 64 px input.
+    pixels = tmp_path / "pixels.tflite"
+    pixel_box = (32.0, 32.0, 12.8, 25.6)
+    pixels.write_bytes(_to_tflite(ultralytics_like_model(box=pixel_box, channels_first=channels_first), shape=shape))
+    images = np.zeros((2, 64, 64, 3), np.float32)
+    for path, expected_normalized in ((normalized, True), (pixels, False)):
+        runner = TFLiteRunner(path)
+        assert runner.channels_first == channels_first and runner.input_size == 64
+        assert runner.normalized_boxes == expected_normalized
+        boxes, _ = runner.predict(images)
+        np.testing.assert_allclose(boxes[1, 7], [0.4, 0.3, 0.6, 0.7], atol=1e-6)
+
+
+def test_tfyolo_outputs_matched_by_signature_then_metadata_never_by_width(tiny_model, tmp_path):
+    from tfyolo.metadata import embed_metadata
+    from tfyolo.quantization.converter import convert
+    from tfyolo.quantization.recipe import Recipe
+
     images = np.random.default_rng(1).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)
-    raw = runner.predict_raw(images)
     expected = tiny_model(images)
-    for name in (BOX_OUTPUT, CLASS_OUTPUT):
-        np.testing.assert_allclose(raw[name], expected[name].numpy(), atol=1e-4)
+    named = tmp_path / "named.tflite"
+    named.write_bytes(convert(tiny_model, Recipe(name="fp32", mode="fp32")))
+    unnamed = tmp_path / "unnamed.tflite"
+    unnamed.write_bytes(_to_tflite(tiny_model))
+    with_metadata = tmp_path / "unnamed_with_metadata.tflite"
+    with_metadata.write_bytes(embed_metadata(unnamed.read_bytes(), {"names": {"0": "a", "1": "b"}, "reg_max": 16}))
+    for path in (named, with_metadata):
+        runner = TFLiteRunner(path)
+        assert runner.layout == "tfyolo" and runner.num_classes == 2 and runner.reg_max == 16
+        raw = runner.predict_raw(images)
+        for name in (BOX_OUTPUT, CLASS_OUTPUT):
+            np.testing.assert_allclose(raw[name], expected[name].numpy(), atol=1e-4)
+    with pytest.raises(ModelError, match="carry no names .* no embedded metadata"):
+        TFLiteRunner(unnamed)
 
 
 def test_not_a_detector_and_bad_inputs(tmp_path):
@@ -99,8 +136,11 @@ def test_not_a_detector_and_bad_inputs(tmp_path):
 
 
 def test_input_size_that_does_not_fit(tiny_model, tmp_path):
+    from tfyolo.quantization.converter import convert
+    from tfyolo.quantization.recipe import Recipe
+
     path = tmp_path / "tiny.tflite"
-    path.write_bytes(_to_tflite(tiny_model))
+    path.write_bytes(convert(tiny_model, Recipe(name="fp32", mode="fp32")))
     with pytest.raises(ModelError, match="takes 64x64 inputs, received 96x96"):
         TFLiteRunner(path).predict(np.zeros((1, 96, 96, 3), np.float32))
 

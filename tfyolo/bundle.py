@@ -15,7 +15,6 @@ import tfyolo
 from tfyolo.data.images import PAD_VALUE, letterbox, read_image_rgb, to_model_input
 from tfyolo.errors import ModelError
 from tfyolo.evaluation.runners import TFLiteRunner, quantize
-from tfyolo.metadata import read_embedded_metadata
 from tfyolo.ops.nms import NMSConfig
 from tfyolo.quantization.tflite_inspect import make_interpreter
 
@@ -91,16 +90,15 @@ def make_bundle(
     model_path = Path(model_path)
     content = model_path.read_bytes()
     runner = TFLiteRunner(model_content=content, num_threads=1)
-    metadata = read_embedded_metadata(content) or {}
-    names = metadata.get("names") or {str(i): f"class{i}" for i in range(runner.num_classes)}
-    names = [names[str(i)] if isinstance(names, dict) else names[i] for i in range(runner.num_classes)]
+    metadata = runner.metadata
+    names = runner.names or [f"class{i}" for i in range(runner.num_classes)]
     files = {model_path.name: content, "labels.txt": ("\n".join(names) + "\n").encode()}
 
     input_spec = _tensor_spec(runner.input_detail)
     input_spec.update(
         {
             "color": "RGB",
-            "layout": "NHWC",
+            "layout": "NCHW" if runner.channels_first else "NHWC",
             "pad_value": PAD_VALUE,
             "normalization": "pixel / 255",
             "letterbox": "resize keeping aspect ratio so the long side is the input size "
@@ -130,7 +128,8 @@ def make_bundle(
     else:
         decode.update(
             {
-                "boxes": "output0[:4] = cx, cy, w, h normalized to the input (x input size)",
+                "box_units": "normalized" if runner.normalized_boxes else "pixels",
+                "boxes": "output0[:4] = cx, cy, w, h of the input, normalized (x input size) or in pixels",
                 "scores": "output0[4:] (already sigmoid)",
             }
         )
@@ -139,6 +138,8 @@ def make_bundle(
     for index, image_path in enumerate(golden_images):
         boxed, _ = letterbox(read_image_rgb(image_path), runner.input_size)
         model_input = to_model_input(boxed[None])
+        if runner.channels_first:
+            model_input = np.transpose(model_input, (0, 3, 1, 2))
         fed = quantize(model_input, runner.input_detail)
         interpreter = runner.interpreter
         interpreter.set_tensor(runner.input_detail["index"], fed)

@@ -9,6 +9,8 @@ import json
 import zipfile
 from pathlib import Path
 
+from tfyolo.errors import DataError
+
 EMBEDDED_NAME = "metadata.json"
 
 
@@ -42,3 +44,19 @@ def find_model_metadata(model_path):
     if beside.is_file():
         return json.loads(beside.read_text())
     return None
+
+
+def resolve_data(data_yaml, model_path, required=True):
+    """--data, else the dataset the model's metadata names; a clear error when there is none and `required`,
+    else None."""
+    if data_yaml:
+        return data_yaml
+    metadata = find_model_metadata(model_path)
+    named = (metadata or {}).get("data")
+    if named and Path(named).is_file():
+        return named
+    if not required:
+        return None
+    if named:
+        raise DataError(f"{model_path}: its metadata names data {named}, which is not here; pass --data.")
+    raise DataError(f"{model_path}: no --data given and the model carries no dataset metadata; pass --data DATA.yaml.")

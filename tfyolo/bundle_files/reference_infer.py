@@ -3,7 +3,7 @@
 
     python reference_infer.py IMAGE [--conf 0.25] [--iou 0.7] [--json]
 
-Runs exactly what the manifest describes: letterbox (gray 114, RGB, /255) -> quantize input -> model ->
+Runs exactly what the manifest describes: letterbox (gray 114, RGB, /255, NHWC or NCHW) -> quantize input -> model ->
 dequantize outputs -> decode (DFL expectation + anchors for the tfyolo layout) -> class-aware NMS, and prints
 each detection as class name, score and box in the original image's pixels.
 """
@@ -66,7 +66,7 @@ def decode(outputs, manifest):
     size, decoding = manifest["input"]["shape"][1], manifest["decode"]
     if decoding["layout"] == "ultralytics":
         rows = outputs["output0"][0].T
-        boxes = rows[:, :4] * (size if np.abs(rows[:, :4]).max() <= 2.0 else 1.0)
+        boxes = rows[:, :4] * (size if decoding["box_units"] == "normalized" else 1.0)
         xyxy = np.c_[boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2]
         return xyxy, rows[:, 4:]
     reg_max = decoding["reg_max"]
@@ -111,7 +111,10 @@ def run(image_path, conf=None, iou=None, bundle=HERE):
     interpreter = Interpreter(model_path=str(bundle / manifest["model"]), num_threads=2)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    interpreter.set_tensor(detail["index"], quantize(boxed[None].astype(np.float32) / 255.0, spec))
+    model_input = boxed[None].astype(np.float32) / 255.0
+    if spec["layout"] == "NCHW":
+        model_input = np.transpose(model_input, (0, 3, 1, 2))
+    interpreter.set_tensor(detail["index"], quantize(model_input, spec))
     interpreter.invoke()
     by_name = {d["name"]: d for d in interpreter.get_output_details()}
     outputs = {

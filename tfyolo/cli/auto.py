@@ -11,23 +11,26 @@ from tfyolo.errors import TfyoloError
 
 
 class Session:
-    """What both commands share: the float model, its reference run on the val split, calibration images."""
+    """What both commands share: the float model, its evaluation on the val split, calibration images."""
 
     def __init__(self, model, calibration, data_yaml, split, calibration_images, threads, force_overlap):
-        from tfyolo.cli.evaluate import resolve_data
         from tfyolo.data.detection_dataset import DetectionDataset
-        from tfyolo.evaluation.model_evaluation import ReferenceRun
+        from tfyolo.evaluation.evaluator import evaluate
         from tfyolo.evaluation.runners import KerasRunner
+        from tfyolo.metadata import find_model_metadata, resolve_data
         from tfyolo.models.model_io import load_keras_model
-        from tfyolo.quantization.calibration import load_calibration_images
-        from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
+        from tfyolo.quantization.calibration import default_calibration_source, load_calibration_images
 
         self.model_path = model
         self.model = load_keras_model(model)
+        self.model_metadata = find_model_metadata(model)
         self.threads = threads
         self.dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
+        if calibration is None:
+            calibration, why = default_calibration_source(model, self.model_metadata)
+            click.echo(f"calibration: {why}", err=True)
         self.images, self.calibration = load_calibration_images(
-            calibration or DEFAULT_CALIBRATION,
+            calibration,
             int(self.model.input_shape[1]),
             calibration_images,
             0,
@@ -39,21 +42,34 @@ class Session:
             f"evaluation: {len(self.dataset)} images of {self.dataset.description}",
             err=True,
         )
+        self.reference_runner = KerasRunner(self.model, description=str(model))
         with progress_bar(len(self.dataset), "float reference") as bar:
-            self.reference = ReferenceRun(KerasRunner(self.model), self.dataset, progress=bar.update)
+            self.reference_metrics = evaluate(self.reference_runner, self.dataset, progress=bar.update).metrics
 
     def measure(self, recipe):
+        """Converts, checks, embeds, evaluates against the float model and times one candidate."""
         from tfyolo.benchmark import benchmark_tflite
         from tfyolo.evaluation.model_evaluation import evaluate_model
         from tfyolo.evaluation.runners import TFLiteRunner
+        from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
         from tfyolo.quantization.auto import Candidate
         from tfyolo.quantization.isolated import convert_isolated
 
         candidate = Candidate(recipe=recipe, keep_float=recipe.keep_float)
+        calibrated = recipe.needs_calibration
         try:
-            content = convert_isolated(self.model_path, recipe, self.images if recipe.needs_calibration else None)
+            content = convert_isolated(self.model_path, recipe, self.images if calibrated else None)
+            metadata = artifact_metadata(
+                self.model_metadata,
+                recipe,
+                self.calibration if calibrated else None,
+                self.reference_runner.input_size,
+                self.reference_runner.num_classes,
+                self.model_path,
+            )
+            content, _ = finalize_artifact(content, recipe, metadata)
             runner = TFLiteRunner(model_content=content, num_threads=self.threads)
-            report, _, _ = evaluate_model(runner, self.dataset, "val", reference=self.reference)
+            report, _, _ = evaluate_model(runner, self.dataset, "val", self.reference_runner)
             slow = recipe.mode == "int16x8"
             latency = benchmark_tflite(content, self.threads, warmup=2 if slow else 5, runs=3 if slow else 30)
             candidate.map50_95, candidate.delta_map50_95 = report["map50_95"], report["delta_map50_95"]
@@ -104,7 +120,7 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
         "model": str(session.model_path),
         "max_drop": max_drop,
         "prefer": prefer,
-        "reference_map50_95": session.reference.evaluation.metrics["map50_95"],
+        "reference_map50_95": session.reference_metrics["map50_95"],
         "calibration": session.calibration,
         "search_seconds": time.perf_counter() - started,
         "candidates": [c.row() for c in tried],
@@ -177,7 +193,7 @@ def sensitivity_command(
         "model": model,
         "int8_map50_95": baseline.map50_95,
         "int8_delta": baseline.delta_map50_95,
-        "float_map50_95": session.reference.evaluation.metrics["map50_95"],
+        "float_map50_95": session.reference_metrics["map50_95"],
         "layers": ranking,
     }
     atomic_write_json(out / "sensitivity.json", result)

@@ -24,6 +24,7 @@ def benchmark_models(paths, threads, warmup, runs, xnnpack=True):
             raise ModelError(f"{path}: not a valid TFLite model ({str(error).splitlines()[0]}).")
         entry = {
             "path": str(path),
+            "detector": _detector_summary(content),
             "size_bytes": len(content),
             "ops": inspection["ops"],
             "tensor_types": inspection["tensor_types"],
@@ -40,6 +41,24 @@ def benchmark_models(paths, threads, warmup, runs, xnnpack=True):
         for run, base in zip(entry["runs"], first["runs"]):
             run["ratio_vs_first"] = run["latency_ms_p50"] / base["latency_ms_p50"]
     return {"models": models, "threads": list(threads), "warmup": warmup, "runs": runs, "xnnpack": xnnpack}
+
+
+def _detector_summary(content):
+    """What the model detects (layout, input, classes, reg_max), read the way the evaluator reads it; None for a
+    .tflite that is not a detector (it is still timed)."""
+    from tfyolo.evaluation.runners import TFLiteRunner
+
+    try:
+        runner = TFLiteRunner(model_content=content, num_threads=1)
+    except ModelError:
+        return None
+    return {
+        "layout": runner.layout,
+        "input_size": runner.input_size,
+        "input_layout": "NCHW" if runner.channels_first else "NHWC",
+        "num_classes": runner.num_classes,
+        "reg_max": runner.reg_max,
+    }
 
 
 def plot_latency(results, path):

@@ -7,6 +7,7 @@ import click
 
 from tfyolo.cli.common import progress_bar, user_errors
 from tfyolo.errors import TfyoloError
+from tfyolo.quantization.isolated import convert_isolated
 
 INT16_NOTE = "int16x8 runs on reference kernels only (no XNNPACK): about 30x slower than int8 on CPUs"
 
@@ -19,11 +20,15 @@ def _format_row(row):
         f"| {row['recipe']} | {number('size_bytes', ',')} | {number('map50_95', '.4f')} | "
         f"{number('map50', '.4f')} | {number('delta_map50_95', '+.2f')} | "
         f"{'-' if row.get('full_integer') is None else ('yes' if row['full_integer'] else 'no')} | "
-        f"{number('latency_ms_p50', '.2f')} | {row.get('error') or row.get('note') or ''} |"
+        f"{number('latency_ms_p50', '.2f')} | {number('latency_ratio_vs_fp32', '.2f')} | "
+        f"{row.get('error') or row.get('note') or ''} |"
     )
 
 
 def markdown_report(report):
+    latency = report.get("latency") or {}
+    load = latency.get("load_average") or [None, None]
+    load_text = "n/a" if load[0] is None else f"{load[0]:.2f} before, {load[1]:.2f} after"
     lines = [
         f"# Conversion report: `{report['model']}`",
         "",
@@ -31,10 +36,12 @@ def markdown_report(report):
         f"{report['calibration']['source'] if report['calibration'] else 'none'} "
         f"({report['calibration']['images_used'] if report['calibration'] else 0} images).",
         "",
-        "Latency: LiteRT interpreter, XNNPACK, 2 threads, p50 of invoke().",
+        f"Latency: LiteRT interpreter, XNNPACK, {latency.get('threads', '-')} threads, p50 of invoke(), every "
+        f"artifact timed in one run, interleaved ({latency.get('rounds', '-')} rounds); load average {load_text}.",
         "",
-        "| recipe | size (bytes) | mAP50-95 | mAP50 | delta mAP50-95 (points) | full integer | latency p50 ms | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| recipe | size (bytes) | mAP50-95 | mAP50 | delta mAP50-95 (points) | full integer | latency p50 ms | "
+        "latency / fp32 | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [_format_row(row) for row in report["rows"]]
     return "\n".join(lines) + "\n"
@@ -43,38 +50,57 @@ def markdown_report(report):
 QAT_RECIPES = ("int8", "int8_int8io")
 
 
+def _empty_row(name, recipe):
+    return {
+        "recipe": name,
+        "path": None,
+        "size_bytes": None,
+        "map50_95": None,
+        "map50": None,
+        "delta_map50_95": None,
+        "full_integer": None,
+        "latency_ms_p50": None,
+        "error": None,
+        "note": INT16_NOTE if recipe.mode == "int16x8" else None,
+    }
+
+
 def run_conversions(
     model, recipes, calibration, data_yaml, split, out, name, threads, force_overlap, evaluate, qat_model=None
 ):
     """Converts `model` with every recipe into `out`; returns the report dict (also written as report.json/md).
 
-    qat_model: an optional QAT .keras of the same detector; it is converted with the int8 recipes into
-    `<name>_qat_<recipe>.tflite` rows, evaluated against the same float reference.
+    Every artifact is converted and checked first, then all are evaluated against the float model in one
+    lockstep pass, then timed together, interleaved. qat_model: an optional QAT model of the same detector; it is
+    converted with the int8 recipes into `<name>_qat_<recipe>.tflite` rows against the same float reference.
     """
-    from tfyolo.benchmark import benchmark_tflite
+    from tfyolo.benchmark import interleaved_latency
     from tfyolo.data.detection_dataset import DetectionDataset
-    from tfyolo.evaluation.model_evaluation import ReferenceRun, evaluate_model
+    from tfyolo.evaluation.model_evaluation import evaluate_models
     from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
     from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
-    from tfyolo.metadata import embed_metadata, find_model_metadata
+    from tfyolo.metadata import find_model_metadata, resolve_data
     from tfyolo.models.model_io import load_any_detector
-    from tfyolo.quantization.artifact import artifact_metadata, artifact_stem
-    from tfyolo.quantization.calibration import load_calibration_images
-    from tfyolo.quantization.isolated import check_artifact, convert_isolated
-    from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
+    from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, finalize_artifact
+    from tfyolo.quantization.calibration import (
+        default_calibration_source,
+        evaluation_image_paths,
+        load_calibration_images,
+    )
+    from tfyolo.quantization.recipes_dir import resolve_recipe
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model_metadata = find_model_metadata(model)
-    float_model = load_any_detector(model)
-    float_runner = KerasRunner(float_model, description=str(model))
+    float_runner = KerasRunner(load_any_detector(model), description=str(model))
     stem = artifact_stem(model, name)
-    dataset = None
-    if evaluate:
-        from tfyolo.cli.evaluate import resolve_data
-
-        dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
-    calibration_source = calibration or DEFAULT_CALIBRATION
+    data = resolve_data(data_yaml, model, required=evaluate)
+    dataset = DetectionDataset.from_data_yaml(data, split) if evaluate else None
+    # The overlap check runs with --no-eval too: the images the artifact will be judged on are known either way.
+    evaluated_images = [s.image_path for s in dataset.samples] if dataset else evaluation_image_paths(data, split)
+    if calibration is None and any(recipe.needs_calibration for recipe in recipes):
+        calibration, why = default_calibration_source(model, model_metadata)
+        click.echo(f"calibration: {why}", err=True)
     calibration_cache, calibration_summary = {}, None
     report = {
         "model": str(model),
@@ -82,63 +108,31 @@ def run_conversions(
         "num_images": len(dataset) if dataset else 0,
         "calibration": None,
         "rows": [],
+        "latency": None,
     }
-
-    reference = None
-    if dataset is not None:
-        with progress_bar(len(dataset), "float model") as bar:
-            reference = ReferenceRun(float_runner, dataset, progress=bar.update)
-        metrics = reference.evaluation.metrics
-        report["rows"].append(
-            {
-                "recipe": "float",
-                "path": str(model),
-                "size_bytes": Path(model).stat().st_size,
-                "map50_95": metrics["map50_95"],
-                "map50": metrics["map50"],
-                "delta_map50_95": 0.0,
-                "full_integer": False,
-                "latency_ms_p50": None,
-                "error": None,
-                "note": "Keras float32 reference",
-            }
-        )
 
     jobs = [(model, recipe, recipe.name, False) for recipe in recipes]
     if qat_model:
-        from tfyolo.quantization.recipes_dir import resolve_recipe
-
         jobs += [(qat_model, resolve_recipe(r), f"qat_{r}", True) for r in QAT_RECIPES]
+    artifacts = {}
     for position, (source, recipe, row_name, is_qat) in enumerate(jobs, start=1):
         click.echo(
             f"[{position}/{len(jobs)}] {row_name}: {recipe.description}"
             + (" (QAT model: no calibration needed, its ranges were learned)" if is_qat else ""),
             err=True,
         )
-        row = {
-            "recipe": row_name,
-            "path": None,
-            "size_bytes": None,
-            "map50_95": None,
-            "map50": None,
-            "delta_map50_95": None,
-            "full_integer": None,
-            "latency_ms_p50": None,
-            "error": None,
-            "note": INT16_NOTE if recipe.mode == "int16x8" else None,
-        }
+        row = _empty_row(row_name, recipe)
         try:
             images = None
             if recipe.needs_calibration and not is_qat:
                 key = (recipe.calibration_images, recipe.calibration_seed)
                 if key not in calibration_cache:
-                    evaluated = [s.image_path for s in dataset.samples] if dataset else []
                     calibration_cache[key] = load_calibration_images(
-                        calibration_source,
+                        calibration,
                         float_runner.input_size,
                         recipe.calibration_images,
                         recipe.calibration_seed,
-                        evaluated,
+                        evaluated_images,
                         force_overlap,
                     )
                     click.echo(
@@ -151,11 +145,6 @@ def run_conversions(
             started = time.perf_counter()
             content = convert_isolated(source, recipe, images)
             row["convert_seconds"] = time.perf_counter() - started
-            staged = is_qat and bool((find_model_metadata(source) or {}).get("qat_staged"))
-            inspection = check_artifact(content, recipe, allow_float=staged)
-            row["full_integer"] = inspection["full_integer"]
-            row["ops"] = inspection["ops"]
-            row["tensor_types"] = inspection["tensor_types"]
             metadata = artifact_metadata(
                 model_metadata,
                 recipe,
@@ -165,46 +154,73 @@ def run_conversions(
                 source,
             )
             metadata["qat"] = is_qat
-            content = embed_metadata(content, metadata)
+            staged = is_qat and bool((find_model_metadata(source) or {}).get("qat_staged"))
+            content, inspection = finalize_artifact(content, recipe, metadata, allow_float=staged)
+            row.update(full_integer=inspection["full_integer"], ops=inspection["ops"])
+            row["tensor_types"] = inspection["tensor_types"]
             path = out / f"{stem}_{row_name}.tflite"
             atomic_write_bytes(path, content)
             row["path"], row["size_bytes"] = str(path), len(content)
-            row.update(
-                {
-                    key: value
-                    for key, value in benchmark_tflite(
-                        content,
-                        num_threads=threads,
-                        warmup=3 if recipe.mode == "int16x8" else 10,
-                        runs=10 if recipe.mode == "int16x8" else 50,
-                    ).items()
-                    if key.startswith("latency")
-                }
-            )
-            if reference is not None:
-                runner = TFLiteRunner(path, num_threads=threads)
-                with progress_bar(len(dataset), f"evaluating {recipe.name}") as bar:
-                    result, _, _ = evaluate_model(runner, dataset, "val", reference=reference, progress=bar.update)
-                row.update(
-                    map50_95=result["map50_95"],
-                    map50=result["map50"],
-                    delta_map50_95=result["delta_map50_95"],
-                    output_errors=result["output_errors"],
-                    detection_agreement=result["detection_agreement"]["agreement"],
-                )
-            click.echo("    " + _format_row(row), err=True)
+            artifacts[row_name] = content
+            click.echo(f"    wrote {path} ({len(content):,} bytes) in {row['convert_seconds']:.1f} s", err=True)
         except TfyoloError as error:
             row["error"] = str(error)
             click.echo(f"    FAILED: {error}", err=True)
         report["rows"].append(row)
+    rows = {row["recipe"]: row for row in report["rows"]}
 
-    fp32 = next((row for row in report["rows"] if row["recipe"] == "fp32" and row["size_bytes"]), None)
+    if dataset is not None:
+        runners = {
+            row_name: TFLiteRunner(model_content=content, num_threads=threads)
+            for row_name, content in artifacts.items()
+        }
+        with progress_bar(len(dataset), f"evaluating float + {len(runners)} artifact(s)") as bar:
+            results, _, reference = evaluate_models(runners, dataset, split, float_runner, progress=bar.update)
+        report["rows"].insert(0, _float_row(model, reference.metrics))
+        for row_name, result in results.items():
+            rows[row_name].update(
+                map50_95=result["map50_95"],
+                map50=result["map50"],
+                delta_map50_95=result["delta_map50_95"],
+                output_errors=result["output_errors"],
+                detection_agreement=result["detection_agreement"]["agreement"],
+            )
+
+    if artifacts:
+        rounds = 15
+        with progress_bar(rounds, "timing (interleaved)") as bar:
+            latency = interleaved_latency(artifacts, num_threads=threads, rounds=rounds, progress=bar.update)
+        report["latency"] = {key: value for key, value in latency.items() if key != "models"}
+        fp32 = latency["models"].get("fp32")
+        for row_name, stats in latency["models"].items():
+            rows[row_name]["latency_ms_p50"] = stats["latency_ms_p50"]
+            rows[row_name]["latency_runs"] = stats["runs"]
+            if fp32:
+                rows[row_name]["latency_ratio_vs_fp32"] = stats["latency_ms_p50"] / fp32["latency_ms_p50"]
+        fp32_size = rows.get("fp32", {}).get("size_bytes")
+        for row_name in artifacts:
+            if fp32_size:
+                rows[row_name]["size_ratio_vs_fp32"] = rows[row_name]["size_bytes"] / fp32_size
     for row in report["rows"]:
-        if fp32 and row["size_bytes"] and row["recipe"] != "float":
-            row["size_ratio_vs_fp32"] = row["size_bytes"] / fp32["size_bytes"]
+        click.echo("    " + _format_row(row), err=True)
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", markdown_report(report))
     return report
+
+
+def _float_row(model, metrics):
+    return {
+        "recipe": "float",
+        "path": str(model),
+        "size_bytes": Path(model).stat().st_size,
+        "map50_95": metrics["map50_95"],
+        "map50": metrics["map50"],
+        "delta_map50_95": 0.0,
+        "full_integer": False,
+        "latency_ms_p50": None,
+        "error": None,
+        "note": "Keras float32 reference",
+    }
 
 
 @click.command("convert")
@@ -229,7 +245,7 @@ def run_conversions(
 @click.option("--force-calibration-overlap", is_flag=True, help="Allow calibrating on evaluated images.")
 @click.option(
     "--qat-model",
-    type=click.Path(dir_okay=False),
+    type=click.Path(exists=True, dir_okay=False),
     help="Also convert this QAT model of the same detector (rows qat_int8, qat_int8_int8io).",
 )
 @click.option("--auto", is_flag=True, help="Search the fastest recipe whose mAP50-95 drop stays within --max-drop.")
@@ -269,8 +285,6 @@ def convert_command(
         )
 
     recipes = [resolve_recipe(value) for value in (recipe_names or builtin_recipe_names())]
-    if qat_model and not Path(qat_model).is_file():
-        qat_model = None  # `make convert` passes the default QAT path whether or not `make qat` ran
     report = run_conversions(
         model,
         recipes,

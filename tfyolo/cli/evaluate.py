@@ -6,21 +6,8 @@ from pathlib import Path
 import click
 
 from tfyolo.cli.common import progress_bar, user_errors, verify_and_report
-from tfyolo.errors import DataError, ModelError
-
-
-def resolve_data(data_yaml, model_path):
-    """--data, else the dataset the model's metadata names, else a clear error."""
-    if data_yaml:
-        return data_yaml
-    from tfyolo.metadata import find_model_metadata
-
-    metadata = find_model_metadata(model_path)
-    if metadata and metadata.get("data") and Path(metadata["data"]).is_file():
-        return metadata["data"]
-    if metadata and metadata.get("data"):
-        raise DataError(f"{model_path}: its metadata names data {metadata['data']}, which is not here; pass --data.")
-    raise DataError(f"{model_path}: no --data given and the model carries no dataset metadata; pass --data DATA.yaml.")
+from tfyolo.errors import ModelError
+from tfyolo.metadata import resolve_data
 
 
 def open_for_size(path, imgsz, threads, layout):
@@ -117,8 +104,7 @@ def main(
     else:
         dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
     reference_runner = open_for_size(reference, imgsz or runner.input_size, threads, "auto") if reference else None
-    passes = 2 if reference_runner else 1
-    with progress_bar(len(dataset) * passes, "evaluating") as bar:
+    with progress_bar(len(dataset), "evaluating") as bar:
         report, evaluation, _ = evaluate_model(
             runner, dataset, split, reference_runner, batch_size=batch, progress=bar.update
         )

@@ -184,7 +184,7 @@ def train(
 @user_errors
 def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images, seed, out, resume):
     """Quantization-aware fine-tuning of a trained float model (tfmot), same trainer as `train`."""
-    from tfyolo.cli.evaluate import resolve_data
+    from tfyolo.metadata import resolve_data
     from tfyolo.models.model_io import read_metadata
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer, best_validated, resume_config
@@ -220,8 +220,9 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
         click.echo(
             f"QAT done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 "
             f"{best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f} (fake-quant, Keras). Saved "
-            f"{Path(out) / 'best.h5'}; convert it with `tfyolo convert --recipe int8` (no calibration "
-            "needed: the ranges were learned)."
+            f"{Path(out) / 'best.h5'}. Convert it against its float model, which stays the reference: "
+            f"`tfyolo convert --model {config.qat_from} --qat-model {Path(out) / 'best.h5'} --recipe fp32 "
+            f"--out {Path(out) / 'convert'}` (no calibration needed: the ranges were learned)."
         )
 
 

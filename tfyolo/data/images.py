@@ -12,25 +12,20 @@ PAD_VALUE = 114  # YOLOv8's gray padding
 
 
 def read_image_rgb(path):
-    """Reads an image as (H, W, 3) uint8 RGB; grayscale and RGBA/16-bit images are converted, not refused."""
+    """Reads an image as (H, W, 3) uint8 RGB, upright: the one decoder of training, evaluation, calibration and
+    the bundle.
+
+    `IMREAD_COLOR` applies a JPEG's EXIF orientation, as Ultralytics' `cv2.imread` does: its users' labels are
+    drawn on the upright image. It also turns gray into three channels, drops alpha and scales 16-bit to 8-bit.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: image file not found.")
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
         raise DataError(f"{path}: cannot decode this file as an image (corrupt, truncated or not an image).")
-    if image.dtype == np.uint16:
-        image = (image / 257).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise DataError(f"{path}: unsupported pixel type {image.dtype}; expected 8- or 16-bit images.")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    if image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    raise DataError(f"{path}: image has {image.shape[2]} channels; expected 1 (gray), 3 (color) or 4 (with alpha).")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,32 +48,68 @@ def coco_detections(image_index, boxes_xyxy, scores, class_ids):
     ]
 
 
-def _best_f1(coco_eval, num_classes):
-    """Precision and recall at the confidence that maximizes F1 (IoU 0.5, all areas), from COCOeval's matches."""
-    scores, matched, num_gt = [], [], 0
+CONFIDENCE_GRID = np.linspace(0.0, 1.0, 1000)
+
+
+def _box_smooth(values, fraction=0.1):
+    """Moving average over `fraction` of the points (an odd window), ends padded with the end values."""
+    window = round(len(values) * fraction * 2) // 2 + 1
+    padded = np.concatenate([np.full(window // 2, values[0]), values, np.full(window // 2, values[-1])])
+    return np.convolve(padded, np.ones(window) / window, mode="valid")
+
+
+def _class_matches(coco_eval):
+    """{category id: (scores, matched at IoU 0.5, ground-truth count)} from COCOeval's own matching (all areas,
+    the largest max-detections setting), crowd regions and ignored detections left out."""
+    per_class = {}
     for evaluation in coco_eval.evalImgs:
         if evaluation is None or evaluation["aRng"] != coco_eval.params.areaRng[0]:
             continue
         if evaluation["maxDet"] != coco_eval.params.maxDets[-1]:
             continue
-        ignored_gt = np.asarray(evaluation["gtIgnore"], bool)
-        num_gt += int((~ignored_gt).sum())
-        ignored_dt = np.asarray(evaluation["dtIgnore"], bool)[0] if len(evaluation["dtIds"]) else np.zeros(0, bool)
-        scores.extend(np.asarray(evaluation["dtScores"])[~ignored_dt])
-        matched.extend((np.asarray(evaluation["dtMatches"])[0] > 0)[~ignored_dt] if len(evaluation["dtIds"]) else [])
-    if not scores or not num_gt:
+        scores, matched, count = per_class.setdefault(evaluation["category_id"], ([], [], [0]))
+        count[0] += int((~np.asarray(evaluation["gtIgnore"], bool)).sum())
+        if len(evaluation["dtIds"]):
+            kept = ~np.asarray(evaluation["dtIgnore"], bool)[0]
+            scores.extend(np.asarray(evaluation["dtScores"])[kept])
+            matched.extend((np.asarray(evaluation["dtMatches"])[0] > 0)[kept])
+    return {category: (np.asarray(s), np.asarray(m, float), n[0]) for category, (s, m, n) in per_class.items()}
+
+
+def _precision_recall(coco_eval):
+    """Mean precision and recall over the classes that have ground truth, as Ultralytics reports them.
+
+    Per class, precision and recall are curves over confidence (interpolated on a 1000-point grid); the one
+    confidence that maximizes the class-mean F1 (smoothed) is chosen, and each class's P and R at it are
+    averaged. A class with ground truth but no detection counts as P = R = 0.
+    """
+    curves_p, curves_r = [], []
+    for scores, matched, num_gt in _class_matches(coco_eval).values():
+        if not num_gt:
+            continue
+        if not len(scores):
+            curves_p.append(np.zeros_like(CONFIDENCE_GRID))
+            curves_r.append(np.zeros_like(CONFIDENCE_GRID))
+            continue
+        order = np.argsort(-scores, kind="stable")
+        true_positive = np.cumsum(matched[order])
+        false_positive = np.cumsum(1.0 - matched[order])
+        # np.interp needs increasing x: confidences are negated. Above the highest score nothing is detected:
+        # recall 0, precision 1.
+        curves_r.append(np.interp(-CONFIDENCE_GRID, -scores[order], true_positive / num_gt, left=0.0))
+        curves_p.append(
+            np.interp(-CONFIDENCE_GRID, -scores[order], true_positive / (true_positive + false_positive), left=1.0)
+        )
+    if not curves_p:
         return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "confidence": None}
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    true_positive = np.cumsum(np.asarray(matched, float)[order])
-    precision = true_positive / np.arange(1, len(order) + 1)
-    recall = true_positive / num_gt
+    precision, recall = np.stack(curves_p), np.stack(curves_r)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-16)
-    best = int(np.argmax(f1))
+    best = int(np.argmax(_box_smooth(f1.mean(axis=0))))
     return {
-        "precision": float(precision[best]),
-        "recall": float(recall[best]),
-        "f1": float(f1[best]),
-        "confidence": float(np.asarray(scores)[order][best]),
+        "precision": float(precision[:, best].mean()),
+        "recall": float(recall[:, best].mean()),
+        "f1": float(f1[:, best].mean()),
+        "confidence": float(CONFIDENCE_GRID[best]),
     }
 
 
@@ -120,7 +156,7 @@ def coco_evaluate(ground_truth, detections, names):
             per_class[name]["ap50"] = float(np.mean(at50[at50 > -1]))
             # Precision at COCO's 101 recall points, IoU 0.5: the class's PR curve for reports.
             pr_curves[name] = np.where(at50 > -1, at50, 0.0).tolist()
-    best = _best_f1(coco_eval, len(names))
+    best = _precision_recall(coco_eval)
     return {
         "map50_95": float(max(coco_eval.stats[0], 0.0)),
         "map50": float(max(coco_eval.stats[1], 0.0)),

@@ -1,4 +1,9 @@
-"""Scores any runner on a dataset with the shared letterbox, decode, NMS and pycocotools."""
+"""Scores runners on a dataset with the shared letterbox, decode, NMS and pycocotools.
+
+Several runners are evaluated in lockstep: each batch is letterboxed once and sent through every runner, so a
+comparison between two models sees the same tensors and never has to keep a model's raw outputs beyond the batch
+(about 4.8 MB per image at 640 px with 80 classes).
+"""
 
 import dataclasses
 
@@ -17,33 +22,57 @@ class Evaluation:
     num_images: int
 
 
-def evaluate(runner, dataset, batch_size=8, nms_config=NMSConfig(), indices=None, progress=None, on_batch=None):
-    """Runs `runner` over `dataset` (or the sample `indices`) and returns an `Evaluation`.
+def evaluate_runners(runners, dataset, batch_size=8, nms_config=NMSConfig(), progress=None, on_batch=None):
+    """Runs every runner of `runners` ({name: runner}, same input size) over `dataset`; returns {name: Evaluation}.
 
-    runner: any object with `input_size` and `predict(float32 batch) -> (boxes, scores)` where boxes are xyxy
-    normalized to the input and scores are probabilities (see `tfyolo.evaluation.runners`).
+    A runner is any object with `input_size`, `num_classes`, `predict_raw(float32 batch) -> {output: array}` and
+    `decode(raw) -> (boxes xyxy normalized to the input, class probabilities)` (see `tfyolo.evaluation.runners`).
     progress: optional callable(number of images done) for a progress bar.
-    on_batch: optional callable(sample indices, raw outputs dict, boxes, scores), e.g. to compare models.
+    on_batch: optional callable(sample indices, {name: (raw, boxes, scores)}), e.g. to compare the models.
     """
-    if runner.num_classes != dataset.num_classes:
-        raise DataError(
-            f"{dataset.description}: the dataset has {dataset.num_classes} classes but the model predicts "
-            f"{runner.num_classes}. Evaluate with the data the model was trained for."
-        )
-    size = runner.input_size
-    detections, image_sizes, results = {}, {}, []
-    for chunk, batch, infos in evaluation_batches(dataset, size, batch_size, indices):
-        raw = runner.predict_raw(batch)
-        boxes, scores = runner.decode(raw)
-        if on_batch:
-            on_batch(chunk, raw, boxes, scores)
-        for index, image_boxes, image_scores, info in zip(chunk, boxes, scores, infos):
-            kept_boxes, kept_scores, kept_classes = non_max_suppression(image_boxes * size, image_scores, nms_config)
-            original = info.to_original(kept_boxes)
-            detections[index] = (original, kept_scores, kept_classes)
+    sizes = {runner.input_size for runner in runners.values()}
+    if len(sizes) != 1:
+        raise DataError(f"models evaluated together must share one input size, received {sorted(sizes)}.")
+    for runner in runners.values():
+        if runner.num_classes != dataset.num_classes:
+            raise DataError(
+                f"{dataset.description}: the dataset has {dataset.num_classes} classes but the model predicts "
+                f"{runner.num_classes} ({runner.description}). Evaluate with the data the model was trained for."
+            )
+    (size,) = sizes
+    detections = {name: {} for name in runners}
+    results = {name: [] for name in runners}
+    image_sizes = {}
+    for chunk, batch, infos in evaluation_batches(dataset, size, batch_size):
+        outputs = {}
+        for name, runner in runners.items():
+            raw = runner.predict_raw(batch)
+            boxes, scores = runner.decode(raw)
+            outputs[name] = (raw, boxes, scores)
+            for index, image_boxes, image_scores, info in zip(chunk, boxes, scores, infos):
+                kept_boxes, kept_scores, kept_classes = non_max_suppression(
+                    image_boxes * size, image_scores, nms_config
+                )
+                original = info.to_original(kept_boxes)
+                detections[name][index] = (original, kept_scores, kept_classes)
+                results[name].extend(coco_detections(index, original, kept_scores, kept_classes))
+        for index, info in zip(chunk, infos):
             image_sizes[index] = (info.original_height, info.original_width)
-            results.extend(coco_detections(index, original, kept_scores, kept_classes))
+        if on_batch:
+            on_batch(chunk, outputs)
         if progress:
             progress(len(chunk))
-    metrics = coco_evaluate(coco_ground_truth(dataset, image_sizes), results, dataset.names)
-    return Evaluation(metrics=metrics, detections=detections, num_images=len(image_sizes))
+    ground_truth = coco_ground_truth(dataset, image_sizes)
+    return {
+        name: Evaluation(
+            metrics=coco_evaluate(ground_truth, results[name], dataset.names),
+            detections=detections[name],
+            num_images=len(image_sizes),
+        )
+        for name in runners
+    }
+
+
+def evaluate(runner, dataset, batch_size=8, nms_config=NMSConfig(), progress=None):
+    """`evaluate_runners` for one runner: its `Evaluation`."""
+    return evaluate_runners({"model": runner}, dataset, batch_size, nms_config, progress)["model"]

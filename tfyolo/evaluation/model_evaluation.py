@@ -3,7 +3,7 @@
 import numpy as np
 
 from tfyolo.evaluation.comparison import OutputErrors, detection_agreement
-from tfyolo.evaluation.evaluator import evaluate
+from tfyolo.evaluation.evaluator import evaluate_runners
 from tfyolo.ops.nms import NMSConfig
 
 SUMMARY_KEYS = ("map50_95", "map50", "map75", "precision", "recall", "f1", "best_f1_confidence")
@@ -25,84 +25,77 @@ def _summary(runner, evaluation):
     return summary
 
 
-class ReferenceRun:
-    """A reference model evaluated once, with its outputs kept, to compare any number of models against."""
-
-    def __init__(self, runner, dataset, batch_size=8, nms_config=NMSConfig(), progress=None):
-        self.runner = runner
-        self.outputs = {}
-
-        def keep(chunk, raw, boxes, scores):
-            for position, index in enumerate(chunk):
-                self.outputs[index] = (
-                    {name: value[position] for name, value in raw.items()},
-                    {"boxes": boxes[position], "scores": scores[position]},
-                )
-
-        self.evaluation = evaluate(runner, dataset, batch_size, nms_config, progress=progress, on_batch=keep)
+REFERENCE = "reference"
 
 
-def evaluate_model(
-    runner, dataset, split, reference_runner=None, batch_size=8, nms_config=NMSConfig(), progress=None, reference=None
+def evaluate_models(
+    runners, dataset, split, reference_runner=None, batch_size=8, nms_config=NMSConfig(), progress=None
 ):
-    """Evaluates `runner` on `dataset`, and against `reference_runner` (or a ready `ReferenceRun`) if given.
+    """Evaluates every runner of `runners` ({name: runner}) on `dataset`, each against `reference_runner` if given,
+    in one lockstep pass: memory does not grow with the number of images.
 
-    Returns (report dict, Evaluation of the model, Evaluation of the reference or None). mAP values are in
+    Returns ({name: report dict}, {name: Evaluation}, the reference's Evaluation or None). mAP values are in
     [0, 1]; deltas are model minus reference in points (x 100), negative for a drop.
     """
-    if reference is None and reference_runner is not None:
-        reference = ReferenceRun(reference_runner, dataset, batch_size, nms_config, progress)
-    reference_runner = reference.runner if reference else None
-    reference_outputs = reference.outputs if reference else {}
-    reference_evaluation = reference.evaluation if reference else None
+    if REFERENCE in runners:
+        raise ValueError(f"{REFERENCE!r} names the reference; give the models other names.")
+    errors = {name: {} for name in runners}
 
-    errors = {}
-
-    def compare(chunk, raw, boxes, scores):
-        for position, index in enumerate(chunk):
-            reference_raw, reference_decoded = reference_outputs[index]
+    def compare(chunk, outputs):
+        reference_raw, reference_boxes, reference_scores = outputs[REFERENCE]
+        for name in runners:
+            raw, boxes, scores = outputs[name]
             pairs = [
-                (name, reference_raw[name], value[position])
-                for name, value in raw.items()
-                if name in reference_raw and reference_raw[name].shape == value[position].shape
+                (output, reference_raw[output], values)
+                for output, values in raw.items()
+                if output in reference_raw and reference_raw[output].shape == values.shape
             ]
-            # Different layouts or input sizes: compare what both decode to instead.
-            if not pairs and reference_decoded["boxes"].shape == boxes[position].shape:
-                pairs = [
-                    ("boxes", reference_decoded["boxes"], boxes[position]),
-                    ("scores", reference_decoded["scores"], scores[position]),
-                ]
-            for name, expected, actual in pairs:
-                errors.setdefault(name, OutputErrors()).update(expected, actual)
+            # Different layouts: compare what both decode to instead.
+            if not pairs and reference_boxes.shape == boxes.shape:
+                pairs = [("boxes", reference_boxes, boxes), ("scores", reference_scores, scores)]
+            for output, expected, actual in pairs:
+                errors[name].setdefault(output, OutputErrors()).update(expected, actual)
 
-    evaluation = evaluate(
-        runner,
-        dataset,
-        batch_size,
-        nms_config,
-        progress=progress,
-        on_batch=compare if reference_runner is not None else None,
+    together = dict(runners)
+    if reference_runner is not None:
+        together[REFERENCE] = reference_runner
+    evaluations = evaluate_runners(
+        together, dataset, batch_size, nms_config, progress, on_batch=compare if reference_runner else None
     )
-    report = {"data": dataset.description, "split": split}
-    report.update(_summary(runner, evaluation))
-    report["reference"] = None
-    report["delta_map50_95"] = None
-    if reference_evaluation is not None:
-        reference = _summary(reference_runner, reference_evaluation)
-        report["reference"] = reference
-        report["delta_map50_95"] = 100.0 * (report["map50_95"] - reference["map50_95"])
-        report["delta_map50"] = 100.0 * (report["map50"] - reference["map50"])
-        report["delta_per_class"] = {
-            name: (
-                None
-                if entry["ap50_95"] is None or reference["per_class"][name]["ap50_95"] is None
-                else 100.0 * (entry["ap50_95"] - reference["per_class"][name]["ap50_95"])
+    reference_evaluation = evaluations.pop(REFERENCE, None)
+    reports = {}
+    for name, runner in runners.items():
+        report = {"data": dataset.description, "split": split}
+        report.update(_summary(runner, evaluations[name]))
+        report["reference"] = None
+        report["delta_map50_95"] = None
+        if reference_evaluation is not None:
+            reference = _summary(reference_runner, reference_evaluation)
+            report["reference"] = reference
+            report["delta_map50_95"] = 100.0 * (report["map50_95"] - reference["map50_95"])
+            report["delta_map50"] = 100.0 * (report["map50"] - reference["map50"])
+            report["delta_per_class"] = {
+                label: (
+                    None
+                    if entry["ap50_95"] is None or reference["per_class"][label]["ap50_95"] is None
+                    else 100.0 * (entry["ap50_95"] - reference["per_class"][label]["ap50_95"])
+                )
+                for label, entry in report["per_class"].items()
+            }
+            report["output_errors"] = {output: stats.summary() for output, stats in errors[name].items()}
+            report["detection_agreement"] = detection_agreement(
+                reference_evaluation.detections, evaluations[name].detections
             )
-            for name, entry in report["per_class"].items()
-        }
-        report["output_errors"] = {name: stats.summary() for name, stats in errors.items()}
-        report["detection_agreement"] = detection_agreement(reference_evaluation.detections, evaluation.detections)
-    return report, evaluation, reference_evaluation
+        reports[name] = report
+    return reports, evaluations, reference_evaluation
+
+
+def evaluate_model(runner, dataset, split, reference_runner=None, batch_size=8, nms_config=NMSConfig(), progress=None):
+    """`evaluate_models` for one model: (report dict, its Evaluation, the reference's Evaluation or None)."""
+    reports, evaluations, reference_evaluation = evaluate_models(
+        {"model": runner}, dataset, split, reference_runner, batch_size, nms_config, progress
+    )
+    return reports["model"], evaluations["model"], reference_evaluation
 
 
 def drop_exceeds(report, max_drop):

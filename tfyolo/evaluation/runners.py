@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from tfyolo.config import STRIDES
+from tfyolo.data.images import PAD_VALUE
 from tfyolo.errors import ModelError
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
 from tfyolo.ops.boxes import convert_format
 from tfyolo.ops.decode import decode_predictions
+from tfyolo.quantization.signature import signature_outputs
 
 LAYOUTS = ("tfyolo", "ultralytics")
 ULTRALYTICS_OUTPUT = "output0"
@@ -23,15 +25,14 @@ def decode_tfyolo(raw, input_size, reg_max=16, strides=STRIDES):
     return decode_predictions(raw[BOX_OUTPUT], raw[CLASS_OUTPUT], input_size, strides, reg_max)
 
 
-def decode_ultralytics(raw, input_size):
-    """Ultralytics' TFLite export: one (B, 4 + nc, N) tensor, cx cy w h then sigmoid scores.
+def decode_ultralytics(raw, input_size, normalized):
+    """Ultralytics' export: one (B, 4 + nc, N) tensor, cx cy w h then sigmoid scores.
 
-    Its exporter normalizes boxes by the input size; older exports keep pixels, recognized by values far above 1.
+    normalized: boxes are fractions of the input (Ultralytics' TFLite exports) rather than pixels (its ONNX and
+    SavedModel exports); decided once per model (`TFLiteRunner`), never from one batch's values.
     """
     output = np.transpose(raw[ULTRALYTICS_OUTPUT], (0, 2, 1)).astype(np.float32)
-    boxes = output[..., :4]
-    if np.abs(boxes).max(initial=0.0) > 2.0:
-        boxes = boxes / input_size
+    boxes = output[..., :4] if normalized else output[..., :4] / input_size
     return convert_format(boxes, "cxcywh", "xyxy").astype(np.float32), output[..., 4:]
 
 
@@ -113,40 +114,74 @@ def dequantize(values, detail):
     return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
-def _identify_outputs(details, input_size, path):
-    """Maps output details to names by name first, then by shape (TFLite reorders outputs), and picks the layout."""
-    anchors = sum((input_size // stride) ** 2 for stride in STRIDES)
-    by_name = {}
-    for detail in details:
-        for name in (BOX_OUTPUT, CLASS_OUTPUT):
-            if name in detail["name"]:
-                by_name[name] = detail
+def _describe(details):
+    return [(detail["name"], tuple(int(v) for v in detail["shape"])) for detail in details]
+
+
+def _identify_outputs(interpreter, metadata, input_size, path):
+    """Maps output details to tfyolo's output names, or recognizes Ultralytics' single output.
+
+    By the `serving_default` signature first (tfyolo names its outputs there), then by tensor name, then by the
+    exact widths that the embedded metadata gives (4 * reg_max and the class count). Never by which is wider:
+    with 64 classes and reg_max 16 both tensors are (1, anchors, 64).
+    """
+    details = interpreter.get_output_details()
+    by_index = {detail["index"]: detail for detail in details}
+    signature = signature_outputs(interpreter)
+    if {BOX_OUTPUT, CLASS_OUTPUT} <= set(signature):
+        return "tfyolo", {name: by_index[signature[name]] for name in (BOX_OUTPUT, CLASS_OUTPUT)}
+    by_name = {name: detail for detail in details for name in (BOX_OUTPUT, CLASS_OUTPUT) if name in detail["name"]}
     if len(by_name) == 2:
         return "tfyolo", by_name
-    if len(details) == 2:
-        shapes = [tuple(detail["shape"]) for detail in details]
-        if all(len(shape) == 3 and shape[1] == anchors for shape in shapes):
-            box = [d for d in details if d["shape"][2] % 4 == 0 and d["shape"][2] >= 8]
-            # The box tensor has 4 * reg_max channels; if both could be, the wider one is the box distribution.
-            box = max(box or details, key=lambda d: d["shape"][2])
-            cls = next(d for d in details if d is not box)
-            return "tfyolo", {BOX_OUTPUT: box, CLASS_OUTPUT: cls}
+    anchors = sum((input_size // stride) ** 2 for stride in STRIDES)
     if len(details) == 1:
         shape = tuple(details[0]["shape"])
         if len(shape) == 3 and shape[2] == anchors and shape[1] > 4:
             return "ultralytics", {ULTRALYTICS_OUTPUT: details[0]}
+    shapes = [tuple(detail["shape"]) for detail in details]
+    if len(details) == 2 and all(len(shape) == 3 and shape[1] == anchors for shape in shapes):
+        names, reg_max = (metadata or {}).get("names"), (metadata or {}).get("reg_max")
+        if not names or not reg_max:
+            raise ModelError(
+                f"{path}: outputs {_describe(details)} carry no names (no serving_default signature) and the file "
+                "has no embedded metadata with reg_max and names, so the box distribution cannot be told from the "
+                "class logits. Convert the model again with this tfyolo."
+            )
+        widths = {BOX_OUTPUT: 4 * int(reg_max), CLASS_OUTPUT: len(names)}
+        if widths[BOX_OUTPUT] == widths[CLASS_OUTPUT]:
+            raise ModelError(
+                f"{path}: both outputs are {widths[BOX_OUTPUT]} wide (reg_max {reg_max}, {len(names)} classes) and "
+                "unnamed, so they cannot be told apart. Convert the model again with this tfyolo."
+            )
+        matched = {name: [d for d in details if d["shape"][2] == width] for name, width in widths.items()}
+        if all(len(found) == 1 for found in matched.values()):
+            return "tfyolo", {name: found[0] for name, found in matched.items()}
     raise ModelError(
-        f"{path}: outputs {[(d['name'], tuple(d['shape'])) for d in details]} are not a detector this tool "
-        f"understands; expected tfyolo's (1, {anchors}, 4*reg_max) + (1, {anchors}, classes) or Ultralytics' "
-        f"(1, 4 + classes, {anchors}) for a {input_size}px input."
+        f"{path}: outputs {_describe(details)} are not a detector this tool understands; expected tfyolo's "
+        f"(1, {anchors}, 4*reg_max) + (1, {anchors}, classes) or Ultralytics' (1, 4 + classes, {anchors}) for a "
+        f"{input_size}px input."
     )
+
+
+def _image_input(details, path):
+    """(detail, channels_first): one RGB image input, NHWC (1, H, W, 3) or NCHW (1, 3, H, W), square."""
+    shapes = [tuple(int(v) for v in detail["shape"]) for detail in details]
+    if len(details) == 1 and len(shapes[0]) == 4 and 3 in (shapes[0][1], shapes[0][3]):
+        shape = shapes[0]
+        channels_first = shape[3] != 3
+        height, width = (shape[2], shape[3]) if channels_first else (shape[1], shape[2])
+        if height != width:
+            raise ModelError(f"{path}: input {shape} is not square.")
+        return details[0], channels_first
+    raise ModelError(f"{path}: expected one image input, NHWC (1, H, W, 3) or NCHW (1, 3, H, W); found {shapes}.")
 
 
 class TFLiteRunner:
     """Runs a .tflite detector through the LiteRT interpreter (`ai_edge_litert`), one image per invoke.
 
     Inputs are quantized and outputs dequantized from the interpreter's own tensor details, so float, int8,
-    uint8 and int16 I/O models all take and give float. Outputs are matched by name or shape, not by order.
+    uint8 and int16 I/O models all take and give float; NCHW inputs (Ultralytics' LiteRT exports) are fed
+    transposed. Outputs are matched by signature name, tensor name or the embedded metadata, never by order.
 
     Args:
         path: str or Path of the .tflite file (or `model_content` bytes).
@@ -154,7 +189,8 @@ class TFLiteRunner:
         layout: "auto", "tfyolo" or "ultralytics".
     """
 
-    def __init__(self, path=None, num_threads=2, layout="auto", reg_max=16, model_content=None):
+    def __init__(self, path=None, num_threads=2, layout="auto", model_content=None):
+        from tfyolo.metadata import read_embedded_metadata
         from tfyolo.quantization.tflite_inspect import make_interpreter
 
         self.description = str(path) if path else "tflite bytes"
@@ -167,29 +203,33 @@ class TFLiteRunner:
             self.interpreter = make_interpreter(model_content=model_content, num_threads=num_threads)
         except (ValueError, RuntimeError) as error:
             raise ModelError(f"{self.description}: not a valid TFLite model ({str(error).splitlines()[0]}).")
-        inputs = self.interpreter.get_input_details()
-        if len(inputs) != 1 or len(inputs[0]["shape"]) != 4 or inputs[0]["shape"][3] != 3:
-            raise ModelError(
-                f"{self.description}: expected one NHWC image input (1, H, W, 3), found "
-                f"{[tuple(d['shape']) for d in inputs]}."
-            )
-        self.input_detail = inputs[0]
-        self.input_size = int(self.input_detail["shape"][1])
-        if self.input_detail["shape"][2] != self.input_size:
-            raise ModelError(f"{self.description}: input {tuple(self.input_detail['shape'])} is not square.")
-        detected, outputs = _identify_outputs(self.interpreter.get_output_details(), self.input_size, self.description)
+        self.metadata = read_embedded_metadata(model_content) or {}
+        self.input_detail, self.channels_first = _image_input(self.interpreter.get_input_details(), self.description)
+        self.input_size = int(self.input_detail["shape"][-1 if self.channels_first else 1])
+        detected, outputs = _identify_outputs(self.interpreter, self.metadata, self.input_size, self.description)
         if layout not in ("auto", *LAYOUTS):
             raise ModelError(f"--layout must be auto, tfyolo or ultralytics, received {layout!r}.")
         if layout != "auto" and layout != detected:
             raise ModelError(f"{self.description}: --layout {layout} was asked for, but its outputs are {detected}'s.")
         self.layout = detected
         self.outputs = outputs
-        self.reg_max = int(outputs[BOX_OUTPUT]["shape"][2] // 4) if detected == "tfyolo" else None
-        self.num_classes = (
-            int(outputs[CLASS_OUTPUT]["shape"][2])
-            if detected == "tfyolo"
-            else int(outputs[ULTRALYTICS_OUTPUT]["shape"][1] - 4)
-        )
+        if detected == "tfyolo":
+            self.reg_max = int(outputs[BOX_OUTPUT]["shape"][2] // 4)
+            self.num_classes = int(outputs[CLASS_OUTPUT]["shape"][2])
+            self.normalized_boxes = None
+        else:
+            self.reg_max = None
+            self.num_classes = int(outputs[ULTRALYTICS_OUTPUT]["shape"][1] - 4)
+            self.normalized_boxes = self._boxes_are_normalized()
+        self.names = _metadata_names(self.metadata, self.num_classes)
+
+    def _boxes_are_normalized(self):
+        """Ultralytics' TFLite exports give boxes as fractions of the input, its SavedModel-derived ones in
+        pixels, and its metadata does not say which. The box centres follow the anchor grid whatever the image,
+        so on a plain gray input their median is about half the input: 0.5 normalized, input/2 in pixels."""
+        gray = np.full((1, self.input_size, self.input_size, 3), PAD_VALUE / 255.0, np.float32)
+        centres = self.predict_raw(gray)[ULTRALYTICS_OUTPUT][0, :2]
+        return bool(np.median(centres) <= 2.0)
 
     def predict_raw(self, batch):
         if batch.shape[1:3] != (self.input_size, self.input_size):
@@ -199,6 +239,7 @@ class TFLiteRunner:
             )
         collected = {name: [] for name in self.outputs}
         for image in batch:
+            image = np.transpose(image, (2, 0, 1)) if self.channels_first else image
             self.interpreter.set_tensor(self.input_detail["index"], quantize(image[None], self.input_detail))
             self.interpreter.invoke()
             for name, detail in self.outputs.items():
@@ -207,11 +248,21 @@ class TFLiteRunner:
 
     def decode(self, raw):
         if self.layout == "ultralytics":
-            return decode_ultralytics(raw, self.input_size)
+            return decode_ultralytics(raw, self.input_size, self.normalized_boxes)
         return decode_tfyolo(raw, self.input_size, self.reg_max)
 
     def predict(self, batch):
         return self.decode(self.predict_raw(batch))
+
+
+def _metadata_names(metadata, num_classes):
+    """Class names from embedded metadata (Ultralytics writes {"0": name}, lists also occur), when they fit."""
+    names = metadata.get("names")
+    if isinstance(names, dict):
+        names = [names.get(str(index), names.get(index)) for index in range(len(names))]
+    if isinstance(names, list) and len(names) == num_classes and all(isinstance(n, str) for n in names):
+        return names
+    return None
 
 
 def open_runner(path, num_threads=2, layout="auto"):

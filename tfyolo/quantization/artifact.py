@@ -40,3 +40,15 @@ def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, n
         "data": (model_metadata or {}).get("data"),
         "versions": {"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
     }
+
+
+def finalize_artifact(content, recipe, metadata, allow_float=False):
+    """What every converted model goes through before it is written (by `convert` and by `--auto` alike): the
+    post-conversion inspection that holds an integer recipe to its promise, then the embedded metadata.
+
+    Returns (bytes with the metadata appended, inspection dict)."""
+    from tfyolo.metadata import embed_metadata
+    from tfyolo.quantization.isolated import check_artifact
+
+    inspection = check_artifact(content, recipe, allow_float=allow_float)
+    return embed_metadata(content, metadata), inspection

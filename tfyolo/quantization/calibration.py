@@ -24,18 +24,37 @@ def calibration_paths(source):
     raise DataError(f"{source}: calibration source must be an image folder or a data.yaml.")
 
 
+def _file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def overlapping_images(candidates, evaluation_images):
+    """The `candidates` whose bytes equal an evaluation image's: a copy or a link is the same image.
+
+    Only files of equal size are hashed, so a large evaluation split costs a stat per file."""
+    sizes = {}
+    for path in evaluation_images:
+        sizes.setdefault(Path(path).stat().st_size, []).append(path)
+    candidate_sizes = {Path(path).stat().st_size for path in candidates}
+    evaluated = {_file_sha256(p) for size in candidate_sizes & sizes.keys() for p in sizes[size]}
+    return [path for path in candidates if Path(path).stat().st_size in sizes and _file_sha256(path) in evaluated]
+
+
 def load_calibration_images(source, input_size, count, seed=0, evaluation_images=(), force=False):
     """Returns (float32 (N, S, S, 3) inputs, summary dict).
 
-    Draws `count` images (all if fewer) with `seed`. Refuses images that are also evaluated (by resolved path
-    or identical content) unless `force`: a model calibrated on its test images reports a flattering mAP.
+    Draws `count` images (all if fewer) with `seed`. Refuses images whose content equals an evaluated image's
+    unless `force`: a model calibrated on its test images reports a flattering mAP.
     """
     paths, description = calibration_paths(source)
-    evaluated = {Path(p).resolve() for p in evaluation_images}
-    overlap = [p for p in paths if Path(p).resolve() in evaluated]
+    overlap = overlapping_images(paths, evaluation_images)
     if overlap and not force:
         raise DataError(
-            f"{description}: {len(overlap)} calibration image(s) are also in the evaluation split "
+            f"{description}: {len(overlap)} calibration image(s) have the same content as evaluation images "
             f"(e.g. {overlap[0]}). Calibrate on training images, or pass --force-calibration-overlap to accept it."
         )
     rng = np.random.default_rng(seed)
@@ -54,3 +73,39 @@ def load_calibration_images(source, input_size, count, seed=0, evaluation_images
         "overlap_with_evaluation": len(overlap),
     }
     return to_model_input(np.stack(images)), summary
+
+
+def default_calibration_source(model_path, model_metadata):
+    """(source, why) when no calibration source was given.
+
+    A model that names its dataset is calibrated on that dataset's train split; `calibration_data/` (synthetic
+    shapes) serves only a model that names none, and the caller says so: silently calibrating a real model on
+    synthetic shapes would report a quantized model worse than it needs to be.
+    """
+    from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
+
+    data = (model_metadata or {}).get("data")
+    if data and Path(data).is_file():
+        return Path(data), f"the train split of {data}, the dataset the model's metadata names"
+    if data:
+        raise DataError(
+            f"{model_path}: its metadata names the dataset {data}, which is not here, and no --calibration was "
+            "given. Pass --calibration with that dataset's data.yaml (its train split is used) or a folder of its "
+            "training images; the built-in calibration_data/ holds synthetic shapes, not that data."
+        )
+    if not DEFAULT_CALIBRATION.is_dir():
+        raise DataError(
+            f"{model_path}: names no dataset and the built-in calibration_data/ is not installed; pass "
+            "--calibration with a data.yaml or an image folder of the model's training data."
+        )
+    return DEFAULT_CALIBRATION, (
+        f"the built-in synthetic set {DEFAULT_CALIBRATION}, because the model names no dataset; for a real model "
+        "pass --calibration with its own training images"
+    )
+
+
+def evaluation_image_paths(data_yaml, split="val"):
+    """Image paths of `split` of `data_yaml`, the images no calibration set may contain; [] for no data."""
+    if not data_yaml:
+        return []
+    return [sample.image_path for sample in DetectionDataset.from_data_yaml(data_yaml, split).samples]

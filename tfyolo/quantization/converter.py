@@ -7,6 +7,7 @@ output, and it leaves SHAPE/STRIDED_SLICE/PACK ops for every Reshape of a batch-
 
 from tfyolo.compat import tf
 from tfyolo.errors import ConfigError
+from tfyolo.quantization.signature import add_signature, output_names
 
 INPUT_NAME = "images"
 IO_DTYPES = {"float32": tf.float32, "int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}
@@ -75,6 +76,7 @@ def qat_kind(model):
 
 
 def make_converter(model, recipe, representative=None):
+    """(TFLiteConverter configured for `recipe`, {graph output name: output key} for `add_signature`)."""
     concrete, function = detector_function(model)
     # Passing the tf.function as trackable_obj selects the direct concrete-function pipeline (no deprecation).
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], function)
@@ -85,7 +87,7 @@ def make_converter(model, recipe, representative=None):
     if not recipe.per_channel:
         # Private but stable flag (TF 2.9+): per-tensor weight scales, for accelerators that need them.
         converter._experimental_disable_per_channel = True
-    return converter
+    return converter, output_names(concrete)
 
 
 def representative_dataset(images):
@@ -104,9 +106,11 @@ def convert(model, recipe, calibration_images=None):
     calibration_images: float32 (N, H, W, 3) letterboxed inputs in [0, 1] for full-integer recipes.
     """
     representative = None if calibration_images is None else representative_dataset(calibration_images)
-    converter = make_converter(model, recipe, representative)
+    converter, outputs = make_converter(model, recipe, representative)
     if recipe.keep_float:
         from tfyolo.quantization.selective import convert_keeping_float
 
-        return convert_keeping_float(converter, recipe, representative)
-    return converter.convert()
+        content = convert_keeping_float(converter, recipe, representative)
+    else:
+        content = converter.convert()
+    return add_signature(content, outputs, INPUT_NAME)

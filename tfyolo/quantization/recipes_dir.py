@@ -1,19 +1,38 @@
-"""Where built-in recipes live (`converters/*.yaml` of the project) and how a --recipe value resolves."""
+"""Where built-in recipes live (`converters/*.yaml` of the project) and how a --recipe value resolves.
+
+From a source tree (an editable install) they are the project's own folders. A wheel installs copies under
+`<prefix>/share/tfyolo/` (setup.cfg's data_files), found through the install scheme's data path.
+"""
 
 import os
+import sysconfig
 from pathlib import Path
 
 from tfyolo.errors import ConfigError
 from tfyolo.quantization.recipe import load_recipe
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-RECIPES_DIR = Path(os.environ.get("TFYOLO_RECIPES", PROJECT_ROOT / "converters"))
-DEFAULT_CALIBRATION = PROJECT_ROOT / "calibration_data"
 DEFAULT_ORDER = ("fp32", "fp16", "dynamic", "int8", "int8_int8io", "int16x8")
+
+
+def _shipped(folder):
+    """`folder` of the source tree, else of the installed data; the source path (missing) when neither is."""
+    data_paths = [sysconfig.get_path("data"), sysconfig.get_path("data", f"{os.name}_user")]
+    candidates = [PROJECT_ROOT / folder] + [Path(path) / "share" / "tfyolo" / folder for path in data_paths]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+RECIPES_DIR = Path(os.environ.get("TFYOLO_RECIPES") or _shipped("converters"))
+DEFAULT_CALIBRATION = _shipped("calibration_data")
 
 
 def builtin_recipe_names():
     names = sorted(path.stem for path in RECIPES_DIR.glob("*.yaml"))
+    if not names:
+        raise ConfigError(
+            f"no built-in recipes in {RECIPES_DIR} (tfyolo installed without its converters/ folder?); pass "
+            "--recipe PATH.yaml or set TFYOLO_RECIPES to a folder of recipe .yaml files."
+        )
     return [name for name in DEFAULT_ORDER if name in names] + [n for n in names if n not in DEFAULT_ORDER]
 
 

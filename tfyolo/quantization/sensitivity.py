@@ -38,7 +38,7 @@ def keras_layer_for(tensor_name, layer_names):
 def layer_sensitivity(model, calibration_images, debug_images=None):
     """Returns [{"layer", "section", "op", "tensor", "rmse_over_scale", ...}] sorted worst first."""
     recipe = Recipe(name="int8_debug", mode="int8")
-    converter = make_converter(model, recipe, representative_dataset(calibration_images))
+    converter, _ = make_converter(model, recipe, representative_dataset(calibration_images))
     debug_data = representative_dataset(debug_images if debug_images is not None else calibration_images)
     debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_data)
     debugger.run()
