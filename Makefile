@@ -29,7 +29,8 @@ CALIBRATION ?= $(if $(filter $(DEFAULT)/best.keras,$(MODEL)),calibration_data)
 DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
 
-.PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-latency clean help
+.PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-eval-memory \
+	bench-latency clean help
 
 help:
 	@echo "make convert     train the default model if needed, convert it with every recipe, report (main job)"
@@ -41,6 +42,7 @@ help:
 	@echo "make qat         quantization-aware fine-tune of the default model into $(DEFAULT_QAT)/"
 	@echo "make bench-qat   PennFudan QAT vs PTQ, SiLU vs ReLU -> benchmarks/results/"
 	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
+	@echo "make bench-eval-memory  peak RSS of tfyolo-eval --reference at 640 px, 64 vs 128 coco128 images"
 	@echo "make bench       latency suite + every benchmark not yet run -> benchmarks/RESULTS.md"
 	@echo "make lint        ruff"
 
@@ -107,6 +109,9 @@ bench-qat: | $(STAMP)
 bench-auto: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_auto
 
+bench-eval-memory: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_eval_memory
+
 bench-latency: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_latency
 
@@ -117,6 +122,7 @@ bench: | $(STAMP)
 	test -f benchmarks/results/ptq_pennfudan.json || $(BIN)/python -m benchmarks.bench_ptq
 	test -f benchmarks/results/qat_pennfudan.json || $(BIN)/python -m benchmarks.bench_qat
 	test -f benchmarks/results/auto_pennfudan.json || $(BIN)/python -m benchmarks.bench_auto
+	test -f benchmarks/results/eval_memory_coco128.json || $(BIN)/python -m benchmarks.bench_eval_memory
 	$(BIN)/python -m benchmarks.bench_latency
 	$(BIN)/python -m benchmarks.summarize
 

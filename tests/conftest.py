@@ -52,3 +52,12 @@ def tiny_float_run(tiny_synthetic, tmp_path_factory):
         TrainConfig(data=str(tiny_synthetic), out=str(out), imgsz=64, epochs=1, batch=4, val_interval=0, seed=2)
     ).fit()
     return out / "last.keras"
+
+
+@pytest.fixture(scope="session")
+def squares(tmp_path_factory):
+    """(model path, data.yaml) of the hand-built square detector, which scores mAP50-95 1.0 in float."""
+    from tests.square_detector import save_square_detector, write_squares_dataset
+
+    data = write_squares_dataset(tmp_path_factory.mktemp("squares_data"))
+    return save_square_detector(tmp_path_factory.mktemp("squares") / "squares", data), data

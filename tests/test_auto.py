@@ -93,7 +93,15 @@ def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_w
     assert [c["recipe"] for c in candidates["candidates"]] == ["int8"]
     recipe = load_recipe(out / "auto_recipe.yaml")
     assert recipe.mode == "int8" and recipe.keep_float == ()
-    assert list(out.glob("*_auto_int8.tflite"))
+    # The chosen artifact went through what `convert` does: the integer-only check and the embedded metadata.
+    from tfyolo.metadata import read_embedded_metadata
+    from tfyolo.quantization.tflite_inspect import inspect_tflite
+
+    (chosen,) = out.glob("*_auto_int8.tflite")
+    metadata = read_embedded_metadata(chosen)
+    assert metadata["recipe"]["mode"] == "int8" and metadata["calibration"]["images_used"] > 0
+    assert len(metadata["names"]) == 2 and metadata["reg_max"] == 16
+    assert inspect_tflite(chosen.read_bytes())["float_compute_ops"] == []
 
 
 @pytest.mark.large

@@ -44,16 +44,60 @@ def bundle_dir(tiny_int8, val_images, tmp_path):
     return tmp_path
 
 
-def test_bench_returns_sane_numbers(tiny_int8):
+def _conv_stack(depth):
+    """`depth` identical 3x3 convolutions on a 64x64x32 input: the cost is `depth` times one layer's."""
+    from tfyolo.compat import keras, tf
+
+    images = keras.Input((64, 64, 32), batch_size=1)
+    x = images
+    for _ in range(depth):
+        x = keras.layers.Conv2D(32, 3, padding="same")(x)
+    model = keras.Model(images, x)
+    function = tf.function(lambda inputs: model(inputs))
+    concrete = function.get_concrete_function(tf.TensorSpec([1, 64, 64, 32], tf.float32))
+    return tf.lite.TFLiteConverter.from_concrete_functions([concrete], function).convert()
+
+
+def test_interleaved_latency_sees_twice_the_work(tmp_path):
+    from tfyolo.benchmark import interleaved_latency
     from tfyolo.cli.bench_bundle import benchmark_models
 
-    results = benchmark_models([tiny_int8, tiny_int8], threads=[1, 2], warmup=2, runs=10)
-    run = results["models"][0]["runs"][0]
-    assert 0 < run["latency_ms_min"] <= run["latency_ms_p50"] <= run["latency_ms_p90"] <= run["latency_ms_p99"]
-    assert run["throughput_fps"] == pytest.approx(1000 / run["latency_ms_mean"])
-    assert results["models"][0]["runs"][1]["threads"] == 2 and run["ratio_vs_first"] == 1.0
-    assert results["models"][0]["ops"]["CONV_2D"] > 50 and results["models"][0]["float_compute_ops"] == 0
-    assert run["peak_rss_mb"] > 10
+    models = {"single": _conv_stack(8), "double": _conv_stack(16)}
+    result = interleaved_latency(models, num_threads=1, rounds=6, block_ms=40)
+    single, double = result["models"]["single"], result["models"]["double"]
+    for stats in (single, double):
+        assert 0 < stats["latency_ms_min"] <= stats["latency_ms_p50"] <= stats["latency_ms_p90"]
+        assert stats["runs"] >= 6
+    # Twice the convolutions of the same shape: about twice the time. The band allows for per-invoke overhead
+    # (pulls the ratio below 2) and cache effects, not for timing the models at different moments.
+    assert 1.4 < double["latency_ms_p50"] / single["latency_ms_p50"] < 2.8
+    assert len(result["load_average"]) == 2
+
+    paths = []
+    for name, content in models.items():
+        (tmp_path / f"{name}.tflite").write_bytes(content)
+        paths.append(tmp_path / f"{name}.tflite")
+    results = benchmark_models(paths, threads=[1], warmup=3, runs=20)
+    first, second = (model["runs"][0] for model in results["models"])
+    assert first["ratio_vs_first"] == 1.0 and 1.4 < second["ratio_vs_first"] < 2.8
+    assert second["throughput_fps"] == pytest.approx(1000 / second["latency_ms_mean"])
+    assert results["models"][0]["detector"] is None  # not a detector: timed all the same
+
+
+def test_bench_reads_the_model(tiny_int8):
+    from tfyolo.cli.bench_bundle import benchmark_models
+
+    results = benchmark_models([tiny_int8], threads=[2], warmup=2, runs=5)
+    model = results["models"][0]
+    assert model["runs"][0]["threads"] == 2 and model["runs"][0]["peak_rss_mb"] > 10
+    assert model["ops"]["CONV_2D"] > 50 and model["float_compute_ops"] == 0
+    assert model["detector"] == {
+        "layout": "tfyolo",
+        "input_size": 64,
+        "input_layout": "NHWC",
+        "num_classes": 2,
+        "reg_max": 16,
+    }
 
 
 def test_embedded_metadata_is_readable_by_zip_readers(tiny_int8):

@@ -106,6 +106,88 @@ def test_eval_json_report_and_gate(converted, tiny_float_run, tmp_path):
     assert failing.exit_code == 1 and "dropped" in failing.output
 
 
+def test_convert_refuses_a_copy_of_an_evaluated_image_even_without_eval(tiny_float_run, tiny_synthetic, tmp_path):
+    import shutil
+
+    from tfyolo.data.detection_dataset import DetectionDataset
+
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    val = DetectionDataset.from_data_yaml(tiny_synthetic, "val")
+    shutil.copy(val.samples[0].image_path, folder / "holiday_photo.png")
+    arguments = ["convert", "--model", str(tiny_float_run), "--recipe", "int8", "--no-eval"]
+    result = CliRunner().invoke(cli, arguments + ["--calibration", str(folder), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "same content as evaluation images" in result.output
+    assert "holiday_photo.png" in result.output
+
+
+def test_default_calibration_follows_the_models_dataset(tiny_float_run, tmp_path):
+    import shutil
+
+    # The model's metadata names a dataset that is not here: refuse, never fall back to synthetic shapes.
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    shutil.copy(tiny_float_run, moved / "last.keras")
+    metadata = json.loads((tiny_float_run.parent / "metadata.json").read_text())
+    metadata["data"] = str(tmp_path / "gone" / "data.yaml")
+    (moved / "metadata.json").write_text(json.dumps(metadata))
+    arguments = ["convert", "--model", str(moved / "last.keras"), "--recipe", "int8", "--no-eval"]
+    result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "which is not here, and no --calibration was given" in result.output
+    assert not (tmp_path / "out" / "moved_int8.tflite").exists()
+
+
+def test_converted_rows_say_where_calibration_came_from(converted, tiny_synthetic):
+    report = json.loads((converted / "report.json").read_text())
+    assert report["calibration"]["source"] == f"{tiny_synthetic} [train]"
+    latency = report["latency"]
+    assert latency["rounds"] >= 10 and len(latency["load_average"]) == 2
+    rows = {row["recipe"]: row for row in report["rows"]}
+    assert rows["fp32"]["latency_ratio_vs_fp32"] == 1.0 and rows["int8"]["latency_ms_p50"] > 0
+
+
+def test_missing_qat_model_is_an_error(tiny_float_run, tmp_path):
+    arguments = ["convert", "--model", str(tiny_float_run), "--qat-model", str(tmp_path / "absent.h5")]
+    result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "absent.h5" in result.output and "does not exist" in result.output
+
+
+def test_convert_and_eval_report_real_numbers_on_a_detector_that_works(squares, tmp_path):
+    """The hand-built square detector scores 1.0 in float. Its int8 model: the box logits span [-30, 0], one int8
+    step 30/255 = 0.12, so each side's two-bin split is at worst 0.47/0.53 and its distance 0.5 +- 0.03 cells
+    (0.47 px): every box keeps IoU >= 0.88 with its square, a hit at 0.50 ... 0.85 at least, so mAP50 = 1.0 and
+    mAP50-95 >= 0.8. A model whose boxes are 0.8 of each square (IoU 0.64) scores 0.3: 70 points lower."""
+    from tests.square_detector import save_square_detector
+
+    model, data = squares
+    out = tmp_path / "convert"
+    converted = CliRunner().invoke(
+        cli, ["convert", "--model", str(model), "--recipe", "fp32", "--recipe", "int8", "--out", str(out)]
+    )
+    assert converted.exit_code == 0, converted.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["calibration"]["source"] == f"{data} [train]"  # the model's own dataset, by default
+    rows = {row["recipe"]: row for row in report["rows"]}
+    assert rows["float"]["map50_95"] == pytest.approx(1.0) and rows["fp32"]["map50_95"] == pytest.approx(1.0)
+    assert rows["int8"]["map50"] == pytest.approx(1.0) and rows["int8"]["map50_95"] >= 0.8
+
+    evaluated = CliRunner().invoke(
+        evaluate_main,
+        [str(artifact(out, "int8")), "--reference", str(model), "--max-drop", "20", "--json", str(tmp_path / "e.json")],
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads((tmp_path / "e.json").read_text())["detection_agreement"]["agreement"] == 1.0
+
+    smaller = save_square_detector(tmp_path / "smaller", data, side=0.4)
+    gated = CliRunner().invoke(
+        evaluate_main, [str(smaller), "--reference", str(model), "--max-drop", "69", "--json", str(tmp_path / "s.json")]
+    )
+    assert gated.exit_code == 1 and "dropped 70.00 points" in gated.output
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["map50_95"] == pytest.approx(0.3) and result["map50"] == pytest.approx(1.0)
+    assert result["delta_map50_95"] == pytest.approx(-70.0)
+
+
 def test_eval_without_data_or_metadata_says_so(converted, tmp_path):
     import shutil
 

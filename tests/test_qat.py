@@ -64,7 +64,8 @@ def test_gradients_through_fake_quant_are_finite(float_run):
     assert sum(float(tf.reduce_sum(tf.abs(g))) > 0 for g in gradients) > 0.9 * len(gradients)
 
 
-def test_seeded_ranges_replace_the_default_six(float_run, tiny_synthetic):
+def test_seeded_ranges_are_the_float_models_activation_ranges(float_run, tiny_synthetic):
+    from tfyolo.compat import keras
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.quantization.calibration import load_calibration_images
 
@@ -72,13 +73,21 @@ def test_seeded_ranges_replace_the_default_six(float_run, tiny_synthetic):
     model = build_qat_model(float_model)
     images, _ = load_calibration_images(tiny_synthetic, 64, 4)
     assert seed_quantization_ranges(model, float_model, images) > 100
-    ranges = {
-        v.name: float(v.numpy())
-        for layer in model.layers
-        for v in layer.weights
-        if v.name.endswith(("output_max:0", "post_activation_max:0"))
-    }
-    assert ranges and not any(value == 6.0 for value in ranges.values())
+    checked = 0
+    for layer in model.layers:
+        variables = {v.name.split("/")[-1].split(":")[0]: v for v in layer.weights}
+        found = [prefix for prefix in ("output", "post_activation") if f"{prefix}_min" in variables]
+        if not found or not hasattr(layer, "layer"):
+            continue
+        # The oracle: the float layer's own output on the same images, range widened to contain 0 as a
+        # fake-quant range must (zero has to be exactly representable).
+        values = keras.Model(float_model.input, float_model.get_layer(layer.layer.name).output)(images).numpy()
+        np.testing.assert_allclose(float(variables[f"{found[0]}_min"].numpy()), min(0.0, values.min()), rtol=1e-5)
+        np.testing.assert_allclose(float(variables[f"{found[0]}_max"].numpy()), max(0.0, values.max()), rtol=1e-5)
+        checked += 1
+        if checked == 12:
+            break
+    assert checked == 12
     quantize_max = [
         v for layer in model.layers for v in layer.weights if "quantize_layer" in v.name and "max" in v.name
     ]
@@ -104,12 +113,21 @@ def test_qat_model_converts_to_integer_only_and_agrees_with_keras(qat_run, tiny_
     images = next(evaluation_batches(dataset, 64, 4))[1]
     raw = TFLiteRunner(model_content=convert(model, resolve_recipe("int8")), num_threads=1).predict_raw(images)
     expected = model(images, training=False)
-    # The TFLite kernels re-derive the same fake-quant grid: measured mean error 0.3-0.5% of each output's
-    # range on this model (1-LSB rounding differences compounding through ~60 layers); bound 2%.
-    for output in (BOX_OUTPUT, CLASS_OUTPUT):
-        reference = expected[output].numpy()
-        relative = np.abs(raw[output] - reference).mean() / (reference.max() - reference.min())
-        assert relative < 0.02, (output, relative)
+    # Compared as users see it. The converter folds BatchNorm into the kernels and re-quantizes them, so the int8
+    # model is not bit-exact with tfmot's simulation and an error bound on raw logits would be a measurement. But
+    # every anchor's decoded box must be the same detection by COCO's criterion (IoU >= 0.5) ...
+    from tfyolo.ops.boxes import pairwise_iou
+    from tfyolo.ops.decode import decode_predictions
+
+    int8_boxes, _ = decode_predictions(raw[BOX_OUTPUT], raw[CLASS_OUTPUT], 64)
+    keras_boxes, _ = decode_predictions(expected[BOX_OUTPUT].numpy(), expected[CLASS_OUTPUT].numpy(), 64)
+    ious = np.concatenate([np.diag(pairwise_iou(a * 64, b * 64)) for a, b in zip(int8_boxes, keras_boxes)])
+    assert ious.min() >= 0.5
+    # ... and the class logits sit on the output's int8 grid (the same range in both), where most values can
+    # differ by at most the one rounding step in which the two computations disagree.
+    integer_io = TFLiteRunner(model_content=convert(model, resolve_recipe("int8_int8io")), num_threads=1)
+    step = integer_io.outputs[CLASS_OUTPUT]["quantization"][0]
+    assert np.median(np.abs(raw[CLASS_OUTPUT] - expected[CLASS_OUTPUT].numpy())) <= step
 
 
 @pytest.mark.parametrize("activation, mul_ops", [("silu", "per activation"), ("relu", 0)])

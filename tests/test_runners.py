@@ -158,6 +158,7 @@ def test_class_count_mismatch_is_a_clear_error(tiny_model, tiny_synthetic):
         evaluate(KerasRunner(three), dataset)
 
 
+@pytest.mark.large
 def test_saved_model_runner_matches_keras(tiny_model, tmp_path):
     from tfyolo.evaluation.runners import KerasRunner, open_runner
     from tfyolo.export import export_saved_model

@@ -9,7 +9,7 @@ import pytest
 from tfyolo.errors import ConfigError
 from tfyolo.training.model_ema import warmup_and_decay
 from tfyolo.training.train_config import TrainConfig
-from tfyolo.training.trainer import SilentReporter, Trainer, resume_config
+from tfyolo.training.trainer import SilentReporter, Trainer
 
 
 def tiny_config(data, out, **changes):
@@ -47,28 +47,80 @@ class CrashInEpoch(SilentReporter):
             raise KeyboardInterrupt("simulated kill")
 
 
-def test_train_kill_and_resume(tiny_synthetic, tmp_path):
-    config = tiny_config(tiny_synthetic, tmp_path / "run")
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(config, reporter=CrashInEpoch(1)).fit()
+def _weights(path):
+    from tfyolo.models.model_io import load_keras_model
+
+    return load_keras_model(path).get_weights()
+
+
+TRAIN_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from tfyolo.training.train_config import TrainConfig
+    from tfyolo.training.trainer import SilentReporter, Trainer, resume_config
+
+    class KillInEpoch(SilentReporter):
+        def __init__(self, epoch):
+            self.kill_epoch, self.current = epoch, None
+        def epoch_start(self, epoch, epochs, num_batches):
+            self.current = epoch
+        def batch_end(self, losses):
+            if self.current == self.kill_epoch:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    data, out, mode = sys.argv[1:4]
+    if mode == "resume":
+        Trainer(resume_config(out)).fit()
+    else:
+        config = TrainConfig(data=data, out=out, imgsz=64, epochs=2, batch=4, warmup_epochs=0.5, close_mosaic=1,
+                             val_batch=8, seed=1)
+        Trainer(config, reporter=KillInEpoch(1 if mode == "kill" else -1)).fit()
+""")
+
+
+def _train(data, out, mode):
+    return subprocess.run(
+        [sys.executable, "-c", TRAIN_SCRIPT, str(data), str(out), mode], capture_output=True, text=True
+    )
+
+
+@pytest.mark.large
+def test_sigkill_and_resume_equals_an_uninterrupted_run(tiny_synthetic, tmp_path):
+    killed = _train(tiny_synthetic, tmp_path / "run", "kill")
+    assert killed.returncode == -9, killed.stderr[-2000:]
     # Epoch 1 finished and was saved atomically before the kill in epoch 2.
     assert (tmp_path / "run" / "last.keras").is_file()
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 1
-
-    reporter = CrashInEpoch(-1)
-    history = Trainer(resume_config(tmp_path / "run"), reporter=reporter).fit()
+    resumed = _train(tiny_synthetic, tmp_path / "run", "resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
-    assert any("Resuming" in message for message in reporter.messages)
-    assert all(np.isfinite(row["loss"]) for row in history)
     assert history[0]["mosaic"] and not history[1]["mosaic"]  # close_mosaic=1: the last epoch has no mosaic
     metadata = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert metadata["names"] == ["circle", "square"] and metadata["imgsz"] == 64
     assert len(metadata["data_sha256"]) == 64
 
-    from tfyolo.models.model_io import load_keras_model
+    # The oracle: the same run in a fresh process, never interrupted. A resume that restored nothing, or the
+    # wrong step, epoch, learning rate, EMA or data order, would end elsewhere.
+    straight = _train(tiny_synthetic, tmp_path / "straight", "straight")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    uninterrupted = json.loads((tmp_path / "straight" / "history.json").read_text())
+    for resumed_row, straight_row in zip(history, uninterrupted):
+        for key in ("loss", "box_loss", "class_loss", "dfl_loss"):
+            assert resumed_row[key] == straight_row[key], (key, resumed_row[key], straight_row[key])
+    for resumed, expected in zip(
+        _weights(tmp_path / "run" / "last.keras"), _weights(tmp_path / "straight" / "last.keras")
+    ):
+        np.testing.assert_array_equal(resumed, expected)
 
-    model = load_keras_model(tmp_path / "run" / "best.keras")
-    assert model.output_shape["class_logits"] == (None, 84, 2)
+
+def test_resume_refuses_a_checkpoint_that_restores_nothing(tiny_synthetic, tmp_path):
+    from tfyolo.compat import tf
+
+    # A checkpoint of something else: restoring it with expect_partial() would "resume" from random weights.
+    stranger = tf.train.Checkpoint(other=tf.Variable(1.0))
+    tf.train.CheckpointManager(stranger, tmp_path / "run" / "checkpoints", max_to_keep=1).save(checkpoint_number=1)
+    with pytest.raises(ConfigError, match="does not fit this model"):
+        Trainer(tiny_config(tiny_synthetic, tmp_path / "run", epochs=1)).fit()
 
 
 def test_run_folder_with_other_arguments_is_refused(tiny_synthetic, tmp_path):
@@ -93,6 +145,7 @@ def test_learning_rate_schedule():
     assert warmup_and_decay(50, 5, 10, 10, 0.01, 0.01, "cosine") == pytest.approx(0.00505)
 
 
+@pytest.mark.large
 def test_mirrored_strategy_on_two_logical_cpus(tiny_synthetic, tmp_path):
     # Logical devices must be configured before TensorFlow touches the CPU, hence a fresh process.
     script = textwrap.dedent(f"""
@@ -107,11 +160,71 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_synthetic, tmp_path):
         history = trainer.fit()
         import numpy as np
         assert np.isfinite(history[0]["loss"]), history
-        print("replicas", tf.distribute.MirroredStrategy().num_replicas_in_sync)
+        print("replicas", trainer.strategy.num_replicas_in_sync)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "replicas 2" in result.stdout
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.mark.large
+def test_two_multiworker_processes_on_loopback_end_with_the_same_weights(tiny_synthetic, tmp_path):
+    """Two MultiWorkerMirroredStrategy workers (TF_CONFIG, one process each, loopback only), one epoch: the
+    all-reduce must leave both with identical weights."""
+    import os
+
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    script = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from tfyolo.training.train_config import TrainConfig
+        from tfyolo.training.trainer import Trainer
+        data, out = sys.argv[1], sys.argv[2]
+        config = TrainConfig(data=data, out=out, imgsz=64, epochs=1, batch=4, strategy="multiworker", val_interval=0)
+        trainer = Trainer(config)
+        trainer.fit()
+        assert trainer.strategy.num_replicas_in_sync == 2
+        from tfyolo.models.model_io import load_keras_model
+        np.savez(out + "/weights.npz", *load_keras_model(out + "/last.keras").get_weights())
+    """)
+    workers = []
+    for index in range(2):
+        environment = dict(
+            os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        )
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(tiny_synthetic), str(tmp_path / f"worker{index}")],
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    try:
+        errors = [worker.communicate(timeout=600)[1] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, error in zip(workers, errors):
+        assert worker.returncode == 0, error[-3000:]
+    first, second = (np.load(tmp_path / f"worker{index}" / "weights.npz") for index in range(2))
+    assert len(first.files) == len(second.files) > 100
+    for name in first.files:
+        np.testing.assert_array_equal(first[name], second[name])
 
 
 def test_mixed_precision_warning_follows_the_hardware():

@@ -67,3 +67,36 @@ def test_tfyolo_eval_agrees_with_ultralytics_val(precision, key, tmp_path):
     assert report["layout"] == "ultralytics" and report["num_images"] == 51
     assert report["map50_95"] == pytest.approx(expected["map50_95"], abs=0.02)
     assert report["map50"] == pytest.approx(expected["map50"], abs=0.02)
+
+
+def test_bundle_and_reference_infer_of_an_nchw_export(tmp_path):
+    import importlib.util
+
+    from tfyolo.bundle import make_bundle, verify_bundle
+    from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
+    from tfyolo.evaluation.runners import TFLiteRunner
+    from tfyolo.ops.nms import NMSConfig, non_max_suppression
+
+    model = shared_weights() / "yolov8n_pennfudan_320_int8.tflite"
+    image = shared_dataset("pennfudan") / "images" / "FudanPed00001.png"
+    for relative, data in make_bundle(model, [image]).items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(data)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["input"]["layout"] == "NCHW" and manifest["input"]["shape"] == [1, 3, 320, 320]
+    assert manifest["decode"]["box_units"] == "normalized" and manifest["names"] == ["person"]
+    assert verify_bundle(tmp_path) == []
+
+    spec = importlib.util.spec_from_file_location("reference_infer", tmp_path / "reference_infer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    detections = module.run(image, conf=0.25, bundle=tmp_path)
+    runner = TFLiteRunner(model)
+    boxed, info = letterbox(read_image_rgb(image), 320)
+    boxes, scores = runner.predict(to_model_input(boxed[None]))
+    kept, kept_scores, kept_classes = non_max_suppression(boxes[0] * 320, scores[0], NMSConfig(0.25, 0.7, 300))
+    # Ultralytics' golden image shows two pedestrians (scores 0.784 and lower); both paths must find them.
+    assert len(detections) == len(kept_scores) >= 1
+    np.testing.assert_allclose([d["score"] for d in detections], kept_scores, atol=1e-5)
+    np.testing.assert_allclose([d["box"] for d in detections], info.to_original(kept).reshape(-1, 4), atol=1e-2)
+    assert {d["class"] for d in detections} == {"person"}

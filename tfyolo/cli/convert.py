@@ -234,7 +234,8 @@ def _float_row(model, metrics):
 @click.option(
     "--calibration",
     type=click.Path(exists=True),
-    help="Image folder or data.yaml (its train split) [default: calibration_data/].",
+    help="Image folder or data.yaml (its train split) [default: the train split of the model's dataset; "
+    "calibration_data/ for a model that names none].",
 )
 @click.option("--data", "data_yaml", type=click.Path(), help="Evaluation data [default: the model's metadata].")
 @click.option("--split", default="val", show_default=True)

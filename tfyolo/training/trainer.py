@@ -207,10 +207,11 @@ class Trainer:
                 "another --out."
             )
         atomic_write_json(saved_args, config.to_dict())
-        tf.random.set_seed(config.seed)
-        np.random.seed(config.seed)
+        # Python's, NumPy's and TensorFlow's generators at once: tf_keras draws the seeds of unseeded initializers
+        # from Python's `random`, so tf.random.set_seed alone left the initial weights different in every process.
+        keras.utils.set_random_seed(config.seed)
         self._set_precision()
-        strategy = select_strategy(config.strategy)
+        strategy = self.strategy = select_strategy(config.strategy)
         with strategy.scope():
             model, ema_model = self._build_models()
             optimizer = self._optimizer()
@@ -230,7 +231,16 @@ class Trainer:
         )
         manager = tf.train.CheckpointManager(checkpoint, self.out / "checkpoints", max_to_keep=2)
         if manager.latest_checkpoint:
-            checkpoint.restore(manager.latest_checkpoint).expect_partial()
+            # Every saved value must land in a variable and every variable must get one: a resume that quietly
+            # restored nothing (a renamed layer, another model) would otherwise train on from random weights.
+            try:
+                checkpoint.restore(manager.latest_checkpoint).assert_consumed()
+            except (AssertionError, ValueError) as error:
+                raise ConfigError(
+                    f"{manager.latest_checkpoint}: does not fit this model and optimizer "
+                    f"({str(error).splitlines()[0][:200]}); resume with the arguments it was written with, or "
+                    "choose another --out."
+                )
             self.reporter.message(
                 f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_counter.numpy())} done)."
             )
