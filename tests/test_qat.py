@@ -105,13 +105,13 @@ def test_qat_model_converts_to_integer_only_and_agrees_with_keras(qat_run, tiny_
 
     out, _ = qat_run
     model = load_any_detector(out / "best.h5")
+    converted = {}
     for name in ("int8", "int8_int8io"):
-        content = convert(model, resolve_recipe(name))  # no calibration images: the ranges are learned
-        inspection = check_artifact(content, resolve_recipe(name))
-        assert inspection["float_compute_ops"] == []
+        converted[name] = convert(model, resolve_recipe(name))  # no calibration images: the ranges are learned
+        assert check_artifact(converted[name], resolve_recipe(name))["float_compute_ops"] == []
     dataset = DetectionDataset.from_data_yaml(tiny_synthetic, "val")
     images = next(evaluation_batches(dataset, 64, 4))[1]
-    raw = TFLiteRunner(model_content=convert(model, resolve_recipe("int8")), num_threads=1).predict_raw(images)
+    raw = TFLiteRunner(model_content=converted["int8"], num_threads=1).predict_raw(images)
     expected = model(images, training=False)
     # Compared as users see it. The converter folds BatchNorm into the kernels and re-quantizes them, so the int8
     # model is not bit-exact with tfmot's simulation and an error bound on raw logits would be a measurement. But
@@ -125,12 +125,14 @@ def test_qat_model_converts_to_integer_only_and_agrees_with_keras(qat_run, tiny_
     assert ious.min() >= 0.5
     # ... and the class logits sit on the output's int8 grid (the same range in both), where most values can
     # differ by at most the one rounding step in which the two computations disagree.
-    integer_io = TFLiteRunner(model_content=convert(model, resolve_recipe("int8_int8io")), num_threads=1)
+    integer_io = TFLiteRunner(model_content=converted["int8_int8io"], num_threads=1)
     step = integer_io.outputs[CLASS_OUTPUT]["quantization"][0]
     assert np.median(np.abs(raw[CLASS_OUTPUT] - expected[CLASS_OUTPUT].numpy())) <= step
 
 
-@pytest.mark.parametrize("activation, mul_ops", [("silu", "per activation"), ("relu", 0)])
+@pytest.mark.parametrize(
+    "activation, mul_ops", [("silu", "per activation"), pytest.param("relu", 0, marks=pytest.mark.large)]
+)
 def test_conv_batchnorm_is_folded_in_the_converted_model(activation, mul_ops):
     """BN must fold into CONV_2D: no BN MUL/ADD left, and SiLU shows up as LOGISTIC + MUL, ReLU fused away."""
     from tfyolo.quantization.converter import convert
@@ -150,6 +152,7 @@ def test_conv_batchnorm_is_folded_in_the_converted_model(activation, mul_ops):
         assert "MUL" not in ops and "RELU" not in ops  # fused into CONV_2D
 
 
+@pytest.mark.large
 def test_staged_qat_keeps_the_head_in_float(float_run):
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.quantization.converter import convert

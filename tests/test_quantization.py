@@ -153,6 +153,7 @@ def test_calibration_refuses_a_renamed_copy_of_an_evaluated_image(tiny_synthetic
         load_calibration_images(folder, 64, 3, evaluation_images=evaluated)
 
 
+@pytest.mark.large
 def test_conversion_runs_in_a_child_process(trained_tiny, calibration):
     from tfyolo.quantization.isolated import convert_isolated
 

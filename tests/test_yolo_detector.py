@@ -99,6 +99,7 @@ def test_loading_something_else_is_a_clear_error(tmp_path):
         load_keras_model(tmp_path / "dense.keras")
 
 
+@pytest.mark.large
 def test_quantize_model_accepts_the_n_detector():
     import tensorflow_model_optimization as tfmot
 

@@ -36,6 +36,11 @@ def letterbox(image, size, pad_value):
     return image, scale, left, top
 
 
+def input_size(spec):
+    """The square input's side: shape (1, H, W, 3) or (1, 3, H, W), so index 2 either way."""
+    return spec["shape"][2]
+
+
 def quantize(values, spec):
     if spec["dtype"] == "float32":
         return values.astype(np.float32)
@@ -63,7 +68,7 @@ def anchor_points(size, strides):
 
 def decode(outputs, manifest):
     """-> boxes (A, 4) xyxy in input pixels, scores (A, classes)."""
-    size, decoding = manifest["input"]["shape"][1], manifest["decode"]
+    size, decoding = input_size(manifest["input"]), manifest["decode"]
     if decoding["layout"] == "ultralytics":
         rows = outputs["output0"][0].T
         boxes = rows[:, :4] * (size if decoding["box_units"] == "normalized" else 1.0)
@@ -106,7 +111,7 @@ def run(image_path, conf=None, iou=None, bundle=HERE):
         raise SystemExit(f"{image_path}: cannot read this image.")
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     spec = manifest["input"]
-    size = spec["shape"][1]
+    size = input_size(spec)
     boxed, scale, pad_x, pad_y = letterbox(rgb, size, spec["pad_value"])
     interpreter = Interpreter(model_path=str(bundle / manifest["model"]), num_threads=2)
     interpreter.allocate_tensors()
