@@ -7,6 +7,8 @@ All logic lives in `tfyolo.cli.convert` / `tfyolo.quantization`; this file only 
 import sys
 
 from tfyolo.cli.convert import convert_command
+from tfyolo.cli.quiet import silence_native_logs
 
 if __name__ == "__main__":
+    silence_native_logs()
     convert_command(prog_name="converters/convert.py", args=sys.argv[1:])

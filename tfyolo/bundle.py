@@ -185,8 +185,41 @@ def make_bundle(
     return files
 
 
+def write_bundle(folder, files):
+    """Writes `files` ({relative path: bytes}) as the folder `folder`, all at once: the bundle is built beside it
+    and renamed into place, so a crash leaves the old bundle or the new one, never a mix (a bundle verifies only
+    with exactly its own files). A folder that is not a bundle is never replaced."""
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+        raise ModelError(f"{folder}: exists and is not a bundle; choose an empty or new --out.")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.new-"))
+    try:
+        for relative, data in files.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            (staging / relative).write_bytes(data)
+        staging.chmod(0o755)
+        previous = folder.with_name(f".{folder.name}.old") if folder.exists() else None
+        if previous:
+            shutil.rmtree(previous, ignore_errors=True)
+            folder.rename(previous)
+        staging.rename(folder)
+        if previous:
+            shutil.rmtree(previous, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+REQUIRED_KEYS = {"model": str, "sha256": dict, "golden": list, "outputs": list, "input": dict}
+
+
 def verify_bundle(directory):
-    """Checks every sha256 and replays the golden vectors; returns a list of problems (empty: verified)."""
+    """Checks every sha256, that the folder holds exactly the listed files, and replays the golden vectors;
+    returns a list of problems (empty: verified)."""
     directory = Path(directory)
     problems = []
     manifest_path = directory / MANIFEST
@@ -194,32 +227,49 @@ def verify_bundle(directory):
         return [f"{manifest_path}: missing; not a tfyolo bundle."]
     manifest_bytes = manifest_path.read_bytes()
     digest_path = directory / MANIFEST_DIGEST
-    if not digest_path.is_file() or digest_path.read_text().split()[0] != _sha256(manifest_bytes):
-        problems.append(f"{manifest_path}: does not match {MANIFEST_DIGEST} (the manifest was changed).")
+    recorded = digest_path.read_text(errors="replace").split() if digest_path.is_file() else []
+    if not recorded or recorded[0] != _sha256(manifest_bytes):
+        problems.append(f"{manifest_path}: does not match {MANIFEST_DIGEST} (the manifest or its digest was changed).")
     try:
         manifest = json.loads(manifest_bytes)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         return problems + [f"{manifest_path}: not valid JSON ({error})."]
+    wrong = [key for key, kind in REQUIRED_KEYS.items() if not isinstance(manifest.get(key), kind)]
+    if not isinstance(manifest, dict) or wrong:
+        return problems + [f"{manifest_path}: missing or malformed key(s) {wrong}; not a bundle this tool wrote."]
     for name, expected in manifest["sha256"].items():
         path = directory / name
         if not path.is_file():
             problems.append(f"{path}: listed in the manifest but missing.")
         elif _sha256(path.read_bytes()) != expected:
             problems.append(f"{path}: sha256 mismatch (the file was changed).")
+    listed = set(manifest["sha256"]) | {MANIFEST, MANIFEST_DIGEST}
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory).as_posix()
+        if (path.is_file() or path.is_symlink()) and relative not in listed:
+            problems.append(f"{path}: not part of the bundle (unexpected file).")
     if problems:
         return problems
     try:
         interpreter = make_interpreter(model_path=directory / manifest["model"], num_threads=1)
     except (ValueError, RuntimeError) as error:
         raise ModelError(f"{directory / manifest['model']}: cannot load ({error}).")
+    try:
+        return _replay_golden(directory, manifest, interpreter)
+    except (KeyError, TypeError, ValueError, OSError) as error:
+        return [f"{manifest_path}: its golden vectors cannot be replayed ({type(error).__name__}: {error})."]
+
+
+def _replay_golden(directory, manifest, interpreter):
+    problems = []
     input_detail = interpreter.get_input_details()[0]
     by_name = {detail["name"]: detail for detail in interpreter.get_output_details()}
     specs = {output["name"]: output for output in manifest["outputs"]}
     for entry in manifest["golden"]:
-        interpreter.set_tensor(input_detail["index"], np.load(directory / entry["input"]))
+        interpreter.set_tensor(input_detail["index"], np.load(directory / entry["input"], allow_pickle=False))
         interpreter.invoke()
         for name, relative in entry["outputs"].items():
-            expected = np.load(directory / relative)
+            expected = np.load(directory / relative, allow_pickle=False)
             actual = interpreter.get_tensor(by_name[specs[name]["tensor_name"]]["index"])
             if np.issubdtype(expected.dtype, np.integer):
                 worst = int(np.abs(actual.astype(np.int64) - expected.astype(np.int64)).max())

@@ -55,3 +55,33 @@ def sha256_file(path, chunk_size=1 << 20):
         for chunk in iter(lambda: stream.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def ensure_writable_folder(folder, what="--out"):
+    """Creates `folder` if needed and proves a file can be written there, before any long work starts."""
+    from tfyolo.errors import ConfigError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".tfyolo-write-check-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise ConfigError(f"{folder}: cannot write there ({error.strerror or error}); choose a writable {what}.")
+    return folder
+
+
+@contextlib.contextmanager
+def locked(path):
+    """An exclusive advisory lock on `path` (created if missing) for the duration of the block: two processes
+    that update the same report take turns."""
+    import fcntl
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -130,24 +130,26 @@ def bench_command(models, threads, warmup, runs, no_xnnpack, json_path, report_d
 @user_errors
 def bundle_command(target, out, make_zip, image_source, golden, eval_json, bench_json, verify):
     """Write the edge handoff bundle of TARGET (.tflite), or --verify a bundle folder."""
-    from tfyolo.bundle import make_bundle
-    from tfyolo.io_utils import atomic_write_bytes
+    from tfyolo.bundle import make_bundle, write_bundle
+    from tfyolo.io_utils import ensure_writable_folder
 
     if verify:
         return verify_and_report(target)
     if not out:
         raise click.UsageError("--out is required to make a bundle.")
+    out = Path(out)
+    ensure_writable_folder(out.parent, "--out (its parent folder)")
     images = golden_image_paths(target, image_source, golden)
     evaluation = json.loads(Path(eval_json).read_text()) if eval_json else None
     latency = json.loads(Path(bench_json).read_text()) if bench_json else None
     files = make_bundle(target, images, evaluation=evaluation, latency=latency)
-    out = Path(out)
-    for relative, data in files.items():
-        atomic_write_bytes(out / relative, data)
+    write_bundle(out, files)
     click.echo(f"Wrote {len(files)} files to {out}")
     if make_zip:
         archive_path = out.with_suffix(".zip")
-        with zipfile.ZipFile(archive_path, "w", zipfile.ZIP_DEFLATED) as archive:
+        from tfyolo.io_utils import atomic_path
+
+        with atomic_path(archive_path) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
             for relative in sorted(files):
                 archive.write(out / relative, f"{out.name}/{relative}")
         click.echo(f"Wrote {archive_path}")

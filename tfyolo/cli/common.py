@@ -1,6 +1,7 @@
 """What every command shares: TfyoloError -> a one-line error and exit code 1, and progress bars."""
 
 import functools
+import os
 import sys
 
 import click
@@ -10,16 +11,35 @@ from tfyolo.errors import TfyoloError
 
 
 def user_errors(function):
-    """Turns a TfyoloError into click's 'Error: ...' (no traceback); anything else is a bug and keeps its trace."""
+    """Ends every failure in one line: a TfyoloError is the message itself, a file-system error names the file,
+    anything else says it was unexpected. `--debug` (TFYOLO_DEBUG=1) lets the exception and its traceback through.
+    """
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except TfyoloError as error:
-            raise click.ClickException(str(error))
+        except (click.ClickException, click.Abort, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as error:
+            if os.environ.get("TFYOLO_DEBUG") == "1":
+                raise
+            raise click.ClickException(one_line(error))
 
     return wrapper
+
+
+def one_line(error):
+    if isinstance(error, TfyoloError):
+        return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}."
+    text = " ".join(str(error).split())[:300]
+    return (
+        f"unexpected {type(error).__name__}: {text}. This input is not checked yet, or this is a bug in tfyolo; "
+        "rerun with --debug (or TFYOLO_DEBUG=1) for the traceback."
+    )
 
 
 def markdown_table(rows, columns):
@@ -83,5 +103,5 @@ def verify_and_report(bundle_dir):
     for problem in problems:
         click.echo(f"FAIL {problem}", err=True)
     if problems:
-        sys.exit(1)
+        raise click.ClickException(f"{bundle_dir}: {len(problems)} problem(s); the bundle is not verified.")
     click.echo(f"{bundle_dir}: bundle verified (every sha256 matches, golden vectors reproduce).")

@@ -16,12 +16,15 @@ def _format_row(row):
     def number(key, fmt):
         return "-" if row.get(key) is None else format(row[key], fmt)
 
+    note = (row.get("error") or row.get("note") or "") + (
+        " (from an earlier run into this folder)" if row.get("earlier_run") else ""
+    )
     return (
         f"| {row['recipe']} | {number('size_bytes', ',')} | {number('map50_95', '.4f')} | "
         f"{number('map50', '.4f')} | {number('delta_map50_95', '+.2f')} | "
         f"{'-' if row.get('full_integer') is None else ('yes' if row['full_integer'] else 'no')} | "
         f"{number('latency_ms_p50', '.2f')} | {number('latency_ratio_vs_fp32', '.2f')} | "
-        f"{row.get('error') or row.get('note') or ''} |"
+        f"{note} |"
     )
 
 
@@ -78,7 +81,7 @@ def run_conversions(
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.evaluation.model_evaluation import evaluate_models
     from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
-    from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+    from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text, ensure_writable_folder, locked
     from tfyolo.metadata import find_model_metadata, resolve_data
     from tfyolo.models.model_io import load_any_detector
     from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, finalize_artifact
@@ -89,8 +92,7 @@ def run_conversions(
     )
     from tfyolo.quantization.recipes_dir import resolve_recipe
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_writable_folder(out)
     model_metadata = find_model_metadata(model)
     float_runner = KerasRunner(load_any_detector(model), description=str(model))
     stem = artifact_stem(model, name)
@@ -203,9 +205,31 @@ def run_conversions(
                 rows[row_name]["size_ratio_vs_fp32"] = rows[row_name]["size_bytes"] / fp32_size
     for row in report["rows"]:
         click.echo("    " + _format_row(row), err=True)
-    atomic_write_json(out / "report.json", report)
-    atomic_write_text(out / "report.md", markdown_report(report))
+    with locked(out / ".report.lock"):
+        merged = merge_reports(out / "report.json", report)
+        atomic_write_json(out / "report.json", merged)
+        atomic_write_text(out / "report.md", markdown_report(merged))
     return report
+
+
+def merge_reports(path, report):
+    """`report` merged into the one already at `path`: two runs into the same folder (one after the other, or at
+    once: the caller holds the folder's lock) keep each other's rows; a row is replaced only by the same recipe.
+    A row kept from an earlier run is marked, since its latency was timed in another run."""
+    import json
+
+    try:
+        previous = json.loads(Path(path).read_text()) if Path(path).is_file() else None
+    except ValueError:
+        previous = None
+    if not previous or previous.get("model") != report["model"]:
+        return report
+    fresh = {row["recipe"] for row in report["rows"]}
+    kept = []
+    for row in previous.get("rows", []):
+        if row["recipe"] not in fresh:
+            kept.append(dict(row, earlier_run=True))
+    return dict(report, rows=report["rows"] + kept)
 
 
 def _float_row(model, metrics):

@@ -1,11 +1,13 @@
 """`tfyolo-eval MODEL`: score a .keras, SavedModel or .tflite detector with COCO mAP, optionally against a reference."""
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
 from tfyolo.cli.common import progress_bar, user_errors, verify_and_report
+from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.errors import ModelError
 from tfyolo.metadata import resolve_data
 
@@ -70,6 +72,7 @@ def print_table(report):
 @click.option("--threads", default=2, show_default=True, help="TFLite interpreter threads.")
 @click.option("--layout", default="auto", show_default=True, type=click.Choice(["auto", "tfyolo", "ultralytics"]))
 @click.option("--batch", default=8, show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's native log lines (or TFYOLO_DEBUG=1).")
 @user_errors
 def main(
     model,
@@ -85,8 +88,11 @@ def main(
     threads,
     layout,
     batch,
+    debug,
 ):
     """Evaluate MODEL (.keras, SavedModel folder or .tflite) with COCO mAP on a dataset split."""
+    if debug:
+        os.environ["TFYOLO_DEBUG"] = "1"
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model
     from tfyolo.io_utils import atomic_write_json
@@ -96,6 +102,12 @@ def main(
         return verify_and_report(model)
     if max_drop is not None and not reference:
         raise click.UsageError("--max-drop needs --reference.")
+    from tfyolo.io_utils import ensure_writable_folder
+
+    if json_path:
+        ensure_writable_folder(Path(json_path).parent, "--json path")
+    if report_dir:
+        ensure_writable_folder(report_dir, "--report folder")
     runner = open_for_size(model, imgsz, threads, layout)
     if coco_json:
         if not images_dir:
@@ -122,5 +134,11 @@ def main(
         sys.exit(1)
 
 
-if __name__ == "__main__":
+def entry():
+    """The `tfyolo-eval` console script."""
+    silence_native_logs()
     main()
+
+
+if __name__ == "__main__":
+    entry()

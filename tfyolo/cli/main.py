@@ -1,17 +1,23 @@
 """The `tfyolo` command: each subcommand parses, calls the library, then prints and writes."""
 
+import os
 import time
 from pathlib import Path
 
 import click
 
 from tfyolo.cli.common import TqdmTrainingReporter, progress_bar, user_errors
+from tfyolo.cli.quiet import silence_native_logs
+from tfyolo.io_utils import ensure_writable_folder
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="tfyolo")
-def cli():
+@click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's native log lines (or TFYOLO_DEBUG=1).")
+def cli(debug):
     """tfyolo: train a Keras YOLO detector, quantize it to TFLite, and verify it before it ships."""
+    if debug:
+        os.environ["TFYOLO_DEBUG"] = "1"
 
 
 @cli.group()
@@ -58,17 +64,26 @@ def data_check(data_yaml):
     """Validate every split of DATA_YAML and print its statistics."""
     from tfyolo.data.data_config import load_data_config
     from tfyolo.data.detection_dataset import DetectionDataset
+    from tfyolo.data.image_check import find_bad_images
 
     config = load_data_config(data_yaml)
+    unusable = 0
     for split in config.splits:
         dataset = DetectionDataset.from_data_yaml(data_yaml, split)
         stats = dataset.stats
+        with progress_bar(len(dataset), f"decoding {split} images") as bar:
+            bad = find_bad_images([sample.image_path for sample in dataset.samples], progress=bar.update)
         click.echo(
             f"{split:>5}: {stats.images} images, {stats.boxes} boxes, {stats.background_images} background, "
-            f"{dataset.num_classes} classes"
+            f"{dataset.num_classes} classes, {len(bad)} unreadable"
         )
         for note in stats.warnings():
             click.echo(f"       warning: {note}")
+        for path, problem in bad:
+            click.echo(f"       bad image: {path} {problem}")
+        unusable += len(bad)
+    if unusable:
+        raise click.ClickException(f"{unusable} image(s) cannot be decoded; see above.")
 
 
 @cli.command()
@@ -101,6 +116,9 @@ def data_check(data_yaml):
     default=None,
     help="tf.distribute strategy (multiworker reads TF_CONFIG).",
 )
+@click.option(
+    "--skip-bad-images", is_flag=True, help="Train without images that cannot be decoded (counted) instead of refusing."
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, same arguments.")
 @user_errors
@@ -122,6 +140,7 @@ def train(
     seed,
     mixed_precision,
     strategy,
+    skip_bad_images,
     out,
     resume,
 ):
@@ -154,8 +173,10 @@ def train(
             seed=seed,
             mixed_precision=mixed_precision,
             strategy=strategy,
+            skip_bad_images=skip_bad_images,
         )
     started = time.perf_counter()
+    ensure_writable_folder(config.out)
     trainer = Trainer(config, reporter=TqdmTrainingReporter())
     for note in trainer.train_data.stats.warnings():
         click.echo(f"warning (train): {note}", err=True)
@@ -214,6 +235,7 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
             qat_calibration_images=calibration_images,
         )
     started = time.perf_counter()
+    ensure_writable_folder(config.out)
     history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
     best = best_validated(history)
     if best:
@@ -243,6 +265,7 @@ _register_subcommands()
 
 
 def main():
+    silence_native_logs()
     cli()
 
 

@@ -68,8 +68,12 @@ def load_data_config(yaml_path):
     if missing:
         raise DataError(f"{yaml_path}: missing required key(s) {missing}.")
     names = _parse_names(raw["names"], yaml_path)
+    if "nc" in raw and (isinstance(raw["nc"], bool) or not isinstance(raw["nc"], int)):
+        raise DataError(f"{yaml_path}: 'nc' must be an integer, received {type(raw['nc']).__name__} {raw['nc']!r}.")
     if "nc" in raw and raw["nc"] != len(names):
         raise DataError(f"{yaml_path}: nc is {raw['nc']} but 'names' lists {len(names)} classes.")
+    if raw.get("path") is not None and not isinstance(raw["path"], str):
+        raise DataError(f"{yaml_path}: 'path' must be a folder path, received {type(raw['path']).__name__}.")
     root = Path(raw.get("path") or ".")
     if not root.is_absolute():
         root = (yaml_path.parent / root).resolve()
@@ -79,5 +83,11 @@ def load_data_config(yaml_path):
         if not value:
             continue
         entries = value if isinstance(value, (list, tuple)) else [value]
+        for entry in entries:
+            if not isinstance(entry, str):
+                raise DataError(
+                    f"{yaml_path}: {split!r} must be a folder or .txt list path (or a list of them), received "
+                    f"{type(entry).__name__} {entry!r}."
+                )
         splits[split] = tuple(Path(entry) if Path(entry).is_absolute() else root / entry for entry in entries)
     return DataConfig(yaml_path=yaml_path.resolve(), root=root, splits=splits, names=names)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,13 @@ def list_images(source):
 def parse_label_file(label_path, num_classes, stats):
     """Reads `class cx cy w h` lines; returns (class_ids, xyxy boxes) or raises naming the file and line."""
     class_ids, boxes = [], []
-    for line_number, line in enumerate(label_path.read_text().splitlines(), start=1):
+    try:
+        text = label_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{label_path}: not UTF-8 text (byte {error.start}); a label file holds lines 'class cx cy w h'."
+        )
+    for line_number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -84,6 +91,8 @@ def parse_label_file(label_path, num_classes, stats):
             values = [float(field) for field in fields[1:]]
         except ValueError:
             raise DataError(f"{where}: fields must be numbers, received {line.strip()!r}.")
+        if not all(math.isfinite(value) for value in [class_value, *values]):
+            raise DataError(f"{where}: fields must be finite numbers, received {line.strip()!r}.")
         if class_value != int(class_value) or not 0 <= class_value < num_classes:
             raise DataError(
                 f"{where}: class id {fields[0]} is not an integer in 0..{num_classes - 1} "
@@ -135,14 +144,19 @@ class DetectionDataset:
     def max_boxes_per_image(self):
         return max(len(sample.class_ids) for sample in self.samples)
 
-    def load_resized(self, index, size):
-        """Image `index` resized so its long side is `size` (cached), with its original (height, width)."""
+    def load_resized(self, index, size, cache=True):
+        """Image `index` resized so its long side is `size`, with its original (height, width).
+
+        cache: keep it in memory for the next call (training and its per-epoch validation read every image
+        again); a single pass over a large split (evaluation, calibration) should not."""
         key = (index, size)
-        if key not in self._cache:
-            image = read_image_rgb(self.samples[index].image_path)
-            resized, _ = resize_long_side(image, size)
+        if key in self._cache:
+            return self._cache[key]
+        image = read_image_rgb(self.samples[index].image_path)
+        resized, _ = resize_long_side(image, size)
+        if cache:
             self._cache[key] = (resized, image.shape[:2])
-        return self._cache[key]
+        return resized, image.shape[:2]
 
     @classmethod
     def from_yolo_sources(cls, sources, names, description):
@@ -164,6 +178,12 @@ class DetectionDataset:
         stats.images = len(samples)
         if not samples:
             raise DataError(f"{description}: no images found in {[str(s) for s in sources]}.")
+        if stats.missing_label_files == len(samples):
+            raise DataError(
+                f"{description}: none of its {len(samples)} images has a label file (looked for "
+                f"{label_path_for(samples[0].image_path)}). YOLO labels live in a 'labels' folder beside 'images' "
+                "(images/x.jpg -> labels/x.txt); images without objects may have no file, but not all of them."
+            )
         return cls(samples, names, description, stats)
 
     @classmethod

@@ -64,14 +64,16 @@ def training_dataset(dataset, size, batch_size, max_boxes, augment, use_mosaic, 
     )
 
 
-def evaluation_batches(dataset, size, batch_size, indices=None):
-    """Yields (sample indices, float32 batch, LetterboxInfo list) of letterboxed images, no augmentation."""
+def evaluation_batches(dataset, size, batch_size, indices=None, cache=True):
+    """Yields (sample indices, float32 batch, LetterboxInfo list) of letterboxed images, no augmentation.
+
+    cache: keep the resized images in the dataset for the next pass (see `DetectionDataset.load_resized`)."""
     indices = list(range(len(dataset))) if indices is None else list(indices)
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         images, infos = [], []
         for index in chunk:
-            image, (original_height, original_width) = dataset.load_resized(index, size)
+            image, (original_height, original_width) = dataset.load_resized(index, size, cache)
             boxed, info = letterbox(image, size)
             # The cached copy is already resized (long side = size); boxes map back to the *original* image.
             scale = size / max(original_height, original_width)

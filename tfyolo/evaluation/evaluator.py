@@ -22,13 +22,17 @@ class Evaluation:
     num_images: int
 
 
-def evaluate_runners(runners, dataset, batch_size=8, nms_config=NMSConfig(), progress=None, on_batch=None):
+def evaluate_runners(
+    runners, dataset, batch_size=8, nms_config=NMSConfig(), progress=None, on_batch=None, cache_images=False
+):
     """Runs every runner of `runners` ({name: runner}, same input size) over `dataset`; returns {name: Evaluation}.
 
     A runner is any object with `input_size`, `num_classes`, `predict_raw(float32 batch) -> {output: array}` and
     `decode(raw) -> (boxes xyxy normalized to the input, class probabilities)` (see `tfyolo.evaluation.runners`).
     progress: optional callable(number of images done) for a progress bar.
     on_batch: optional callable(sample indices, {name: (raw, boxes, scores)}), e.g. to compare the models.
+    cache_images: keep the letterboxed images for another pass (a trainer's per-epoch validation); one pass over
+    a large split does not, so memory stays flat whatever the number of images.
     """
     sizes = {runner.input_size for runner in runners.values()}
     if len(sizes) != 1:
@@ -43,7 +47,7 @@ def evaluate_runners(runners, dataset, batch_size=8, nms_config=NMSConfig(), pro
     detections = {name: {} for name in runners}
     results = {name: [] for name in runners}
     image_sizes = {}
-    for chunk, batch, infos in evaluation_batches(dataset, size, batch_size):
+    for chunk, batch, infos in evaluation_batches(dataset, size, batch_size, cache=cache_images):
         outputs = {}
         for name, runner in runners.items():
             raw = runner.predict_raw(batch)
@@ -73,6 +77,8 @@ def evaluate_runners(runners, dataset, batch_size=8, nms_config=NMSConfig(), pro
     }
 
 
-def evaluate(runner, dataset, batch_size=8, nms_config=NMSConfig(), progress=None):
+def evaluate(runner, dataset, batch_size=8, nms_config=NMSConfig(), progress=None, cache_images=False):
     """`evaluate_runners` for one runner: its `Evaluation`."""
-    return evaluate_runners({"model": runner}, dataset, batch_size, nms_config, progress)["model"]
+    return evaluate_runners({"model": runner}, dataset, batch_size, nms_config, progress, cache_images=cache_images)[
+        "model"
+    ]

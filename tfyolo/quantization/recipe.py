@@ -15,6 +15,27 @@ IO_TYPES = ("float32", "int8", "uint8", "int16")
 FULL_INTEGER_MODES = ("int8", "int16x8")
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Field -> (what a reader is told, check). YAML reads `no` as False but `"no"` as a string, and `many` or 2.5 as
+# what they are: a value of the wrong type is an error, never coerced (a quoted "no" is truthy).
+FIELD_TYPES = {
+    "name": ("a string", lambda value: isinstance(value, str) and bool(value)),
+    "mode": (f"one of {MODES}", lambda value: value in MODES),
+    "io_type": (f"one of {IO_TYPES}", lambda value: value in IO_TYPES),
+    "per_channel": ("true or false", lambda value: isinstance(value, bool)),
+    "calibration_images": ("a positive integer", lambda value: _is_int(value) and value >= 1),
+    "calibration_seed": ("a non-negative integer", lambda value: _is_int(value) and value >= 0),
+    "keep_float": (
+        "a list of layer names or patterns",
+        lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value),
+    ),
+    "description": ("a string", lambda value: isinstance(value, str)),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """One conversion recipe.
@@ -71,7 +92,12 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, values, source="recipe"):
-        return cls(**strict_fields(cls, values, source))
+        values = strict_fields(cls, values, source)
+        for key, value in values.items():
+            expected, accepts = FIELD_TYPES[key]
+            if not accepts(value):
+                raise ConfigError(f"{source}: {key!r} must be {expected}, received {type(value).__name__} {value!r}.")
+        return cls(**values)
 
     def to_yaml(self):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -81,7 +107,12 @@ def load_recipe(path):
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: recipe file not found.")
-    values = yaml.safe_load(path.read_text())
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(error).split())}).")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a recipe is YAML.")
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: a recipe is a mapping of {[f.name for f in dataclasses.fields(Recipe)]}.")
     values.setdefault("name", path.stem)

@@ -52,6 +52,7 @@ class TrainConfig:
     qat_from: Optional[str] = None
     qat_staged: bool = False
     qat_calibration_images: int = 64
+    skip_bad_images: bool = False
 
     def __post_init__(self):
         checks = [

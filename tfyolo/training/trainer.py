@@ -107,8 +107,8 @@ class Trainer:
         self.config = config
         self.reporter = reporter or SilentReporter()
         self.out = Path(config.out)
-        self.train_data = DetectionDataset.from_data_yaml(config.data, "train")
-        self.val_data = DetectionDataset.from_data_yaml(config.data, "val")
+        self.train_data = self._checked(DetectionDataset.from_data_yaml(config.data, "train"))
+        self.val_data = self._checked(DetectionDataset.from_data_yaml(config.data, "val"))
         self.float_model = None
         if config.qat_from:
             self.float_model, self.model_config = self._load_float_for_qat()
@@ -122,6 +122,39 @@ class Trainer:
         self.max_boxes = config.max_boxes or max(1, self.train_data.max_boxes_per_image * (4 if config.mosaic else 1))
 
     # === Setup ===
+    def _restore(self, checkpoint, manager, epoch_counter):
+        """Restores the newest intact checkpoint: a damaged one (a kill mid-write on a filesystem without atomic
+        renames, a truncated copy) falls back to the one before, saying so."""
+        for path in reversed(manager.checkpoints):
+            try:
+                # Every saved value must land in a variable and every variable must get one: a resume that
+                # restored nothing (another model, a renamed layer) would otherwise train on from random weights.
+                checkpoint.restore(path).assert_consumed()
+            except AssertionError as error:
+                raise ConfigError(
+                    f"{path}: does not fit this model and optimizer ({str(error).splitlines()[0][:200]}); resume "
+                    "with the arguments it was written with, or choose another --out."
+                )
+            except (tf.errors.OpError, ValueError, IndexError, OSError) as error:
+                reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+                self.reporter.message(f"{path}: damaged ({reason}); trying the checkpoint before it.")
+                continue
+            self.reporter.message(f"Resuming from {path} (epoch {int(epoch_counter.numpy())} done).")
+            return
+        raise ConfigError(
+            f"{manager.directory}: no intact checkpoint among {len(manager.checkpoints)}; the run cannot resume. "
+            "Start it again with another --out."
+        )
+
+    def _checked(self, dataset):
+        """Every image decoded before the first step: a corrupt file stops the run now, not an epoch later."""
+        from tfyolo.data.image_check import checked_split
+
+        dataset, bad = checked_split(dataset, skip_bad=self.config.skip_bad_images)
+        if bad:
+            self.reporter.message(f"{dataset.description}: skipped {len(bad)} unreadable image(s) (--skip-bad-images).")
+        return dataset
+
     def _load_float_for_qat(self):
         from tfyolo.models.model_io import load_keras_model
         from tfyolo.models.resize import infer_model_config
@@ -201,7 +234,7 @@ class Trainer:
         config = self.config
         self.out.mkdir(parents=True, exist_ok=True)
         saved_args = self.out / TRAIN_ARGS_NAME
-        if saved_args.is_file() and json.loads(saved_args.read_text()) != config.to_dict():
+        if saved_args.is_file() and _without_out(_read_train_args(saved_args)) != _without_out(config.to_dict()):
             raise ConfigError(
                 f"{saved_args}: {self.out} holds a run with other arguments; resume it with --resume or choose "
                 "another --out."
@@ -230,20 +263,8 @@ class Trainer:
             best_fitness=best_fitness,
         )
         manager = tf.train.CheckpointManager(checkpoint, self.out / "checkpoints", max_to_keep=2)
-        if manager.latest_checkpoint:
-            # Every saved value must land in a variable and every variable must get one: a resume that quietly
-            # restored nothing (a renamed layer, another model) would otherwise train on from random weights.
-            try:
-                checkpoint.restore(manager.latest_checkpoint).assert_consumed()
-            except (AssertionError, ValueError) as error:
-                raise ConfigError(
-                    f"{manager.latest_checkpoint}: does not fit this model and optimizer "
-                    f"({str(error).splitlines()[0][:200]}); resume with the arguments it was written with, or "
-                    "choose another --out."
-                )
-            self.reporter.message(
-                f"Resuming from {manager.latest_checkpoint} (epoch {int(epoch_counter.numpy())} done)."
-            )
+        if manager.checkpoints:
+            self._restore(checkpoint, manager, epoch_counter)
 
         loss_fn = YOLOLoss(self.model_config.num_classes, config.imgsz, reg_max=self.model_config.reg_max)
         replicas = strategy.num_replicas_in_sync
@@ -325,7 +346,9 @@ class Trainer:
             validate = config.val_interval > 0 and (
                 (epoch + 1) % config.val_interval == 0 or epoch + 1 == config.epochs
             )
-            metrics = evaluate(runner, self.val_data, batch_size=config.val_batch).metrics if validate else None
+            metrics = None
+            if validate:
+                metrics = evaluate(runner, self.val_data, batch_size=config.val_batch, cache_images=True).metrics
             epoch_counter.assign(epoch + 1)
             batches = max(batches_per_epoch, 1)
             summary = {
@@ -411,4 +434,21 @@ def resume_config(out):
     path = Path(out) / TRAIN_ARGS_NAME
     if not path.is_file():
         raise ConfigError(f"{path}: nothing to resume; {out} holds no training run.")
-    return TrainConfig.from_dict(json.loads(path.read_text()), source=str(path))
+    values = _read_train_args(path)
+    # The folder being resumed is the run: a copied or moved run folder continues where it is now.
+    values["out"] = str(out)
+    return TrainConfig.from_dict(values, source=str(path))
+
+
+def _without_out(values):
+    return {key: value for key, value in values.items() if key != "out"}
+
+
+def _read_train_args(path):
+    try:
+        values = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: damaged ({error}); it should hold the run's arguments as JSON.")
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: damaged; it should hold the run's arguments as a JSON object.")
+    return values
