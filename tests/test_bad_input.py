@@ -344,3 +344,23 @@ def test_unexpected_errors_are_one_line_too():
         "/out/report.json: Permission denied."
     )
     assert "rerun with --debug" in one_line(IndexError("list index out of range"))
+
+
+def test_cases_that_already_worked_still_end_in_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "junk.tflite").write_bytes(b"\0" * 64)
+    (tmp_path / "m.keras").write_bytes(b"not a zip")
+    runner = CliRunner()
+    one_clear_line(runner.invoke(evaluate_main, [str(tmp_path / "absent.tflite")]), "absent.tflite", "not found")
+    one_clear_line(runner.invoke(evaluate_main, [str(tmp_path / "junk.tflite")]), "not a valid TFLite model")
+    one_clear_line(runner.invoke(evaluate_main, [str(tmp_path / "notes.txt")]), "unknown model type")
+    one_clear_line(
+        runner.invoke(cli, ["convert", "--model", str(tmp_path / "m.keras"), "--recipe", "int9", "--out", "x"]),
+        "unknown recipe 'int9'",
+    )
+    data = small_dataset(tmp_path / "d")
+    one_clear_line(
+        runner.invoke(cli, ["train", "--data", str(data), "--imgsz", "100", "--out", str(tmp_path / "r")]),
+        "imgsz",
+        "multiple of 32",
+    )

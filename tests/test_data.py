@@ -56,7 +56,9 @@ def test_small_overshoot_is_clipped_and_counted(tmp_path):
 
 
 def test_missing_label_file_is_a_counted_background_image(tmp_path):
-    dataset = DetectionDataset.from_data_yaml(make_dataset(tmp_path, None), "train")
+    yaml_path = make_dataset(tmp_path, "0 0.5 0.5 0.2 0.4\n")
+    cv2.imwrite(str(tmp_path / "images" / "empty_street.png"), np.full((40, 60, 3), 90, np.uint8))
+    dataset = DetectionDataset.from_data_yaml(yaml_path, "train")
     assert dataset.stats.missing_label_files == 1 and dataset.stats.background_images == 1
     assert "no label file" in dataset.stats.warnings()[0]
 
