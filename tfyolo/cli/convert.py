@@ -7,7 +7,6 @@ import click
 
 from tfyolo.cli.common import progress_bar, user_errors
 from tfyolo.errors import TfyoloError
-from tfyolo.quantization.isolated import convert_isolated
 
 INT16_NOTE = "int16x8 runs on reference kernels only (no XNNPACK): about 30x slower than int8 on CPUs"
 
@@ -90,6 +89,7 @@ def run_conversions(
         evaluation_image_paths,
         load_calibration_images,
     )
+    from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.quantization.recipes_dir import resolve_recipe
 
     out = ensure_writable_folder(out)

@@ -13,7 +13,11 @@ import sys
 import threading
 
 # absl's format: severity letter, MMDD, time, thread id, file:line] (e.g. "I0000 00:00:1795.. 31094 port.cc:153]").
-NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\])")
+# The converter's C++ also prints its quantization settings ("fully_quantize: 0, inference_type: 6, ...").
+NOISE = re.compile(
+    rb"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\]"
+    rb"|fully_quantize: \d+, inference_type: )"
+)
 SEPARATOR = re.compile(rb"(\r|\n)")
 
 

@@ -19,6 +19,10 @@ class ConversionError(TfyoloError):
 
 
 def _convert_in_child(model_path, recipe_values, calibration_path, output_path, error_path):
+    import warnings
+
+    # TFLiteConverter warns that int8 inputs have no statistics: they come from the representative dataset.
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
     try:
         from tfyolo.models.model_io import load_any_detector
         from tfyolo.quantization.converter import convert
