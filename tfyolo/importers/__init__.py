@@ -1,0 +1,1 @@
+"""Readers for detectors trained elsewhere (Ultralytics checkpoints), without their frameworks."""
