@@ -31,6 +31,9 @@ def strict_fields(cls, values: Mapping[str, Any], source: str) -> dict:
     return dict(values)
 
 
+PADDINGS = ("same", "symmetric")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What defines a detector's architecture.
@@ -41,6 +44,9 @@ class ModelConfig:
         activation: str. One of `ACTIVATION_NAMES`; "silu" is YOLOv8's own.
         input_size: int. Square input side in pixels, a multiple of 32 (the coarsest stride).
         reg_max: int. Bins of the distribution focal loss box regression (YOLOv8: 16).
+        padding: str. How the stride-2 3x3 convolutions pad: "same" (Keras: 0 before, 1 after on even inputs) or
+            "symmetric" (PyTorch's padding=1: one pixel on every side, an explicit ZeroPadding2D + "valid"
+            convolution), which imported Ultralytics weights need to compute what they computed there.
     """
 
     num_classes: int
@@ -48,6 +54,7 @@ class ModelConfig:
     activation: str = "silu"
     input_size: int = 320
     reg_max: int = 16
+    padding: str = "same"
 
     def __post_init__(self):
         if not isinstance(self.num_classes, int) or self.num_classes < 1:
@@ -62,6 +69,8 @@ class ModelConfig:
                 f"Hint: the nearest valid sizes are {max(32, self.input_size // 32 * 32)} and "
                 f"{(self.input_size // 32 + 1) * 32}."
             )
+        if self.padding not in PADDINGS:
+            raise ConfigError(f"padding must be one of {PADDINGS}, received {self.padding!r}.")
         if not isinstance(self.reg_max, int) or self.reg_max < 2:
             raise ConfigError(f"reg_max must be an integer >= 2, received {self.reg_max!r}.")
 

@@ -248,6 +248,33 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
         )
 
 
+@cli.command("import")
+@click.argument("weights", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .keras file to write.")
+@click.option("--imgsz", type=int, default=None, help="Input size [default: the checkpoint's training imgsz].")
+@user_errors
+def import_command(weights, out, imgsz):
+    """Import an Ultralytics YOLOv8 detection checkpoint (.pt) as a tfyolo detector, without PyTorch.
+
+    Writes OUT and metadata.json beside it (class names, imgsz, the source's sha256)."""
+    from tfyolo.importers.ultralytics_import import import_checkpoint
+    from tfyolo.io_utils import atomic_write_json
+    from tfyolo.models.model_io import METADATA_NAME, save_model_atomic
+
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise click.UsageError(f"--out must end in .keras, received {out.name!r}.")
+    ensure_writable_folder(out.parent)
+    model, metadata = import_checkpoint(weights, imgsz)
+    save_model_atomic(model, out)
+    atomic_write_json(out.parent / METADATA_NAME, metadata)
+    click.echo(
+        f"Imported {weights} ({len(metadata['names'])} classes, {metadata['imgsz']} px, every tensor used) into "
+        f"{out}. Calibrate its conversion on its training images: `tfyolo convert --model {out} --calibration "
+        "DATA.yaml ...`."
+    )
+
+
 def _register_subcommands():
     from tfyolo.cli.auto import sensitivity_command
     from tfyolo.cli.bench_bundle import bench_command, bundle_command

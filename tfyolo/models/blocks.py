@@ -25,11 +25,17 @@ BATCH_NORM_EPSILON = 1e-3
 BATCH_NORM_MOMENTUM = 0.97
 
 
-def conv_bn_act(inputs, filters, kernel_size, strides, activation, name):
-    """Conv2D (no bias) -> BatchNormalization -> activation: the pattern tfmot folds and TFLite fuses."""
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(
-        inputs
-    )
+def conv_bn_act(inputs, filters, kernel_size, strides, activation, name, padding="same"):
+    """Conv2D (no bias) -> BatchNormalization -> activation: the pattern tfmot folds and TFLite fuses.
+
+    padding "symmetric" pads kernel_size // 2 pixels on every side first (PyTorch's convention); it only differs
+    from Keras' "same" for strided convolutions, which pad (0, 1) on even inputs."""
+    if padding == "symmetric" and strides > 1:
+        inputs = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(inputs)
+    conv_padding = "valid" if padding == "symmetric" and strides > 1 else "same"
+    x = layers.Conv2D(
+        filters, kernel_size, strides=strides, padding=conv_padding, use_bias=False, name=f"{name}_conv"
+    )(inputs)
     x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn")(x)
     return ACTIVATION_LAYERS[activation](f"{name}_act")(x)
 

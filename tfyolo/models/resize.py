@@ -23,6 +23,7 @@ def infer_model_config(model):
         activation=activation,
         input_size=int(model.input_shape[1]),
         reg_max=reg_max,
+        padding="symmetric" if any(layer.name == "stem_pad" for layer in model.layers) else "same",
     )
 
 

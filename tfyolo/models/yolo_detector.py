@@ -37,21 +37,21 @@ def build_yolo_detector(config: ModelConfig, name="yolo_detector"):
             stride 8, 16, 32 and row-major within a level (see `tfyolo.ops.anchors`).
         class_logits: (batch, anchors, num_classes) logits before the sigmoid.
     """
-    activation = config.activation
+    activation, padding = config.activation, config.padding
     channels = [scaled_channels(c, config.scale) for c in BASE_CHANNELS]
     repeats = [scaled_repeats(r, config.scale) for r in BASE_REPEATS]
     neck_repeats = scaled_repeats(NECK_REPEATS, config.scale)
 
     # === Functional Model: backbone ===
     images = keras.Input((config.input_size, config.input_size, 3), name="images")
-    x = conv_bn_act(images, channels[0], 3, 2, activation, "stem")
-    x = conv_bn_act(x, channels[1], 3, 2, activation, "down1")
+    x = conv_bn_act(images, channels[0], 3, 2, activation, "stem", padding)
+    x = conv_bn_act(x, channels[1], 3, 2, activation, "down1", padding)
     x = c2f(x, channels[1], repeats[0], True, activation, "stage1")
-    x = conv_bn_act(x, channels[2], 3, 2, activation, "down2")
+    x = conv_bn_act(x, channels[2], 3, 2, activation, "down2", padding)
     backbone_p3 = c2f(x, channels[2], repeats[1], True, activation, "stage2")
-    x = conv_bn_act(backbone_p3, channels[3], 3, 2, activation, "down3")
+    x = conv_bn_act(backbone_p3, channels[3], 3, 2, activation, "down3", padding)
     backbone_p4 = c2f(x, channels[3], repeats[2], True, activation, "stage3")
-    x = conv_bn_act(backbone_p4, channels[4], 3, 2, activation, "down4")
+    x = conv_bn_act(backbone_p4, channels[4], 3, 2, activation, "down4", padding)
     x = c2f(x, channels[4], repeats[3], True, activation, "stage4")
     backbone_p5 = sppf(x, channels[4], 5, activation, "sppf")
 
@@ -62,10 +62,10 @@ def build_yolo_detector(config: ModelConfig, name="yolo_detector"):
     x = layers.UpSampling2D(2, interpolation="nearest", name="neck_up2")(top_down_p4)
     x = layers.Concatenate(axis=-1, name="neck_cat2")([x, backbone_p3])
     out_p3 = c2f(x, channels[2], neck_repeats, False, activation, "neck_out3")
-    x = conv_bn_act(out_p3, channels[2], 3, 2, activation, "neck_down3")
+    x = conv_bn_act(out_p3, channels[2], 3, 2, activation, "neck_down3", padding)
     x = layers.Concatenate(axis=-1, name="neck_cat3")([x, top_down_p4])
     out_p4 = c2f(x, channels[3], neck_repeats, False, activation, "neck_out4")
-    x = conv_bn_act(out_p4, channels[3], 3, 2, activation, "neck_down4")
+    x = conv_bn_act(out_p4, channels[3], 3, 2, activation, "neck_down4", padding)
     x = layers.Concatenate(axis=-1, name="neck_cat4")([x, backbone_p5])
     out_p5 = c2f(x, channels[4], neck_repeats, False, activation, "neck_out5")
 
