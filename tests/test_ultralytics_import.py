@@ -24,6 +24,26 @@ def ultralytics_rows(outputs, size):
     return np.concatenate([convert_format(boxes * size, "xyxy", "cxcywh"), scores], axis=-1).transpose(0, 2, 1)
 
 
+@pytest.mark.parametrize(
+    "relative, classes",
+    [("ultralytics_yolov8n_pennfudan/best.onnx", 1), ("nudenet_320n/320n.onnx", 18)],
+)
+def test_imported_onnx_exports_match_onnx_runtime(relative, classes):
+    """Ultralytics' ONNX export folds BatchNorm into the convolutions; the NudeNet file was exported by another
+    team's Ultralytics (8.2.46) and has 18 classes."""
+    from tfyolo.importers.ultralytics_import import import_weights
+
+    path = SHARED / "weights" / relative
+    if not path.is_file():
+        pytest.skip(f"needs ../shared/weights/{relative} beside the project (present in CI)")
+    model, metadata = import_weights(path)
+    assert len(metadata["names"]) == classes and metadata["imgsz"] == 320
+    golden = np.load(path.parent / "golden_io.npz")
+    rows = ultralytics_rows(model(golden["images"], training=False), 320)
+    np.testing.assert_allclose(rows[:, :4], golden["output0"][:, :4], atol=1e-3)
+    np.testing.assert_allclose(rows[:, 4:], golden["output0"][:, 4:], atol=1e-3)
+
+
 def test_imported_checkpoint_matches_onnx_runtime(tmp_path):
     from click.testing import CliRunner
 
@@ -62,28 +82,28 @@ def _module(checkpoint, index):
 
 
 def test_an_unused_source_tensor_refuses_the_import(checkpoint):
-    from tfyolo.importers.ultralytics_import import import_checkpoint
+    from tfyolo.importers.ultralytics_import import import_weights
 
     conv = _module(checkpoint, 0).children()["conv"]
     conv._parameters["bias"] = np.zeros(16, np.float16)  # a weight the Keras graph has no place for
     with pytest.raises(ModelError, match=r"incomplete import, refused.*model\.0\.conv\.bias"):
-        import_checkpoint("best.pt")
+        import_weights("best.pt")
 
 
 def test_a_missing_source_tensor_refuses_the_import(checkpoint):
-    from tfyolo.importers.ultralytics_import import import_checkpoint
+    from tfyolo.importers.ultralytics_import import import_weights
 
     del _module(checkpoint, 9).children()["cv2"].children()["bn"]._buffers["running_var"]
     with pytest.raises(ModelError, match="model.9.cv2.bn.running_var is missing"):
-        import_checkpoint("best.pt")
+        import_weights("best.pt")
 
 
 def test_unsupported_modules_are_named(checkpoint):
-    from tfyolo.importers.ultralytics_import import import_checkpoint
+    from tfyolo.importers.ultralytics_import import import_weights
 
     type(_module(checkpoint, 2)).type_name = "ultralytics.nn.modules.block.C3k2"
     with pytest.raises(ModelError, match="module 2 is block.C3k2; supported are Ultralytics YOLOv8 detection"):
-        import_checkpoint("best.pt")
+        import_weights("best.pt")
 
 
 @pytest.mark.large

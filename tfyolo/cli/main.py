@@ -254,10 +254,10 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
 @click.option("--imgsz", type=int, default=None, help="Input size [default: the checkpoint's training imgsz].")
 @user_errors
 def import_command(weights, out, imgsz):
-    """Import an Ultralytics YOLOv8 detection checkpoint (.pt) as a tfyolo detector, without PyTorch.
+    """Import an Ultralytics YOLOv8 detector (.pt checkpoint or .onnx export) as a tfyolo detector, no PyTorch.
 
     Writes OUT and metadata.json beside it (class names, imgsz, the source's sha256)."""
-    from tfyolo.importers.ultralytics_import import import_checkpoint
+    from tfyolo.importers.ultralytics_import import import_weights
     from tfyolo.io_utils import atomic_write_json
     from tfyolo.models.model_io import METADATA_NAME, save_model_atomic
 
@@ -265,7 +265,7 @@ def import_command(weights, out, imgsz):
     if out.suffix != ".keras":
         raise click.UsageError(f"--out must end in .keras, received {out.name!r}.")
     ensure_writable_folder(out.parent)
-    model, metadata = import_checkpoint(weights, imgsz)
+    model, metadata = import_weights(weights, imgsz)
     save_model_atomic(model, out)
     atomic_write_json(out.parent / METADATA_NAME, metadata)
     click.echo(

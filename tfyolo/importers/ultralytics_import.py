@@ -12,6 +12,7 @@ import numpy as np
 from tfyolo.config import ModelConfig
 from tfyolo.errors import ModelError
 from tfyolo.importers.ultralytics_checkpoint import read_checkpoint
+from tfyolo.models.blocks import BATCH_NORM_EPSILON
 from tfyolo.models.yolo_detector import build_yolo_detector
 
 # YOLOv8 detection: module index -> (Ultralytics type, tfyolo block name). Concat and Upsample carry no weights.
@@ -52,8 +53,8 @@ def _short_type(record_type):
 class WeightFiller:
     """Assigns source tensors to Keras layers, remembering what was used and what was filled."""
 
-    def __init__(self, model, state, source):
-        self.model, self.state, self.source = model, state, source
+    def __init__(self, model, state, source, fused=False):
+        self.model, self.state, self.source, self.fused = model, state, source, fused
         self.used, self.filled = set(), set()
 
     def take(self, name):
@@ -65,10 +66,17 @@ class WeightFiller:
     def conv_bn(self, source_prefix, layer_name, channels=slice(None)):
         """A Conv (conv + bn) module, or `channels` of its outputs, into `{layer_name}_conv` / `_bn`."""
         kernel = self.take(f"{source_prefix}.conv.weight")[channels]  # OIHW
-        batch_norm = [
-            self.take(f"{source_prefix}.bn.{key}")[channels]
-            for key in ("weight", "bias", "running_mean", "running_var")
-        ]
+        if self.fused:
+            # An export folded BatchNorm into the convolution (kernel and bias): the Keras BatchNormalization
+            # becomes x + bias exactly (gamma 1, mean 0, variance 1 - epsilon), and QAT folds it back in.
+            bias = self.take(f"{source_prefix}.conv.bias")[channels]
+            ones = np.ones_like(bias)
+            batch_norm = [ones, bias, np.zeros_like(bias), ones - BATCH_NORM_EPSILON]
+        else:
+            batch_norm = [
+                self.take(f"{source_prefix}.bn.{key}")[channels]
+                for key in ("weight", "bias", "running_mean", "running_var")
+            ]
         self.assign(f"{layer_name}_conv", [np.transpose(kernel, (2, 3, 1, 0))])
         self.assign(f"{layer_name}_bn", batch_norm)
 
@@ -122,62 +130,50 @@ def _check_layout(layers, source):
         raise ModelError(f"{source}: {len(types)} modules; a YOLOv8 detection model has {len(V8_LAYOUT)}.")
 
 
-def import_checkpoint(path, input_size=None):
-    """Reads an Ultralytics YOLOv8 `.pt`; returns (Keras detector, metadata dict with names, imgsz, source sha256)."""
+def import_weights(path, input_size=None):
+    """Imports an Ultralytics YOLOv8 detector from its `.pt` checkpoint or its `.onnx` export; returns (Keras
+    detector, metadata dict with names, imgsz and the source's sha256)."""
     import hashlib
     from pathlib import Path
 
-    checkpoint = read_checkpoint(path)
-    if not isinstance(checkpoint, dict) or not (checkpoint.get("ema") or checkpoint.get("model")):
-        raise ModelError(f"{path}: holds no model (expected an Ultralytics checkpoint dict with 'model' or 'ema').")
-    record = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones Ultralytics validates
-    if not getattr(record, "type_name", "").endswith("DetectionModel"):
-        raise ModelError(
-            f"{path}: holds a {getattr(record, 'type_name', type(record).__name__)}, not a detection model."
-        )
-    layers = record.children().get("model", None)
-    if layers is None:
-        raise ModelError(f"{path}: its model has no layer list.")
-    layers = layers.children()
-    _check_layout(layers, path)
-    state = record.state_dict()
+    path = Path(path)
+    readers = {".pt": _from_checkpoint, ".onnx": _from_onnx}
+    if path.suffix not in readers:
+        raise ModelError(f"{path}: expected an Ultralytics .pt checkpoint or .onnx export, received {path.suffix!r}.")
+    source = readers[path.suffix](path)
+    imgsz = int(input_size or source["imgsz"] or 640)
+    state = source["state"]
     stem_channels = state["model.0.conv.weight"].shape[0]
     if stem_channels not in STEM_CHANNELS_TO_SCALE:
         raise ModelError(f"{path}: stem with {stem_channels} channels; supported scales are n, s and m (16/32/48).")
-    activation = layers["0"].children().get("act")
-    if getattr(activation, "type_name", "") != "torch.nn.modules.activation.SiLU":
-        raise ModelError(f"{path}: activation {getattr(activation, 'type_name', activation)}; only SiLU is supported.")
-    names = (
-        record.names if isinstance(record.names, (list, tuple)) else [record.names[i] for i in range(len(record.names))]
-    )
-    train_args = checkpoint.get("train_args") or {}
-    imgsz = input_size or train_args.get("imgsz") or 640
-    imgsz = int(imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz)
+    if "model.22.cv3.0.2.weight" not in state:
+        raise ModelError(f"{path}: no YOLOv8 Detect head (model.22.cv3); not a detection model tfyolo can import.")
+    num_classes = int(state["model.22.cv3.0.2.weight"].shape[0])
+    names = source["names"] or [f"class{index}" for index in range(num_classes)]
     config = ModelConfig(
-        num_classes=int(record.nc),
+        num_classes=num_classes,
         scale=STEM_CHANNELS_TO_SCALE[stem_channels],
         input_size=imgsz,
-        reg_max=int(getattr(layers["22"], "reg_max", 16)),
         padding="symmetric",
     )
     model = build_yolo_detector(config)
-    filler = WeightFiller(model, state, path)
-    for index, (_, name) in V8_LAYOUT.items():
+    filler = WeightFiller(model, state, path, fused=source["fused"])
+    for index, (kind, name) in V8_LAYOUT.items():
         prefix = f"model.{index}"
         if name is None:
             continue
-        if index == 22:
+        if kind == "head.Detect":
             for level in range(3):
-                for branch, kind in (("cv2", "box"), ("cv3", "cls")):
-                    filler.conv_bn(f"{prefix}.{branch}.{level}.0", f"head{level}_{kind}1")
-                    filler.conv_bn(f"{prefix}.{branch}.{level}.1", f"head{level}_{kind}2")
-                    filler.conv_with_bias(f"{prefix}.{branch}.{level}.2", f"head{level}_{kind}_pred")
-        elif name == "sppf":
-            filler.conv_bn(f"{prefix}.cv1", "sppf_cv1")
-            filler.conv_bn(f"{prefix}.cv2", "sppf_cv2")
-        elif _short_type(layers[str(index)].type_name) == "block.C2f":
+                for branch, output in (("cv2", "box"), ("cv3", "cls")):
+                    filler.conv_bn(f"{prefix}.{branch}.{level}.0", f"head{level}_{output}1")
+                    filler.conv_bn(f"{prefix}.{branch}.{level}.1", f"head{level}_{output}2")
+                    filler.conv_with_bias(f"{prefix}.{branch}.{level}.2", f"head{level}_{output}_pred")
+        elif kind == "block.SPPF":
+            filler.conv_bn(f"{prefix}.cv1", f"{name}_cv1")
+            filler.conv_bn(f"{prefix}.cv2", f"{name}_cv2")
+        elif kind == "block.C2f":
             hidden = state[f"{prefix}.cv1.conv.weight"].shape[0] // 2
-            repeats = len(layers[str(index)].children()["m"].children())
+            repeats = len({key.split(".")[3] for key in state if key.startswith(f"{prefix}.m.")})
             _fill_c2f(filler, prefix, name, hidden, repeats)
         else:
             filler.conv_bn(prefix, name)
@@ -189,9 +185,75 @@ def import_checkpoint(path, input_size=None):
         "model_config": config.to_dict(),
         "source": {
             "path": str(path),
-            "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-            "format": "ultralytics .pt",
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "format": {".pt": "ultralytics checkpoint", ".onnx": "ultralytics onnx export"}[path.suffix],
         },
-        "ultralytics_version": checkpoint.get("version"),
+        "ultralytics_version": source["version"],
     }
     return model, metadata
+
+
+def _from_checkpoint(path):
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict) or not (checkpoint.get("ema") or checkpoint.get("model")):
+        raise ModelError(f"{path}: holds no model (expected an Ultralytics checkpoint dict with 'model' or 'ema').")
+    record = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones Ultralytics validates
+    if not getattr(record, "type_name", "").endswith("DetectionModel"):
+        found = getattr(record, "type_name", type(record).__name__)
+        raise ModelError(f"{path}: holds a {found}, not a detection model.")
+    layers = record.children().get("model")
+    if layers is None:
+        raise ModelError(f"{path}: its model has no layer list.")
+    layers = layers.children()
+    _check_layout(layers, path)
+    activation = layers["0"].children().get("act")
+    if getattr(activation, "type_name", "") != "torch.nn.modules.activation.SiLU":
+        raise ModelError(f"{path}: activation {getattr(activation, 'type_name', activation)}; only SiLU is supported.")
+    names = record.names
+    names = list(names) if isinstance(names, (list, tuple)) else [names[index] for index in range(len(names))]
+    imgsz = (checkpoint.get("train_args") or {}).get("imgsz")
+    return {
+        "state": record.state_dict(),
+        "fused": False,
+        "names": names,
+        "imgsz": imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz,
+        "version": checkpoint.get("version"),
+    }
+
+
+def _from_onnx(path):
+    """An Ultralytics ONNX export: initializers keep the module names (`model.2.cv1.conv.weight`), BatchNorm is
+    folded into each convolution's bias, and the class names and imgsz are in the metadata properties."""
+    import ast
+
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ModelError(f"{path}: importing ONNX needs the onnx package.")
+    try:
+        graph_model = onnx.load(str(path))
+    except Exception as error:  # onnx raises protobuf's DecodeError, ValueError or its own errors for a bad file
+        raise ModelError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error}).")
+    properties = {prop.key: prop.value for prop in graph_model.metadata_props}
+    if properties.get("task", "detect") != "detect":
+        raise ModelError(f"{path}: an Ultralytics {properties['task']} model; only detection is supported.")
+    # Weights keep their module names; the other initializers are graph constants (anchor grids, shapes).
+    state = {
+        item.name: numpy_helper.to_array(item)
+        for item in graph_model.graph.initializer
+        if item.name.startswith("model.")
+    }
+    if "model.0.conv.weight" not in state:
+        raise ModelError(f"{path}: no Ultralytics module names among its initializers; not an Ultralytics export.")
+    names = ast.literal_eval(properties["names"]) if "names" in properties else None
+    if isinstance(names, dict):
+        names = [names[index] for index in range(len(names))]
+    imgsz = ast.literal_eval(properties["imgsz"]) if "imgsz" in properties else None
+    return {
+        "state": state,
+        "fused": True,
+        "names": names,
+        "imgsz": imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz,
+        "version": properties.get("version"),
+    }
