@@ -29,7 +29,7 @@ CALIBRATION ?= $(if $(filter $(DEFAULT)/best.keras,$(MODEL)),calibration_data)
 DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
 
-.PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-eval-memory \
+.PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-eval-memory bench-finetune \
 	bench-latency clean help
 
 help:
@@ -42,6 +42,7 @@ help:
 	@echo "make qat         quantization-aware fine-tune of the default model into $(DEFAULT_QAT)/"
 	@echo "make bench-qat   PennFudan QAT vs PTQ, SiLU vs ReLU -> benchmarks/results/"
 	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
+	@echo "make bench-finetune  PennFudan: short training from scratch vs from imported Ultralytics weights"
 	@echo "make bench-eval-memory  peak RSS of tfyolo-eval --reference at 640 px, 64 vs 128 coco128 images"
 	@echo "make bench       latency suite + every benchmark not yet run -> benchmarks/RESULTS.md"
 	@echo "make lint        ruff"
@@ -108,6 +109,9 @@ bench-qat: | $(STAMP)
 
 bench-auto: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_auto
+
+bench-finetune: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_finetune
 
 bench-eval-memory: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_eval_memory

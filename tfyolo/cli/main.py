@@ -119,6 +119,13 @@ def data_check(data_yaml):
 @click.option(
     "--skip-bad-images", is_flag=True, help="Train without images that cannot be decoded (counted) instead of refusing."
 )
+@click.option(
+    "--weights",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Start from this detector (.keras, or Ultralytics .pt / .onnx): every layer whose shape fits is loaded; "
+    "a class head of another class count starts fresh. Its scale is used.",
+)
+@click.option("--freeze", type=click.Choice(["backbone"]), default=None, help="Do not train the backbone.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint, same arguments.")
 @user_errors
@@ -141,6 +148,8 @@ def train(
     mixed_precision,
     strategy,
     skip_bad_images,
+    weights,
+    freeze,
     out,
     resume,
 ):
@@ -174,6 +183,8 @@ def train(
             mixed_precision=mixed_precision,
             strategy=strategy,
             skip_bad_images=skip_bad_images,
+            init_weights=weights,
+            freeze=freeze,
         )
     started = time.perf_counter()
     ensure_writable_folder(config.out)

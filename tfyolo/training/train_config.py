@@ -53,6 +53,7 @@ class TrainConfig:
     qat_staged: bool = False
     qat_calibration_images: int = 64
     skip_bad_images: bool = False
+    freeze: Optional[str] = None
 
     def __post_init__(self):
         checks = [
@@ -70,6 +71,7 @@ class TrainConfig:
                 f"mixed_precision must be one of {PRECISIONS}, received {self.mixed_precision!r}",
             ),
             (self.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}, received {self.strategy!r}"),
+            (self.freeze in (None, "backbone"), f"freeze must be 'backbone' or unset, received {self.freeze!r}"),
             (
                 self.imgsz >= 32 and self.imgsz % 32 == 0,
                 f"imgsz must be a positive multiple of 32, received {self.imgsz}",

@@ -110,6 +110,7 @@ class Trainer:
         self.train_data = self._checked(DetectionDataset.from_data_yaml(config.data, "train"))
         self.val_data = self._checked(DetectionDataset.from_data_yaml(config.data, "val"))
         self.float_model = None
+        self.source_model = None
         if config.qat_from:
             self.float_model, self.model_config = self._load_float_for_qat()
         else:
@@ -119,6 +120,8 @@ class Trainer:
                 activation=config.activation,
                 input_size=config.imgsz,
             )
+        if config.init_weights and not config.qat_from:
+            self.source_model, self.model_config = self._load_source(self.model_config)
         self.max_boxes = config.max_boxes or max(1, self.train_data.max_boxes_per_image * (4 if config.mosaic else 1))
 
     # === Setup ===
@@ -155,6 +158,21 @@ class Trainer:
             self.reporter.message(f"{dataset.description}: skipped {len(bad)} unreadable image(s) (--skip-bad-images).")
         return dataset
 
+    def _load_source(self, model_config):
+        """The --weights model, and the config to build: its scale and padding (what its weights were made for),
+        this run's classes, input size and activation (activations carry no weights)."""
+        from tfyolo.models.resize import infer_model_config
+        from tfyolo.models.transfer import load_source_detector
+
+        source = load_source_detector(self.config.init_weights, self.config.imgsz)
+        source_config = infer_model_config(source)
+        if source_config.scale != model_config.scale:
+            self.reporter.message(
+                f"--weights {self.config.init_weights} is a {source_config.scale} model: training that scale, "
+                f"not {model_config.scale}."
+            )
+        return source, model_config.replace(scale=source_config.scale, padding=source_config.padding)
+
     def _load_float_for_qat(self):
         from tfyolo.models.model_io import load_keras_model
         from tfyolo.models.resize import infer_model_config
@@ -177,13 +195,24 @@ class Trainer:
         """(model, EMA model): fresh float detectors, or QAT wrappers of the float model with seeded ranges."""
         if not self.config.qat_from:
             model = build_yolo_detector(self.model_config)
-            if self.config.init_weights:
-                # Weights of any detector of the same scale and classes (the activation carries no weights),
-                # e.g. to fine-tune a ReLU variant from a trained SiLU model.
-                from tfyolo.models.model_io import load_keras_model
+            ema_model = build_yolo_detector(self.model_config, name="yolo_detector_ema")
+            if self.source_model is not None:
+                from tfyolo.models.transfer import transfer_weights
 
-                model.set_weights(load_keras_model(self.config.init_weights).get_weights())
-            return model, build_yolo_detector(self.model_config, name="yolo_detector_ema")
+                transferred = transfer_weights(model, self.source_model)
+                kept = transferred["kept_initial"]
+                self.reporter.message(
+                    f"--weights {self.config.init_weights}: {len(transferred['loaded'])} layers loaded"
+                    + (f"; freshly initialized (shapes differ, e.g. another class count): {kept}" if kept else "")
+                )
+            if self.config.freeze:
+                from tfyolo.models.transfer import freeze
+
+                # The EMA copy is frozen alike, so that its weights stay in the same order as the model's.
+                frozen = freeze(model, self.config.freeze)
+                freeze(ema_model, self.config.freeze)
+                self.reporter.message(f"--freeze {self.config.freeze}: {len(frozen)} layers are not trained.")
+            return model, ema_model
         from tfyolo.qat.qat_model import build_qat_model, seed_quantization_ranges
         from tfyolo.quantization.calibration import load_calibration_images
 
