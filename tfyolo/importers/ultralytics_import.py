@@ -96,6 +96,9 @@ class WeightFiller:
         self.filled.add(layer_name)
 
     def check_complete(self):
+        for name in FIXED:
+            if name in self.state and not np.array_equal(self.state[name].reshape(-1), np.arange(16)):
+                raise ModelError(f"{self.source}: {name} is not the fixed projection 0..15 that tfyolo's decode uses.")
         unfilled = [layer.name for layer in self.model.layers if layer.weights and layer.name not in self.filled]
         unused = sorted(set(self.state) - self.used - set(FIXED) - {k for k in self.state if k.endswith(IGNORED)})
         if unfilled or unused:
