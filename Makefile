@@ -30,6 +30,7 @@ DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
 
 .PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-eval-memory bench-finetune \
+	bench-import \
 	bench-latency clean help
 
 help:
@@ -42,6 +43,7 @@ help:
 	@echo "make qat         quantization-aware fine-tune of the default model into $(DEFAULT_QAT)/"
 	@echo "make bench-qat   PennFudan QAT vs PTQ, SiLU vs ReLU -> benchmarks/results/"
 	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
+	@echo "make bench-import    the same Ultralytics weights: its own TFLite exports vs tfyolo import + convert"
 	@echo "make bench-finetune  PennFudan: short training from scratch vs from imported Ultralytics weights"
 	@echo "make bench-eval-memory  peak RSS of tfyolo-eval --reference at 640 px, 64 vs 128 coco128 images"
 	@echo "make bench       latency suite + every benchmark not yet run -> benchmarks/RESULTS.md"
@@ -109,6 +111,9 @@ bench-qat: | $(STAMP)
 
 bench-auto: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_auto
+
+bench-import: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_import
 
 bench-finetune: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_finetune
