@@ -52,7 +52,7 @@ def markdown_report(report):
 QAT_RECIPES = ("int8", "int8_int8io")
 
 
-def _empty_row(name, recipe):
+def _empty_row(name, note=None):
     return {
         "recipe": name,
         "path": None,
@@ -63,7 +63,7 @@ def _empty_row(name, recipe):
         "full_integer": None,
         "latency_ms_p50": None,
         "error": None,
-        "note": INT16_NOTE if recipe.mode == "int16x8" else None,
+        "note": note,
     }
 
 
@@ -123,7 +123,7 @@ def run_conversions(
             + (" (QAT model: no calibration needed, its ranges were learned)" if is_qat else ""),
             err=True,
         )
-        row = _empty_row(row_name, recipe)
+        row = _empty_row(row_name, INT16_NOTE if recipe.mode == "int16x8" else None)
         try:
             images = None
             if recipe.needs_calibration and not is_qat:
@@ -233,18 +233,15 @@ def merge_reports(path, report):
 
 
 def _float_row(model, metrics):
-    return {
-        "recipe": "float",
-        "path": str(model),
-        "size_bytes": Path(model).stat().st_size,
-        "map50_95": metrics["map50_95"],
-        "map50": metrics["map50"],
-        "delta_map50_95": 0.0,
-        "full_integer": False,
-        "latency_ms_p50": None,
-        "error": None,
-        "note": "Keras float32 reference",
-    }
+    return dict(
+        _empty_row("float", "Keras float32 reference"),
+        path=str(model),
+        size_bytes=Path(model).stat().st_size,
+        map50_95=metrics["map50_95"],
+        map50=metrics["map50"],
+        delta_map50_95=0.0,
+        full_integer=False,
+    )
 
 
 @click.command("convert")

@@ -63,14 +63,14 @@ def evaluate_models(
         together, dataset, batch_size, nms_config, progress, on_batch=compare if reference_runner else None
     )
     reference_evaluation = evaluations.pop(REFERENCE, None)
+    reference = None if reference_evaluation is None else _summary(reference_runner, reference_evaluation)
     reports = {}
     for name, runner in runners.items():
         report = {"data": dataset.description, "split": split}
         report.update(_summary(runner, evaluations[name]))
         report["reference"] = None
         report["delta_map50_95"] = None
-        if reference_evaluation is not None:
-            reference = _summary(reference_runner, reference_evaluation)
+        if reference is not None:
             report["reference"] = reference
             report["delta_map50_95"] = 100.0 * (report["map50_95"] - reference["map50_95"])
             report["delta_map50"] = 100.0 * (report["map50"] - reference["map50"])

@@ -39,9 +39,9 @@ def overlapping_images(candidates, evaluation_images):
     sizes = {}
     for path in evaluation_images:
         sizes.setdefault(Path(path).stat().st_size, []).append(path)
-    candidate_sizes = {Path(path).stat().st_size for path in candidates}
-    evaluated = {_file_sha256(p) for size in candidate_sizes & sizes.keys() for p in sizes[size]}
-    return [path for path in candidates if Path(path).stat().st_size in sizes and _file_sha256(path) in evaluated]
+    candidate_sizes = {path: Path(path).stat().st_size for path in candidates}
+    evaluated = {_file_sha256(p) for size in set(candidate_sizes.values()) & sizes.keys() for p in sizes[size]}
+    return [path for path, size in candidate_sizes.items() if size in sizes and _file_sha256(path) in evaluated]
 
 
 def load_calibration_images(source, input_size, count, seed=0, evaluation_images=(), force=False):
