@@ -120,3 +120,65 @@ def test_the_imported_architecture_takes_qat_and_converts_integer_only():
     inspection = check_artifact(convert(build_qat_model(model), recipe), recipe)
     # The seven strided convolutions each get their explicit PAD; everything stays integer.
     assert inspection["full_integer"] and inspection["ops"]["PAD"] == 7
+
+
+def anchor_constants(size, strides=(8, 16, 32)):
+    """Ultralytics' `make_anchors` (grid cell centres, offset 0.5) and stride tensor, as its ONNX export embeds them:
+    anchors (1, 2, N) in grid units, strides (1, N)."""
+    points, steps = [], []
+    for stride in strides:
+        cells = size // stride
+        y, x = np.meshgrid(np.arange(cells) + 0.5, np.arange(cells) + 0.5, indexing="ij")
+        points.append(np.stack([x.ravel(), y.ravel()]))
+        steps.append(np.full(cells * cells, stride))
+    return np.concatenate(points, 1)[None].astype(np.float32), np.concatenate(steps)[None].astype(np.float32)
+
+
+def onnx_at_size(source, size):
+    """The shipped ONNX graph at another input size. Its export baked the 320 px anchor grid and two anchor counts
+    into constants; only those are regenerated, every weight and node stays as exported."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(source)
+    constants = {init.name: init for init in model.graph.initializer}
+    anchors_320, strides_320 = anchor_constants(320)
+    # The regeneration must reproduce the shipped constants exactly before it is trusted at another size.
+    np.testing.assert_array_equal(numpy_helper.to_array(constants["/model.22/Constant_12_output_0"]), anchors_320)
+    np.testing.assert_array_equal(numpy_helper.to_array(constants["/model.22/Constant_15_output_0"]), strides_320)
+    anchors, strides = anchor_constants(size)
+    replacements = {
+        "/model.22/Constant_12_output_0": anchors,
+        "/model.22/Constant_13_output_0": anchors,
+        "/model.22/Constant_15_output_0": strides,
+        "/model.22/dfl/Constant_output_0": np.array([1, 4, 16, -1], np.int64),
+        "/model.22/dfl/Constant_1_output_0": np.array([1, 4, -1], np.int64),
+    }
+    for name, value in replacements.items():
+        constants[name].CopyFrom(numpy_helper.from_array(value, name))
+    del model.graph.value_info[:]
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = size
+    model.graph.input[0].type.tensor_type.shape.dim[3].dim_value = size
+    model.graph.output[0].type.tensor_type.shape.dim[2].dim_value = anchors.shape[-1]
+    return model.SerializeToString()
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("size", [320, 640])
+def test_imported_checkpoint_matches_onnx_runtime_on_real_images(size):
+    """Acceptance at 320 and 640: the checkpoint imported at `size` against ONNX Runtime running the shipped ONNX
+    at `size`, on every PennFudan val image letterboxed as tfyolo evaluates them."""
+    ort = pytest.importorskip("onnxruntime")
+    from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
+    from tfyolo.importers.ultralytics_import import import_weights
+
+    model, _ = import_weights(shipped(), input_size=size)
+    session = ort.InferenceSession(onnx_at_size(WEIGHTS / "best.onnx", size), providers=["CPUExecutionProvider"])
+    val = SHARED / "datasets" / "pennfudan"
+    paths = [val / line.strip() for line in (val / "val.txt").read_text().split()][:8]
+    images = to_model_input(np.stack([letterbox(read_image_rgb(path), size)[0] for path in paths]))
+    expected = np.concatenate([session.run(None, {"images": image[None].transpose(0, 3, 1, 2)})[0] for image in images])
+    rows = ultralytics_rows(model(images, training=False), size)
+    assert rows.shape == expected.shape == (len(paths), 5, (size // 8) ** 2 * 21 // 16)
+    np.testing.assert_allclose(rows[:, :4], expected[:, :4], atol=1e-3)
+    np.testing.assert_allclose(rows[:, 4:], expected[:, 4:], atol=1e-3)
