@@ -10,7 +10,6 @@ import json
 import time
 
 import click
-from click.testing import CliRunner
 
 from benchmarks.common import PENNFUDAN, WORK, machine, markdown_table, require_dataset, write_results
 
@@ -19,46 +18,30 @@ from benchmarks.common import PENNFUDAN, WORK, machine, markdown_table, require_
 @click.option("--model", default=str(WORK / "pennfudan_n_320" / "best.keras"), show_default=True)
 @click.option("--budgets", default="0.3,1.0", show_default=True)
 def main(model, budgets):
-    from tfyolo.cli.main import cli
+    from tfyolo.console import TqdmProgress
+    from tfyolo.jobs.auto_session import AutoSession
+    from tfyolo.jobs.run import run_job
+    from tfyolo.jobs.sensitivity import run_sensitivity
+    from tfyolo.jobs.spec import JobSpec
 
     data = str(require_dataset(PENNFUDAN))
-    runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
     results = {"machine": machine(), "model": model, "budgets": {}}
     started = time.perf_counter()
-    out = WORK / "sensitivity_pennfudan"
-    outcome = runner.invoke(
-        cli, ["sensitivity", "--model", model, "--calibration", data, "--data", data, "--out", str(out), "--top", "3"]
-    )
-    click.echo(outcome.output)
+    session = AutoSession(model, data, data, "val", 64, 2, False, TqdmProgress())
+    sensitivity = run_sensitivity(session, 3, WORK / "sensitivity_pennfudan")
     results["sensitivity_seconds"] = time.perf_counter() - started
-    sensitivity = json.loads((out / "sensitivity.json").read_text())
     results["sensitivity_top"] = sensitivity["layers"][:10]
     ptq = json.loads((WORK / "ptq_pennfudan" / "report.json").read_text())
     reference_rows = {row["recipe"]: row for row in ptq["rows"]}
     for budget in [float(value) for value in budgets.split(",")]:
         out = WORK / f"auto_pennfudan_{budget}"
         started = time.perf_counter()
-        outcome = runner.invoke(
-            cli,
-            [
-                "convert",
-                "--model",
-                model,
-                "--calibration",
-                data,
-                "--data",
-                data,
-                "--out",
-                str(out),
-                "--auto",
-                "--max-drop",
-                str(budget),
-            ],
+        report = run_job(
+            JobSpec(model=model, auto_max_drop=budget, calibration=data, data=data), out, progress=TqdmProgress()
         )
-        click.echo(outcome.output)
         table = json.loads((out / "auto_candidates.json").read_text())
         results["budgets"][str(budget)] = {
-            "exit_code": outcome.exit_code,
+            "found": bool(report.artifacts),
             "seconds": time.perf_counter() - started,
             **table,
         }

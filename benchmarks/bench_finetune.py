@@ -3,7 +3,9 @@ budget from scratch and from Ultralytics weights brought in with `tfyolo import`
 
 - scratch: random initialization, as `tfyolo train`;
 - nudenet: a third-party YOLOv8n for another task (18 body-part classes), class head re-initialized: transfer;
-- pennfudan_ul: Ultralytics' own YOLOv8n trained on PennFudan's train split: a head start on the same data.
+- pennfudan_ul: Ultralytics' own YOLOv8n trained on PennFudan's train split: a head start on the same data, once
+  at the default learning rate and once at a tenth of it (a converged model restarted at full rate is knocked
+  back before it recovers).
 
 Usage: python -m benchmarks.bench_finetune [--epochs 10]
 """
@@ -15,10 +17,13 @@ import click
 
 from benchmarks.common import PENNFUDAN, ROOT, WORK, machine, markdown_table, require_dataset, write_results
 
+WEIGHTS = ROOT.parent / "shared" / "weights"
+# name: (weights, lr0); lr0 None is the "auto" rate, 0.002 for AdamW here.
 SOURCES = {
-    "scratch": None,
-    "nudenet": ROOT.parent / "shared" / "weights" / "nudenet_320n" / "320n.onnx",
-    "pennfudan_ul": ROOT.parent / "shared" / "weights" / "ultralytics_yolov8n_pennfudan" / "best.pt",
+    "scratch": (None, None),
+    "nudenet": (WEIGHTS / "nudenet_320n" / "320n.onnx", None),
+    "pennfudan_ul": (WEIGHTS / "ultralytics_yolov8n_pennfudan" / "best.pt", None),
+    "pennfudan_ul lr0 0.0002": (WEIGHTS / "ultralytics_yolov8n_pennfudan" / "best.pt", 0.0002),
 }
 
 
@@ -26,16 +31,16 @@ SOURCES = {
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--batch", default=8, show_default=True)
 def main(epochs, batch):
-    from tfyolo.cli.common import TqdmTrainingReporter
+    from tfyolo.console import TqdmTrainingReporter
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer, best_validated
 
     data = require_dataset(PENNFUDAN)
     rows = []
-    for name, weights in SOURCES.items():
+    for name, (weights, lr0) in SOURCES.items():
         if weights is not None and not weights.is_file():
             raise SystemExit(f"{weights} not found: this benchmark needs ../shared/weights beside the project.")
-        out = WORK / f"finetune_{name}"
+        out = WORK / f"finetune_{name.replace(' ', '_')}"
         shutil.rmtree(out, ignore_errors=True)
         config = TrainConfig(
             data=str(data),
@@ -43,6 +48,7 @@ def main(epochs, batch):
             imgsz=320,
             epochs=epochs,
             batch=batch,
+            lr0=lr0,
             val_interval=1,
             warmup_epochs=1.0,
             close_mosaic=2,
@@ -78,7 +84,8 @@ def main(epochs, batch):
             markdown_table(rows, columns),
             "",
             "nudenet: a YOLOv8n for 18 other classes, imported from its ONNX export (class head re-initialized); "
-            "pennfudan_ul: Ultralytics' YOLOv8n trained 60 epochs on the same train split, imported from best.pt.",
+            "pennfudan_ul: Ultralytics' YOLOv8n trained 60 epochs on the same train split, imported from best.pt; "
+            "the lr0 0.0002 row restarts it at a tenth of the auto rate.",
         ]
     )
     write_results("finetune_pennfudan", {"machine": machine(), "rows": rows}, markdown)

@@ -86,7 +86,7 @@ def convert_variant(model, recipe_values, out_path, calibration):
 @click.option("--runs", default=100, show_default=True)
 @click.option("--warmup", default=10, show_default=True)
 def main(runs, warmup):
-    from tfyolo.cli.bench_bundle import benchmark_models
+    from tfyolo.benchmark import benchmark_models
 
     data = require_dataset(PENNFUDAN)
     ptq = WORK / "ptq_pennfudan"

@@ -21,24 +21,15 @@ MAX_INT8_SIZE_RATIO = 0.27
 @click.option("--recipe", "recipes", multiple=True, help="Subset of recipes [default: all].")
 @click.option("--name", default="ptq_pennfudan", show_default=True)
 def main(model, recipes, name):
-    from tfyolo.cli.convert import run_conversions
-    from tfyolo.quantization.recipes_dir import builtin_recipe_names, resolve_recipe
+    from tfyolo.console import TqdmProgress
+    from tfyolo.jobs.run import run_job
+    from tfyolo.jobs.spec import JobSpec
 
     data = require_dataset(PENNFUDAN)
     started = time.perf_counter()
-    report = run_conversions(
-        model,
-        [resolve_recipe(r) for r in (recipes or builtin_recipe_names())],
-        calibration=str(data),
-        data_yaml=str(data),
-        split="val",
-        out=WORK / name,
-        name="pennfudan_n_320",
-        threads=2,
-        force_overlap=False,
-        evaluate=True,
-    )
-    rows = {row["recipe"]: row for row in report["rows"]}
+    spec = JobSpec(model=model, recipes=recipes, calibration=str(data), data=str(data), name="pennfudan_n_320")
+    report = run_job(spec, WORK / name, progress=TqdmProgress())
+    rows = {row["recipe"]: row for row in report.rows}
     checks = []
     for recipe, max_drop in GOALS.items():
         row = rows.get(recipe)
@@ -76,7 +67,7 @@ def main(model, recipes, name):
         "wall_seconds": time.perf_counter() - started,
     }
     table = markdown_table(
-        report["rows"],
+        report.rows,
         [
             ("recipe", "recipe", None),
             ("size_bytes", "size (bytes)", "{:,}"),

@@ -15,7 +15,7 @@ from benchmarks.common import PENNFUDAN, WORK, machine, markdown_table, require_
 
 
 def qat_finetune(float_model, data, out, epochs, batch):
-    from tfyolo.cli.common import TqdmTrainingReporter
+    from tfyolo.console import TqdmTrainingReporter
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer
 
@@ -39,23 +39,20 @@ def qat_finetune(float_model, data, out, epochs, batch):
 
 
 def compare(float_model, qat_model, data, name):
-    from tfyolo.cli.convert import run_conversions
-    from tfyolo.quantization.recipes_dir import resolve_recipe
+    from tfyolo.console import TqdmProgress
+    from tfyolo.jobs.run import run_job
+    from tfyolo.jobs.spec import JobSpec
 
-    report = run_conversions(
-        float_model,
-        [resolve_recipe("fp32"), resolve_recipe("int8")],
+    spec = JobSpec(
+        model=str(float_model),
+        recipes=("fp32", "int8"),
         calibration=str(data),
-        data_yaml=str(data),
-        split="val",
-        out=WORK / name,
+        data=str(data),
         name=name,
-        threads=2,
-        force_overlap=False,
-        evaluate=True,
         qat_model=str(qat_model),
     )
-    return {row["recipe"]: row for row in report["rows"]}
+    report = run_job(spec, WORK / name, progress=TqdmProgress())
+    return {row["recipe"]: row for row in report.rows}
 
 
 @click.command()
@@ -71,7 +68,7 @@ def main(float_model, qat_epochs, relu_epochs, batch, skip_relu):
 
     variants = [("silu", float_model, 0.0)]
     if not skip_relu:
-        from tfyolo.cli.common import TqdmTrainingReporter
+        from tfyolo.console import TqdmTrainingReporter
         from tfyolo.training.train_config import TrainConfig
         from tfyolo.training.trainer import Trainer
 

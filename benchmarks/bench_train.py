@@ -20,7 +20,7 @@ def train(config):
     from tfyolo.training.trainer import Trainer
 
     started = time.perf_counter()
-    from tfyolo.cli.common import TqdmTrainingReporter
+    from tfyolo.console import TqdmTrainingReporter
 
     history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
     return history, time.perf_counter() - started

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import psutil
 
-from tfyolo.cli.common import markdown_table  # noqa: F401  (the benchmarks' tables)
 from tfyolo.io_utils import atomic_write_json, atomic_write_text
+from tfyolo.markdown import markdown_table  # noqa: F401  (the benchmarks' tables)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

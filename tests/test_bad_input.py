@@ -294,7 +294,7 @@ def test_unwritable_outputs_are_refused_before_the_work(squares, tmp_path):
 
 
 def test_two_converts_into_one_folder_keep_each_others_rows(tmp_path):
-    from tfyolo.cli.convert import merge_reports
+    from tfyolo.jobs.conversion import merge_reports
 
     first = {"model": "m.keras", "rows": [{"recipe": "float"}, {"recipe": "fp32", "latency_ms_p50": 3.0}]}
     (tmp_path / "report.json").write_text(json.dumps(first))
@@ -337,7 +337,7 @@ def test_tensorflows_native_start_up_lines_are_dropped():
 
 
 def test_unexpected_errors_are_one_line_too():
-    from tfyolo.cli.common import one_line
+    from tfyolo.errors import one_line
 
     assert one_line(ConfigError("x.yaml: bad")) == "x.yaml: bad"
     assert one_line(PermissionError(13, "Permission denied", "/out/report.json")) == (

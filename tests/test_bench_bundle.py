@@ -60,7 +60,7 @@ def _conv_stack(depth):
 
 def test_interleaved_latency_sees_twice_the_work(tmp_path):
     from tfyolo.benchmark import interleaved_latency
-    from tfyolo.cli.bench_bundle import benchmark_models
+    from tfyolo.benchmark import benchmark_models
 
     models = {"single": _conv_stack(8), "double": _conv_stack(16)}
     result = interleaved_latency(models, num_threads=1, rounds=6, block_ms=40)
@@ -85,7 +85,7 @@ def test_interleaved_latency_sees_twice_the_work(tmp_path):
 
 
 def test_bench_reads_the_model(tiny_int8):
-    from tfyolo.cli.bench_bundle import benchmark_models
+    from tfyolo.benchmark import benchmark_models
 
     results = benchmark_models([tiny_int8], threads=[2], warmup=2, runs=5)
     model = results["models"][0]

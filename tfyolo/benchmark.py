@@ -2,6 +2,7 @@
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -116,3 +117,56 @@ def _load_average():
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
+
+
+def benchmark_models(paths, threads, warmup, runs, xnnpack=True):
+    """Times each .tflite at every thread count, in turn; returns {"models": [{"path", "detector", "size_bytes",
+    "ops", "tensor_types", "runs": [stats per thread count, with ratio_vs_first]}], "threads", ...}."""
+    from tfyolo.errors import ModelError
+    from tfyolo.quantization.tflite_inspect import inspect_tflite
+
+    models = []
+    for path in paths:
+        content = Path(path).read_bytes()
+        try:
+            inspection = inspect_tflite(content)
+        except (ValueError, RuntimeError) as error:
+            raise ModelError(f"{path}: not a valid TFLite model ({str(error).splitlines()[0]}).")
+        entry = {
+            "path": str(path),
+            "detector": _detector_summary(content),
+            "size_bytes": len(content),
+            "ops": inspection["ops"],
+            "tensor_types": inspection["tensor_types"],
+            "float_compute_ops": len(inspection["float_compute_ops"]),
+            "runs": [],
+        }
+        for count in threads:
+            entry["runs"].append(
+                benchmark_tflite(content, num_threads=count, warmup=warmup, runs=runs, xnnpack=xnnpack)
+            )
+        models.append(entry)
+    first = models[0]
+    for entry in models:
+        for run, base in zip(entry["runs"], first["runs"]):
+            run["ratio_vs_first"] = run["latency_ms_p50"] / base["latency_ms_p50"]
+    return {"models": models, "threads": list(threads), "warmup": warmup, "runs": runs, "xnnpack": xnnpack}
+
+
+def _detector_summary(content):
+    """What the model detects (layout, input, classes, reg_max), read the way the evaluator reads it; None for a
+    .tflite that is not a detector (it is still timed)."""
+    from tfyolo.errors import ModelError
+    from tfyolo.evaluation.runners import TFLiteRunner
+
+    try:
+        runner = TFLiteRunner(model_content=content, num_threads=1)
+    except ModelError:
+        return None
+    return {
+        "layout": runner.layout,
+        "input_size": runner.input_size,
+        "input_layout": "NCHW" if runner.channels_first else "NHWC",
+        "num_classes": runner.num_classes,
+        "reg_max": runner.reg_max,
+    }

@@ -12,10 +12,14 @@ from pathlib import Path
 import numpy as np
 
 import tfyolo
+from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.data.images import PAD_VALUE, letterbox, read_image_rgb, to_model_input
 from tfyolo.errors import ModelError
 from tfyolo.evaluation.runners import TFLiteRunner, quantize
+from tfyolo.metadata import find_model_metadata
 from tfyolo.ops.nms import NMSConfig
+from tfyolo.quantization.calibration import calibration_paths
+from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
 from tfyolo.quantization.tflite_inspect import make_interpreter
 
 MANIFEST = "manifest.json"
@@ -287,3 +291,17 @@ def _replay_golden(directory, manifest, interpreter):
                         f"(tolerance {FLOAT_TOLERANCE})."
                     )
     return problems
+
+
+def golden_image_paths(model_path, image_source, count):
+    """The first `count` images for the golden vectors: from `image_source` (folder or data.yaml), else the val
+    split of the model's dataset, else calibration_data/."""
+    if image_source is None:
+        metadata = find_model_metadata(model_path) or {}
+        data = metadata.get("data")
+        if data and Path(data).is_file():
+            dataset = DetectionDataset.from_data_yaml(data, "val")
+            return [sample.image_path for sample in dataset.samples[:count]]
+        image_source = DEFAULT_CALIBRATION
+    paths, _ = calibration_paths(image_source)
+    return paths[:count]

@@ -15,3 +15,18 @@ class ConfigError(TfyoloError):
 
 class ModelError(TfyoloError):
     """A model file is unreadable or is not a detector this tool understands."""
+
+
+def one_line(error):
+    """Any exception as one line: a TfyoloError is its message, a file-system error names the file, anything
+    else says it was unexpected and how to see the traceback."""
+    if isinstance(error, TfyoloError):
+        return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}."
+    text = " ".join(str(error).split())[:300]
+    return (
+        f"unexpected {type(error).__name__}: {text}. This input is not checked yet, or this is a bug in tfyolo; "
+        "rerun with --debug (or TFYOLO_DEBUG=1) for the traceback."
+    )

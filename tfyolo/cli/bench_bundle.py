@@ -7,79 +7,6 @@ from pathlib import Path
 import click
 
 from tfyolo.cli.common import user_errors, verify_and_report
-from tfyolo.errors import ModelError
-
-
-def benchmark_models(paths, threads, warmup, runs, xnnpack=True):
-    """Library: {"models": [{"path", "size_bytes", "ops", "tensor_types", "runs": [per-thread stats]}]}."""
-    from tfyolo.benchmark import benchmark_tflite
-    from tfyolo.quantization.tflite_inspect import inspect_tflite
-
-    models = []
-    for path in paths:
-        content = Path(path).read_bytes()
-        try:
-            inspection = inspect_tflite(content)
-        except (ValueError, RuntimeError) as error:
-            raise ModelError(f"{path}: not a valid TFLite model ({str(error).splitlines()[0]}).")
-        entry = {
-            "path": str(path),
-            "detector": _detector_summary(content),
-            "size_bytes": len(content),
-            "ops": inspection["ops"],
-            "tensor_types": inspection["tensor_types"],
-            "float_compute_ops": len(inspection["float_compute_ops"]),
-            "runs": [],
-        }
-        for count in threads:
-            entry["runs"].append(
-                benchmark_tflite(content, num_threads=count, warmup=warmup, runs=runs, xnnpack=xnnpack)
-            )
-        models.append(entry)
-    first = models[0]
-    for entry in models:
-        for run, base in zip(entry["runs"], first["runs"]):
-            run["ratio_vs_first"] = run["latency_ms_p50"] / base["latency_ms_p50"]
-    return {"models": models, "threads": list(threads), "warmup": warmup, "runs": runs, "xnnpack": xnnpack}
-
-
-def _detector_summary(content):
-    """What the model detects (layout, input, classes, reg_max), read the way the evaluator reads it; None for a
-    .tflite that is not a detector (it is still timed)."""
-    from tfyolo.evaluation.runners import TFLiteRunner
-
-    try:
-        runner = TFLiteRunner(model_content=content, num_threads=1)
-    except ModelError:
-        return None
-    return {
-        "layout": runner.layout,
-        "input_size": runner.input_size,
-        "input_layout": "NCHW" if runner.channels_first else "NHWC",
-        "num_classes": runner.num_classes,
-        "reg_max": runner.reg_max,
-    }
-
-
-def plot_latency(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4))
-    width = 0.8 / max(len(results["threads"]), 1)
-    labels = [Path(model["path"]).stem for model in results["models"]]
-    for offset, count in enumerate(results["threads"]):
-        values = [model["runs"][offset]["latency_ms_p50"] for model in results["models"]]
-        axis.bar([i + offset * width for i in range(len(labels))], values, width, label=f"{count} thread(s)")
-    axis.set_xticks([i + width * (len(results["threads"]) - 1) / 2 for i in range(len(labels))])
-    axis.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
-    axis.set(ylabel="p50 latency (ms)", title="LiteRT latency (XNNPACK)" if results["xnnpack"] else "LiteRT latency")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 @click.command("bench")
@@ -93,7 +20,9 @@ def plot_latency(results, path):
 @user_errors
 def bench_command(models, threads, warmup, runs, no_xnnpack, json_path, report_dir):
     """Latency of .tflite MODELS with the LiteRT interpreter, side by side, with ratios against the first."""
+    from tfyolo.benchmark import benchmark_models
     from tfyolo.io_utils import atomic_write_json
+    from tfyolo.plots import plot_latency
 
     counts = [int(value) for value in threads.split(",") if value.strip()]
     results = benchmark_models(models, counts, warmup, runs, xnnpack=not no_xnnpack)
@@ -130,7 +59,7 @@ def bench_command(models, threads, warmup, runs, no_xnnpack, json_path, report_d
 @user_errors
 def bundle_command(target, out, make_zip, image_source, golden, eval_json, bench_json, verify):
     """Write the edge handoff bundle of TARGET (.tflite), or --verify a bundle folder."""
-    from tfyolo.bundle import make_bundle, write_bundle
+    from tfyolo.bundle import golden_image_paths, make_bundle, write_bundle
     from tfyolo.io_utils import ensure_writable_folder
 
     if verify:
@@ -153,21 +82,3 @@ def bundle_command(target, out, make_zip, image_source, golden, eval_json, bench
             for relative in sorted(files):
                 archive.write(out / relative, f"{out.name}/{relative}")
         click.echo(f"Wrote {archive_path}")
-
-
-def golden_image_paths(model_path, image_source, count):
-    from tfyolo.metadata import find_model_metadata
-    from tfyolo.quantization.calibration import calibration_paths
-    from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
-
-    if image_source is None:
-        metadata = find_model_metadata(model_path) or {}
-        data = metadata.get("data")
-        if data and Path(data).is_file():
-            from tfyolo.data.detection_dataset import DetectionDataset
-
-            dataset = DetectionDataset.from_data_yaml(data, "val")
-            return [sample.image_path for sample in dataset.samples[:count]]
-        image_source = DEFAULT_CALIBRATION
-    paths, _ = calibration_paths(image_source)
-    return paths[:count]

@@ -8,6 +8,7 @@ import numpy as np
 from tfyolo.data.images import read_image_rgb
 from tfyolo.evaluation.model_evaluation import confidence_histogram
 from tfyolo.io_utils import atomic_write_text
+from tfyolo.plots import plot_pr_curves
 
 
 def _plt():
@@ -17,20 +18,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def plot_pr_curves(curves, path, title):
-    plt = _plt()
-    figure, axis = plt.subplots(figsize=(6, 5))
-    recall = np.linspace(0, 1, 101)
-    for name, precision in list(curves.items())[:20]:
-        axis.plot(recall, precision, label=name)
-    axis.set(xlabel="recall", ylabel="precision", title=title, xlim=(0, 1), ylim=(0, 1.02))
-    if curves:
-        axis.legend(fontsize=7, loc="lower left")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def plot_confidence_histogram(evaluation, path):

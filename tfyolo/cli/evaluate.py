@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import progress_bar, user_errors, verify_and_report
+from tfyolo.cli.common import user_errors, verify_and_report
 from tfyolo.cli.quiet import silence_native_logs
+from tfyolo.console import progress_bar
 from tfyolo.errors import ModelError
 from tfyolo.metadata import resolve_data
 

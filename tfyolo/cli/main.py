@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import TqdmTrainingReporter, progress_bar, user_errors
+from tfyolo.cli.common import user_errors
 from tfyolo.cli.quiet import silence_native_logs
+from tfyolo.console import TqdmTrainingReporter, progress_bar
 from tfyolo.io_utils import ensure_writable_folder
 
 
@@ -287,16 +288,19 @@ def import_command(weights, out, imgsz):
 
 
 def _register_subcommands():
-    from tfyolo.cli.auto import sensitivity_command
     from tfyolo.cli.bench_bundle import bench_command, bundle_command
     from tfyolo.cli.convert import convert_command
     from tfyolo.cli.evaluate import main as evaluate_command
+    from tfyolo.cli.sensitivity import sensitivity_command
+    from tfyolo.cli.serve import serve_command, worker_command
 
     cli.add_command(evaluate_command, name="eval")
     cli.add_command(convert_command, name="convert")
     cli.add_command(bench_command, name="bench")
     cli.add_command(bundle_command, name="bundle")
     cli.add_command(sensitivity_command, name="sensitivity")
+    cli.add_command(serve_command, name="serve")
+    cli.add_command(worker_command, name="worker")
 
 
 _register_subcommands()

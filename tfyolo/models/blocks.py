@@ -33,9 +33,9 @@ def conv_bn_act(inputs, filters, kernel_size, strides, activation, name, padding
     if padding == "symmetric" and strides > 1:
         inputs = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(inputs)
     conv_padding = "valid" if padding == "symmetric" and strides > 1 else "same"
-    x = layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=conv_padding, use_bias=False, name=f"{name}_conv"
-    )(inputs)
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=conv_padding, use_bias=False, name=f"{name}_conv")(
+        inputs
+    )
     x = layers.BatchNormalization(epsilon=BATCH_NORM_EPSILON, momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn")(x)
     return ACTIVATION_LAYERS[activation](f"{name}_act")(x)
 

@@ -1,0 +1,156 @@
+"""What the accuracy-aware commands share (`convert --auto`, `sensitivity`): the float model, its evaluation on the
+evaluation split, and the calibration images; `measure` turns one recipe into a scored, timed candidate."""
+
+import time
+from pathlib import Path
+
+from tfyolo.benchmark import benchmark_tflite
+from tfyolo.data.detection_dataset import DetectionDataset
+from tfyolo.errors import TfyoloError
+from tfyolo.evaluation.evaluator import evaluate
+from tfyolo.evaluation.model_evaluation import evaluate_model
+from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
+from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tfyolo.jobs.progress import Progress
+from tfyolo.markdown import markdown_table
+from tfyolo.metadata import find_model_metadata, resolve_data
+from tfyolo.models.model_io import load_keras_model
+from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
+from tfyolo.quantization.auto import Candidate, search
+from tfyolo.quantization.calibration import default_calibration_source, load_calibration_images
+from tfyolo.quantization.isolated import convert_isolated
+from tfyolo.quantization.recipe import Recipe
+from tfyolo.quantization.sensitivity import layer_sensitivity
+
+CANDIDATE_COLUMNS = [
+    ("recipe", "candidate", None),
+    ("keep_float", "layers kept in float", None),
+    ("map50_95", "mAP50-95", "{:.4f}"),
+    ("delta_map50_95", "delta (pt)", "{:+.2f}"),
+    ("latency_ms_p50", "p50 ms", "{:.2f}"),
+    ("size_bytes", "size (bytes)", "{:,}"),
+    ("error", "error", None),
+]
+
+
+class AutoSession:
+    """The float model, its reference metrics and the calibration images, loaded once for many candidates."""
+
+    def __init__(
+        self, model, calibration, data_yaml, split, calibration_images, threads, force_overlap, progress=Progress()
+    ):
+        self.model_path = model
+        self.model = load_keras_model(model)
+        self.model_metadata = find_model_metadata(model)
+        self.threads = threads
+        self.split = split
+        self.progress = progress
+        self.dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
+        if calibration is None:
+            calibration, why = default_calibration_source(model, self.model_metadata)
+            progress.message(f"calibration: {why}")
+        self.images, self.calibration = load_calibration_images(
+            calibration,
+            int(self.model.input_shape[1]),
+            calibration_images,
+            0,
+            [sample.image_path for sample in self.dataset.samples],
+            force_overlap,
+        )
+        progress.message(
+            f"calibration: {self.calibration['images_used']} images from {self.calibration['source']}; "
+            f"evaluation: {len(self.dataset)} images of {self.dataset.description}"
+        )
+        self.reference_runner = KerasRunner(self.model, description=str(model))
+        progress.stage("float reference", len(self.dataset))
+        self.reference_metrics = evaluate(self.reference_runner, self.dataset, progress=progress.advance).metrics
+        progress.end_stage()
+
+    def measure(self, recipe):
+        """Converts, checks, embeds, evaluates against the float model and times one candidate."""
+        candidate = Candidate(recipe=recipe, keep_float=recipe.keep_float)
+        calibrated = recipe.needs_calibration
+        try:
+            content = convert_isolated(self.model_path, recipe, self.images if calibrated else None)
+            metadata = artifact_metadata(
+                self.model_metadata,
+                recipe,
+                self.calibration if calibrated else None,
+                self.reference_runner.input_size,
+                self.reference_runner.num_classes,
+                self.model_path,
+            )
+            content, _ = finalize_artifact(content, recipe, metadata)
+            runner = TFLiteRunner(model_content=content, num_threads=self.threads)
+            report, _, _ = evaluate_model(runner, self.dataset, self.split, self.reference_runner)
+            slow = recipe.mode == "int16x8"
+            latency = benchmark_tflite(content, self.threads, warmup=2 if slow else 5, runs=3 if slow else 30)
+            candidate.map50_95, candidate.delta_map50_95 = report["map50_95"], report["delta_map50_95"]
+            candidate.latency_ms_p50, candidate.size_bytes = latency["latency_ms_p50"], len(content)
+            candidate.content = content
+        except TfyoloError as error:
+            candidate.error = str(error)
+        self.progress.advance()
+        return candidate
+
+
+def run_auto(session, max_drop, prefer, out, top_layers=8):
+    """The auto search; writes the candidates table, and the chosen recipe and artifact into `out`.
+
+    Returns (chosen Candidate or None, result dict with every candidate's row, the chosen and the closest).
+    """
+    out = Path(out)
+    progress = session.progress
+    started = time.perf_counter()
+
+    def ranked():
+        progress.message("  int8 misses the budget: ranking layers by quantization error (QuantizationDebugger)")
+        ranking = layer_sensitivity(session.model, session.images[:32], session.images[:8])
+        return [entry["layer"] for entry in ranking[:top_layers]]
+
+    def report(candidate):
+        row = candidate.row()
+        status = (
+            row["error"]
+            or f"mAP50-95 {row['map50_95']:.4f} ({row['delta_map50_95']:+.2f} pt), {row['latency_ms_p50']:.2f} ms"
+        )
+        progress.message(f"  {row['recipe']}{' ' + str(row['keep_float']) if row['keep_float'] else ''}: {status}")
+
+    base = Recipe(name="int8", mode="int8", calibration_images=len(session.images))
+    chosen, tried, closest = search(base, ranked, session.measure, max_drop, prefer, progress=report)
+    result = {
+        "model": str(session.model_path),
+        "max_drop": max_drop,
+        "prefer": prefer,
+        "reference_map50_95": session.reference_metrics["map50_95"],
+        "calibration": session.calibration,
+        "search_seconds": time.perf_counter() - started,
+        "candidates": [c.row() for c in tried],
+        "chosen": chosen.row() if chosen else None,
+        "closest": closest.row() if closest else None,
+    }
+    atomic_write_json(out / "auto_candidates.json", result)
+    atomic_write_text(
+        out / "auto_candidates.md",
+        "\n".join(
+            [
+                f"# Auto quantization of `{session.model_path}` (max drop {max_drop} pt, prefer {prefer})",
+                "",
+                markdown_table(result["candidates"], CANDIDATE_COLUMNS),
+                "",
+                f"Chosen: {result['chosen']['recipe'] if chosen else 'none within the budget'}; "
+                f"search took {result['search_seconds']:.0f} s.",
+                "",
+            ]
+        ),
+    )
+    if chosen:
+        recipe = chosen.recipe
+        atomic_write_text(
+            out / "auto_recipe.yaml",
+            f"# Chosen by tfyolo convert --auto --max-drop {max_drop}; reuse with --recipe.\n" + recipe.to_yaml(),
+        )
+        path = out / f"{Path(session.model_path).parent.name}_auto_{recipe.name}.tflite"
+        atomic_write_bytes(path, chosen.content)
+        result["chosen"]["path"] = str(path)
+    return chosen, result

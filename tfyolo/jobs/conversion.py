@@ -1,0 +1,184 @@
+"""A convert job: every recipe converted and checked, then all artifacts evaluated against the float model in one
+lockstep pass, then timed together, interleaved."""
+
+import json
+import time
+from pathlib import Path
+
+from tfyolo.benchmark import interleaved_latency
+from tfyolo.data.detection_dataset import DetectionDataset
+from tfyolo.errors import TfyoloError
+from tfyolo.evaluation.model_evaluation import evaluate_models
+from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
+from tfyolo.io_utils import atomic_write_bytes
+from tfyolo.jobs.report import INT16_NOTE, format_row
+from tfyolo.metadata import find_model_metadata, resolve_data
+from tfyolo.models.model_io import load_any_detector
+from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, finalize_artifact
+from tfyolo.quantization.calibration import default_calibration_source, evaluation_image_paths, load_calibration_images
+from tfyolo.quantization.isolated import convert_isolated
+from tfyolo.quantization.recipes_dir import builtin_recipe_names, resolve_recipe
+
+QAT_RECIPES = ("int8", "int8_int8io")
+TIMING_ROUNDS = 15
+
+
+def empty_row(name, note=None):
+    return {
+        "recipe": name,
+        "path": None,
+        "size_bytes": None,
+        "map50_95": None,
+        "map50": None,
+        "delta_map50_95": None,
+        "full_integer": None,
+        "latency_ms_p50": None,
+        "error": None,
+        "note": note,
+    }
+
+
+def float_row(model, metrics):
+    return dict(
+        empty_row("float", "Keras float32 reference"),
+        path=str(model),
+        size_bytes=Path(model).stat().st_size,
+        map50_95=metrics["map50_95"],
+        map50=metrics["map50"],
+        delta_map50_95=0.0,
+        full_integer=False,
+        pr_curves=metrics.get("pr_curves"),
+    )
+
+
+def convert_recipes(spec, out, progress):
+    """Runs a convert job's recipes into folder `out`; returns (report dict, {row name: artifact bytes})."""
+    recipes = [resolve_recipe(value) for value in (spec.recipes or builtin_recipe_names())]
+    model_metadata = find_model_metadata(spec.model)
+    float_runner = KerasRunner(load_any_detector(spec.model), description=str(spec.model))
+    stem = artifact_stem(spec.model, spec.name)
+    data = resolve_data(spec.data, spec.model, required=spec.evaluate)
+    dataset = DetectionDataset.from_data_yaml(data, spec.split) if spec.evaluate else None
+    # The overlap check runs without evaluation too: the images the artifact will be judged on are known either way.
+    evaluated_images = [s.image_path for s in dataset.samples] if dataset else evaluation_image_paths(data, spec.split)
+    calibration = spec.calibration
+    if calibration is None and any(recipe.needs_calibration for recipe in recipes):
+        calibration, why = default_calibration_source(spec.model, model_metadata)
+        progress.message(f"calibration: {why}")
+    calibration_cache, calibration_summary = {}, None
+    report = {
+        "model": str(spec.model),
+        "data": dataset.description if dataset else None,
+        "num_images": len(dataset) if dataset else 0,
+        "calibration": None,
+        "rows": [],
+        "latency": None,
+    }
+    work = [(spec.model, recipe, recipe.name, False) for recipe in recipes]
+    if spec.qat_model:
+        work += [(spec.qat_model, resolve_recipe(r), f"qat_{r}", True) for r in QAT_RECIPES]
+    artifacts = {}
+    for position, (source, recipe, row_name, is_qat) in enumerate(work, start=1):
+        progress.message(
+            f"[{position}/{len(work)}] {row_name}: {recipe.description}"
+            + (" (QAT model: no calibration needed, its ranges were learned)" if is_qat else "")
+        )
+        row = empty_row(row_name, INT16_NOTE if recipe.mode == "int16x8" else None)
+        try:
+            images = None
+            if recipe.needs_calibration and not is_qat:
+                key = (recipe.calibration_images, recipe.calibration_seed)
+                if key not in calibration_cache:
+                    calibration_cache[key] = load_calibration_images(
+                        calibration,
+                        float_runner.input_size,
+                        recipe.calibration_images,
+                        recipe.calibration_seed,
+                        evaluated_images,
+                        spec.force_calibration_overlap,
+                    )
+                    summary = calibration_cache[key][1]
+                    progress.message(f"    calibrating with {summary['images_used']} images from {summary['source']}")
+                images, calibration_summary = calibration_cache[key]
+                report["calibration"] = calibration_summary
+            started = time.perf_counter()
+            content = convert_isolated(source, recipe, images)
+            row["convert_seconds"] = time.perf_counter() - started
+            metadata = artifact_metadata(
+                model_metadata,
+                recipe,
+                calibration_summary if images is not None else None,
+                float_runner.input_size,
+                float_runner.num_classes,
+                source,
+            )
+            metadata["qat"] = is_qat
+            staged = is_qat and bool((find_model_metadata(source) or {}).get("qat_staged"))
+            content, inspection = finalize_artifact(content, recipe, metadata, allow_float=staged)
+            row.update(full_integer=inspection["full_integer"], ops=inspection["ops"])
+            row["tensor_types"] = inspection["tensor_types"]
+            path = Path(out) / f"{stem}_{row_name}.tflite"
+            atomic_write_bytes(path, content)
+            row["path"], row["size_bytes"] = str(path), len(content)
+            artifacts[row_name] = content
+            progress.message(f"    wrote {path} ({len(content):,} bytes) in {row['convert_seconds']:.1f} s")
+        except TfyoloError as error:
+            row["error"] = str(error)
+            progress.message(f"    FAILED: {error}")
+        report["rows"].append(row)
+    rows = {row["recipe"]: row for row in report["rows"]}
+
+    if dataset is not None:
+        runners = {
+            name: TFLiteRunner(model_content=content, num_threads=spec.threads) for name, content in artifacts.items()
+        }
+        progress.stage(f"evaluating float + {len(runners)} artifact(s)", len(dataset))
+        results, evaluations, reference = evaluate_models(
+            runners, dataset, spec.split, float_runner, progress=progress.advance
+        )
+        progress.end_stage()
+        report["rows"].insert(0, float_row(spec.model, reference.metrics))
+        for name, result in results.items():
+            rows[name].update(
+                map50_95=result["map50_95"],
+                map50=result["map50"],
+                delta_map50_95=result["delta_map50_95"],
+                output_errors=result["output_errors"],
+                detection_agreement=result["detection_agreement"]["agreement"],
+                pr_curves=evaluations[name].metrics.get("pr_curves"),
+            )
+    if artifacts:
+        progress.stage("timing (interleaved)", TIMING_ROUNDS)
+        latency = interleaved_latency(
+            artifacts, num_threads=spec.threads, rounds=TIMING_ROUNDS, progress=progress.advance
+        )
+        progress.end_stage()
+        report["latency"] = {key: value for key, value in latency.items() if key != "models"}
+        fp32 = latency["models"].get("fp32")
+        for name, stats in latency["models"].items():
+            rows[name]["latency_ms_p50"] = stats["latency_ms_p50"]
+            rows[name]["latency_runs"] = stats["runs"]
+            if fp32:
+                rows[name]["latency_ratio_vs_fp32"] = stats["latency_ms_p50"] / fp32["latency_ms_p50"]
+        fp32_size = rows.get("fp32", {}).get("size_bytes")
+        for name in artifacts:
+            if fp32_size:
+                rows[name]["size_ratio_vs_fp32"] = rows[name]["size_bytes"] / fp32_size
+    for row in report["rows"]:
+        progress.message("    " + format_row(row))
+    return report, artifacts
+
+
+def merge_reports(path, report):
+    """`report` merged into the one already at `path`: two runs into the same folder (one after the other, or at
+    once: the caller holds the folder's lock) keep each other's rows; a row is replaced only by the same recipe.
+    A row kept from an earlier run is marked, since its latency was timed in another run."""
+    try:
+        previous = json.loads(Path(path).read_text()) if Path(path).is_file() else None
+    except ValueError:
+        previous = None
+    if not previous or previous.get("model") != report["model"]:
+        return report
+    fresh = {row["recipe"] for row in report["rows"]}
+    kept = [dict(row, earlier_run=True) for row in previous.get("rows", []) if row["recipe"] not in fresh]
+    return dict(report, rows=report["rows"] + kept)

@@ -1,0 +1,135 @@
+"""What a job returns: its rows, calibration summary, artifacts (with sha256), the interleaved latency table and
+the verdict against its gate; rendered as JSON and Markdown."""
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+from tfyolo.markdown import markdown_table
+
+INT16_NOTE = "int16x8 runs on reference kernels only (no XNNPACK): about 30x slower than int8 on CPUs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Artifact:
+    """A file the job produced, addressed by content."""
+
+    name: str
+    path: str
+    sha256: str
+    size_bytes: int
+    kind: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The job against its gate: passed is None when the job has no gate (max_drop None)."""
+
+    max_drop: Optional[float]
+    passed: Optional[bool]
+    failing: tuple = ()
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobReport:
+    """model/data/num_images describe the run; rows are one dict per model evaluated or timed (the float
+    reference first when there is one); latency holds the interleaved timing's conditions; auto the search's
+    candidates when the job searched."""
+
+    kind: str
+    model: str
+    data: Optional[str]
+    num_images: int
+    calibration: Optional[dict]
+    rows: tuple
+    artifacts: tuple
+    latency: Optional[dict]
+    verdict: Verdict
+    auto: Optional[dict] = None
+    bundle: Optional[str] = None
+
+    def to_dict(self):
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "data": self.data,
+            "num_images": self.num_images,
+            "calibration": self.calibration,
+            "rows": list(self.rows),
+            "artifacts": [dataclasses.asdict(artifact) for artifact in self.artifacts],
+            "latency": self.latency,
+            "verdict": dataclasses.asdict(self.verdict) | {"failing": list(self.verdict.failing)},
+            "auto": self.auto,
+            "bundle": self.bundle,
+        }
+
+    @classmethod
+    def from_dict(cls, values):
+        values = dict(values)
+        values["rows"] = tuple(values["rows"])
+        values["artifacts"] = tuple(Artifact(**artifact) for artifact in values["artifacts"])
+        verdict = dict(values["verdict"])
+        values["verdict"] = Verdict(**(verdict | {"failing": tuple(verdict.get("failing", ()))}))
+        return cls(**values)
+
+    def to_markdown(self):
+        return markdown_report(self.to_dict())
+
+
+ROW_COLUMNS = [
+    ("recipe", "recipe", None),
+    ("size_bytes", "size (bytes)", "{:,}"),
+    ("map50_95", "mAP50-95", "{:.4f}"),
+    ("map50", "mAP50", "{:.4f}"),
+    ("delta_map50_95", "delta mAP50-95 (points)", "{:+.2f}"),
+    ("full_integer_text", "full integer", None),
+    ("latency_ms_p50", "latency p50 ms", "{:.2f}"),
+    ("latency_ratio_vs_fp32", "latency / fp32", "{:.2f}"),
+    ("note_text", "note", None),
+]
+
+
+def _display_row(row):
+    note = (row.get("error") or row.get("note") or "") + (
+        " (from an earlier run into this folder)" if row.get("earlier_run") else ""
+    )
+    integer = row.get("full_integer")
+    return dict(row, full_integer_text=None if integer is None else ("yes" if integer else "no"), note_text=note)
+
+
+def format_row(row):
+    """One Markdown row, as the terminal prints it while the job runs."""
+    return markdown_table([_display_row(row)], ROW_COLUMNS).splitlines()[-1]
+
+
+def markdown_report(report):
+    """The Markdown report of a `JobReport.to_dict()`."""
+    latency = report.get("latency") or {}
+    load = latency.get("load_average") or [None, None]
+    load_text = "n/a" if load[0] is None else f"{load[0]:.2f} before, {load[1]:.2f} after"
+    calibration = report.get("calibration")
+    lines = [
+        f"# {'Conversion' if report.get('kind', 'convert') == 'convert' else report['kind'].title()} report: "
+        f"`{report['model']}`",
+        "",
+        f"Evaluation: {report['data']} ({report['num_images']} images); calibration: "
+        f"{calibration['source'] if calibration else 'none'} ({calibration['images_used'] if calibration else 0} "
+        "images).",
+        "",
+        f"Latency: LiteRT interpreter, XNNPACK, {latency.get('threads', '-')} threads, p50 of invoke(), every "
+        f"artifact timed in one run, interleaved ({latency.get('rounds', '-')} rounds); load average {load_text}.",
+        "",
+        markdown_table([_display_row(row) for row in report["rows"]], ROW_COLUMNS),
+    ]
+    verdict = report.get("verdict") or {}
+    if verdict.get("max_drop") is not None:
+        lines += ["", f"Gate (max drop {verdict['max_drop']} points): {'PASS' if verdict['passed'] else 'FAIL'}"]
+        if verdict.get("reason"):
+            lines[-1] += f": {verdict['reason']}"
+    if report.get("auto"):
+        chosen = report["auto"].get("chosen")
+        lines += ["", f"Auto search: chose {chosen['recipe'] if chosen else 'nothing within the budget'}."]
+    if report.get("bundle"):
+        lines += ["", f"Edge bundle: `{Path(report['bundle']).name}`"]
+    return "\n".join(lines) + "\n"

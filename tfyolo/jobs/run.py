@@ -1,0 +1,235 @@
+"""`run_job`: the one entry point that runs a `JobSpec` and returns its `JobReport`. The CLI, the Makefile, the
+benchmarks and the service's workers all call it."""
+
+import dataclasses
+import zipfile
+from pathlib import Path
+
+from tfyolo.benchmark import benchmark_models
+from tfyolo.bundle import golden_image_paths, make_bundle, write_bundle
+from tfyolo.data.detection_dataset import DetectionDataset
+from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model
+from tfyolo.evaluation.runners import TFLiteRunner
+from tfyolo.io_utils import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    ensure_writable_folder,
+    locked,
+    sha256_file,
+)
+from tfyolo.jobs.auto_session import AutoSession, run_auto
+from tfyolo.jobs.conversion import convert_recipes, empty_row, float_row, merge_reports
+from tfyolo.jobs.progress import Progress
+from tfyolo.jobs.report import Artifact, JobReport, Verdict, markdown_report
+from tfyolo.metadata import resolve_data
+
+AUTO_CALIBRATION_IMAGES = 100
+GOLDEN_IMAGES = 3
+
+
+def run_job(spec, out, progress=None):
+    """Runs `spec` into folder `out` (report.json, report.md, artifacts, bundle); returns its `JobReport`."""
+    progress = progress or Progress()
+    out = ensure_writable_folder(out)
+    runners = {"convert": _auto if spec.is_auto else _convert, "evaluate": _evaluate, "bench": _bench}
+    if spec.kind == "bundle":
+        report = _bundle_only(spec, out, progress)
+    else:
+        report = runners[spec.kind](spec, out, progress)
+        if spec.bundle and report.artifacts:
+            report = _with_bundle(report, spec, out, progress)
+    atomic_write_json(out / "job_report.json", report.to_dict())
+    return report
+
+
+def _artifact(name, path, kind="tflite"):
+    path = Path(path)
+    return Artifact(name=name, path=str(path), sha256=sha256_file(path), size_bytes=path.stat().st_size, kind=kind)
+
+
+def _verdict(rows, max_drop):
+    """Every evaluated artifact against the gate; rows without mAP (failed, or not evaluated) fail it too."""
+    if max_drop is None:
+        return Verdict(max_drop=None, passed=None)
+    candidates = [row for row in rows if row["recipe"] != "float"]
+    failing = tuple(
+        row["recipe"] for row in candidates if row.get("error") or row.get("delta_map50_95") is None
+    ) + tuple(row["recipe"] for row in candidates if drop_exceeds(row, max_drop))
+    if not candidates:
+        return Verdict(max_drop=max_drop, passed=False, reason="no artifact was produced")
+    reason = f"{', '.join(failing)} lost more than {max_drop} points or has no mAP" if failing else ""
+    return Verdict(max_drop=max_drop, passed=not failing, failing=failing, reason=reason)
+
+
+def _convert(spec, out, progress):
+    report, _ = convert_recipes(spec, out, progress)
+    # Two runs into one folder keep each other's rows (`make convert` then `make qat convert`).
+    with locked(out / ".report.lock"):
+        merged = merge_reports(out / "report.json", report)
+        atomic_write_json(out / "report.json", merged)
+        atomic_write_text(out / "report.md", markdown_report(merged))
+    artifacts = tuple(
+        _artifact(row["recipe"], row["path"])
+        for row in report["rows"]
+        if row["recipe"] != "float" and row.get("path") and not row.get("error")
+    )
+    return JobReport(
+        kind="convert",
+        model=report["model"],
+        data=report["data"],
+        num_images=report["num_images"],
+        calibration=report["calibration"],
+        rows=tuple(report["rows"]),
+        artifacts=artifacts,
+        latency=report["latency"],
+        verdict=_verdict(report["rows"], spec.max_drop),
+    )
+
+
+def _auto(spec, out, progress):
+    session = AutoSession(
+        spec.model,
+        spec.calibration,
+        spec.data,
+        spec.split,
+        AUTO_CALIBRATION_IMAGES,
+        spec.threads,
+        spec.force_calibration_overlap,
+        progress,
+    )
+    chosen, result = run_auto(session, spec.auto_max_drop, spec.prefer, out)
+    rows = [float_row(spec.model, session.reference_metrics)]
+    rows += [dict(empty_row(row["recipe"]), **row) for row in result["candidates"]]
+    if chosen is None:
+        closest = result["closest"]
+        reason = (
+            f"no candidate keeps the mAP50-95 drop within {spec.auto_max_drop} points; closest: "
+            f"{closest['recipe']} ({closest['delta_map50_95']:+.2f} pt)"
+            if closest and closest["delta_map50_95"] is not None
+            else f"no candidate converted within {spec.auto_max_drop} points"
+        )
+        verdict = Verdict(max_drop=spec.auto_max_drop, passed=False, reason=reason)
+    else:
+        verdict = Verdict(max_drop=spec.auto_max_drop, passed=True, reason=f"chose {chosen.recipe.name}")
+    return JobReport(
+        kind="convert",
+        model=str(spec.model),
+        data=session.dataset.description,
+        num_images=len(session.dataset),
+        calibration=session.calibration,
+        rows=tuple(rows),
+        artifacts=(_artifact(f"auto_{chosen.recipe.name}", result["chosen"]["path"]),) if chosen else (),
+        latency={"threads": spec.threads, "note": "each candidate timed on its own (30 runs)"},
+        verdict=verdict,
+        auto=result,
+    )
+
+
+def _evaluate(spec, out, progress):
+    runner = TFLiteRunner(spec.model, num_threads=spec.threads)
+    dataset = DetectionDataset.from_data_yaml(resolve_data(spec.data, spec.model), spec.split)
+    progress.stage(f"evaluating {Path(spec.model).name}", len(dataset))
+    result, _, _ = evaluate_model(runner, dataset, spec.split, progress=progress.advance)
+    progress.end_stage()
+    row = dict(
+        empty_row(Path(spec.model).stem),
+        path=str(spec.model),
+        size_bytes=Path(spec.model).stat().st_size,
+        map50_95=result["map50_95"],
+        map50=result["map50"],
+        evaluation=result,
+    )
+    return JobReport(
+        kind="evaluate",
+        model=str(spec.model),
+        data=dataset.description,
+        num_images=len(dataset),
+        calibration=None,
+        rows=(row,),
+        artifacts=(),
+        latency=None,
+        verdict=Verdict(max_drop=None, passed=None),
+    )
+
+
+def _bench(spec, out, progress):
+    progress.stage(f"timing {Path(spec.model).name}", 1)
+    results = benchmark_models([spec.model], [spec.threads], warmup=10, runs=100)
+    progress.advance()
+    progress.end_stage()
+    model = results["models"][0]
+    row = dict(
+        empty_row(Path(spec.model).stem),
+        path=str(spec.model),
+        size_bytes=model["size_bytes"],
+        latency_ms_p50=model["runs"][0]["latency_ms_p50"],
+        latency_runs=model["runs"][0],
+        ops=model["ops"],
+    )
+    return JobReport(
+        kind="bench",
+        model=str(spec.model),
+        data=None,
+        num_images=0,
+        calibration=None,
+        rows=(row,),
+        artifacts=(),
+        latency={"threads": spec.threads, "runs": 100, "warmup": 10},
+        verdict=Verdict(max_drop=None, passed=None),
+    )
+
+
+def _write_bundle_zip(model_path, images, out, progress, evaluation=None, latency=None):
+    """The edge bundle of `model_path` as folder `out/bundle` and `out/bundle.zip`; returns the zip's path."""
+    progress.message(f"bundle: golden vectors from {len(images)} image(s)")
+    files = make_bundle(model_path, images, evaluation=evaluation, latency=latency)
+    folder = out / "bundle"
+    write_bundle(folder, files)
+    archive_path = out / "bundle.zip"
+    with atomic_path(archive_path) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+        for relative in sorted(files):
+            archive.write(folder / relative, f"bundle/{relative}")
+    return archive_path
+
+
+def _bundle_only(spec, out, progress):
+    images = golden_image_paths(spec.model, spec.calibration, GOLDEN_IMAGES)
+    archive = _write_bundle_zip(spec.model, images, out, progress)
+    return JobReport(
+        kind="bundle",
+        model=str(spec.model),
+        data=None,
+        num_images=0,
+        calibration=None,
+        rows=(),
+        artifacts=(_artifact("bundle", archive, kind="bundle"),),
+        latency=None,
+        verdict=Verdict(max_drop=None, passed=None),
+        bundle=str(archive),
+    )
+
+
+def best_artifact(report):
+    """The artifact an edge team gets: the fastest one that passes the gate (any, without a gate)."""
+    rows = {row["recipe"]: row for row in report.rows}
+    failing = set(report.verdict.failing)
+    eligible = [a for a in report.artifacts if a.name not in failing and not rows.get(a.name, {}).get("error")]
+    timed = [a for a in eligible if rows.get(a.name, {}).get("latency_ms_p50") is not None]
+    if timed:
+        return min(timed, key=lambda a: rows[a.name]["latency_ms_p50"])
+    return eligible[0] if eligible else None
+
+
+def _with_bundle(report, spec, out, progress):
+    chosen = best_artifact(report)
+    if chosen is None:
+        progress.message("bundle: no artifact passes the gate; no bundle written")
+        return report
+    images = golden_image_paths(spec.model, spec.data, GOLDEN_IMAGES)
+    row = next((row for row in report.rows if row["recipe"] == chosen.name), {})
+    evaluation = {key: row.get(key) for key in ("map50_95", "map50", "delta_map50_95")} if row else None
+    archive = _write_bundle_zip(chosen.path, images, out, progress, evaluation=evaluation)
+    return dataclasses.replace(
+        report, artifacts=report.artifacts + (_artifact("bundle", archive, kind="bundle"),), bundle=str(archive)
+    )

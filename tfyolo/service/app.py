@@ -1,0 +1,356 @@
+"""The HTTP face of the service (FastAPI): submit, list, poll, cancel, fetch reports, artifacts and bundles, and a
+few server-rendered pages. It only writes job records, saves uploads and enqueues ids; workers run the jobs."""
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import List, Optional
+
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from tfyolo.errors import TfyoloError, one_line
+from tfyolo.jobs.spec import KINDS, JobSpec
+from tfyolo.service.security import extract_images, sniff, token_matches
+from tfyolo.service.store import FINAL_STATES, ArtifactStore, JobStore
+
+MAX_UPLOAD_BYTES = 512 << 20
+COOKIE = "tfyolo_token"
+# Reachable without the token: the liveness probe, and the page where a browser hands the token over.
+PUBLIC_PATHS = ("/healthz", "/login")
+# The model kinds each job kind accepts, by sniffed content: (kinds, the name the upload is stored under).
+MODEL_UPLOADS = {
+    "keras": "model.keras",
+    "h5": "model.h5",
+    "pt": "model.pt",
+    "onnx": "model.onnx",
+    "tflite": "model.tflite",
+}
+ACCEPTED = {
+    "convert": ("keras", "h5", "pt", "onnx"),
+    "evaluate": ("tflite",),
+    "bench": ("tflite",),
+    "bundle": ("tflite",),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceConfig:
+    data_dir: str
+    token: str
+    broker: Optional[str] = None
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+
+
+def registered_datasets(data_dir):
+    """{name: path} of the datasets the server's operator registered (`tfyolo serve --dataset NAME=PATH`)."""
+    path = Path(data_dir) / "datasets.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class UploadRefused(Exception):
+    def __init__(self, status, detail):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def save_upload(upload, target, limit):
+    """Streams `upload` to `target`, refusing (413) once it passes `limit` bytes: the size is counted, never
+    taken from a header."""
+    written = 0
+    with open(target, "xb") as handle:
+        while chunk := upload.file.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                raise UploadRefused(413, f"{upload.filename}: larger than the {limit:,}-byte upload limit.")
+            handle.write(chunk)
+    return written
+
+
+def create_app(config, huey=None):
+    """The FastAPI app over `config.data_dir`; `huey` is the queue to enqueue on (built from the config if None)."""
+    from tfyolo.service.queue import make_huey
+
+    store, artifacts = JobStore(config.data_dir), ArtifactStore(config.data_dir)
+    huey = huey or make_huey(config.data_dir, config.broker)
+    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+    app = FastAPI(
+        title="tfyolo conversion service",
+        description="Submit a YOLO detector and calibration images; get verified TFLite artifacts, a report and an "
+        "edge bundle. Every endpoint but /healthz needs `Authorization: Bearer <token>`.",
+    )
+    app.state.store, app.state.huey = store, huey
+
+    @app.middleware("http")
+    async def require_token(request, call_next):
+        if request.url.path in PUBLIC_PATHS:
+            return await call_next(request)
+        header = request.headers.get("authorization", "")
+        presented = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
+        if token_matches(config.token, presented):
+            return await call_next(request)
+        if "text/html" in request.headers.get("accept", "") and request.method == "GET":
+            return RedirectResponse("/login", status_code=303)
+        return JSONResponse(
+            {"detail": "missing or wrong bearer token: send 'Authorization: Bearer <token>'"},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    def submit(model, calibration, kind, recipes, auto, max_drop, calibration_dataset, data_dataset, threads, bundle):
+        job_id, folder = store.new_job_dir()
+        try:
+            uploads = folder / "uploads"
+            uploads.mkdir()
+            if kind not in KINDS:
+                raise UploadRefused(422, f"kind: expected one of {sorted(KINDS)}, received {kind!r}.")
+            temporary = uploads / "model.upload"
+            save_upload(model, temporary, config.max_upload_bytes)
+            found = sniff(temporary)
+            if found not in ACCEPTED[kind]:
+                raise UploadRefused(
+                    415,
+                    f"model {model.filename!r}: its content is {found or 'not a model format'}; a {kind} job takes "
+                    f"{' or '.join(ACCEPTED[kind])} (the type is read from the bytes, not the file name).",
+                )
+            temporary.rename(uploads / MODEL_UPLOADS[found])
+            values = {"model": MODEL_UPLOADS[found], "kind": kind, "threads": threads}
+            if kind == "convert":
+                values["bundle"] = bundle
+                recipe_names = tuple(name.strip() for value in recipes for name in value.split(",") if name.strip())
+                if auto:
+                    if max_drop is None:
+                        raise UploadRefused(422, "max_drop: auto needs a budget in mAP50-95 points.")
+                    values["auto_max_drop"] = max_drop
+                else:
+                    values["recipes"] = recipe_names
+                    values["max_drop"] = max_drop
+            uploaded = {"model": MODEL_UPLOADS[found]}
+            if calibration is not None and calibration.filename:
+                archive = uploads / "calibration.upload"
+                save_upload(calibration, archive, config.max_upload_bytes)
+                if sniff(archive) != "zip":
+                    raise UploadRefused(415, f"calibration {calibration.filename!r}: expected a zip of images.")
+                extract_images(archive, uploads / "calibration")
+                archive.unlink()
+                uploaded["calibration"] = "calibration"
+            datasets = registered_datasets(config.data_dir)
+            for field, name in (("calibration", calibration_dataset), ("data", data_dataset)):
+                if name:
+                    if name not in datasets:
+                        raise UploadRefused(
+                            422, f"{field}_dataset: {name!r} is not registered here; registered: {sorted(datasets)}."
+                        )
+                    values[f"{field}_dataset"] = name
+            if kind in ("convert", "evaluate") and not data_dataset:
+                raise UploadRefused(
+                    422,
+                    f"data_dataset: a {kind} job evaluates on a dataset registered on this server; registered: "
+                    f"{sorted(datasets)}.",
+                )
+            # Validated now, as the worker will build it: a bad spec is refused here, not after the queue.
+            check = {k: v for k, v in values.items() if not k.endswith("_dataset")}
+            check["model"] = "model.keras" if found in ("pt", "onnx") else check["model"]
+            JobSpec.from_dict(check, source="job")
+            if found in ("pt", "onnx"):
+                values["import_weights"] = True
+            store.create(values, uploaded, job_id=job_id)
+        except (UploadRefused, TfyoloError) as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(error, UploadRefused):
+                raise HTTPException(error.status, error.detail)
+            raise HTTPException(422, one_line(error))
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        huey.run_job_task(job_id)
+        return job_id
+
+    def record_or_404(job_id):
+        try:
+            store.job_dir(job_id)
+        except KeyError:
+            raise HTTPException(404, f"job {job_id!r}: not a job id.")
+        record = store.get(job_id)
+        if record is None:
+            raise HTTPException(404, f"job {job_id}: no such job.")
+        return record
+
+    def public(record):
+        keys = ("id", "state", "stage", "progress", "created", "updated", "error", "attempts", "worker", "spec")
+        return {key: record[key] for key in keys} | {"kind": record["spec"].get("kind", "convert")}
+
+    def report_of(job_id):
+        record_or_404(job_id)
+        path = store.job_dir(job_id) / "report.json"
+        if not path.is_file():
+            raise HTTPException(404, f"job {job_id}: no report yet.")
+        return json.loads(path.read_text())
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz():
+        problems = []
+        try:
+            store.list(limit=1)
+        except Exception as error:
+            problems.append(f"job database: {one_line(error)}")
+        try:
+            pending = huey.pending_count()
+        except Exception as error:
+            pending = None
+            problems.append(f"queue: {one_line(error)}")
+        body = {"ready": not problems, "pending": pending, "problems": problems}
+        return JSONResponse(body, status_code=200 if not problems else 503)
+
+    @app.post("/jobs", status_code=201)
+    def post_job(
+        model: UploadFile = File(...),
+        calibration: Optional[UploadFile] = File(None),
+        kind: str = Form("convert"),
+        recipes: List[str] = Form([]),
+        auto: bool = Form(False),
+        max_drop: Optional[float] = Form(None),
+        calibration_dataset: Optional[str] = Form(None),
+        data_dataset: Optional[str] = Form(None),
+        threads: int = Form(2),
+        bundle: bool = Form(True),
+    ):
+        job_id = submit(
+            model, calibration, kind, recipes, auto, max_drop, calibration_dataset, data_dataset, threads, bundle
+        )
+        return public(store.get(job_id))
+
+    @app.get("/jobs")
+    def list_jobs(limit: int = 100):
+        return [public(record) for record in store.list(limit=min(max(limit, 1), 1000))]
+
+    @app.get("/jobs/{job_id}")
+    def get_job(job_id: str):
+        return public(record_or_404(job_id)) | {"events": store.events(job_id)}
+
+    @app.post("/jobs/{job_id}/cancel")
+    def cancel_job(job_id: str):
+        record_or_404(job_id)
+        return {"id": job_id, "state": store.cancel(job_id)}
+
+    @app.get("/jobs/{job_id}/report")
+    def get_report(job_id: str):
+        return report_of(job_id)
+
+    @app.get("/jobs/{job_id}/report.md", response_class=PlainTextResponse)
+    def get_report_markdown(job_id: str):
+        report_of(job_id)
+        return PlainTextResponse((store.job_dir(job_id) / "report.md").read_text(), media_type="text/markdown")
+
+    @app.get("/jobs/{job_id}/bundle.zip")
+    def get_bundle(job_id: str):
+        report = report_of(job_id)
+        bundle = next((a for a in report["artifacts"] if a["kind"] == "bundle"), None)
+        path = bundle and artifacts.path(bundle["sha256"])
+        if not path:
+            raise HTTPException(404, f"job {job_id}: no bundle (no artifact passed the gate, or bundle=false).")
+        return FileResponse(path, media_type="application/zip", filename=f"{job_id}_bundle.zip")
+
+    @app.get("/jobs/{job_id}/plots/{name}.png")
+    def get_plot(job_id: str, name: str):
+        record_or_404(job_id)
+        if name not in ("latency", "pr"):
+            raise HTTPException(404, f"plot {name!r}: expected latency or pr.")
+        path = store.job_dir(job_id) / f"{name}.png"
+        if not path.is_file():
+            raise HTTPException(404, f"job {job_id}: no {name} plot.")
+        return FileResponse(path, media_type="image/png")
+
+    @app.get("/artifacts/{sha256}")
+    def get_artifact(sha256: str):
+        path = artifacts.path(sha256)
+        if path is None:
+            raise HTTPException(404, f"artifact {sha256[:80]!r}: not stored here (expected 64 hex digits).")
+        return FileResponse(path, media_type="application/octet-stream", filename=f"{sha256}.bin")
+
+    @app.get("/datasets")
+    def get_datasets():
+        return sorted(registered_datasets(config.data_dir))
+
+    # === Pages ===
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request):
+        return templates.TemplateResponse(request, "login.html", {"error": None})
+
+    @app.post("/login")
+    def login(request: Request, token: str = Form(...)):
+        if not token_matches(config.token, token):
+            return templates.TemplateResponse(request, "login.html", {"error": "wrong token"}, status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    def job_list_page(request: Request):
+        return templates.TemplateResponse(request, "jobs.html", {"jobs": [public(r) for r in store.list(200)]})
+
+    @app.get("/submit", response_class=HTMLResponse)
+    def submit_page(request: Request):
+        context = {"kinds": sorted(KINDS), "datasets": sorted(registered_datasets(config.data_dir)), "error": None}
+        return templates.TemplateResponse(request, "submit.html", context)
+
+    @app.post("/submit")
+    def submit_form(
+        request: Request,
+        model: UploadFile = File(...),
+        calibration: Optional[UploadFile] = File(None),
+        kind: str = Form("convert"),
+        recipes: str = Form(""),
+        auto: bool = Form(False),
+        max_drop: Optional[str] = Form(None),
+        calibration_dataset: Optional[str] = Form(None),
+        data_dataset: Optional[str] = Form(None),
+    ):
+        try:
+            drop = float(max_drop) if max_drop not in (None, "") else None
+            job_id = submit(
+                model,
+                calibration,
+                kind,
+                [recipes],
+                auto,
+                drop,
+                calibration_dataset or None,
+                data_dataset or None,
+                2,
+                True,
+            )
+        except (HTTPException, ValueError) as error:
+            context = {
+                "kinds": sorted(KINDS),
+                "datasets": sorted(registered_datasets(config.data_dir)),
+                "error": getattr(error, "detail", str(error)),
+            }
+            return templates.TemplateResponse(request, "submit.html", context, status_code=422)
+        return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
+
+    @app.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
+    def job_page(request: Request, job_id: str):
+        record = record_or_404(job_id)
+        path = store.job_dir(job_id) / "report.json"
+        report = json.loads(path.read_text()) if path.is_file() else None
+        folder = store.job_dir(job_id)
+        context = {
+            "job": public(record),
+            "events": store.events(job_id),
+            "report": report,
+            "plots": [name for name in ("latency", "pr") if (folder / f"{name}.png").is_file()],
+            "final": record["state"] in FINAL_STATES,
+            "now": time.time(),
+        }
+        return templates.TemplateResponse(request, "job.html", context)
+
+    return app

@@ -1,0 +1,235 @@
+"""Job records in SQLite and artifacts addressed by their sha256.
+
+The database is the only shared state: the web process writes a record and enqueues its id; a worker claims the
+record (one UPDATE that succeeds for exactly one claimer, so a message delivered twice never runs twice), reports
+progress into it, and finishes it. SQLite in WAL mode lets readers and one writer work at once across processes.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+from tfyolo.io_utils import atomic_path
+
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    state TEXT NOT NULL,
+    stage TEXT NOT NULL DEFAULT '',
+    progress REAL NOT NULL DEFAULT 0,
+    spec TEXT NOT NULL,
+    uploads TEXT NOT NULL,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    worker TEXT,
+    heartbeat REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    report_sha256 TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL,
+    time REAL NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, time);
+"""
+
+
+def worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobStore:
+    """Job records under `data_dir/jobs.db`; each job's files under `data_dir/jobs/<id>/`."""
+
+    def __init__(self, data_dir):
+        self.data_dir = Path(data_dir)
+        (self.data_dir / "jobs").mkdir(parents=True, exist_ok=True)
+        with self._connect() as connection:
+            connection.executescript(SCHEMA)
+
+    def _connect(self):
+        connection = sqlite3.connect(self.data_dir / "jobs.db", timeout=30, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA busy_timeout=30000")
+        return connection
+
+    def _write(self, sql, parameters=()):
+        connection = self._connect()
+        try:
+            return connection.execute(sql, parameters).rowcount
+        finally:
+            connection.close()
+
+    def job_dir(self, job_id):
+        if not JOB_ID.match(job_id or ""):
+            raise KeyError(job_id)
+        return self.data_dir / "jobs" / job_id
+
+    def create(self, spec, uploads, job_id=None):
+        """A queued job; `uploads` ({role: file name}) are files already in its folder. Returns the id."""
+        job_id = job_id or uuid.uuid4().hex
+        now = time.time()
+        self._write(
+            "INSERT INTO jobs (id, created, updated, state, spec, uploads) VALUES (?, ?, ?, 'queued', ?, ?)",
+            (job_id, now, now, json.dumps(spec), json.dumps(uploads)),
+        )
+        self.event(job_id, "queued")
+        return job_id
+
+    def new_job_dir(self):
+        """A fresh id and its own folder: concurrent jobs never share a working folder."""
+        job_id = uuid.uuid4().hex
+        folder = self.job_dir(job_id)
+        folder.mkdir()
+        return job_id, folder
+
+    def event(self, job_id, text):
+        self._write("INSERT INTO events (job_id, time, text) VALUES (?, ?, ?)", (job_id, time.time(), text))
+
+    def events(self, job_id):
+        connection = self._connect()
+        try:
+            rows = connection.execute("SELECT time, text FROM events WHERE job_id = ? ORDER BY time", (job_id,))
+            return [dict(row) for row in rows]
+        finally:
+            connection.close()
+
+    def get(self, job_id):
+        connection = self._connect()
+        try:
+            row = connection.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        finally:
+            connection.close()
+        return None if row is None else _record(row)
+
+    def list(self, limit=100):
+        connection = self._connect()
+        try:
+            rows = connection.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        finally:
+            connection.close()
+        return [_record(row) for row in rows]
+
+    def claim(self, job_id, worker):
+        """queued -> running for exactly one worker; False when the job is not queued (cancelled, already taken)."""
+        now = time.time()
+        claimed = self._write(
+            "UPDATE jobs SET state = 'running', worker = ?, heartbeat = ?, updated = ?, attempts = attempts + 1, "
+            "stage = 'starting', progress = 0 WHERE id = ? AND state = 'queued'",
+            (worker, now, now, job_id),
+        )
+        if claimed:
+            self.event(job_id, f"running on {worker}")
+        return bool(claimed)
+
+    def report_progress(self, job_id, stage=None, progress=None):
+        """Heartbeat (and stage/progress when given); returns True when cancellation was requested."""
+        now = time.time()
+        self._write(
+            "UPDATE jobs SET heartbeat = ?, updated = ?, stage = COALESCE(?, stage), "
+            "progress = COALESCE(?, progress) WHERE id = ? AND state = 'running'",
+            (now, now, stage, progress, job_id),
+        )
+        record = self.get(job_id)
+        return bool(record and record["cancel_requested"])
+
+    def finish(self, job_id, state, error=None, report_sha256=None):
+        if state not in FINAL_STATES:
+            raise ValueError(state)
+        self._write(
+            "UPDATE jobs SET state = ?, error = ?, report_sha256 = ?, updated = ?, progress = "
+            "CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END WHERE id = ? AND state = 'running'",
+            (state, error, report_sha256, time.time(), state, job_id),
+        )
+        self.event(job_id, state + (f": {error}" if error else ""))
+
+    def cancel(self, job_id):
+        """A queued job is cancelled at once; a running one is asked to stop at its next step. Returns the state."""
+        now = time.time()
+        if self._write(
+            "UPDATE jobs SET state = 'cancelled', error = 'cancelled before it started', updated = ? "
+            "WHERE id = ? AND state = 'queued'",
+            (now, job_id),
+        ):
+            self.event(job_id, "cancelled before it started")
+            return "cancelled"
+        if self._write(
+            "UPDATE jobs SET cancel_requested = 1, updated = ? WHERE id = ? AND state = 'running'", (now, job_id)
+        ):
+            self.event(job_id, "cancel requested")
+        record = self.get(job_id)
+        return record["state"] if record else None
+
+    def requeue_lost(self, stale_seconds, max_attempts):
+        """Jobs whose worker stopped sending heartbeats (killed, machine lost): re-queued while they have attempts
+        left, failed with the reason after that. Returns the ids to enqueue again."""
+        cutoff = time.time() - stale_seconds
+        connection = self._connect()
+        try:
+            lost = connection.execute(
+                "SELECT id, worker, stage, attempts FROM jobs WHERE state = 'running' AND heartbeat < ?", (cutoff,)
+            ).fetchall()
+        finally:
+            connection.close()
+        requeued = []
+        for row in lost:
+            why = f"worker {row['worker']} stopped during '{row['stage']}' (no heartbeat for {stale_seconds:.0f} s)"
+            if row["attempts"] < max_attempts:
+                if self._write(
+                    "UPDATE jobs SET state = 'queued', stage = '', progress = 0, worker = NULL, updated = ? "
+                    "WHERE id = ? AND state = 'running' AND heartbeat < ?",
+                    (time.time(), row["id"], cutoff),
+                ):
+                    self.event(row["id"], f"re-queued: {why}")
+                    requeued.append(row["id"])
+            elif self._write(
+                "UPDATE jobs SET state = 'failed', error = ?, updated = ? WHERE id = ? AND state = 'running' "
+                "AND heartbeat < ?",
+                (f"{why}; gave up after {row['attempts']} attempt(s)", time.time(), row["id"], cutoff),
+            ):
+                self.event(row["id"], f"failed: {why}")
+        return requeued
+
+
+def _record(row):
+    record = dict(row)
+    record["spec"] = json.loads(record["spec"])
+    record["uploads"] = json.loads(record["uploads"])
+    return record
+
+
+class ArtifactStore:
+    """Files under `data_dir/artifacts/<sha256>`, written atomically; the same content is stored once."""
+
+    def __init__(self, data_dir):
+        self.root = Path(data_dir) / "artifacts"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def put(self, path, sha256):
+        target = self.root / sha256
+        if not target.is_file():
+            with atomic_path(target) as temporary:
+                shutil.copyfile(path, temporary)
+        return target
+
+    def path(self, sha256):
+        """The stored file, or None; anything but 64 lowercase hex digits is refused before touching the disk."""
+        if not SHA256.match(sha256 or ""):
+            return None
+        target = self.root / sha256
+        return target if target.is_file() else None
