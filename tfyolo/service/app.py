@@ -15,7 +15,7 @@ from fastapi.templating import Jinja2Templates
 from tfyolo.errors import TfyoloError, one_line
 from tfyolo.jobs.spec import KINDS, JobSpec
 from tfyolo.service.security import extract_images, sniff, token_matches
-from tfyolo.service.store import FINAL_STATES, ArtifactStore, JobStore
+from tfyolo.service.store import FINAL_STATES, ArtifactStore, JobStore, registered_datasets
 
 MAX_UPLOAD_BYTES = 512 << 20
 COOKIE = "tfyolo_token"
@@ -43,12 +43,6 @@ class ServiceConfig:
     token: str
     broker: Optional[str] = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
-
-
-def registered_datasets(data_dir):
-    """{name: path} of the datasets the server's operator registered (`tfyolo serve --dataset NAME=PATH`)."""
-    path = Path(data_dir) / "datasets.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 class UploadRefused(Exception):

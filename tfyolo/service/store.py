@@ -233,3 +233,10 @@ class ArtifactStore:
             return None
         target = self.root / sha256
         return target if target.is_file() else None
+
+
+def registered_datasets(data_dir):
+    """{name: path} of the datasets the server's operator registered (`tfyolo serve --dataset NAME=PATH`): uploads
+    may name these, never a path of their own."""
+    path = Path(data_dir) / "datasets.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

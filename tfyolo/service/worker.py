@@ -15,7 +15,7 @@ from tfyolo.io_utils import atomic_write_json, atomic_write_text
 from tfyolo.jobs.progress import JobCancelled, Progress
 from tfyolo.jobs.report import markdown_report
 from tfyolo.jobs.spec import JobSpec
-from tfyolo.service.store import ArtifactStore, JobStore, worker_name
+from tfyolo.service.store import ArtifactStore, JobStore, registered_datasets, worker_name
 
 HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 60.0
@@ -70,12 +70,13 @@ def resolve_spec(store, record, folder):
 
 
 def registered_dataset(data_dir, name):
-    """A dataset registered on the server: `data_dir/datasets/<name>/data.yaml`, or the folder when it holds only
-    images."""
-    folder = Path(data_dir) / "datasets" / name
-    if not name.replace("_", "").replace("-", "").isalnum() or not folder.is_dir():
-        raise ModelError(f"dataset {name!r}: not registered on this server (expected {folder}).")
-    return folder / "data.yaml" if (folder / "data.yaml").is_file() else folder
+    """The path the server's operator registered under `name`: a data.yaml, or an image folder (a folder holding a
+    data.yaml means that file)."""
+    registered = registered_datasets(data_dir)
+    if name not in registered:
+        raise ModelError(f"dataset {name!r}: not registered on this server; registered: {sorted(registered)}.")
+    path = Path(registered[name])
+    return path / "data.yaml" if path.is_dir() and (path / "data.yaml").is_file() else path
 
 
 def import_upload(values, folder, progress):

@@ -1,0 +1,304 @@
+"""The conversion service: auth, hostile uploads, job records, and one real job run by a worker function."""
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import stat
+import threading
+import time
+import zipfile
+
+import pytest
+
+TOKEN = "a" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def tflite_bytes():
+    """A minimal buffer carrying the TFLite file identifier at bytes 4-8, which is what the sniffer reads."""
+    return b"\x1c\x00\x00\x00TFL3" + bytes(64)
+
+
+@pytest.fixture
+def service(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tfyolo.service.app import ServiceConfig, create_app
+    from tfyolo.service.queue import make_huey
+
+    data_dir = tmp_path / "service"
+    data_dir.mkdir()
+    (data_dir / "datasets.json").write_text(json.dumps({"tiny": str(tmp_path)}))
+    config = ServiceConfig(data_dir=str(data_dir), token=TOKEN, max_upload_bytes=4096)
+    huey = make_huey(data_dir)
+    client = TestClient(create_app(config, huey))
+    client.data_dir, client.huey = data_dir, huey
+    return client
+
+
+def job_folders(client):
+    return sorted(path.name for path in (client.data_dir / "jobs").iterdir())
+
+
+def test_every_route_but_healthz_and_login_refuses_a_request_without_the_token(service):
+    paths = {route.path for route in service.app.routes if hasattr(route, "methods")}
+    assert {"/jobs", "/jobs/{job_id}", "/artifacts/{sha256}", "/docs", "/openapi.json", "/"} <= paths
+    for path in paths - {"/healthz", "/login"}:
+        concrete = path.replace("{job_id}", "0" * 32).replace("{sha256}", "0" * 64).replace("{name}", "pr")
+        for method in ("get", "post"):
+            for headers in ({}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": TOKEN}):
+                response = getattr(service, method)(concrete, headers=headers, follow_redirects=False)
+                assert response.status_code == 401, (method, concrete, headers, response.status_code)
+    assert service.get("/healthz").json() == {"status": "ok"}
+    # A browser asking for a page without the token is sent to the sign-in page, which sets a cookie.
+    page = service.get("/", headers={"accept": "text/html"}, follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+    assert service.post("/login", data={"token": "nope"}).status_code == 401
+    service.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert service.get("/jobs").status_code == 200
+
+
+def test_the_token_must_be_long_enough_and_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    from tfyolo.errors import ConfigError
+    from tfyolo.service.security import load_token
+
+    monkeypatch.setenv("TFYOLO_API_TOKEN", "short")
+    with pytest.raises(ConfigError, match=r"\$TFYOLO_API_TOKEN: expected an API token of at least 16"):
+        load_token()
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    assert load_token(tmp_path / "token") == TOKEN
+
+
+def test_uploads_over_the_limit_are_refused_and_leave_nothing(service):
+    response = service.post(
+        "/jobs", headers=AUTH, files={"model": ("m.tflite", tflite_bytes() + bytes(5000))}, data={"kind": "bench"}
+    )
+    assert response.status_code == 413 and "4,096-byte upload limit" in response.json()["detail"]
+    assert job_folders(service) == []
+
+
+def test_the_file_type_is_read_from_the_bytes_not_the_name(service):
+    hostile = pickle.dumps({"not": "a model"})
+    response = service.post("/jobs", headers=AUTH, files={"model": ("model.keras", hostile)}, data={"kind": "convert"})
+    assert response.status_code == 415 and "not a model format" in response.json()["detail"]
+    response = service.post("/jobs", headers=AUTH, files={"model": ("x.tflite", b"hello" * 10)}, data={"kind": "bench"})
+    assert response.status_code == 415
+    # A real flatbuffer under a misleading name is stored under the name its content earns.
+    response = service.post(
+        "/jobs", headers=AUTH, files={"model": ("../../evil.keras", tflite_bytes())}, data={"kind": "bench"}
+    )
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["state"] == "queued" and job["spec"]["model"] == "model.tflite"
+    assert sorted(os.listdir(service.data_dir / "jobs" / job["id"] / "uploads")) == ["model.tflite"]
+
+
+def calibration_zip(members):
+    """A zip of (name, bytes, mode) members; mode sets the Unix file type bits (links, devices)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data, mode in members:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = mode << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "members, expected",
+    [
+        ([("../escape.png", b"x", stat.S_IFREG | 0o644)], "points outside the archive"),
+        ([("/etc/cron.d/x.png", b"x", stat.S_IFREG | 0o644)], "points outside the archive"),
+        ([("images/link.png", b"/etc/passwd", stat.S_IFLNK | 0o777)], "is a link or a device"),
+        ([("bomb.png", bytes(50 << 20), stat.S_IFREG | 0o644)], "x its size"),
+        ([("readme.txt", b"no images here", stat.S_IFREG | 0o644)], "no images found"),
+    ],
+)
+def test_hostile_calibration_zips_are_refused_and_nothing_lands_outside(service, tmp_path, members, expected):
+    from tfyolo.service.app import ServiceConfig, create_app
+
+    # The bomb must get past the upload limit to reach the extraction check.
+    app = create_app(ServiceConfig(data_dir=str(service.data_dir), token=TOKEN, max_upload_bytes=1 << 22), service.huey)
+    from fastapi.testclient import TestClient
+
+    client = TestClient(app)
+    response = client.post(
+        "/jobs",
+        headers=AUTH,
+        files={"model": ("m.tflite", tflite_bytes()), "calibration": ("c.zip", calibration_zip(members))},
+        data={"kind": "bundle"},
+    )
+    assert response.status_code == 422 and expected in response.json()["detail"], response.text
+    assert job_folders(service) == []
+    assert not (service.data_dir / "jobs" / "escape.png").exists() and not (tmp_path / "escape.png").exists()
+
+
+def test_a_calibration_zip_unpacks_its_images_flat_and_numbered(tmp_path):
+    from tfyolo.service.security import extract_images
+
+    archive = tmp_path / "c.zip"
+    archive.write_bytes(
+        calibration_zip(
+            [
+                ("a/x.png", b"1", stat.S_IFREG | 0o644),
+                ("b/x.png", b"2", stat.S_IFREG | 0o644),
+                ("b/notes.txt", b"3", stat.S_IFREG | 0o644),
+                ("b/", b"", stat.S_IFDIR | 0o755),
+            ]
+        )
+    )
+    assert extract_images(archive, tmp_path / "out") == 2
+    assert sorted(os.listdir(tmp_path / "out")) == ["00000_x.png", "00001_x.png"]
+    assert (tmp_path / "out" / "00001_x.png").read_bytes() == b"2"
+
+
+def test_an_unknown_dataset_or_missing_evaluation_data_is_refused_before_the_queue(service, tiny_model, tmp_path):
+    path = tmp_path / "m.keras"
+    tiny_model.save(path)
+    files = {"model": ("m.keras", path.read_bytes())}
+    from fastapi.testclient import TestClient
+
+    from tfyolo.service.app import ServiceConfig, create_app
+
+    client = TestClient(create_app(ServiceConfig(data_dir=str(service.data_dir), token=TOKEN), service.huey))
+    response = client.post("/jobs", headers=AUTH, files=files, data={"data_dataset": "nope"})
+    assert response.status_code == 422 and "'nope' is not registered here; registered: ['tiny']" in response.text
+    response = client.post("/jobs", headers=AUTH, files=files, data={})
+    assert response.status_code == 422 and "data_dataset: a convert job evaluates" in response.text
+    response = client.post("/jobs", headers=AUTH, files=files, data={"data_dataset": "tiny", "auto": "true"})
+    assert response.status_code == 422 and "max_drop: auto needs a budget" in response.text
+    assert job_folders(service) == [] and service.huey.pending_count() == 0
+
+
+def test_a_claim_succeeds_for_exactly_one_worker(tmp_path):
+    from tfyolo.service.store import JobStore
+
+    store = JobStore(tmp_path)
+    job_id = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
+    results = []
+    threads = [threading.Thread(target=lambda n=n: results.append(store.claim(job_id, f"w{n}"))) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert store.get(job_id)["state"] == "running" and store.get(job_id)["attempts"] == 1
+
+
+def test_a_lost_worker_re_queues_its_job_once_then_fails_it_with_the_reason(tmp_path):
+    from tfyolo.service.store import JobStore
+
+    store = JobStore(tmp_path)
+    job_id = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
+    assert store.claim(job_id, "host:1")
+    store.report_progress(job_id, "timing", 0.5)
+    assert store.requeue_lost(stale_seconds=60, max_attempts=2) == []  # its heartbeat is fresh
+    time.sleep(0.05)
+    assert store.requeue_lost(stale_seconds=0.01, max_attempts=2) == [job_id]
+    assert store.get(job_id)["state"] == "queued"
+    assert store.claim(job_id, "host:2")
+    time.sleep(0.05)
+    assert store.requeue_lost(stale_seconds=0.01, max_attempts=2) == []
+    record = store.get(job_id)
+    assert record["state"] == "failed"
+    assert (
+        record["error"].startswith("worker host:2 stopped during 'starting'")
+        and "after 2 attempt(s)" in record["error"]
+    )
+    assert [event["text"].split(":")[0] for event in store.events(job_id)] == [
+        "queued",
+        "running on host",
+        "re-queued",
+        "running on host",
+        "failed",
+    ]
+
+
+def test_cancel_stops_a_queued_job_at_once_and_a_running_one_at_its_next_step(tmp_path):
+    from tfyolo.jobs.progress import JobCancelled
+    from tfyolo.service.store import JobStore
+    from tfyolo.service.worker import StoreProgress
+
+    store = JobStore(tmp_path)
+    queued = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
+    assert store.cancel(queued) == "cancelled" and not store.claim(queued, "w")
+    running = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
+    store.claim(running, "w")
+    progress = StoreProgress(store, running)
+    progress.stage("evaluating", 10)
+    assert store.cancel(running) == "running"
+    with pytest.raises(JobCancelled, match="cancelled during 'timing'"):
+        progress.stage("timing", 3)
+
+
+def test_a_pickle_upload_is_only_ever_read_by_the_restricted_unpickler(service, tmp_path):
+    """A .pt whose pickle calls os.system: accepted as a checkpoint by its bytes, then refused by the import
+    with a clear error, and the command never runs."""
+    from tfyolo.service.worker import execute_job
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("best/data.pkl", pickle.dumps({"model": Exploit()}))
+    (service.data_dir / "datasets.json").write_text(json.dumps({"tiny": str(tmp_path)}))
+    response = service.post(
+        "/jobs", headers=AUTH, files={"model": ("best.pt", buffer.getvalue())}, data={"data_dataset": "tiny"}
+    )
+    assert response.status_code == 201, response.text
+    job_id = response.json()["id"]
+    execute_job(service.data_dir, job_id)
+    record = service.get(f"/jobs/{job_id}", headers=AUTH).json()
+    # os.system pickles as posix.system on Linux.
+    assert record["state"] == "failed" and f"refused to load {os.system.__module__}.system" in record["error"]
+    assert not marker.exists()
+
+
+def test_a_convert_job_runs_end_to_end_and_its_artifacts_are_content_addressed(service, squares, tmp_path):
+    """The square detector scores mAP50-95 1.0 in float: its fp32 artifact must too (the oracle), the gate passes,
+    and every download is the bytes its sha256 names."""
+    from fastapi.testclient import TestClient
+
+    from tfyolo.bundle import verify_bundle
+    from tfyolo.service.app import ServiceConfig, create_app
+    from tfyolo.service.worker import execute_job
+
+    model, data = squares
+    (service.data_dir / "datasets.json").write_text(json.dumps({"squares": str(data)}))
+    client = TestClient(create_app(ServiceConfig(data_dir=str(service.data_dir), token=TOKEN), service.huey))
+    response = client.post(
+        "/jobs",
+        headers=AUTH,
+        files={"model": ("best.keras", model.read_bytes())},
+        data={"recipes": "fp32", "data_dataset": "squares", "calibration_dataset": "squares", "max_drop": "0.5"},
+    )
+    assert response.status_code == 201, response.text
+    job_id = response.json()["id"]
+    assert service.huey.pending_count() == 1
+    execute_job(service.data_dir, job_id)
+    record = client.get(f"/jobs/{job_id}", headers=AUTH).json()
+    assert record["state"] == "succeeded", record
+    report = client.get(f"/jobs/{job_id}/report", headers=AUTH).json()
+    rows = {row["recipe"]: row for row in report["rows"]}
+    assert rows["float"]["map50_95"] == pytest.approx(1.0) and rows["fp32"]["map50_95"] == pytest.approx(1.0)
+    assert report["verdict"]["passed"] is True and rows["fp32"]["latency_ms_p50"] > 0
+    for artifact in report["artifacts"]:
+        content = client.get(f"/artifacts/{artifact['sha256']}", headers=AUTH).content
+        assert hashlib.sha256(content).hexdigest() == artifact["sha256"] and len(content) == artifact["size_bytes"]
+    bundle = client.get(f"/jobs/{job_id}/bundle.zip", headers=AUTH)
+    with zipfile.ZipFile(io.BytesIO(bundle.content)) as archive:
+        archive.extractall(tmp_path / "unzipped")
+    assert verify_bundle(tmp_path / "unzipped" / "bundle") == []
+    markdown = client.get(f"/jobs/{job_id}/report.md", headers=AUTH).text
+    assert "| fp32 |" in markdown and "Gate (max drop 0.5 points): PASS" in markdown
+    page = client.get(f"/ui/jobs/{job_id}", headers=AUTH).text
+    assert 'id="report"' in page and "fp32" in page and "/plots/latency.png" in page
+    assert client.get(f"/jobs/{job_id}/plots/latency.png", headers=AUTH).headers["content-type"] == "image/png"
+    assert client.get("/artifacts/../../jobs.db", headers=AUTH).status_code == 404
