@@ -30,7 +30,7 @@ DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
 
 .PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-eval-memory bench-finetune \
-	bench-import \
+	bench-import bench-service serve system-packages \
 	bench-latency clean help
 
 help:
@@ -45,6 +45,8 @@ help:
 	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
 	@echo "make bench-import    the same Ultralytics weights: its own TFLite exports vs tfyolo import + convert"
 	@echo "make bench-finetune  PennFudan: short training from scratch vs from imported Ultralytics weights"
+	@echo "make bench-service   20 tiny jobs at once to 2 workers on loopback: jobs/min, p95 API latency"
+	@echo "make serve       the conversion service on localhost:8000 (SQLite, one worker; token: TFYOLO_API_TOKEN)"
 	@echo "make bench-eval-memory  peak RSS of tfyolo-eval --reference at 640 px, 64 vs 128 coco128 images"
 	@echo "make bench       latency suite + every benchmark not yet run -> benchmarks/RESULTS.md"
 	@echo "make lint        ruff"
@@ -60,7 +62,18 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not large" -q --durations=10
 
-test-large: $(STAMP)
+# The slow suite also drives a local redis-server and headless chromium: installed here from the distribution's
+# packages when missing (needs root and apt); without them those tests skip and say why.
+SYSTEM_PACKAGES := redis-server chromium chromium-driver
+system-packages:
+	@if command -v redis-server >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null || \
+		(apt-get update -q >/dev/null && apt-get install -y -q $(SYSTEM_PACKAGES) >/dev/null) || \
+		echo "note: could not install $(SYSTEM_PACKAGES); the Redis and browser tests will skip"; \
+	else echo "note: $(SYSTEM_PACKAGES) missing and apt-get unavailable; the Redis and browser tests will skip"; fi
+
+test-large: $(STAMP) system-packages
 	$(BIN)/python -m pytest -m large -q
 
 lint: $(STAMP)
@@ -115,6 +128,9 @@ bench-auto: | $(STAMP)
 bench-import: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_import
 
+bench-service: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_service
+
 bench-finetune: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_finetune
 
@@ -137,3 +153,16 @@ bench: | $(STAMP)
 
 clean:
 	rm -rf $(BUILD)
+
+# The conversion service on the embedded default: SQLite in build/service, one worker, localhost:8000, the
+# synthetic set and calibration_data/ registered as datasets. The token is $TFYOLO_API_TOKEN, or one generated
+# into build/service/token on first use.
+SERVICE_DIR := $(BUILD)/service
+serve: $(SYNTH)/data.yaml | $(STAMP)
+	@mkdir -p $(SERVICE_DIR)
+	@test -n "$$TFYOLO_API_TOKEN" || test -f $(SERVICE_DIR)/token || \
+		( umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_hex(16))" > $(SERVICE_DIR)/token && \
+		echo "API token written to $(SERVICE_DIR)/token" )
+	$(BIN)/tfyolo serve --data-dir $(SERVICE_DIR) --host 127.0.0.1 --port 8000 \
+		$$(test -n "$$TFYOLO_API_TOKEN" || echo --token-file $(SERVICE_DIR)/token) \
+		--dataset synthetic=$(SYNTH)/data.yaml --dataset calibration_data=calibration_data

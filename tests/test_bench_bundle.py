@@ -59,8 +59,7 @@ def _conv_stack(depth):
 
 
 def test_interleaved_latency_sees_twice_the_work(tmp_path):
-    from tfyolo.benchmark import interleaved_latency
-    from tfyolo.benchmark import benchmark_models
+    from tfyolo.benchmark import benchmark_models, interleaved_latency
 
     models = {"single": _conv_stack(8), "double": _conv_stack(16)}
     result = interleaved_latency(models, num_threads=1, rounds=6, block_ms=40)

@@ -77,8 +77,8 @@ def test_evaluation_compares_each_output_with_its_own_reference(converted):
 
 
 def test_bundle_reference_infer_and_bench_agree(converted, tmp_path):
-    from tfyolo.bundle import make_bundle, verify_bundle
     from tfyolo.benchmark import benchmark_models
+    from tfyolo.bundle import make_bundle, verify_bundle
     from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
     from tfyolo.evaluation.runners import KerasRunner
     from tfyolo.ops.nms import NMSConfig, non_max_suppression

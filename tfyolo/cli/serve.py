@@ -9,19 +9,17 @@ import click
 
 from tfyolo.cli.common import user_errors
 
-SWEEP_SECONDS = 15.0
 
-
-def _sweep(data_dir, huey, stop):
-    """Re-queues (or fails) the jobs of workers that died, now and every SWEEP_SECONDS."""
+def _sweep(data_dir, huey, stale_seconds, stop):
+    """Re-queues (or fails) the jobs of workers that died: now, then every quarter of `stale_seconds`."""
     from tfyolo.service.store import JobStore
-    from tfyolo.service.worker import MAX_ATTEMPTS, STALE_SECONDS
+    from tfyolo.service.worker import MAX_ATTEMPTS
 
     store = JobStore(data_dir)
     while True:
-        for job_id in store.requeue_lost(STALE_SECONDS, MAX_ATTEMPTS):
+        for job_id in store.requeue_lost(stale_seconds, MAX_ATTEMPTS):
             huey.run_job_task(job_id)
-        if stop.wait(SWEEP_SECONDS):
+        if stop.wait(stale_seconds / 4):
             return
 
 
@@ -86,15 +84,21 @@ def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_
 @click.command("worker")
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--broker", help="redis://host:port/db, as given to `tfyolo serve`.")
+@click.option(
+    "--stale-seconds",
+    default=60.0,
+    show_default=True,
+    help="A running job whose worker sent no heartbeat for this long is re-queued (once), then failed.",
+)
 @user_errors
-def worker_command(data_dir, broker):
+def worker_command(data_dir, broker, stale_seconds):
     """Run queued jobs, one at a time; start several for parallel jobs (each is one process)."""
     from tfyolo.service.queue import make_huey
     from tfyolo.service.store import worker_name
 
     huey = make_huey(data_dir, broker)
     stop = threading.Event()
-    threading.Thread(target=_sweep, args=(data_dir, huey, stop), daemon=True).start()
+    threading.Thread(target=_sweep, args=(data_dir, huey, stale_seconds, stop), daemon=True).start()
     click.echo(f"tfyolo worker {worker_name()}: waiting for jobs ({'redis' if broker else 'SQLite'} queue)", err=True)
     try:
         huey.create_consumer(workers=1, worker_type="thread", periodic=False).run()

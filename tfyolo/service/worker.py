@@ -17,8 +17,7 @@ from tfyolo.jobs.report import markdown_report
 from tfyolo.jobs.spec import JobSpec
 from tfyolo.service.store import ArtifactStore, JobStore, registered_datasets, worker_name
 
-HEARTBEAT_SECONDS = 5.0
-STALE_SECONDS = 60.0
+HEARTBEAT_SECONDS = 2.0
 MAX_ATTEMPTS = 2
 
 
