@@ -112,25 +112,22 @@ def main(qat_epochs):
     reference, ul_int8 = by_name["onnx runtime (source float)"], by_name["ultralytics int8"]
     for row in rows:
         row["latency_ms_p50"] = latency["models"].get(row["artifact"], {}).get("latency_ms_p50")
+    for row in rows:
         row["delta_vs_float"] = 100 * (row["map50_95"] - reference["map50_95"])
         row["latency_vs_ul_int8"] = row["latency_ms_p50"] and row["latency_ms_p50"] / ul_int8["latency_ms_p50"]
-    int8_rows = [row for name, row in by_name.items() if name.startswith("tfyolo") and "int8" in name]
-    best_int8 = max(int8_rows, key=lambda row: row["map50_95"])
-    fastest_int8 = min(int8_rows, key=lambda row: row["latency_ms_p50"])
+    int8_rows = [row for name, row in by_name.items() if name in ("tfyolo int8", "tfyolo qat_int8")]
+
+    def each(measure):
+        return "; ".join(f"{row['artifact']}: {measure(row)}" for row in int8_rows)
+
     goals = [
         ("imported fp32 within 0.1 pt of ONNX Runtime float", f"{by_name['tfyolo fp32']['delta_vs_float']:+.2f} pt"),
-        (
-            "tfyolo int8 within 0.3 pt of float",
-            f"{best_int8['artifact']}: {best_int8['delta_vs_float']:+.2f} pt",
-        ),
+        ("tfyolo int8 within 0.3 pt of float", each(lambda row: f"{row['delta_vs_float']:+.2f} pt")),
         (
             "tfyolo int8 at or above Ultralytics int8",
-            f"{best_int8['artifact']}: {100 * (best_int8['map50_95'] - ul_int8['map50_95']):+.2f} pt",
+            each(lambda row: f"{100 * (row['map50_95'] - ul_int8['map50_95']):+.2f} pt"),
         ),
-        (
-            "tfyolo int8 latency <= 0.8x Ultralytics int8",
-            f"{fastest_int8['artifact']}: {fastest_int8['latency_vs_ul_int8']:.2f}x",
-        ),
+        ("tfyolo int8 latency <= 0.8x Ultralytics int8", each(lambda row: f"{row['latency_vs_ul_int8']:.2f}x")),
     ]
     columns = [
         ("artifact", "artifact", None),
