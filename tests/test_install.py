@@ -28,10 +28,12 @@ def test_wheel_install_ships_recipes_and_calibration_data(tmp_path):
     (site / "project_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([venv / "bin" / "pip", "install", "--quiet", "--no-deps", "--no-index", wheel], check=True)
     script = (
-        "import json, tfyolo\n"
+        "import json, pathlib, tfyolo, tfyolo.jobs.run, tfyolo.service.app\n"
         "from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION, builtin_recipe_names\n"
+        "templates = pathlib.Path(tfyolo.service.app.__file__).parent / 'templates'\n"
         "print(json.dumps({'module': tfyolo.__file__, 'recipes': builtin_recipe_names(),"
-        " 'calibration': len(list(DEFAULT_CALIBRATION.glob('*.png')))}))"
+        " 'calibration': len(list(DEFAULT_CALIBRATION.glob('*.png'))),"
+        " 'templates': sorted(path.name for path in templates.glob('*.html'))}))"
     )
     found = subprocess.run(
         [venv / "bin" / "python", "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
@@ -40,6 +42,7 @@ def test_wheel_install_ships_recipes_and_calibration_data(tmp_path):
     assert Path(found["module"]).is_relative_to(venv)
     assert found["recipes"] == ["fp32", "fp16", "dynamic", "int8", "int8_int8io", "int16x8"]
     assert found["calibration"] == len(list((PROJECT / "calibration_data").glob("*.png"))) == 64
+    assert found["templates"] == sorted(p.name for p in (PROJECT / "tfyolo" / "service" / "templates").glob("*.html"))
 
     model = tmp_path / "tiny.keras"
     subprocess.run(
