@@ -32,13 +32,15 @@ def run_job(spec, out, progress=None):
     """Runs `spec` into folder `out` (report.json, report.md, artifacts, bundle); returns its `JobReport`."""
     progress = progress or Progress()
     out = ensure_writable_folder(out)
-    runners = {"convert": _auto if spec.is_auto else _convert, "evaluate": _evaluate, "bench": _bench}
-    if spec.kind == "bundle":
-        report = _bundle_only(spec, out, progress)
-    else:
-        report = runners[spec.kind](spec, out, progress)
-        if spec.bundle and report.artifacts:
-            report = _with_bundle(report, spec, out, progress)
+    handlers = {
+        "convert": _auto if spec.is_auto else _convert,
+        "evaluate": _evaluate,
+        "bench": _bench,
+        "bundle": _bundle_only,
+    }
+    report = handlers[spec.kind](spec, out, progress)
+    if spec.bundle and spec.kind == "convert" and report.artifacts:
+        report = _with_bundle(report, spec, out, progress)
     atomic_write_json(out / "job_report.json", report.to_dict())
     return report
 
@@ -53,13 +55,14 @@ def _verdict(rows, max_drop):
     if max_drop is None:
         return Verdict(max_drop=None, passed=None)
     candidates = [row for row in rows if row["recipe"] != "float"]
-    failing = tuple(
-        row["recipe"] for row in candidates if row.get("error") or row.get("delta_map50_95") is None
-    ) + tuple(row["recipe"] for row in candidates if drop_exceeds(row, max_drop))
     if not candidates:
         return Verdict(max_drop=max_drop, passed=False, reason="no artifact was produced")
-    reason = f"{', '.join(failing)} lost more than {max_drop} points or has no mAP" if failing else ""
-    return Verdict(max_drop=max_drop, passed=not failing, failing=failing, reason=reason)
+    unmeasured = [row["recipe"] for row in candidates if row.get("error") or row.get("delta_map50_95") is None]
+    dropped = [row["recipe"] for row in candidates if drop_exceeds(row, max_drop)]
+    reasons = [f"{', '.join(dropped)} lost more than {max_drop} points"] if dropped else []
+    reasons += [f"{', '.join(unmeasured)} failed or was not evaluated"] if unmeasured else []
+    failing = tuple(unmeasured + dropped)
+    return Verdict(max_drop=max_drop, passed=not failing, failing=failing, reason="; ".join(reasons))
 
 
 def _convert(spec, out, progress):
