@@ -3,7 +3,6 @@ few server-rendered pages. It only writes job records, saves uploads and enqueue
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -12,29 +11,16 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from tfyolo.errors import TfyoloError, one_line
-from tfyolo.jobs.spec import KINDS, JobSpec
-from tfyolo.service.security import extract_images, sniff, token_matches
+from tfyolo.errors import one_line
+from tfyolo.jobs.spec import KINDS
+from tfyolo.service.security import token_matches
 from tfyolo.service.store import FINAL_STATES, ArtifactStore, JobStore, registered_datasets
+from tfyolo.service.submission import Submission, UploadRefused, submit
 
 MAX_UPLOAD_BYTES = 512 << 20
 COOKIE = "tfyolo_token"
 # Reachable without the token: the liveness probe, and the page where a browser hands the token over.
 PUBLIC_PATHS = ("/healthz", "/login")
-# The model kinds each job kind accepts, by sniffed content: (kinds, the name the upload is stored under).
-MODEL_UPLOADS = {
-    "keras": "model.keras",
-    "h5": "model.h5",
-    "pt": "model.pt",
-    "onnx": "model.onnx",
-    "tflite": "model.tflite",
-}
-ACCEPTED = {
-    "convert": ("keras", "h5", "pt", "onnx"),
-    "evaluate": ("tflite",),
-    "bench": ("tflite",),
-    "bundle": ("tflite",),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,25 +29,6 @@ class ServiceConfig:
     token: str
     broker: Optional[str] = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
-
-
-class UploadRefused(Exception):
-    def __init__(self, status, detail):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
-def save_upload(upload, target, limit):
-    """Streams `upload` to `target`, refusing (413) once it passes `limit` bytes: the size is counted, never
-    taken from a header."""
-    written = 0
-    with open(target, "xb") as handle:
-        while chunk := upload.file.read(1 << 20):
-            written += len(chunk)
-            if written > limit:
-                raise UploadRefused(413, f"{upload.filename}: larger than the {limit:,}-byte upload limit.")
-            handle.write(chunk)
-    return written
 
 
 def create_app(config, huey=None):
@@ -94,72 +61,12 @@ def create_app(config, huey=None):
             headers={"WWW-Authenticate": "Bearer"},
         )
 
-    def submit(model, calibration, kind, recipes, auto, max_drop, calibration_dataset, data_dataset, threads, bundle):
-        job_id, folder = store.new_job_dir()
+    def accept(submission, model, calibration):
+        """Stores the uploads and the job's record and enqueues it; a refusal is the HTTP error it names."""
         try:
-            uploads = folder / "uploads"
-            uploads.mkdir()
-            if kind not in KINDS:
-                raise UploadRefused(422, f"kind: expected one of {sorted(KINDS)}, received {kind!r}.")
-            temporary = uploads / "model.upload"
-            save_upload(model, temporary, config.max_upload_bytes)
-            found = sniff(temporary)
-            if found not in ACCEPTED[kind]:
-                raise UploadRefused(
-                    415,
-                    f"model {model.filename!r}: its content is {found or 'not a model format'}; a {kind} job takes "
-                    f"{' or '.join(ACCEPTED[kind])} (the type is read from the bytes, not the file name).",
-                )
-            temporary.rename(uploads / MODEL_UPLOADS[found])
-            values = {"model": MODEL_UPLOADS[found], "kind": kind, "threads": threads}
-            if kind == "convert":
-                values["bundle"] = bundle
-                recipe_names = tuple(name.strip() for value in recipes for name in value.split(",") if name.strip())
-                if auto:
-                    if max_drop is None:
-                        raise UploadRefused(422, "max_drop: auto needs a budget in mAP50-95 points.")
-                    values["auto_max_drop"] = max_drop
-                else:
-                    values["recipes"] = recipe_names
-                    values["max_drop"] = max_drop
-            uploaded = {"model": MODEL_UPLOADS[found]}
-            if calibration is not None and calibration.filename:
-                archive = uploads / "calibration.upload"
-                save_upload(calibration, archive, config.max_upload_bytes)
-                if sniff(archive) != "zip":
-                    raise UploadRefused(415, f"calibration {calibration.filename!r}: expected a zip of images.")
-                extract_images(archive, uploads / "calibration")
-                archive.unlink()
-                uploaded["calibration"] = "calibration"
-            datasets = registered_datasets(config.data_dir)
-            for field, name in (("calibration", calibration_dataset), ("data", data_dataset)):
-                if name:
-                    if name not in datasets:
-                        raise UploadRefused(
-                            422, f"{field}_dataset: {name!r} is not registered here; registered: {sorted(datasets)}."
-                        )
-                    values[f"{field}_dataset"] = name
-            if kind in ("convert", "evaluate") and not data_dataset:
-                raise UploadRefused(
-                    422,
-                    f"data_dataset: a {kind} job evaluates on a dataset registered on this server; registered: "
-                    f"{sorted(datasets)}.",
-                )
-            # Validated now, as the worker will build it: a bad spec is refused here, not after the queue.
-            check = {k: v for k, v in values.items() if not k.endswith("_dataset")}
-            check["model"] = "model.keras" if found in ("pt", "onnx") else check["model"]
-            JobSpec.from_dict(check, source="job")
-            if found in ("pt", "onnx"):
-                values["import_weights"] = True
-            store.create(values, uploaded, job_id=job_id)
-        except (UploadRefused, TfyoloError) as error:
-            shutil.rmtree(folder, ignore_errors=True)
-            if isinstance(error, UploadRefused):
-                raise HTTPException(error.status, error.detail)
-            raise HTTPException(422, one_line(error))
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+            job_id = submit(store, config, submission, model, calibration)
+        except UploadRefused as error:
+            raise HTTPException(error.status, error.detail)
         huey.run_job_task(job_id)
         return job_id
 
@@ -216,9 +123,10 @@ def create_app(config, huey=None):
         threads: int = Form(2),
         bundle: bool = Form(True),
     ):
-        job_id = submit(
-            model, calibration, kind, recipes, auto, max_drop, calibration_dataset, data_dataset, threads, bundle
+        submission = Submission(
+            kind, tuple(recipes), auto, max_drop, calibration_dataset, data_dataset, threads, bundle
         )
+        job_id = accept(submission, model, calibration)
         return public(store.get(job_id))
 
     @app.get("/jobs")
@@ -310,18 +218,8 @@ def create_app(config, huey=None):
     ):
         try:
             drop = float(max_drop) if max_drop not in (None, "") else None
-            job_id = submit(
-                model,
-                calibration,
-                kind,
-                [recipes],
-                auto,
-                drop,
-                calibration_dataset or None,
-                data_dataset or None,
-                2,
-                True,
-            )
+            submission = Submission(kind, (recipes,), auto, drop, calibration_dataset or None, data_dataset or None)
+            job_id = accept(submission, model, calibration)
         except (HTTPException, ValueError) as error:
             context = {
                 "kinds": sorted(KINDS),

@@ -1,0 +1,137 @@
+"""Turning an upload into a queued job: the model saved under a name the server chooses after reading its bytes,
+a calibration zip unpacked safely, datasets only by their registered names, and the spec validated as the worker
+will build it. A refusal leaves nothing behind."""
+
+import dataclasses
+import shutil
+from typing import Optional
+
+from tfyolo.errors import TfyoloError, one_line
+from tfyolo.jobs.spec import KINDS, JobSpec
+from tfyolo.service.security import extract_images, sniff
+from tfyolo.service.store import registered_datasets
+
+# sniffed kind: the name the upload is stored under
+MODEL_UPLOADS = {
+    "keras": "model.keras",
+    "h5": "model.h5",
+    "pt": "model.pt",
+    "onnx": "model.onnx",
+    "tflite": "model.tflite",
+}
+# job kind: the sniffed model kinds it accepts (.pt and .onnx are imported by the worker first)
+ACCEPTED = {
+    "convert": ("keras", "h5", "pt", "onnx"),
+    "evaluate": ("tflite",),
+    "bench": ("tflite",),
+    "bundle": ("tflite",),
+}
+IMPORTED = ("pt", "onnx")
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """What a request asks for, besides its files."""
+
+    kind: str = "convert"
+    recipes: tuple = ()
+    auto: bool = False
+    max_drop: Optional[float] = None
+    calibration_dataset: Optional[str] = None
+    data_dataset: Optional[str] = None
+    threads: int = 2
+    bundle: bool = True
+
+
+class UploadRefused(Exception):
+    """A request the service will not queue; `status` is the HTTP status that says why."""
+
+    def __init__(self, status, detail):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def save_upload(upload, target, limit):
+    """Streams `upload` to `target`, refusing (413) once it passes `limit` bytes: the size is counted, never
+    taken from a header."""
+    written = 0
+    with open(target, "xb") as handle:
+        while chunk := upload.file.read(1 << 20):
+            written += len(chunk)
+            if written > limit:
+                raise UploadRefused(413, f"{upload.filename}: larger than the {limit:,}-byte upload limit.")
+            handle.write(chunk)
+    return written
+
+
+def submit(store, config, submission, model, calibration=None):
+    """Saves the uploads into a new job folder and writes the queued record; returns the job id. Raises
+    UploadRefused (and removes the folder) for anything it will not run."""
+    job_id, folder = store.new_job_dir()
+    try:
+        values, uploaded = _prepare(config, submission, model, calibration, folder / "uploads")
+        store.create(values, uploaded, job_id=job_id)
+    except BaseException as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(error, TfyoloError):
+            raise UploadRefused(422, one_line(error))
+        raise
+    return job_id
+
+
+def _prepare(config, submission, model, calibration, uploads):
+    uploads.mkdir()
+    kind = submission.kind
+    if kind not in KINDS:
+        raise UploadRefused(422, f"kind: expected one of {sorted(KINDS)}, received {kind!r}.")
+    temporary = uploads / "model.upload"
+    save_upload(model, temporary, config.max_upload_bytes)
+    found = sniff(temporary)
+    if found not in ACCEPTED[kind]:
+        raise UploadRefused(
+            415,
+            f"model {model.filename!r}: its content is {found or 'not a model format'}; a {kind} job takes "
+            f"{' or '.join(ACCEPTED[kind])} (the type is read from the bytes, not the file name).",
+        )
+    temporary.rename(uploads / MODEL_UPLOADS[found])
+    values = {"model": MODEL_UPLOADS[found], "kind": kind, "threads": submission.threads}
+    if kind == "convert":
+        values["bundle"] = submission.bundle
+        recipes = tuple(name.strip() for value in submission.recipes for name in value.split(",") if name.strip())
+        if submission.auto:
+            if submission.max_drop is None:
+                raise UploadRefused(422, "max_drop: auto needs a budget in mAP50-95 points.")
+            values["auto_max_drop"] = submission.max_drop
+        else:
+            values["recipes"], values["max_drop"] = recipes, submission.max_drop
+    uploaded = {"model": MODEL_UPLOADS[found]}
+    if calibration is not None and calibration.filename:
+        archive = uploads / "calibration.upload"
+        save_upload(calibration, archive, config.max_upload_bytes)
+        if sniff(archive) != "zip":
+            raise UploadRefused(415, f"calibration {calibration.filename!r}: expected a zip of images.")
+        extract_images(archive, uploads / "calibration")
+        archive.unlink()
+        uploaded["calibration"] = "calibration"
+    datasets = registered_datasets(config.data_dir)
+    for field in ("calibration", "data"):
+        name = getattr(submission, f"{field}_dataset")
+        if name:
+            if name not in datasets:
+                raise UploadRefused(
+                    422, f"{field}_dataset: {name!r} is not registered here; registered: {sorted(datasets)}."
+                )
+            values[f"{field}_dataset"] = name
+    if kind in ("convert", "evaluate") and not submission.data_dataset:
+        raise UploadRefused(
+            422,
+            f"data_dataset: a {kind} job evaluates on a dataset registered on this server; registered: "
+            f"{sorted(datasets)}.",
+        )
+    # Validated now, as the worker will build it: a bad spec is refused here, not after the queue.
+    check = {key: value for key, value in values.items() if not key.endswith("_dataset")}
+    if found in IMPORTED:
+        check["model"] = "model.keras"
+        values["import_weights"] = True
+    JobSpec.from_dict(check, source="job")
+    return values, uploaded
