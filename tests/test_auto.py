@@ -49,9 +49,28 @@ def test_plain_int8_within_budget_never_ranks_layers():
 
 
 def test_impossible_budget_names_the_closest():
-    drops = {"int8": 2.0, "int8_float1": 1.5, "int16x8": 0.3, "fp16": 0.2}
+    drops = {"int8": 2.0, "int8_float1": 1.5, "int8_aeq": 1.0, "int8_int16act1": 0.5, "int16x8": 0.3, "fp16": 0.2}
     chosen, tried, closest = search(Recipe(name="int8", mode="int8"), lambda: ["a"], fake_measure(drops), max_drop=-1)
-    assert chosen is None and closest.recipe.name == "fp16" and len(tried) == 4
+    assert chosen is None and closest.recipe.name == "fp16" and len(tried) == 6
+
+
+def test_mixed_int16_candidates_come_after_the_float_layer_ones():
+    from tfyolo.quantization.auto import candidate_recipes
+
+    recipes = list(candidate_recipes(Recipe(name="int8", mode="int8"), lambda: ["stage2_cv1a_conv", "head_cls0_pred"]))
+    assert [recipe.name for recipe in recipes] == [
+        "int8",
+        "int8_float1",
+        "int8_float2",
+        "int8_aeq",
+        "int8_int16act1",
+        "int8_int16act2",
+        "int16x8",
+        "fp16",
+    ]
+    mixed = {recipe.name: recipe for recipe in recipes}
+    assert mixed["int8_int16act2"].int16_layers == ("stage2_cv1a_*", "head_cls0_pred")
+    assert {mixed[name].quantizer for name in ("int8_aeq", "int8_int16act1")} == {"ai_edge_quantizer"}
 
 
 @pytest.fixture(scope="module")

@@ -1,13 +1,15 @@
 """Accuracy-aware quantization: the fastest recipe whose measured mAP50-95 drop stays within a budget.
 
-Candidates, in order: full int8; int8 with the most sensitive layers kept in float (1, 2, 4, 8 of them);
-int16x8; fp16. With prefer="int8" the search stops at the first candidate within the budget (the order above
+Candidates, in order: full int8; int8 with the most sensitive layers kept in float (1, 2, 4, 8 of them); int8
+through ai-edge-quantizer, alone and with the most sensitive blocks at 16-bit activations (1, 2, 4, 8); int16x8;
+fp16. With prefer="int8" the search stops at the first candidate within the budget (the order above
 is already fastest-first on CPUs); prefer="latency" or "size" evaluates them all and picks the best within
 budget. Evaluation always runs on the validation split, never on the calibration images.
 """
 
 import dataclasses
 
+from tfyolo.quantization.aeq import block_pattern
 from tfyolo.quantization.recipe import Recipe
 
 PREFERENCES = ("int8", "latency", "size")
@@ -30,6 +32,7 @@ class Candidate:
             "recipe": self.recipe.name,
             "mode": self.recipe.mode,
             "keep_float": list(self.keep_float),
+            "int16_layers": list(self.recipe.int16_layers),
             "map50_95": self.map50_95,
             "delta_map50_95": self.delta_map50_95,
             "latency_ms_p50": self.latency_ms_p50,
@@ -47,6 +50,13 @@ def candidate_recipes(base, ranked_layers):
             break
         keep = tuple(layers[:count])
         yield Recipe(**{**base.to_dict(), "name": f"int8_float{count}", "keep_float": keep})
+    aeq = {**base.to_dict(), "quantizer": "ai_edge_quantizer", "io_type": "float32"}
+    yield Recipe(**{**aeq, "name": "int8_aeq"})
+    for count in FLOAT_LAYER_STEPS:
+        if count > len(layers):
+            break
+        blocks = tuple(block_pattern(layer) for layer in layers[:count])
+        yield Recipe(**{**aeq, "name": f"int8_int16act{count}", "int16_layers": blocks})
     yield Recipe(**{**base.to_dict(), "name": "int16x8", "mode": "int16x8", "io_type": "float32"})
     yield Recipe(name="fp16", mode="fp16", description="float16 weights")
 

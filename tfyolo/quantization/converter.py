@@ -105,6 +105,8 @@ def convert(model, recipe, calibration_images=None):
 
     calibration_images: float32 (N, H, W, 3) letterboxed inputs in [0, 1] for full-integer recipes.
     """
+    if recipe.quantizer == "ai_edge_quantizer":
+        return _convert_with_aeq(model, recipe, calibration_images)
     representative = None if calibration_images is None else representative_dataset(calibration_images)
     converter, outputs = make_converter(model, recipe, representative)
     if recipe.keep_float:
@@ -114,3 +116,23 @@ def convert(model, recipe, calibration_images=None):
     else:
         content = converter.convert()
     return add_signature(content, outputs, INPUT_NAME)
+
+
+def _convert_with_aeq(model, recipe, calibration_images):
+    """The fp32 TFLite (with its signature), then ai-edge-quantizer's static int8 on it."""
+    from tfyolo.quantization import aeq
+    from tfyolo.quantization.recipe import Recipe
+
+    if calibration_images is None:
+        raise ConfigError(f"recipe {recipe.name!r} (int8 through ai-edge-quantizer) needs calibration images.")
+    if qat_kind(model):
+        raise ConfigError(
+            f"recipe {recipe.name!r}: a QAT model carries its own ranges; convert it with TFLiteConverter."
+        )
+    converter, outputs = make_converter(model, Recipe(name="fp32", mode="fp32"))
+    fp32 = add_signature(converter.convert(), outputs, INPUT_NAME)
+    if recipe.int16_layers and not aeq.matched_tensor_count(fp32, recipe.int16_layers):
+        raise ConfigError(
+            f"recipe {recipe.name!r}: int16_layers {list(recipe.int16_layers)} match no layer of this model."
+        )
+    return aeq.quantize(fp32, recipe, calibration_images)

@@ -11,6 +11,9 @@ from tfyolo.errors import ConfigError
 # mode -> what the converter must do. The dispatch table of `tfyolo.quantization.converter` keys on these.
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
 IO_TYPES = ("float32", "int8", "uint8", "int16")
+# Who quantizes: TFLiteConverter (one pass over the Keras graph) or ai-edge-quantizer (op by op on the fp32 TFLite,
+# per-layer 16-bit activations; tfyolo.quantization.aeq).
+QUANTIZERS = ("tflite_converter", "ai_edge_quantizer")
 # Modes whose artifact promises integer-only compute (checked after conversion).
 FULL_INTEGER_MODES = ("int8", "int16x8")
 
@@ -33,6 +36,11 @@ FIELD_TYPES = {
         lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value),
     ),
     "description": ("a string", lambda value: isinstance(value, str)),
+    "quantizer": (f"one of {QUANTIZERS}", lambda value: value in QUANTIZERS),
+    "int16_layers": (
+        "a list of layer names or patterns",
+        lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value),
+    ),
 }
 
 
@@ -49,6 +57,9 @@ class Recipe:
         calibration_seed: int. Which images are drawn.
         keep_float: tuple of str. Layer names or fnmatch patterns kept in float (selective quantization).
         description: str. One line for reports.
+        quantizer: str. One of `QUANTIZERS`.
+        int16_layers: tuple of str. Layer names or fnmatch patterns whose activations are 16-bit (int8 weights):
+            mixed int8 / int16, with quantizer "ai_edge_quantizer".
     """
 
     name: str
@@ -59,6 +70,8 @@ class Recipe:
     calibration_seed: int = 0
     keep_float: tuple = ()
     description: str = ""
+    quantizer: str = "tflite_converter"
+    int16_layers: tuple = ()
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -75,7 +88,24 @@ class Recipe:
             raise ConfigError(f"recipe {self.name!r}: calibration_images must be >= 1.")
         if self.keep_float and self.mode not in FULL_INTEGER_MODES:
             raise ConfigError(f"recipe {self.name!r}: keep_float only applies to full-integer modes.")
+        if self.quantizer not in QUANTIZERS:
+            raise ConfigError(
+                f"recipe {self.name!r}: quantizer must be one of {QUANTIZERS}, received {self.quantizer!r}."
+            )
+        if self.quantizer == "ai_edge_quantizer" and (
+            self.mode != "int8" or self.io_type != "float32" or self.keep_float
+        ):
+            raise ConfigError(
+                f"recipe {self.name!r}: quantizer ai_edge_quantizer makes static int8 with float32 I/O (16-bit "
+                "activations through int16_layers); it takes mode int8, io_type float32 and no keep_float."
+            )
+        if self.int16_layers and self.quantizer != "ai_edge_quantizer":
+            raise ConfigError(
+                f"recipe {self.name!r}: int16_layers needs quantizer: ai_edge_quantizer (TFLiteConverter has no "
+                "per-layer activation width)."
+            )
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
+        object.__setattr__(self, "int16_layers", tuple(self.int16_layers))
 
     @property
     def needs_calibration(self):
@@ -88,6 +118,7 @@ class Recipe:
     def to_dict(self):
         values = dataclasses.asdict(self)
         values["keep_float"] = list(self.keep_float)
+        values["int16_layers"] = list(self.int16_layers)
         return values
 
     @classmethod

@@ -1,0 +1,62 @@
+"""Static int8 through ai-edge-quantizer, with 16-bit activations where int8 hurts.
+
+TFLiteConverter's int8 gives every input of a CONCATENATION the output's scale, so a branch with a small range is
+quantized on the grid of the widest one. ai-edge-quantizer quantizes the fp32 TFLite op by op and requantizes
+where scales differ instead; it also takes per-op recipes, which is what mixed precision needs: chosen layers get
+16-bit activations (int8 weights, the 16x8 kernels), the rest int8. Every op stays integer; on CPUs the 16-bit ops
+run on reference kernels, not XNNPACK.
+"""
+
+import re
+
+# Input/output names of the fp32 model's serving signature (tfyolo.quantization.signature).
+SIGNATURE_KEY = "serving_default"
+INPUT_NAME = "images"
+
+
+def layer_regex(patterns):
+    """A regex on TFLite tensor names matching the ops of the Keras layers named by `patterns` (names or fnmatch
+    patterns): a tensor name carries its layer as a path component ("model/stage1_cv1a_conv/Conv2D"), and a fused
+    conv + BatchNorm + activation tensor names each of its layers."""
+    # fnmatch's wildcards, kept inside one path component.
+    alternatives = "|".join(re.escape(pattern).replace(r"\*", "[^/;]*").replace(r"\?", "[^/;]") for pattern in patterns)
+    return rf"(^|.*[/;])({alternatives})/.*"
+
+
+def block_pattern(layer):
+    """The layers that make one conv block (conv, its BatchNorm, its activation) from the conv's name; a head's
+    final prediction conv is a block on its own."""
+    return layer.removesuffix("_conv") + "_*" if layer.endswith("_conv") else layer
+
+
+def quantize(fp32_content, recipe, calibration_images):
+    """fp32 TFLite bytes -> static int8 TFLite bytes, `recipe.int16_layers` with 16-bit activations."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    granularity = qtyping.QuantGranularity.CHANNELWISE if recipe.per_channel else qtyping.QuantGranularity.TENSORWISE
+    every_op = qtyping.TFLOperationName.ALL_SUPPORTED
+    engine = quantizer.Quantizer(fp32_content)
+    engine.add_static_config(".*", every_op, activation_num_bits=8, weight_num_bits=8, weight_granularity=granularity)
+    if recipe.int16_layers:
+        # A later rule wins where both match: these ops move to 16-bit activations.
+        engine.add_static_config(
+            layer_regex(recipe.int16_layers),
+            every_op,
+            activation_num_bits=16,
+            weight_num_bits=8,
+            weight_granularity=granularity,
+        )
+    samples = [{INPUT_NAME: image[None].astype("float32")} for image in calibration_images]
+    calibration = engine.calibrate({SIGNATURE_KEY: samples}, num_threads=1)
+    return bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model)
+
+
+def matched_tensor_count(content, patterns):
+    """How many op outputs of the TFLite model at `content` the layer patterns select (a recipe whose patterns
+    select nothing is an error, not a silent int8)."""
+    from tfyolo.quantization.tflite_inspect import make_interpreter
+
+    interpreter = make_interpreter(model_content=content, xnnpack=False)
+    names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
+    pattern = re.compile(layer_regex(patterns))
+    return sum(bool(pattern.match(names[index])) for op in interpreter._get_ops_details() for index in op["outputs"])
