@@ -30,7 +30,7 @@ DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
 
 .PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-eval-memory bench-finetune \
-	bench-import bench-service serve system-packages \
+	bench-import bench-service bench-compress serve system-packages \
 	bench-latency clean help
 
 help:
@@ -45,6 +45,7 @@ help:
 	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
 	@echo "make bench-import    the same Ultralytics weights: its own TFLite exports vs tfyolo import + convert"
 	@echo "make bench-finetune  PennFudan: short training from scratch vs from imported Ultralytics weights"
+	@echo "make bench-compress  mixed int8/int16 activations vs int8 and int16x8 on the default model"
 	@echo "make bench-service   20 tiny jobs at once to 2 workers on loopback: jobs/min, p95 API latency"
 	@echo "make serve       the conversion service on localhost:8000 (SQLite, one worker; token: TFYOLO_API_TOKEN)"
 	@echo "make bench-eval-memory  peak RSS of tfyolo-eval --reference at 640 px, 64 vs 128 coco128 images"
@@ -127,6 +128,9 @@ bench-auto: | $(STAMP)
 
 bench-import: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_import
+
+bench-compress: $(DEFAULT)/.done | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_compress
 
 bench-service: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_service
