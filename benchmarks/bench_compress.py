@@ -1,21 +1,27 @@
-"""Non-uniform and adaptive quantization (issue 14), the part built so far: mixed int8 / int16 activations on the
-default synthetic model, where plain int8 loses the most.
+"""Non-uniform and adaptive quantization (issue 14).
+
+pennfudan: cluster_int8 (16 clusters per layer, fine-tuned, then PTQ int8) and prune_int8 (50% sparsity, fine-tuned,
+sparsity-preserving QAT, int8) on PennFudan n@320 from the imported Ultralytics YOLOv8n, against its plain int8:
+mAP50-95 drop, file size, gzip size, what the int8 kernels hold, latency interleaved in one run.
+
+mixed: int8 / int16 activations on the default synthetic model, where plain int8 loses the most.
 
 Candidates, converted, evaluated against the float model and timed interleaved in one `run_job`:
 int8 (TFLiteConverter), int8_aeq (ai-edge-quantizer, all int8), int8_int16act{1,2,4} (ai-edge-quantizer with the
 1/2/4 blocks the sensitivity ranking puts worst at 16-bit activations), int16x8 (every activation 16-bit), fp32.
 Sizes are reported raw and gzip-compressed.
 
-Usage: python -m benchmarks.bench_compress [--model build/default/best.keras]
+Usage: python -m benchmarks.bench_compress [--part all|mixed|pennfudan] [--epochs 5] [--qat-epochs 3]
 """
 
 import gzip
 import shutil
+import time
 from pathlib import Path
 
 import click
 
-from benchmarks.common import ROOT, WORK, machine, markdown_table, write_results
+from benchmarks.common import PENNFUDAN, ROOT, WORK, machine, markdown_table, require_dataset, write_results
 
 DEFAULT_MODEL = ROOT / "build" / "default" / "best.keras"
 STEPS = (1, 2, 4)
@@ -24,7 +30,17 @@ STEPS = (1, 2, 4)
 @click.command()
 @click.option("--model", default=str(DEFAULT_MODEL), show_default=True)
 @click.option("--calibration", default=str(ROOT / "calibration_data"), show_default=True)
-def main(model, calibration):
+@click.option("--part", type=click.Choice(["all", "mixed", "pennfudan"]), default="all", show_default=True)
+@click.option("--epochs", default=5, show_default=True, help="Clustering / pruning fine-tune epochs (PennFudan).")
+@click.option("--qat-epochs", default=3, show_default=True, help="Sparsity-preserving QAT epochs (PennFudan).")
+def main(model, calibration, part, epochs, qat_epochs):
+    if part in ("all", "pennfudan"):
+        pennfudan(epochs, qat_epochs)
+    if part in ("all", "mixed"):
+        mixed(model, calibration)
+
+
+def mixed(model, calibration):
     from tfyolo.console import TqdmProgress
     from tfyolo.jobs.auto_session import AutoSession
     from tfyolo.jobs.run import run_job
@@ -112,6 +128,126 @@ def main(model, calibration):
         {"machine": machine(), "rows": rows, "worst_layers": worst, "report": report.to_dict()},
         markdown,
     )
+    print(markdown)
+
+
+def pennfudan(epochs, qat_epochs):
+    """cluster_int8 and prune_int8 on PennFudan n@320, from the imported Ultralytics model (bench-import's)."""
+    from tfyolo.benchmark import interleaved_latency
+    from tfyolo.console import TqdmProgress, TqdmTrainingReporter
+    from tfyolo.data.detection_dataset import DetectionDataset
+    from tfyolo.evaluation.model_evaluation import evaluate_models
+    from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
+    from tfyolo.jobs.run import run_job
+    from tfyolo.jobs.spec import JobSpec
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.quantization.weight_stats import gzip_size, kernel_stats
+    from tfyolo.training.train_config import TrainConfig
+    from tfyolo.training.trainer import Trainer
+
+    base = WORK / "import_pennfudan" / "ul_penn.keras"
+    if not base.is_file():
+        raise SystemExit(f"{base} not found: `make bench-import` imports the model this part starts from.")
+    data = str(require_dataset(PENNFUDAN))
+    out = WORK / "compress_pennfudan"
+    shutil.rmtree(out, ignore_errors=True)
+    common = dict(
+        data=data, imgsz=320, batch=8, optimizer="adamw", lr0=1e-4, warmup_epochs=0.0, mosaic=0.0, close_mosaic=0
+    )
+    artifacts, seconds = {}, {}
+    plain = run_job(
+        JobSpec(model=str(base), recipes=("int8",), calibration=data, evaluate=False, name="plain"),
+        out / "plain",
+        progress=TqdmProgress(),
+    )
+    artifacts["int8"] = Path(plain.artifacts[0].path)
+    for method in ("cluster", "prune"):
+        started = time.perf_counter()
+        Trainer(
+            TrainConfig(
+                out=str(out / method),
+                epochs=epochs,
+                ema=False,
+                init_weights=str(base),
+                compress=method,
+                clusters=16,
+                sparsity=0.5,
+                **common,
+            ),
+            reporter=TqdmTrainingReporter(),
+        ).fit()
+        compressed = out / method / "best.keras"
+        if method == "prune":
+            # Sparsity-preserving QAT, then int8 from the QAT model's learned ranges.
+            Trainer(
+                TrainConfig(
+                    out=str(out / "pqat"), epochs=qat_epochs, qat_from=str(compressed), qat_preserve="prune", **common
+                ),
+                reporter=TqdmTrainingReporter(),
+            ).fit()
+            job = JobSpec(
+                model=str(compressed),
+                recipes=("fp32",),
+                qat_model=str(out / "pqat" / "best.h5"),
+                evaluate=False,
+                name=method,
+            )
+            report = run_job(job, out / f"{method}_int8", progress=TqdmProgress())
+            artifacts["prune_int8"] = Path(next(a.path for a in report.artifacts if a.name == "qat_int8"))
+        else:
+            # Clustered float, then PTQ int8: per-channel int8 keeps <= 16 values per channel (see README).
+            job = JobSpec(model=str(compressed), recipes=("int8",), calibration=data, evaluate=False, name=method)
+            report = run_job(job, out / f"{method}_int8", progress=TqdmProgress())
+            artifacts["cluster_int8"] = Path(report.artifacts[0].path)
+        seconds[method] = time.perf_counter() - started
+    dataset = DetectionDataset.from_data_yaml(data, "val")
+    reference = KerasRunner(load_keras_model(base), description=str(base))
+    runners = {name: TFLiteRunner(path) for name, path in artifacts.items()}
+    scored, _, float_evaluation = evaluate_models(runners, dataset, "val", reference)
+    contents = {name: path.read_bytes() for name, path in artifacts.items()}
+    latency = interleaved_latency(contents, num_threads=2, rounds=15)
+    plain_gzip = gzip_size(contents["int8"])
+    rows = []
+    for name, content in contents.items():
+        stats = kernel_stats(content)
+        rows.append(
+            {
+                "recipe": name,
+                "map50_95": scored[name]["map50_95"],
+                "delta": scored[name]["delta_map50_95"],
+                "size": len(content),
+                "gzip": gzip_size(content),
+                "gzip_vs_int8": gzip_size(content) / plain_gzip,
+                "values": stats["max_values_per_channel"],
+                "sparsity": stats["sparsity"],
+                "latency": latency["models"][name]["latency_ms_p50"],
+                "fine_tune_seconds": seconds.get(name.split("_")[0]),
+            }
+        )
+    columns = [
+        ("recipe", "recipe", None),
+        ("map50_95", "mAP50-95", "{:.4f}"),
+        ("delta", "vs float (pt)", "{:+.2f}"),
+        ("size", "size (bytes)", "{:,}"),
+        ("gzip", "gzip -9 (bytes)", "{:,}"),
+        ("gzip_vs_int8", "gzip / int8's", "{:.2f}"),
+        ("values", "most int8 values in a channel", None),
+        ("sparsity", "int8 zeros", "{:.1%}"),
+        ("latency", "p50 ms (2 thr, interleaved)", "{:.2f}"),
+        ("fine_tune_seconds", "fine-tune s", "{:.0f}"),
+    ]
+    markdown = "\n".join(
+        [
+            "# Clustering and pruning on PennFudan n@320 (the imported Ultralytics YOLOv8n)",
+            "",
+            f"Float mAP50-95 {float_evaluation.metrics['map50_95']:.4f}. cluster: 16 clusters per layer, {epochs} "
+            f"epochs, then PTQ int8. prune: 50% sparsity (polynomial decay), {epochs} epochs, then {qat_epochs} "
+            "epochs of sparsity-preserving QAT, then int8.",
+            "",
+            markdown_table(rows, columns),
+        ]
+    )
+    write_results("compress_pennfudan", {"machine": machine(), "rows": rows, "epochs": epochs}, markdown)
     print(markdown)
 
 

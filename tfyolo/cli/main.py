@@ -210,12 +210,19 @@ def train(
 @click.option("--lr0", default=1e-4, show_default=True, help="Fine-tuning learning rate (AdamW).")
 @click.option("--mosaic", default=0.0, show_default=True, help="Mosaic probability (off by default for QAT).")
 @click.option("--staged", is_flag=True, help="Quantize backbone + neck only; keep the head in float.")
+@click.option(
+    "--preserve",
+    type=click.Choice(["prune"]),
+    default=None,
+    help="Keep the zeros of a `tfyolo compress --method prune` model through QAT (tfmot's sparsity-preserving "
+    "scheme). A clustered model converts with PTQ int8 directly.",
+)
 @click.option("--calibration-images", default=64, show_default=True, help="Train images that seed the ranges.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the QAT run in --out from its last checkpoint.")
 @user_errors
-def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images, seed, out, resume):
+def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibration_images, seed, out, resume):
     """Quantization-aware fine-tuning of a trained float model (tfmot), same trainer as `train`."""
     from tfyolo.metadata import resolve_data
     from tfyolo.models.model_io import read_metadata
@@ -245,6 +252,7 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, calibration_images
             qat_from=str(model),
             qat_staged=staged,
             qat_calibration_images=calibration_images,
+            qat_preserve=preserve,
         )
     started = time.perf_counter()
     ensure_writable_folder(config.out)
@@ -285,6 +293,66 @@ def import_command(weights, out, imgsz):
         f"{out}. Calibrate its conversion on its training images: `tfyolo convert --model {out} --calibration "
         "DATA.yaml ...`."
     )
+
+
+@cli.command()
+@click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Trained float .keras.")
+@click.option("--method", required=True, type=click.Choice(["cluster", "prune"]))
+@click.option("--clusters", default=16, show_default=True, help="Shared values per layer (cluster).")
+@click.option("--sparsity", default=0.5, show_default=True, help="Share of zero weights at the end (prune).")
+@click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--batch", default=16, show_default=True)
+@click.option("--lr0", default=1e-4, show_default=True, help="Fine-tuning learning rate (AdamW).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(file_okay=False))
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@user_errors
+def compress(model, method, clusters, sparsity, data_yaml, epochs, batch, lr0, seed, out, resume):
+    """Fine-tune a trained float model into clustered (k shared weights per layer) or pruned (sparse) weights.
+
+    Then, for prune, `tfyolo qat --model OUT/best.keras --preserve prune` and convert its QAT model with the int8
+    recipes; a clustered model converts with `tfyolo convert --recipe int8` directly (its int8 kernels keep at most
+    --clusters values per channel)."""
+    from tfyolo.metadata import resolve_data
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.training.train_config import TrainConfig
+    from tfyolo.training.trainer import Trainer, best_validated, resume_config
+
+    if resume:
+        config = resume_config(out)
+    else:
+        config = TrainConfig(
+            data=str(resolve_data(data_yaml, model)),
+            out=str(out),
+            imgsz=int(load_keras_model(model).input_shape[1]),
+            epochs=epochs,
+            batch=batch,
+            optimizer="adamw",
+            lr0=lr0,
+            warmup_epochs=0.0,
+            mosaic=0.0,
+            close_mosaic=0,
+            ema=False,
+            seed=seed,
+            init_weights=str(model),
+            compress=method,
+            clusters=clusters,
+            sparsity=sparsity,
+        )
+    ensure_writable_folder(config.out)
+    history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
+    best = best_validated(history)
+    if best:
+        click.echo(
+            f"Best epoch {best['epoch']}: val mAP50-95 {best['map50_95']:.3f}. Saved {Path(out) / 'best.keras'} "
+            f"(plain float, {method}ed weights). Next: "
+            + (
+                f"`tfyolo qat --model {Path(out) / 'best.keras'} --preserve prune --out ...`."
+                if method == "prune"
+                else f"`tfyolo convert --model {Path(out) / 'best.keras'} --recipe int8 --out ...`."
+            )
+        )
 
 
 def _register_subcommands():

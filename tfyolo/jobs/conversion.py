@@ -18,6 +18,7 @@ from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, final
 from tfyolo.quantization.calibration import default_calibration_source, evaluation_image_paths, load_calibration_images
 from tfyolo.quantization.isolated import convert_isolated
 from tfyolo.quantization.recipes_dir import builtin_recipe_names, resolve_recipe
+from tfyolo.quantization.weight_stats import gzip_size, kernel_stats
 
 QAT_RECIPES = ("int8", "int8_int8io")
 TIMING_ROUNDS = 15
@@ -116,6 +117,7 @@ def convert_recipes(spec, out, progress):
             staged = is_qat and bool((find_model_metadata(source) or {}).get("qat_staged"))
             content, inspection = finalize_artifact(content, recipe, metadata, allow_float=staged)
             row.update(full_integer=inspection["full_integer"], ops=inspection["ops"])
+            row.update(gzip_bytes=gzip_size(content), kernels=kernel_stats(content))
             row["tensor_types"] = inspection["tensor_types"]
             path = Path(out) / f"{stem}_{row_name}.tflite"
             atomic_write_bytes(path, content)

@@ -24,8 +24,11 @@ def has_float_layers(model):
     return is_qat_model(model) and bool(plain)
 
 
-def build_qat_model(float_model, staged=False):
+def build_qat_model(float_model, staged=False, scheme=None):
     """Returns the QAT model: fake-quant everywhere, or (staged) everywhere but the head.
+
+    scheme: a tfmot quantize scheme; None is the default 8-bit one, the cluster- or sparsity-preserving ones keep
+    what `tfyolo compress` made (`tfyolo.training.compression.preserve_scheme`).
 
     Staged QAT quantizes backbone and neck only and keeps the detection head in float, as TF Model Garden's
     `build_qat_retinanet` does, for when full QAT loses too much accuracy.
@@ -44,7 +47,9 @@ def build_qat_model(float_model, staged=False):
     with quantize_scope():
         annotated = keras.models.clone_model(float_model, clone_function=clone_function)
         annotated.set_weights(float_model.get_weights())
-        return tfmot.quantization.keras.quantize_apply(annotated)
+        if scheme is None:
+            return tfmot.quantization.keras.quantize_apply(annotated)
+        return tfmot.quantization.keras.quantize_apply(annotated, scheme)
 
 
 def _wrapped_name(wrapper):

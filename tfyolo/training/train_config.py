@@ -54,6 +54,10 @@ class TrainConfig:
     qat_calibration_images: int = 64
     skip_bad_images: bool = False
     freeze: Optional[str] = None
+    compress: Optional[str] = None
+    clusters: int = 16
+    sparsity: float = 0.5
+    qat_preserve: Optional[str] = None
 
     def __post_init__(self):
         checks = [
@@ -77,6 +81,30 @@ class TrainConfig:
                 f"imgsz must be a positive multiple of 32, received {self.imgsz}",
             ),
         ]
+        compressions = (None, "cluster", "prune")
+        checks += [
+            (
+                self.compress in compressions,
+                f"compress must be 'cluster', 'prune' or unset, received {self.compress!r}",
+            ),
+            # Clustered models take PTQ int8 instead: tfmot's cluster-preserving QAT did not finish tracing its
+            # first step within 5 minutes on a 64 px model here (README).
+            (
+                self.qat_preserve in (None, "prune"),
+                f"qat_preserve must be 'prune' or unset, received {self.qat_preserve!r}",
+            ),
+            (2 <= self.clusters <= 256, f"clusters must be from 2 to 256, received {self.clusters}"),
+            (0.0 < self.sparsity < 1.0, f"sparsity must be between 0 and 1, received {self.sparsity}"),
+        ]
+        if self.compress:
+            checks += [
+                (bool(self.init_weights), "compress fine-tunes a trained model: give it with --weights / --model"),
+                (not self.qat_from, "compress and QAT are two stages: compress first, then qat --preserve"),
+                # EMA averages every variable, and clustering keeps integer centroid indices.
+                (not self.ema, "compress trains without EMA weights: pass --no-ema"),
+            ]
+        if self.qat_preserve and not self.qat_from:
+            checks.append((False, "qat_preserve belongs to a QAT run (qat_from)"))
         if self.qat_from and self.mixed_precision:
             checks.append((False, "quantization-aware training runs in float32; drop --mixed-precision"))
         for ok, message in checks:

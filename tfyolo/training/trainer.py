@@ -21,6 +21,7 @@ from tfyolo.io_utils import atomic_write_json
 from tfyolo.losses.yolo_loss import YOLOLoss
 from tfyolo.models.model_io import METADATA_NAME, save_model_atomic
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT, build_yolo_detector
+from tfyolo.training import compression
 from tfyolo.training.model_ema import ModelEMA, warmup_and_decay
 from tfyolo.training.train_config import TrainConfig
 
@@ -219,11 +220,14 @@ class Trainer:
                 frozen = freeze(model, self.config.freeze)
                 freeze(ema_model, self.config.freeze)
                 self.reporter.message(f"--freeze {self.config.freeze}: {len(frozen)} layers are not trained.")
+            if self.config.compress:
+                model, ema_model = self._wrap_for_compression(model, ema_model)
             return model, ema_model
         from tfyolo.qat.qat_model import build_qat_model, seed_quantization_ranges
         from tfyolo.quantization.calibration import load_calibration_images
 
-        model = build_qat_model(self.float_model, staged=self.config.qat_staged)
+        scheme = compression.preserve_scheme(self.config.qat_preserve)
+        model = build_qat_model(self.float_model, staged=self.config.qat_staged, scheme=scheme)
         images, summary = load_calibration_images(
             self.config.data, self.config.imgsz, self.config.qat_calibration_images, seed=self.config.seed
         )
@@ -231,7 +235,24 @@ class Trainer:
         self.reporter.message(
             f"QAT: seeded {count} fake-quant ranges from {summary['images_used']} images of {summary['source']}."
         )
-        return model, build_qat_model(self.float_model, staged=self.config.qat_staged)
+        return model, build_qat_model(self.float_model, staged=self.config.qat_staged, scheme=scheme)
+
+    def _wrap_for_compression(self, model, ema_model):
+        config = self.config
+        total_steps = config.epochs * (len(self.train_data) // config.batch)
+        wrapped = [
+            compression.wrap_for_compression(m, config.compress, config.clusters, config.sparsity, total_steps)
+            for m in (model, ema_model)
+        ]
+        compression.start(wrapped[0], config.compress)
+        target = (
+            f"{config.clusters} shared values per layer"
+            if config.compress == "cluster"
+            else (f"{config.sparsity:.0%} zeros, reached at {compression.PRUNE_RAMP:.0%} of the run")
+        )
+        count = sum(compression.compressible(layer) for layer in model.layers)
+        self.reporter.message(f"--compress {config.compress}: {count} convolution kernels, {target}.")
+        return wrapped
 
     def _learning_rate(self):
         if self.config.lr0 is not None:
@@ -420,6 +441,8 @@ class Trainer:
                     if summary[key] is not None:
                         tf.summary.scalar(key, summary[key])
             export = ema_model if config.ema else model
+            if config.compress:
+                export = compression.strip(export, config.compress)
             suffix = ".h5" if config.qat_from else ".keras"  # see save_model_atomic for why QAT uses HDF5
             save_model_atomic(export, self.out / f"last{suffix}")
             if improved:
@@ -452,6 +475,9 @@ class Trainer:
             "qat": bool(self.config.qat_from),
             "qat_staged": bool(self.config.qat_from and self.config.qat_staged),
             "qat_from": self.config.qat_from,
+            "qat_preserve": self.config.qat_preserve,
+            "compress": self.config.compress
+            and {"method": self.config.compress, "clusters": self.config.clusters, "sparsity": self.config.sparsity},
             "val_metrics": metrics
             and {key: metrics[key] for key in ("map50_95", "map50", "map75", "precision", "recall")},
             "versions": {"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},

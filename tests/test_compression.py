@@ -1,0 +1,95 @@
+"""Clustering and pruning: what the int8 kernels hold is read back from the flatbuffer and checked against what
+was asked for."""
+
+import numpy as np
+import pytest
+
+
+def test_kernel_stats_reads_distinct_values_per_channel_and_zeros():
+    """A 3x3 conv whose output channels each use 3 values (one of them 0, on half of the taps): per-channel int8
+    quantization maps equal floats to equal integers, so the flatbuffer must show 3 values per channel and at
+    least half zeros (small values may round to 0 as well)."""
+    from tfyolo.compat import keras, tf
+    from tfyolo.quantization.weight_stats import kernel_stats
+
+    inputs = keras.Input((8, 8, 3), batch_size=1)
+    outputs = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    kernel = np.zeros((3, 3, 3, 4), np.float32)
+    for channel in range(4):
+        values = rng.choice([-1.0, 1.0], 2) * rng.uniform(0.5, 1.0, 2) * (channel + 1)
+        taps = rng.choice(values, size=(3, 3, 3))
+        taps[rng.random((3, 3, 3)) < 0.5] = 0.0
+        kernel[..., channel] = taps
+    model.layers[1].set_weights([kernel, np.zeros(4, np.float32)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([rng.random((1, 8, 8, 3), dtype=np.float32)] for _ in range(8))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    stats = kernel_stats(converter.convert())
+    assert stats["kernels"] == 1 and stats["max_values_per_channel"] == 3
+    assert stats["sparsity"] == pytest.approx(float(np.mean(kernel == 0)))
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("method", ["cluster", "prune"])
+def test_compression_survives_into_the_int8_kernels(method, tiny_float_run, tiny_synthetic, tmp_path):
+    from tfyolo.compat import keras
+    from tfyolo.models.model_io import load_any_detector, load_keras_model
+    from tfyolo.quantization.isolated import convert_isolated
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+    from tfyolo.quantization.weight_stats import kernel_stats
+    from tfyolo.training.train_config import TrainConfig
+    from tfyolo.training.trainer import Trainer
+
+    common = dict(
+        data=str(tiny_synthetic),
+        imgsz=64,
+        batch=4,
+        optimizer="adamw",
+        lr0=1e-4,
+        warmup_epochs=0.0,
+        mosaic=0.0,
+        close_mosaic=0,
+        seed=1,
+    )
+    Trainer(
+        TrainConfig(
+            out=str(tmp_path / "compressed"),
+            epochs=2,
+            ema=False,
+            init_weights=str(tiny_float_run),
+            compress=method,
+            clusters=8,
+            sparsity=0.5,
+            **common,
+        )
+    ).fit()
+    compressed = load_keras_model(tmp_path / "compressed" / "best.keras")
+    kernels = [
+        layer.kernel.numpy()
+        for layer in compressed.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.trainable
+    ]
+    if method == "cluster":
+        assert max(len(np.unique(kernel)) for kernel in kernels) <= 8
+    else:
+        assert min(float(np.mean(kernel == 0)) for kernel in kernels) >= 0.5 - 0.02
+    Trainer(
+        TrainConfig(
+            out=str(tmp_path / "qat"),
+            epochs=1,
+            qat_from=str(tmp_path / "compressed" / "best.keras"),
+            qat_preserve=method,
+            qat_calibration_images=8,
+            **common,
+        )
+    ).fit()
+    qat_model = tmp_path / "qat" / "best.h5"
+    assert load_any_detector(qat_model) is not None
+    stats = kernel_stats(convert_isolated(qat_model, resolve_recipe("int8")))
+    if method == "cluster":
+        assert stats["max_values_per_channel"] <= 8
+    else:
+        assert stats["sparsity"] >= 0.5 - 0.02

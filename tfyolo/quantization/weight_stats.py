@@ -1,0 +1,39 @@
+"""What a converted model's integer kernels really hold: distinct values per output channel (clustering) and the
+share of zeros (pruning), read from the flatbuffer's constant tensors; and the size a compressor sees."""
+
+import gzip
+
+import numpy as np
+
+from tfyolo.quantization.tflite_inspect import make_interpreter
+
+CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+def kernel_stats(content):
+    """{"kernels", "max_values_per_channel", "sparsity"} over the int8 convolution kernels of `content`; None when it
+    has none (a float artifact). Output channels are axis 0 of CONV_2D kernels and axis 3 of depthwise ones."""
+    interpreter = make_interpreter(model_content=content, xnnpack=False)
+    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    most, zeros, total, kernels = 0, 0, 0, 0
+    for op in interpreter._get_ops_details():
+        if op["op_name"] not in CONV_OPS:
+            continue
+        detail = details[op["inputs"][1]]
+        if np.dtype(detail["dtype"]) != np.int8:
+            continue
+        kernel = interpreter.get_tensor(detail["index"])
+        axis = 3 if op["op_name"] == "DEPTHWISE_CONV_2D" else 0
+        channels = np.moveaxis(kernel, axis, 0).reshape(kernel.shape[axis], -1)
+        most = max(most, max(len(np.unique(channel)) for channel in channels))
+        zeros += int(np.count_nonzero(kernel == 0))
+        total += kernel.size
+        kernels += 1
+    if not kernels:
+        return None
+    return {"kernels": kernels, "max_values_per_channel": most, "sparsity": zeros / total}
+
+
+def gzip_size(content):
+    """Bytes after gzip -9: what clustering and pruning save once the file is compressed for shipping."""
+    return len(gzip.compress(content, 9))
