@@ -30,6 +30,26 @@ def headline():
                 lines.append(
                     f"| QAT ({row['activation']}) | {row['model']} delta mAP50-95 vs float | {row['delta']:+.2f} pt |"
                 )
+    imported = RESULTS / "import_pennfudan.json"
+    if imported.is_file():
+        for goal, value in load_json(imported)["goals"].items():
+            lines.append(f"| import (same Ultralytics weights) | {goal} | {value} |")
+    service = RESULTS / "service_load.json"
+    if service.is_file():
+        load = load_json(service)
+        lines.append(
+            f"| service ({load['jobs']} jobs, {load['workers']} workers) | ran once / jobs per minute / API p95 | "
+            f"{load['ran_exactly_once']} / {load['jobs_per_minute']:.1f} / {load['api_ms_p95_busy']:.1f} ms |"
+        )
+    for name in ("compress_pennfudan", "compress_default"):
+        path = RESULTS / f"{name}.json"
+        if path.is_file():
+            for row in load_json(path)["rows"]:
+                if row["recipe"] in ("cluster_int8", "prune_int8", "int8_aeq"):
+                    lines.append(
+                        f"| {name} | {row['recipe']} mAP50-95 vs float / gzip bytes | {row['delta']:+.2f} pt / "
+                        f"{row['gzip']:,} |"
+                    )
     return "\n".join(lines)
 
 
