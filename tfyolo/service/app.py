@@ -124,7 +124,14 @@ def create_app(config, huey=None):
         bundle: bool = Form(True),
     ):
         submission = Submission(
-            kind, tuple(recipes), auto, max_drop, calibration_dataset, data_dataset, threads, bundle
+            kind=kind,
+            recipes=tuple(recipes),
+            auto=auto,
+            max_drop=max_drop,
+            calibration_dataset=calibration_dataset,
+            data_dataset=data_dataset,
+            threads=threads,
+            bundle=bundle,
         )
         job_id = accept(submission, model, calibration)
         return public(store.get(job_id))
@@ -218,7 +225,14 @@ def create_app(config, huey=None):
     ):
         try:
             drop = float(max_drop) if max_drop not in (None, "") else None
-            submission = Submission(kind, (recipes,), auto, drop, calibration_dataset or None, data_dataset or None)
+            submission = Submission(
+                kind=kind,
+                recipes=(recipes,),
+                auto=auto,
+                max_drop=drop,
+                calibration_dataset=calibration_dataset or None,
+                data_dataset=data_dataset or None,
+            )
             job_id = accept(submission, model, calibration)
         except (HTTPException, ValueError) as error:
             context = {
