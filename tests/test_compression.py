@@ -95,3 +95,22 @@ def test_compression_survives_into_the_int8_kernels(method, tiny_float_run, tiny
     assert load_any_detector(qat_model) is not None
     stats = kernel_stats(convert_isolated(qat_model, resolve_recipe("int8")))
     assert stats["sparsity"] >= 0.5 - 0.02
+
+
+def test_an_artifact_that_lost_its_clusters_or_zeros_is_refused():
+    from tfyolo.quantization.weight_stats import broken_promise, promised_structure
+
+    cluster = {"method": "cluster", "clusters": 16, "sparsity": 0.5}
+    prune = {"method": "prune", "clusters": 16, "sparsity": 0.5}
+    assert broken_promise({"max_values_per_channel": 16, "sparsity": 0.0}, cluster) is None
+    assert "up to 17 values in a channel, more than the 16 clusters" in broken_promise(
+        {"max_values_per_channel": 17, "sparsity": 0.0}, cluster
+    )
+    assert broken_promise({"max_values_per_channel": 255, "sparsity": 0.49}, prune) is None
+    assert "47.0% zeros, less than the 50%" in broken_promise({"max_values_per_channel": 255, "sparsity": 0.47}, prune)
+    assert broken_promise({"max_values_per_channel": 255, "sparsity": 0.0}, None) is None
+    # A sparsity-preserving QAT model carries the promise of the float model it came from.
+    float_metadata = {"compress": prune}
+    qat_metadata = {"qat_preserve": "prune", "qat_from": "float.keras"}
+    assert promised_structure(qat_metadata, {"float.keras": float_metadata}.get) == prune
+    assert promised_structure({"qat_from": "float.keras"}, {"float.keras": float_metadata}.get) is None

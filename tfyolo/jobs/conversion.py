@@ -16,9 +16,9 @@ from tfyolo.metadata import find_model_metadata, resolve_data
 from tfyolo.models.model_io import load_any_detector
 from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, finalize_artifact
 from tfyolo.quantization.calibration import default_calibration_source, evaluation_image_paths, load_calibration_images
-from tfyolo.quantization.isolated import convert_isolated
+from tfyolo.quantization.isolated import ConversionError, convert_isolated
 from tfyolo.quantization.recipes_dir import builtin_recipe_names, resolve_recipe
-from tfyolo.quantization.weight_stats import gzip_size, kernel_stats
+from tfyolo.quantization.weight_stats import broken_promise, gzip_size, kernel_stats, promised_structure
 
 QAT_RECIPES = ("int8", "int8_int8io")
 TIMING_ROUNDS = 15
@@ -118,6 +118,12 @@ def convert_recipes(spec, out, progress):
             content, inspection = finalize_artifact(content, recipe, metadata, allow_float=staged)
             row.update(full_integer=inspection["full_integer"], ops=inspection["ops"])
             row.update(gzip_bytes=gzip_size(content), kernels=kernel_stats(content))
+            # A clustered or pruned model's artifact must still hold that structure in its int8 kernels.
+            broken = broken_promise(
+                row["kernels"], promised_structure(find_model_metadata(source), find_model_metadata)
+            )
+            if broken:
+                raise ConversionError(f"recipe {recipe.name!r}: {broken}.")
             row["tensor_types"] = inspection["tensor_types"]
             path = Path(out) / f"{stem}_{row_name}.tflite"
             atomic_write_bytes(path, content)

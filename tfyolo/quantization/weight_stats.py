@@ -37,3 +37,37 @@ def kernel_stats(content):
 def gzip_size(content):
     """Bytes after gzip -9: what clustering and pruning save once the file is compressed for shipping."""
     return len(gzip.compress(content, 9))
+
+
+# Zero counts per layer are rounded by the pruning schedule, and a few layers are small.
+SPARSITY_TOLERANCE = 0.02
+
+
+def promised_structure(metadata, read_metadata):
+    """What a model's training promised its kernels hold: `{"method", "clusters", "sparsity"}` from `tfyolo compress`,
+    found in the model's own metadata or, for a sparsity-preserving QAT model, in its float model's; None otherwise.
+    read_metadata: path -> metadata dict or None."""
+    metadata = metadata or {}
+    if metadata.get("compress"):
+        return metadata["compress"]
+    if metadata.get("qat_preserve") and metadata.get("qat_from"):
+        return (read_metadata(metadata["qat_from"]) or {}).get("compress")
+    return None
+
+
+def broken_promise(stats, promise):
+    """Why the int8 kernels in `stats` do not hold what `promise` says, or None when they do (or nothing was
+    promised)."""
+    if not promise or stats is None:
+        return None
+    if promise["method"] == "cluster" and stats["max_values_per_channel"] > promise["clusters"]:
+        return (
+            f"its int8 kernels hold up to {stats['max_values_per_channel']} values in a channel, more than the "
+            f"{promise['clusters']} clusters its model was trained to"
+        )
+    if promise["method"] == "prune" and stats["sparsity"] < promise["sparsity"] - SPARSITY_TOLERANCE:
+        return (
+            f"its int8 kernels are {stats['sparsity']:.1%} zeros, less than the {promise['sparsity']:.0%} its "
+            "model was pruned to"
+        )
+    return None
