@@ -23,22 +23,16 @@ def _sweep(data_dir, huey, stale_seconds, stop):
             return
 
 
-def _register_datasets(data_dir, entries):
-    import json
-
-    from tfyolo.io_utils import atomic_write_json
-
-    path = Path(data_dir) / "datasets.json"
-    registered = json.loads(path.read_text()) if path.is_file() else {}
+def _parse_datasets(entries):
+    datasets = {}
     for entry in entries:
         name, separator, location = entry.partition("=")
         if not separator or not name.replace("_", "").replace("-", "").isalnum() or not Path(location).exists():
             raise click.BadParameter(
                 f"expected NAME=PATH with an existing PATH, received {entry!r}.", param_hint="--dataset"
             )
-        registered[name] = str(Path(location).resolve())
-    atomic_write_json(path, registered)
-    return registered
+        datasets[name] = location
+    return datasets
 
 
 @click.command("serve")
@@ -57,10 +51,11 @@ def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_
 
     from tfyolo.service.app import ServiceConfig, create_app
     from tfyolo.service.security import load_token
+    from tfyolo.service.store import register_datasets
 
     token = load_token(token_file)
     Path(data_dir).mkdir(parents=True, exist_ok=True)
-    registered = _register_datasets(data_dir, datasets)
+    registered = register_datasets(data_dir, _parse_datasets(datasets))
     config = ServiceConfig(data_dir=data_dir, token=token, broker=broker, max_upload_bytes=max_upload_mb << 20)
     app = create_app(config)
     command = [sys.executable, "-m", "tfyolo", "worker", "--data-dir", data_dir] + (

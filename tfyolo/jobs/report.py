@@ -7,6 +7,9 @@ from typing import Optional
 
 from tfyolo.markdown import markdown_table
 
+# What `run_job` writes into its folder: the job's report, as JSON and Markdown.
+JOB_REPORT_JSON = "job_report.json"
+JOB_REPORT_MD = "job_report.md"
 INT16_NOTE = "int16x8 runs on reference kernels only (no XNNPACK): about 30x slower than int8 on CPUs"
 
 

@@ -21,7 +21,7 @@ from tfyolo.io_utils import (
 from tfyolo.jobs.auto_session import AutoSession, run_auto
 from tfyolo.jobs.conversion import convert_recipes, empty_row, float_row, merge_reports
 from tfyolo.jobs.progress import Progress
-from tfyolo.jobs.report import Artifact, JobReport, Verdict, markdown_report
+from tfyolo.jobs.report import JOB_REPORT_JSON, JOB_REPORT_MD, Artifact, JobReport, Verdict, markdown_report
 from tfyolo.metadata import resolve_data
 
 AUTO_CALIBRATION_IMAGES = 100
@@ -29,7 +29,8 @@ GOLDEN_IMAGES = 3
 
 
 def run_job(spec, out, progress=None):
-    """Runs `spec` into folder `out` (report.json, report.md, artifacts, bundle); returns its `JobReport`."""
+    """Runs `spec` into folder `out` (job_report.json and .md, artifacts, bundle; a convert job also merges its rows
+    into report.json and .md there); returns its `JobReport`."""
     progress = progress or Progress()
     out = ensure_writable_folder(out)
     handlers = {
@@ -41,7 +42,8 @@ def run_job(spec, out, progress=None):
     report = handlers[spec.kind](spec, out, progress)
     if spec.bundle and spec.kind == "convert" and report.artifacts:
         report = _with_bundle(report, spec, out, progress)
-    atomic_write_json(out / "job_report.json", report.to_dict())
+    atomic_write_json(out / JOB_REPORT_JSON, report.to_dict())
+    atomic_write_text(out / JOB_REPORT_MD, report.to_markdown())
     return report
 
 

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTex
 from fastapi.templating import Jinja2Templates
 
 from tfyolo.errors import one_line
+from tfyolo.jobs.report import JOB_REPORT_JSON, JOB_REPORT_MD
 from tfyolo.jobs.spec import KINDS
 from tfyolo.service.security import token_matches
 from tfyolo.service.store import FINAL_STATES, ArtifactStore, JobStore, registered_datasets
@@ -43,7 +44,6 @@ def create_app(config, huey=None):
         description="Submit a YOLO detector and calibration images; get verified TFLite artifacts, a report and an "
         "edge bundle. Every endpoint but /healthz needs `Authorization: Bearer <token>`.",
     )
-    app.state.store, app.state.huey = store, huey
 
     @app.middleware("http")
     async def require_token(request, call_next):
@@ -86,7 +86,7 @@ def create_app(config, huey=None):
 
     def report_of(job_id):
         record_or_404(job_id)
-        path = store.job_dir(job_id) / "report.json"
+        path = store.work_dir(job_id) / JOB_REPORT_JSON
         if not path.is_file():
             raise HTTPException(404, f"job {job_id}: no report yet.")
         return json.loads(path.read_text())
@@ -156,7 +156,7 @@ def create_app(config, huey=None):
     @app.get("/jobs/{job_id}/report.md", response_class=PlainTextResponse)
     def get_report_markdown(job_id: str):
         report_of(job_id)
-        return PlainTextResponse((store.job_dir(job_id) / "report.md").read_text(), media_type="text/markdown")
+        return PlainTextResponse((store.work_dir(job_id) / JOB_REPORT_MD).read_text(), media_type="text/markdown")
 
     @app.get("/jobs/{job_id}/bundle.zip")
     def get_bundle(job_id: str):
@@ -246,7 +246,7 @@ def create_app(config, huey=None):
     @app.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
     def job_page(request: Request, job_id: str):
         record = record_or_404(job_id)
-        path = store.job_dir(job_id) / "report.json"
+        path = store.work_dir(job_id) / JOB_REPORT_JSON
         report = json.loads(path.read_text()) if path.is_file() else None
         folder = store.job_dir(job_id)
         context = {

@@ -21,6 +21,8 @@ STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+WORK_FOLDER = "work"
+DATASETS_FILE = "datasets.json"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -36,8 +38,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts INTEGER NOT NULL DEFAULT 0,
     worker TEXT,
     heartbeat REAL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    report_sha256 TEXT
+    cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
@@ -90,6 +91,10 @@ class JobStore:
         )
         self.event(job_id, "queued")
         return job_id
+
+    def work_dir(self, job_id):
+        """Where the job runs (`run_job`'s folder, with its report); uploads and plots sit beside it."""
+        return self.job_dir(job_id) / WORK_FOLDER
 
     def new_job_dir(self):
         """A fresh id and its own folder: concurrent jobs never share a working folder."""
@@ -148,13 +153,13 @@ class JobStore:
         record = self.get(job_id)
         return bool(record and record["cancel_requested"])
 
-    def finish(self, job_id, state, error=None, report_sha256=None):
+    def finish(self, job_id, state, error=None):
         if state not in FINAL_STATES:
             raise ValueError(state)
         self._write(
-            "UPDATE jobs SET state = ?, error = ?, report_sha256 = ?, updated = ?, progress = "
+            "UPDATE jobs SET state = ?, error = ?, updated = ?, progress = "
             "CASE WHEN ? = 'succeeded' THEN 1 ELSE progress END WHERE id = ? AND state = 'running'",
-            (state, error, report_sha256, time.time(), state, job_id),
+            (state, error, time.time(), state, job_id),
         )
         self.event(job_id, state + (f": {error}" if error else ""))
 
@@ -238,5 +243,14 @@ class ArtifactStore:
 def registered_datasets(data_dir):
     """{name: path} of the datasets the server's operator registered (`tfyolo serve --dataset NAME=PATH`): uploads
     may name these, never a path of their own."""
-    path = Path(data_dir) / "datasets.json"
+    path = Path(data_dir) / DATASETS_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def register_datasets(data_dir, datasets):
+    """Adds {name: path} to the datasets the server offers; returns all of them."""
+    from tfyolo.io_utils import atomic_write_json
+
+    registered = registered_datasets(data_dir) | {name: str(Path(path).resolve()) for name, path in datasets.items()}
+    atomic_write_json(Path(data_dir) / DATASETS_FILE, registered)
+    return registered

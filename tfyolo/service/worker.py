@@ -5,17 +5,15 @@ A worker that dies mid-job stops sending heartbeats; the next sweep (any worker,
 the job once, and fails it with the reason when it was already retried.
 """
 
-import json
 import threading
 import time
 from pathlib import Path
 
 from tfyolo.errors import ModelError, one_line
-from tfyolo.io_utils import atomic_write_json, atomic_write_text
+from tfyolo.io_utils import atomic_write_json
 from tfyolo.jobs.progress import JobCancelled, Progress
-from tfyolo.jobs.report import markdown_report
 from tfyolo.jobs.spec import JobSpec
-from tfyolo.service.store import ArtifactStore, JobStore, registered_datasets, worker_name
+from tfyolo.service.store import WORK_FOLDER, ArtifactStore, JobStore, registered_datasets, worker_name
 
 HEARTBEAT_SECONDS = 2.0
 MAX_ATTEMPTS = 2
@@ -86,7 +84,7 @@ def import_upload(values, folder, progress):
     source = Path(values["model"])
     progress.message(f"importing {source.name} (Ultralytics {source.suffix})")
     model, metadata = import_weights(source)
-    target = folder / "work" / "imported" / (source.stem + ".keras")
+    target = folder / WORK_FOLDER / "imported" / (source.stem + ".keras")
     target.parent.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, target)
     atomic_write_json(target.parent / METADATA_NAME, metadata)
@@ -111,19 +109,15 @@ def execute_job(data_dir, job_id):
         if values.pop("import_weights", False):
             values = import_upload(values, folder, progress)
         spec = JobSpec.from_dict(values, source=f"job {job_id}")
-        report = run_job(spec, folder / "work", progress=progress)
+        report = run_job(spec, store.work_dir(job_id), progress=progress)
         stored = [artifacts.put(artifact.path, artifact.sha256) for artifact in report.artifacts]
-        content = report.to_dict()
-        plot_job(content, folder)
-        atomic_write_json(folder / "report.json", content)
-        atomic_write_text(folder / "report.md", markdown_report(content))
+        plot_job(report.to_dict(), folder)
         store.event(job_id, f"stored {len(stored)} artifact(s)")
         verdict = report.verdict
         store.finish(
             job_id,
             "succeeded" if verdict.passed is not False else "failed",
             error=None if verdict.passed is not False else f"gate: {verdict.reason}",
-            report_sha256=None,
         )
     except JobCancelled as cancelled:
         store.finish(job_id, "cancelled", error=str(cancelled))
@@ -131,8 +125,3 @@ def execute_job(data_dir, job_id):
         store.finish(job_id, "failed", error=one_line(error))
     finally:
         stop.set()
-
-
-def read_report(store, job_id):
-    path = store.job_dir(job_id) / "report.json"
-    return json.loads(path.read_text()) if path.is_file() else None
