@@ -10,6 +10,7 @@ from tfyolo.cli.common import user_errors
 from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import TqdmTrainingReporter, progress_bar
 from tfyolo.io_utils import ensure_writable_folder
+from tfyolo.training.train_config import COMPRESSIONS, PRESERVED_IN_QAT
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -212,7 +213,7 @@ def train(
 @click.option("--staged", is_flag=True, help="Quantize backbone + neck only; keep the head in float.")
 @click.option(
     "--preserve",
-    type=click.Choice(["prune"]),
+    type=click.Choice(PRESERVED_IN_QAT),
     default=None,
     help="Keep the zeros of a `tfyolo compress --method prune` model through QAT (tfmot's sparsity-preserving "
     "scheme). A clustered model converts with PTQ int8 directly.",
@@ -297,7 +298,7 @@ def import_command(weights, out, imgsz):
 
 @cli.command()
 @click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Trained float .keras.")
-@click.option("--method", required=True, type=click.Choice(["cluster", "prune"]))
+@click.option("--method", required=True, type=click.Choice(COMPRESSIONS))
 @click.option("--clusters", default=16, show_default=True, help="Shared values per layer (cluster).")
 @click.option("--sparsity", default=0.5, show_default=True, help="Share of zero weights at the end (prune).")
 @click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
@@ -346,7 +347,7 @@ def compress(model, method, clusters, sparsity, data_yaml, epochs, batch, lr0, s
     if best:
         click.echo(
             f"Best epoch {best['epoch']}: val mAP50-95 {best['map50_95']:.3f}. Saved {Path(out) / 'best.keras'} "
-            f"(plain float, {method}ed weights). Next: "
+            f"(plain float, {'clustered' if method == 'cluster' else 'pruned'} weights). Next: "
             + (
                 f"`tfyolo qat --model {Path(out) / 'best.keras'} --preserve prune --out ...`."
                 if method == "prune"

@@ -54,9 +54,8 @@ def quantize(fp32_content, recipe, calibration_images):
 def matched_tensor_count(content, patterns):
     """How many op outputs of the TFLite model at `content` the layer patterns select (a recipe whose patterns
     select nothing is an error, not a silent int8)."""
-    from tfyolo.quantization.tflite_inspect import make_interpreter
+    from tfyolo.quantization.tflite_inspect import read_graph
 
-    interpreter = make_interpreter(model_content=content, xnnpack=False)
-    names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
+    _, ops, tensors = read_graph(content)
     pattern = re.compile(layer_regex(patterns))
-    return sum(bool(pattern.match(names[index])) for op in interpreter._get_ops_details() for index in op["outputs"])
+    return sum(bool(pattern.match(tensors[index]["name"])) for op in ops for index in op["outputs"])

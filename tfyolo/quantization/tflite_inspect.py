@@ -23,11 +23,17 @@ def make_interpreter(model_content=None, model_path=None, num_threads=1, xnnpack
     return interpreter
 
 
-def inspect_tflite(model_content):
-    """Returns {"ops": {op: count}, "tensor_types": {dtype: count}, "float_compute_ops": [...], ...}."""
+def read_graph(model_content):
+    """(interpreter, op details, {tensor index: tensor detail}) of a model as written: without XNNPACK, which would
+    fold the ops it runs into DELEGATE nodes."""
     interpreter = make_interpreter(model_content=model_content, xnnpack=False)
     tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()
+    return interpreter, interpreter._get_ops_details(), tensors
+
+
+def inspect_tflite(model_content):
+    """Returns {"ops": {op: count}, "tensor_types": {dtype: count}, "float_compute_ops": [...], ...}."""
+    _, ops, tensors = read_graph(model_content)
     op_counts = collections.Counter(op["op_name"] for op in ops)
     tensor_types = collections.Counter(np.dtype(detail["dtype"]).name for detail in tensors.values())
     float_compute = []

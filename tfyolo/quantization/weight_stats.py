@@ -5,7 +5,7 @@ import gzip
 
 import numpy as np
 
-from tfyolo.quantization.tflite_inspect import make_interpreter
+from tfyolo.quantization.tflite_inspect import read_graph
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
@@ -13,10 +13,9 @@ CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 def kernel_stats(content):
     """{"kernels", "max_values_per_channel", "sparsity"} over the int8 convolution kernels of `content`; None when it
     has none (a float artifact). Output channels are axis 0 of CONV_2D kernels and axis 3 of depthwise ones."""
-    interpreter = make_interpreter(model_content=content, xnnpack=False)
-    details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+    interpreter, ops, details = read_graph(content)
     most, zeros, total, kernels = 0, 0, 0, 0
-    for op in interpreter._get_ops_details():
+    for op in ops:
         if op["op_name"] not in CONV_OPS:
             continue
         detail = details[op["inputs"][1]]

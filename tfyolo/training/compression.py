@@ -16,7 +16,6 @@ import tensorflow_model_optimization as tfmot
 
 from tfyolo.compat import keras
 
-METHODS = ("cluster", "prune")
 # Where PolynomialDecay reaches the final sparsity, as a fraction of the run: the rest fine-tunes at it.
 PRUNE_RAMP = 0.7
 # Mask updates per ramp: tfmot's default (every 100 steps) would update a short fine-tune once or never.
@@ -61,23 +60,26 @@ def wrap_for_compression(model, method, clusters=16, sparsity=0.5, total_steps=1
         )
 
 
+def _pruning_step(model):
+    """tfmot's step callback, begun: it finds the pruning wrappers and starts their step count at 0 (from -1)."""
+    callback = tfmot.sparsity.keras.UpdatePruningStep()
+    callback.set_model(model)
+    callback.on_train_begin()
+    return callback
+
+
 def start(model, method):
-    """What a training loop does before its first step: pruning wrappers count steps from -1 until told 0."""
+    """What a training loop does before its first step (pruning wrappers count their own steps after it)."""
     if method == "prune":
-        callback = tfmot.sparsity.keras.UpdatePruningStep()
-        callback.set_model(model)
-        callback.on_train_begin()
+        _pruning_step(model)
 
 
 def strip(model, method):
     """The plain float model with the compressed weights, ready to save, evaluate or quantize."""
     if method == "cluster":
         return tfmot.clustering.keras.strip_clustering(model)
-    callback = tfmot.sparsity.keras.UpdatePruningStep()
-    callback.set_model(model)
-    callback.on_train_begin()
     # Applies each layer's current mask to its kernel, as Keras' fit does at every epoch's end.
-    callback.on_epoch_end(0)
+    _pruning_step(model).on_epoch_end(0)
     return tfmot.sparsity.keras.strip_pruning(model)
 
 

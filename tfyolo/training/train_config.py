@@ -8,6 +8,10 @@ OPTIMIZERS = ("auto", "adamw", "sgd")
 SCHEDULES = ("cosine", "linear")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 STRATEGIES = (None, "mirrored", "multiworker")
+COMPRESSIONS = ("cluster", "prune")
+# Clustered models take PTQ int8 instead: tfmot's cluster-preserving QAT did not finish tracing its first step
+# within 5 minutes on a 64 px model here (README).
+PRESERVED_IN_QAT = ("prune",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,17 +85,14 @@ class TrainConfig:
                 f"imgsz must be a positive multiple of 32, received {self.imgsz}",
             ),
         ]
-        compressions = (None, "cluster", "prune")
         checks += [
             (
-                self.compress in compressions,
-                f"compress must be 'cluster', 'prune' or unset, received {self.compress!r}",
+                self.compress in (None, *COMPRESSIONS),
+                f"compress must be one of {COMPRESSIONS} or unset, received {self.compress!r}",
             ),
-            # Clustered models take PTQ int8 instead: tfmot's cluster-preserving QAT did not finish tracing its
-            # first step within 5 minutes on a 64 px model here (README).
             (
-                self.qat_preserve in (None, "prune"),
-                f"qat_preserve must be 'prune' or unset, received {self.qat_preserve!r}",
+                self.qat_preserve in (None, *PRESERVED_IN_QAT),
+                f"qat_preserve must be one of {PRESERVED_IN_QAT} or unset, received {self.qat_preserve!r}",
             ),
             (2 <= self.clusters <= 256, f"clusters must be from 2 to 256, received {self.clusters}"),
             (0.0 < self.sparsity < 1.0, f"sparsity must be between 0 and 1, received {self.sparsity}"),
