@@ -27,6 +27,11 @@ DEFAULT_MODEL = ROOT / "build" / "default" / "best.keras"
 STEPS = (1, 2, 4)
 
 
+def without_curves(report):
+    """The job report without its per-class PR curves (101 points per class per row): the plots hold those."""
+    return dict(report, rows=[{k: v for k, v in row.items() if k != "pr_curves"} for row in report["rows"]])
+
+
 @click.command()
 @click.option("--model", default=str(DEFAULT_MODEL), show_default=True)
 @click.option("--calibration", default=str(ROOT / "calibration_data"), show_default=True)
@@ -125,7 +130,7 @@ def mixed(model, calibration):
     )
     write_results(
         "compress_default",
-        {"machine": machine(), "rows": rows, "worst_layers": worst, "report": report.to_dict()},
+        {"machine": machine(), "rows": rows, "worst_layers": worst, "report": without_curves(report.to_dict())},
         markdown,
     )
     print(markdown)
