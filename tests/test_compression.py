@@ -79,8 +79,9 @@ def test_compression_survives_into_the_int8_kernels(method, tiny_float_run, tiny
         images, _ = load_calibration_images(tiny_synthetic, 64, 16, 0, [], False)
         stats = kernel_stats(convert_isolated(tmp_path / "compressed" / "best.keras", resolve_recipe("int8"), images))
         assert stats["max_values_per_channel"] <= 8
-        return
-    assert min(float(np.mean(kernel == 0)) for kernel in kernels) >= 0.5 - 0.02
+    else:
+        zeros = sum(int(np.count_nonzero(kernel == 0)) for kernel in kernels)
+        assert zeros / sum(kernel.size for kernel in kernels) >= 0.5 - 0.02
     Trainer(
         TrainConfig(
             out=str(tmp_path / "qat"),
@@ -88,13 +89,82 @@ def test_compression_survives_into_the_int8_kernels(method, tiny_float_run, tiny
             qat_from=str(tmp_path / "compressed" / "best.keras"),
             qat_preserve=method,
             qat_calibration_images=8,
+            ema=method != "cluster",
             **common,
         )
     ).fit()
     qat_model = tmp_path / "qat" / "best.h5"
-    assert load_any_detector(qat_model) is not None
+    loaded = load_any_detector(qat_model)
+    if method == "cluster":
+        # Centroids held: each layer keeps one palette of at most 8 values (tfmot's per-channel copies would drift).
+        kernels = [
+            next(v for v in layer.weights if v.name.endswith("/kernel:0")).numpy()
+            for layer in loaded.layers
+            if any("cluster_centroids" in v.name for v in layer.weights)
+        ]
+        assert kernels and max(len(np.unique(kernel)) for kernel in kernels) <= 8
+    # Cluster-preserving QAT reloads through its float model (tfmot does not serialize its quantizer).
     stats = kernel_stats(convert_isolated(qat_model, resolve_recipe("int8")))
-    assert stats["sparsity"] >= 0.5 - 0.02
+    if method == "cluster":
+        assert stats["max_values_per_channel"] <= 8
+    else:
+        assert stats["sparsity"] >= 0.5 - 0.02
+
+
+def test_pruning_shares_follow_one_threshold_on_the_folded_weights():
+    """Global magnitude pruning: the per-layer shares prune the smallest half of all weights as the converter folds
+    them (kernel x gamma / sqrt(variance + eps)). The oracle sorts every folded weight in one list; a layer whose
+    share would pass MAX_LAYER_SPARSITY is held there and the rest of the budget moves to the other layer."""
+    from tfyolo.compat import keras
+    from tfyolo.training.compression import MAX_LAYER_SPARSITY, layer_sparsities
+
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, use_bias=False, name="wide")(inputs)
+    x = keras.layers.BatchNormalization(epsilon=1e-3, name="wide_bn")(x)
+    outputs = keras.layers.Conv2D(3, 1, name="narrow")(x)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    wide = rng.normal(size=(3, 3, 2, 4)).astype(np.float32)
+    gamma = np.array([0.1, 0.5, 2.0, 4.0], np.float32)
+    variance = np.array([1.0, 0.25, 4.0, 0.01], np.float32)
+    model.get_layer("wide").set_weights([wide])
+    model.get_layer("wide_bn").set_weights([gamma, np.zeros(4), np.zeros(4), variance])
+    for scale, expected_cap in ((1.0, False), (1e-3, True)):
+        narrow = (rng.normal(size=(1, 1, 4, 3)) * scale).astype(np.float32)
+        model.get_layer("narrow").set_weights([narrow, np.zeros(3, np.float32)])
+        folded = {"wide": np.abs(wide) * gamma / np.sqrt(variance + 1e-3), "narrow": np.abs(narrow)}
+        total = sum(values.size for values in folded.values())
+        shares = layer_sparsities(model, 0.5)
+        if expected_cap:
+            assert shares["narrow"] == MAX_LAYER_SPARSITY
+            kept = int(round(MAX_LAYER_SPARSITY * folded["narrow"].size))
+            expected_wide = (total // 2 - kept) / folded["wide"].size
+            assert abs(shares["wide"] - expected_wide) <= 1 / folded["wide"].size
+            continue
+        threshold = np.sort(np.concatenate([values.ravel() for values in folded.values()]))[total // 2 - 1]
+        for name, values in folded.items():
+            assert shares[name] == pytest.approx(float(np.mean(values <= threshold)))
+        assert sum(shares[name] * folded[name].size for name in folded) == pytest.approx(total // 2)
+
+
+@pytest.mark.parametrize(
+    "changes, fragment",
+    [
+        ({"qat_from": "float.keras", "qat_preserve": "cluster"}, "cluster-preserving QAT trains without EMA"),
+        ({"compress": "prune", "init_weights": "float.keras"}, "compress trains without EMA"),
+        ({"qat_preserve": "prune"}, "qat_preserve belongs to a QAT run"),
+        ({"qat_from": "float.keras", "qat_preserve": "quantize"}, "qat_preserve must be one of ('prune', 'cluster')"),
+    ],
+)
+def test_compression_and_preserving_qat_settings_are_checked_once(changes, fragment):
+    from tfyolo.errors import ConfigError
+    from tfyolo.training.train_config import TrainConfig
+
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        TrainConfig(data="data.yaml", out="run", **changes)
+    # The same settings without EMA are accepted where EMA was the only objection.
+    if "EMA" in fragment:
+        TrainConfig(data="data.yaml", out="run", ema=False, **changes)
 
 
 def test_an_artifact_that_lost_its_clusters_or_zeros_is_refused():

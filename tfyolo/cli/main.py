@@ -215,8 +215,9 @@ def train(
     "--preserve",
     type=click.Choice(PRESERVED_IN_QAT),
     default=None,
-    help="Keep the zeros of a `tfyolo compress --method prune` model through QAT (tfmot's sparsity-preserving "
-    "scheme). A clustered model converts with PTQ int8 directly.",
+    help="Keep what `tfyolo compress` made through QAT (tfmot's collaborative schemes): a pruned model's zeros "
+    "(prune) or a clustered model's shared values (cluster: trains the centroids; also converts with PTQ int8 "
+    "directly).",
 )
 @click.option("--calibration-images", default=64, show_default=True, help="Train images that seed the ranges.")
 @click.option("--seed", default=0, show_default=True)
@@ -250,6 +251,7 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
             mosaic=mosaic,
             close_mosaic=0,
             seed=seed,
+            ema=preserve != "cluster",
             qat_from=str(model),
             qat_staged=staged,
             qat_calibration_images=calibration_images,
@@ -312,9 +314,9 @@ def import_command(weights, out, imgsz):
 def compress(model, method, clusters, sparsity, data_yaml, epochs, batch, lr0, seed, out, resume):
     """Fine-tune a trained float model into clustered (k shared weights per layer) or pruned (sparse) weights.
 
-    Then, for prune, `tfyolo qat --model OUT/best.keras --preserve prune` and convert its QAT model with the int8
-    recipes; a clustered model converts with `tfyolo convert --recipe int8` directly (its int8 kernels keep at most
-    --clusters values per channel)."""
+    Then `tfyolo qat --model OUT/best.keras --preserve prune|cluster` and convert its QAT model with the int8
+    recipes; a clustered model also converts with `tfyolo convert --recipe int8` directly (its int8 kernels keep at
+    most --clusters values per channel)."""
     from tfyolo.metadata import resolve_data
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.training.train_config import TrainConfig
@@ -348,10 +350,11 @@ def compress(model, method, clusters, sparsity, data_yaml, epochs, batch, lr0, s
         click.echo(
             f"Best epoch {best['epoch']}: val mAP50-95 {best['map50_95']:.3f}. Saved {Path(out) / 'best.keras'} "
             f"(plain float, {'clustered' if method == 'cluster' else 'pruned'} weights). Next: "
+            + f"`tfyolo qat --model {Path(out) / 'best.keras'} --preserve {method} --out ...`"
             + (
-                f"`tfyolo qat --model {Path(out) / 'best.keras'} --preserve prune --out ...`."
-                if method == "prune"
-                else f"`tfyolo convert --model {Path(out) / 'best.keras'} --recipe int8 --out ...`."
+                f" or, with no QAT, `tfyolo convert --model {Path(out) / 'best.keras'} --recipe int8 --out ...`."
+                if method == "cluster"
+                else "."
             )
         )
 

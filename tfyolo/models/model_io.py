@@ -76,8 +76,38 @@ def is_qat_file(path):
 
 def load_any_detector(path):
     """Loads a float or a quantization-aware-trained (.keras) detector; QAT models need tfmot's scope."""
-    if is_qat_file(path):
-        from tfyolo.qat.quantize_configs import quantize_scope
+    if not is_qat_file(path):
+        return load_keras_model(path)
+    metadata = read_metadata(path) or {}
+    if metadata.get("qat_preserve") == "cluster":
+        return _load_cluster_preserving(path, metadata)
+    from tfyolo.qat.quantize_configs import quantize_scope
 
-        return load_keras_model(path, scope=quantize_scope())
-    return load_keras_model(path)
+    return load_keras_model(path, scope=quantize_scope())
+
+
+def _load_cluster_preserving(path, metadata):
+    """A cluster-preserving QAT model, rebuilt from its float model and given its saved weights.
+
+    tfmot swaps the weight quantizer of a layer's quantize config in place, and the config does not serialize it:
+    loaded from its own file, each layer would get the default quantizer and reject the saved cluster weights.
+    """
+    from tfyolo.qat.qat_model import build_qat_model
+    from tfyolo.training.compression import hold_centroids, preserve_scheme
+
+    source = Path(metadata.get("qat_from") or "")
+    if not source.is_file():
+        raise ModelError(
+            f"{path}: a cluster-preserving QAT model loads through the float model it was trained from, "
+            f"{str(source)!r}, which was not found."
+        )
+    model = build_qat_model(
+        load_keras_model(source), staged=bool(metadata.get("qat_staged")), scheme=preserve_scheme("cluster")
+    )
+    # As in training: the saved weights are in that order (trainable first, then the held centroids).
+    hold_centroids(model)
+    try:
+        model.load_weights(path)
+    except (OSError, ValueError) as error:
+        raise ModelError(f"{path}: its weights do not fit the model rebuilt from {source} ({error}).")
+    return check_detector(model, path)

@@ -2,16 +2,20 @@
 
 The trained float model is wrapped layer by layer (every trainable Conv2D; depthwise convolutions are excluded,
 though YOLOv8 has none), fine-tuned with the same loss and loop as training, and saved stripped: a plain float
-model whose kernels hold `clusters` shared values per layer, or are `sparsity` zeros. A pruned model then takes
-sparsity-preserving QAT (`qat_preserve="prune"`, tfmot's scheme), so its int8 kernels keep the same zeros.
-A clustered model is quantized after training (PTQ): per-channel int8 maps
-equal floats to equal integers, and folding BatchNorm scales each output channel as a whole, so its int8 kernels
-hold at most `clusters` values per channel without a quantization-aware stage.
+model whose kernels hold `clusters` shared values per layer, or are `sparsity` zeros overall. Pruning is global
+magnitude pruning carried out with tfmot's per-layer schedules: the share of each layer comes from one threshold on
+the weights as the converter folds them (kernel times the BatchNorm scale that follows), so a 1-class head that
+needs few of its 80-class-sized channels gives up more than a 16-filter stem. Then structure-preserving QAT
+(tfmot's collaborative-optimization schemes, `qat_preserve`): sparsity-preserving for a pruned model, so its int8
+kernels keep the same zeros; cluster-preserving (CQAT) for a clustered one, which trains the centroids, not the
+weights, so its int8 kernels keep k values per channel. A clustered model also takes PTQ directly: per-channel int8
+maps equal floats to equal integers, and folding BatchNorm scales each output channel as a whole.
 
 TFLite stores clustered or pruned weights at full size; what shrinks is the compressed file (gzip), which is what
 an app bundle or an over-the-air update ships.
 """
 
+import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from tfyolo.compat import keras
@@ -20,6 +24,9 @@ from tfyolo.compat import keras
 PRUNE_RAMP = 0.7
 # Mask updates per ramp: tfmot's default (every 100 steps) would update a short fine-tune once or never.
 PRUNE_UPDATES = 20
+# No layer is pruned past this share, however small its weights: tfmot's schedule needs a final sparsity below 1,
+# and a layer left with a handful of weights cuts the graph.
+MAX_LAYER_SPARSITY = 0.9
 
 
 def compressible(layer):
@@ -30,8 +37,63 @@ def compressible(layer):
     )
 
 
-def wrap_for_compression(model, method, clusters=16, sparsity=0.5, total_steps=1):
-    """A clone of `model` (sharing its trained layers) with every compressible layer wrapped for `method`."""
+def folded_magnitudes(model):
+    """{layer name: |kernel| times the |gamma| / sqrt(variance + epsilon) of the BatchNormalization that follows it},
+    for every compressible layer: the weights the converter folds, which compare across layers where raw kernels
+    (each rescaled by its own BatchNorm) do not."""
+    scales = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma = np.abs(layer.gamma.numpy()) if layer.scale else 1.0
+            source = layer.inbound_nodes[0].inbound_layers
+            scales[source.name] = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
+    return {
+        layer.name: np.abs(layer.kernel.numpy()) * scales.get(layer.name, 1.0)
+        for layer in model.layers
+        if compressible(layer)
+    }
+
+
+def layer_sparsities(model, sparsity):
+    """{layer name: share of its kernel to prune} such that `sparsity` of all compressible weights go, smallest folded
+    magnitude first (global magnitude pruning), no layer past MAX_LAYER_SPARSITY."""
+    magnitudes = {name: np.sort(values.ravel()) for name, values in folded_magnitudes(model).items()}
+    total = sum(values.size for values in magnitudes.values())
+
+    def shares(threshold):
+        return {
+            name: min(float(np.searchsorted(values, threshold, side="right")) / values.size, MAX_LAYER_SPARSITY)
+            for name, values in magnitudes.items()
+        }
+
+    def pruned(threshold):
+        return sum(share * magnitudes[name].size for name, share in shares(threshold).items())
+
+    # The capped count is monotonic in the threshold: bisect for the one that prunes `sparsity` of the total.
+    low, high = 0.0, max(values[-1] for values in magnitudes.values())
+    for _ in range(64):
+        middle = (low + high) / 2
+        low, high = (middle, high) if pruned(middle) < sparsity * total else (low, middle)
+    return shares(high)
+
+
+def pruning_schedule(final_sparsity, total_steps):
+    """Polynomial decay from 0 to `final_sparsity` over PRUNE_RAMP of the run, in PRUNE_UPDATES mask updates. The
+    ramp is a whole number of update intervals, so that its last update lands on the final sparsity."""
+    ramp = max(int(total_steps * PRUNE_RAMP), 1)
+    frequency = max(ramp // PRUNE_UPDATES, 1)
+    return tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=0.0,
+        final_sparsity=final_sparsity,
+        begin_step=0,
+        end_step=frequency * (ramp // frequency),
+        frequency=frequency,
+    )
+
+
+def wrap_for_compression(model, method, clusters=16, sparsity=0.5, total_steps=1, shares=None):
+    """A clone of `model` (sharing its trained layers) with every compressible layer wrapped for `method`.
+    shares: for "prune", {layer name: sparsity} (`layer_sparsities`); a layer it leaves out or gives 0 stays dense."""
     if method == "cluster":
         centroids = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
 
@@ -40,24 +102,20 @@ def wrap_for_compression(model, method, clusters=16, sparsity=0.5, total_steps=1
                 layer, number_of_clusters=clusters, cluster_centroids_init=centroids
             )
 
+        wrapped = compressible
     else:
-        end_step = max(int(total_steps * PRUNE_RAMP), 1)
-        schedule = tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=0.0,
-            final_sparsity=sparsity,
-            begin_step=0,
-            end_step=end_step,
-            frequency=max(end_step // PRUNE_UPDATES, 1),
-        )
+        shares = layer_sparsities(model, sparsity) if shares is None else shares
 
         def wrap(layer):
+            schedule = pruning_schedule(shares[layer.name], total_steps)
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+
+        def wrapped(layer):
+            return compressible(layer) and shares.get(layer.name, 0.0) > 0.0
 
     scope = tfmot.clustering.keras.cluster_scope() if method == "cluster" else tfmot.sparsity.keras.prune_scope()
     with scope:
-        return keras.models.clone_model(
-            model, clone_function=lambda layer: wrap(layer) if compressible(layer) else layer
-        )
+        return keras.models.clone_model(model, clone_function=lambda layer: wrap(layer) if wrapped(layer) else layer)
 
 
 def _pruning_step(model):
@@ -83,9 +141,35 @@ def strip(model, method):
     return tfmot.sparsity.keras.strip_pruning(model)
 
 
+def hold_centroids(qat_model):
+    """Makes the cluster centroids of a cluster-preserving QAT model untrainable; returns how many were held.
+
+    tfmot's CQAT gives every output channel of a convolution its own trainable copy of the layer's centroids. The
+    optimizer moves each copy on its own, so after a few hundred steps a layer holds k values per channel but
+    hundreds per layer: the shared palette that gzip exploits is gone (measured: 81 int8 values per layer after 14
+    steps, kernels 18% larger after gzip). Held at the clustered model's values, the palette stays; QAT still moves
+    weights between centroids (through the original weights it keeps), BatchNorm and the quantization ranges.
+    """
+    held = 0
+    for layer in qat_model.layers:
+        trainable = getattr(layer, "_trainable_weights", [])
+        # Moved in place, by position: list.remove would compare variables by value, and assigning a new list to
+        # a Keras layer re-tracks every variable in it as a trainable weight.
+        for position in reversed(range(len(trainable))):
+            if "cluster_centroids" in trainable[position].name:
+                layer._non_trainable_weights.append(trainable.pop(position))
+                held += 1
+    return held
+
+
 def preserve_scheme(method):
     """tfmot's 8-bit scheme that keeps `method`'s structure through QAT (None: the default scheme)."""
     if method is None:
         return None
-    schemes = {"prune": tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme}
+    # The cluster scheme's preserve_sparsity (on by default) keeps the zeros of a pruned-then-clustered model apart
+    # from the centroids: on a model that was only clustered it adds 0 as a value beyond the k centroids.
+    schemes = {
+        "prune": tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme,
+        "cluster": lambda: tfmot.experimental.combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
+    }
     return schemes[method]()

@@ -9,9 +9,8 @@ SCHEDULES = ("cosine", "linear")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 STRATEGIES = (None, "mirrored", "multiworker")
 COMPRESSIONS = ("cluster", "prune")
-# Clustered models take PTQ int8 instead: tfmot's cluster-preserving QAT did not finish tracing its first step
-# within 5 minutes on a 64 px model here (README).
-PRESERVED_IN_QAT = ("prune",)
+# tfmot's preserving 8-bit schemes: QAT that keeps a pruned model's zeros or a clustered model's shared values.
+PRESERVED_IN_QAT = ("prune", "cluster")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +105,9 @@ class TrainConfig:
             ]
         if self.qat_preserve and not self.qat_from:
             checks.append((False, "qat_preserve belongs to a QAT run (qat_from)"))
+        if self.qat_preserve == "cluster" and self.ema:
+            # The averaged kernel would mix centroids a weight moved between: more values than clusters.
+            checks.append((False, "cluster-preserving QAT trains without EMA weights: set ema to false"))
         if self.qat_from and self.mixed_precision:
             checks.append((False, "quantization-aware training runs in float32; drop --mixed-precision"))
         for ok, message in checks:

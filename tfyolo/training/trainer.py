@@ -227,7 +227,14 @@ class Trainer:
         from tfyolo.quantization.calibration import load_calibration_images
 
         scheme = compression.preserve_scheme(self.config.qat_preserve)
-        model = build_qat_model(self.float_model, staged=self.config.qat_staged, scheme=scheme)
+
+        def build():
+            qat_model = build_qat_model(self.float_model, staged=self.config.qat_staged, scheme=scheme)
+            if self.config.qat_preserve == "cluster":
+                compression.hold_centroids(qat_model)
+            return qat_model
+
+        model = build()
         images, summary = load_calibration_images(
             self.config.data, self.config.imgsz, self.config.qat_calibration_images, seed=self.config.seed
         )
@@ -235,21 +242,25 @@ class Trainer:
         self.reporter.message(
             f"QAT: seeded {count} fake-quant ranges from {summary['images_used']} images of {summary['source']}."
         )
-        return model, build_qat_model(self.float_model, staged=self.config.qat_staged, scheme=scheme)
+        return model, build()
 
     def _wrap_for_compression(self, model, ema_model):
         config = self.config
         total_steps = config.epochs * (len(self.train_data) // config.batch)
+        # Both copies get the shares measured on the trained weights (the EMA copy holds the same ones here).
+        shares = compression.layer_sparsities(model, config.sparsity) if config.compress == "prune" else None
         wrapped = [
-            compression.wrap_for_compression(m, config.compress, config.clusters, config.sparsity, total_steps)
+            compression.wrap_for_compression(m, config.compress, config.clusters, config.sparsity, total_steps, shares)
             for m in (model, ema_model)
         ]
         compression.start(wrapped[0], config.compress)
-        target = (
-            f"{config.clusters} shared values per layer"
-            if config.compress == "cluster"
-            else (f"{config.sparsity:.0%} zeros, reached at {compression.PRUNE_RAMP:.0%} of the run")
-        )
+        if config.compress == "cluster":
+            target = f"{config.clusters} shared values per layer"
+        else:
+            target = (
+                f"{config.sparsity:.0%} zeros overall ({min(shares.values()):.0%} to {max(shares.values()):.0%} per "
+                f"layer, by folded magnitude), reached at {compression.PRUNE_RAMP:.0%} of the run"
+            )
         count = sum(compression.compressible(layer) for layer in model.layers)
         self.reporter.message(f"--compress {config.compress}: {count} convolution kernels, {target}.")
         return wrapped
@@ -474,7 +485,7 @@ class Trainer:
             "best_epoch": epoch,  # None until an epoch has been validated
             "qat": bool(self.config.qat_from),
             "qat_staged": bool(self.config.qat_from and self.config.qat_staged),
-            "qat_from": self.config.qat_from,
+            "qat_from": self.config.qat_from and str(Path(self.config.qat_from).resolve()),
             "qat_preserve": self.config.qat_preserve,
             "compress": self.config.compress
             and {"method": self.config.compress, "clusters": self.config.clusters, "sparsity": self.config.sparsity},
