@@ -54,7 +54,7 @@ def test_impossible_budget_names_the_closest():
     assert chosen is None and closest.recipe.name == "fp16" and len(tried) == 6
 
 
-def test_mixed_int16_candidates_come_after_the_float_layer_ones():
+def test_mixed_int16_and_qat_candidates_come_after_the_float_layer_ones():
     from tfyolo.quantization.auto import candidate_recipes
 
     recipes = list(candidate_recipes(Recipe(name="int8", mode="int8"), lambda: ["stage2_cv1a_conv", "head_cls0_pred"]))
@@ -68,6 +68,8 @@ def test_mixed_int16_candidates_come_after_the_float_layer_ones():
         "int16x8",
         "fp16",
     ]
+    with_qat = [recipe.name for recipe in candidate_recipes(Recipe(name="int8", mode="int8"), lambda: ["a"], 3)]
+    assert with_qat == ["int8", "int8_float1", "int8_aeq", "int8_qat", "int8_int16act1", "int16x8", "fp16"]
     mixed = {recipe.name: recipe for recipe in recipes}
     assert mixed["int8_int16act2"].int16_layers == ("stage2_cv1a_*", "head_cls0_pred")
     assert {mixed[name].quantizer for name in ("int8_aeq", "int8_int16act1")} == {"ai_edge_quantizer"}
@@ -94,12 +96,12 @@ def test_layer_sensitivity_ranks_named_layers(tiny_model_with_data):
     assert values == sorted(values, reverse=True) and values[0] > 0 and values[-1] >= 0
 
 
-def run_auto(model_and_data, out, budget):
+def run_auto(model_and_data, out, budget, *extra):
     from tfyolo.cli.main import cli
 
     model_path, data = model_and_data
     arguments = ["convert", "--model", str(model_path), "--data", str(data), "--calibration", str(data)]
-    return CliRunner().invoke(cli, arguments + ["--out", str(out), "--auto", "--max-drop", str(budget)])
+    return CliRunner().invoke(cli, arguments + ["--out", str(out), "--auto", "--max-drop", str(budget), *extra])
 
 
 def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_with_data, tmp_path):
@@ -126,9 +128,14 @@ def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_w
 @pytest.mark.large
 def test_auto_cli_impossible_budget_exits_1_naming_the_closest(tiny_model_with_data, tmp_path):
     out = tmp_path / "auto"
-    result = run_auto(tiny_model_with_data, out, -100)
+    result = run_auto(tiny_model_with_data, out, -100, "--auto-qat-epochs", "1")
     assert result.exit_code == 1
     assert "No candidate keeps the mAP50-95 drop within -100.0 points; closest:" in result.output
     table = json.loads((out / "auto_candidates.json").read_text())
     assert table["chosen"] is None and table["closest"]["recipe"] in {c["recipe"] for c in table["candidates"]}
     assert [c["recipe"] for c in table["candidates"]][-2:] == ["int16x8", "fp16"]
+    # The QAT candidate trained (1 epoch, no validation), converted from its learned ranges, all int8.
+    (qat,) = [c for c in table["candidates"] if c["recipe"] == "int8_qat"]
+    assert qat["error"] is None and qat["map50_95"] is not None
+    history = json.loads((out / "auto_qat" / "history.json").read_text())
+    assert len(history) == 1 and history[0]["map50_95"] is None

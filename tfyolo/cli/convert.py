@@ -51,6 +51,13 @@ AUTO_DEFAULT_MAX_DROP = 0.5
     show_default=True,
     help="--auto: stop at the first candidate within budget (int8), or the fastest / smallest of all.",
 )
+@click.option(
+    "--auto-qat-epochs",
+    default=3,
+    show_default=True,
+    help="--auto: epochs of quantization-aware training for the QAT candidate (train split of the model's data, "
+    "tried after int8_aeq); 0 leaves it out.",
+)
 @user_errors
 def convert_command(
     model,
@@ -67,6 +74,7 @@ def convert_command(
     auto,
     max_drop,
     prefer,
+    auto_qat_epochs,
 ):
     """Convert MODEL to TFLite with each recipe, verify it, and report accuracy against the float model."""
     from tfyolo.console import TqdmProgress
@@ -78,6 +86,7 @@ def convert_command(
         recipes=tuple(recipe_names),
         auto_max_drop=(AUTO_DEFAULT_MAX_DROP if max_drop is None else max_drop) if auto else None,
         prefer=prefer,
+        auto_qat_epochs=auto_qat_epochs,
         calibration=calibration,
         data=data_yaml,
         split=split,
@@ -111,5 +120,5 @@ def _auto_summary(report, spec, out):
     click.echo(
         f"Chosen: {chosen['recipe']} (mAP50-95 {chosen['map50_95']:.4f}, {chosen['delta_map50_95']:+.2f} pt, "
         f"{chosen['latency_ms_p50']:.2f} ms) after {len(report.auto['candidates'])} candidate(s); recipe saved as "
-        f"{Path(out) / 'auto_recipe.yaml'} (reuse with --recipe)."
+        f"{Path(out) / 'auto_recipe.yaml'} ({chosen['reuse']})."
     )

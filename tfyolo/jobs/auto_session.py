@@ -11,16 +11,18 @@ from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import evaluate_model
 from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
 from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
-from tfyolo.jobs.progress import Progress
+from tfyolo.jobs.progress import Progress, TrainingProgress
 from tfyolo.markdown import markdown_table
 from tfyolo.metadata import find_model_metadata, resolve_data
 from tfyolo.models.model_io import load_keras_model
 from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
-from tfyolo.quantization.auto import Candidate, search
+from tfyolo.quantization.auto import QAT_CANDIDATE, Candidate, search
 from tfyolo.quantization.calibration import default_calibration_source, load_calibration_images
 from tfyolo.quantization.isolated import convert_isolated
 from tfyolo.quantization.recipe import Recipe
 from tfyolo.quantization.sensitivity import layer_sensitivity
+from tfyolo.training.train_config import TrainConfig
+from tfyolo.training.trainer import Trainer
 
 CANDIDATE_COLUMNS = [
     ("recipe", "candidate", None),
@@ -33,11 +35,38 @@ CANDIDATE_COLUMNS = [
 ]
 
 
+# The QAT candidate's fine-tune: `tfyolo qat`'s defaults, and no validation (its candidate is scored on that split).
+QAT_SETTINGS = dict(
+    batch=16,
+    optimizer="adamw",
+    lr0=1e-4,
+    warmup_epochs=0.0,
+    mosaic=0.0,
+    close_mosaic=0,
+    val_interval=0,
+    qat_calibration_images=64,
+)
+
+
 class AutoSession:
-    """The float model, its reference metrics and the calibration images, loaded once for many candidates."""
+    """The float model, its reference metrics and the calibration images, loaded once for many candidates.
+
+    qat_epochs: epochs of the QAT candidate's training (on the train split of the model's data), run in
+    `work`/auto_qat the first time the search reaches it; 0: no QAT candidate.
+    """
 
     def __init__(
-        self, model, calibration, data_yaml, split, calibration_images, threads, force_overlap, progress=Progress()
+        self,
+        model,
+        calibration,
+        data_yaml,
+        split,
+        calibration_images,
+        threads,
+        force_overlap,
+        progress=Progress(),
+        qat_epochs=0,
+        work=None,
     ):
         self.model_path = model
         self.model = load_keras_model(model)
@@ -45,7 +74,11 @@ class AutoSession:
         self.threads = threads
         self.split = split
         self.progress = progress
-        self.dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
+        self.qat_epochs = qat_epochs
+        self.work = Path(work) if work else None
+        self._qat_model = None
+        self.data_yaml = resolve_data(data_yaml, model)
+        self.dataset = DetectionDataset.from_data_yaml(self.data_yaml, split)
         if calibration is None:
             calibration, why = default_calibration_source(model, self.model_metadata)
             progress.message(f"calibration: {why}")
@@ -66,20 +99,44 @@ class AutoSession:
         self.reference_metrics = evaluate(self.reference_runner, self.dataset, progress=progress.advance).metrics
         progress.end_stage()
 
+    def qat_model(self):
+        """The QAT model of the QAT candidate, trained the first time it is asked for; its path."""
+        if self._qat_model is None:
+            if self.work is None:
+                raise TfyoloError("the QAT candidate needs a work folder for its training run.")
+            config = TrainConfig(
+                data=str(self.data_yaml),
+                out=str(self.work / "auto_qat"),
+                imgsz=self.reference_runner.input_size,
+                epochs=self.qat_epochs,
+                qat_from=str(self.model_path),
+                **QAT_SETTINGS,
+            )
+            self.progress.message(
+                f"  training the QAT candidate: {self.qat_epochs} epoch(s) on the train split into {config.out}"
+            )
+            Trainer(config, reporter=TrainingProgress(self.progress, "QAT")).fit()
+            self._qat_model = Path(config.out) / "last.h5"
+        return self._qat_model
+
     def measure(self, recipe):
         """Converts, checks, embeds, evaluates against the float model and times one candidate."""
         candidate = Candidate(recipe=recipe, keep_float=recipe.keep_float)
-        calibrated = recipe.needs_calibration
+        is_qat = recipe.name == QAT_CANDIDATE
+        # A QAT model learned its ranges: it converts without calibration images.
+        calibrated = recipe.needs_calibration and not is_qat
         try:
-            content = convert_isolated(self.model_path, recipe, self.images if calibrated else None)
+            source = self.qat_model() if is_qat else self.model_path
+            content = convert_isolated(source, recipe, self.images if calibrated else None)
             metadata = artifact_metadata(
                 self.model_metadata,
                 recipe,
                 self.calibration if calibrated else None,
                 self.reference_runner.input_size,
                 self.reference_runner.num_classes,
-                self.model_path,
+                source,
             )
+            metadata["qat"] = is_qat
             content, _ = finalize_artifact(content, recipe, metadata)
             runner = TFLiteRunner(model_content=content, num_threads=self.threads)
             report, _, _ = evaluate_model(runner, self.dataset, self.split, self.reference_runner)
@@ -117,7 +174,9 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
         progress.message(f"  {row['recipe']}{' ' + str(row['keep_float']) if row['keep_float'] else ''}: {status}")
 
     base = Recipe(name="int8", mode="int8", calibration_images=len(session.images))
-    chosen, tried, closest = search(base, ranked, session.measure, max_drop, prefer, progress=report)
+    chosen, tried, closest = search(
+        base, ranked, session.measure, max_drop, prefer, progress=report, qat_epochs=session.qat_epochs
+    )
     result = {
         "model": str(session.model_path),
         "max_drop": max_drop,
@@ -146,11 +205,18 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
     )
     if chosen:
         recipe = chosen.recipe
+        if recipe.name == QAT_CANDIDATE:
+            reuse = (
+                f"its QAT model is {session.qat_model()}: `tfyolo convert --model {session.model_path} --qat-model "
+                f"{session.qat_model()} --recipe fp32` converts it again"
+            )
+        else:
+            reuse = f"reuse with --recipe {out / 'auto_recipe.yaml'}"
         atomic_write_text(
             out / "auto_recipe.yaml",
-            f"# Chosen by tfyolo convert --auto --max-drop {max_drop}; reuse with --recipe.\n" + recipe.to_yaml(),
+            f"# Chosen by tfyolo convert --auto --max-drop {max_drop}; {reuse}.\n" + recipe.to_yaml(),
         )
         path = out / f"{Path(session.model_path).parent.name}_auto_{recipe.name}.tflite"
         atomic_write_bytes(path, chosen.content)
-        result["chosen"]["path"] = str(path)
+        result["chosen"].update(path=str(path), reuse=reuse)
     return chosen, result

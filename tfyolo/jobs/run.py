@@ -102,6 +102,8 @@ def _auto(spec, out, progress):
         spec.threads,
         spec.force_calibration_overlap,
         progress,
+        qat_epochs=spec.auto_qat_epochs,
+        work=out,
     )
     chosen, result = run_auto(session, spec.auto_max_drop, spec.prefer, out)
     rows = [float_row(spec.model, session.reference_metrics)]

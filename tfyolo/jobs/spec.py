@@ -30,6 +30,7 @@ class JobSpec:
         auto_max_drop: float or None. "convert" searches the fastest recipe whose mAP50-95 drop stays within this
             many points, instead of running `recipes`.
         prefer: str. The auto search's stopping rule, one of `PREFERENCES`.
+        auto_qat_epochs: int. Epochs of quantization-aware training for the auto search's QAT candidate; 0: none.
         calibration: str or None. Image folder or data.yaml (its train split); None: the model's own default.
         data: str or None. Evaluation data.yaml; None: the one the model's metadata names.
         split: str. The evaluation split.
@@ -47,6 +48,7 @@ class JobSpec:
     recipes: tuple = ()
     auto_max_drop: Optional[float] = None
     prefer: str = "int8"
+    auto_qat_epochs: int = 3
     calibration: Optional[str] = None
     data: Optional[str] = None
     split: str = "val"
@@ -80,6 +82,10 @@ class JobSpec:
             raise ConfigError("auto_max_drop needs evaluate=True: the search measures every candidate's mAP.")
         if self.prefer not in PREFERENCES:
             raise ConfigError(f"prefer: expected one of {list(PREFERENCES)}, received {self.prefer!r}.")
+        if isinstance(self.auto_qat_epochs, bool) or not isinstance(self.auto_qat_epochs, int) or not (
+            0 <= self.auto_qat_epochs <= 1000
+        ):
+            raise ConfigError(f"auto_qat_epochs: expected an integer from 0 to 1000, received {self.auto_qat_epochs!r}.")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 64:
             raise ConfigError(f"threads: expected an integer from 1 to 64, received {self.threads!r}.")
         if self.kind != "convert" and (self.recipes or self.auto_max_drop is not None or self.qat_model):

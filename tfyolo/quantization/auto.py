@@ -1,10 +1,13 @@
 """Accuracy-aware quantization: the fastest recipe whose measured mAP50-95 drop stays within a budget.
 
 Candidates, in order: full int8; int8 with the most sensitive layers kept in float (1, 2, 4, 8 of them); int8
-through ai-edge-quantizer, alone and with the most sensitive blocks at 16-bit activations (1, 2, 4, 8); int16x8;
-fp16. With prefer="int8" the search stops at the first candidate within the budget (the order above
-is already fastest-first on CPUs); prefer="latency" or "size" evaluates them all and picks the best within
-budget. Evaluation always runs on the validation split, never on the calibration images.
+through ai-edge-quantizer; int8 after a short quantization-aware training (QAT, when the search is given epochs
+for it); int8 through ai-edge-quantizer with the most sensitive blocks at 16-bit activations (1, 2, 4, 8);
+int16x8; fp16. With prefer="int8" the search stops at the first candidate within the budget (the order above
+is already fastest-first on CPUs: QAT costs training time, but its artifact is all int8 and runs at int8's
+speed on CPUs and NPUs alike, where 16-bit activations run on reference kernels); prefer="latency" or "size"
+evaluates them all and picks the best within budget. Evaluation always runs on the validation split, never on the
+calibration images, and the QAT candidate never validates on it while training.
 """
 
 import dataclasses
@@ -14,6 +17,8 @@ from tfyolo.quantization.recipe import Recipe
 
 PREFERENCES = ("int8", "latency", "size")
 FLOAT_LAYER_STEPS = (1, 2, 4, 8)
+# The candidate whose int8 artifact is converted from a QAT model trained by the search, not from the float model.
+QAT_CANDIDATE = "int8_qat"
 
 
 @dataclasses.dataclass
@@ -41,8 +46,9 @@ class Candidate:
         }
 
 
-def candidate_recipes(base, ranked_layers):
-    """Yields the search's recipes lazily: the sensitivity ranking is only computed if plain int8 misses."""
+def candidate_recipes(base, ranked_layers, qat_epochs=0):
+    """Yields the search's recipes lazily: the sensitivity ranking is only computed if plain int8 misses.
+    qat_epochs: 0 leaves the QAT candidate out."""
     yield Recipe(**{**base.to_dict(), "name": "int8"})
     layers = ranked_layers()
     for count in FLOAT_LAYER_STEPS:
@@ -52,6 +58,9 @@ def candidate_recipes(base, ranked_layers):
         yield Recipe(**{**base.to_dict(), "name": f"int8_float{count}", "keep_float": keep})
     aeq = {**base.to_dict(), "quantizer": "ai_edge_quantizer", "io_type": "float32"}
     yield Recipe(**{**aeq, "name": "int8_aeq"})
+    if qat_epochs:
+        description = f"int8 from the model after {qat_epochs} epoch(s) of quantization-aware training"
+        yield Recipe(**{**base.to_dict(), "name": QAT_CANDIDATE, "description": description})
     for count in FLOAT_LAYER_STEPS:
         if count > len(layers):
             break
@@ -61,17 +70,19 @@ def candidate_recipes(base, ranked_layers):
     yield Recipe(name="fp16", mode="fp16", description="float16 weights")
 
 
-def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progress=None):
+def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progress=None, qat_epochs=0):
     """Runs the search.
 
     ranked_layers: callable -> layer names, most sensitive first.
-    measure: callable(Recipe) -> Candidate with map50_95 / delta / latency / size filled in (or error).
+    measure: callable(Recipe) -> Candidate with map50_95 / delta / latency / size filled in (or error); for the
+        recipe named QAT_CANDIDATE it trains the QAT model first.
+    qat_epochs: the QAT candidate's training epochs; 0 leaves it out.
     Returns (chosen Candidate or None, every Candidate tried, closest Candidate).
     """
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer must be one of {PREFERENCES}, received {prefer!r}")
     tried = []
-    for recipe in candidate_recipes(base_recipe, ranked_layers):
+    for recipe in candidate_recipes(base_recipe, ranked_layers, qat_epochs):
         candidate = measure(recipe)
         tried.append(candidate)
         if progress:
