@@ -45,7 +45,7 @@ help:
 	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
 	@echo "make bench-import    the same Ultralytics weights: its own TFLite exports vs tfyolo import + convert"
 	@echo "make bench-finetune  PennFudan: short training from scratch vs from imported Ultralytics weights"
-	@echo "make bench-compress  mixed int8/int16 activations vs int8 and int16x8 on the default model"
+	@echo "make bench-compress  cluster_int8 / prune_int8 on PennFudan (from bench-import), mixed int8/int16 on the default model"
 	@echo "make bench-service   20 tiny jobs at once to 2 workers on loopback: jobs/min, p95 API latency"
 	@echo "make serve       the conversion service on localhost:8000 (SQLite, one worker; token: TFYOLO_API_TOKEN)"
 	@echo "make bench-eval-memory  peak RSS of tfyolo-eval --reference at 640 px, 64 vs 128 coco128 images"

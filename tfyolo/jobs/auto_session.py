@@ -75,6 +75,7 @@ class AutoSession:
         self.split = split
         self.progress = progress
         self.qat_epochs = qat_epochs
+        self.force_overlap = force_overlap
         self.work = Path(work) if work else None
         self._qat_model = None
         self.data_yaml = resolve_data(data_yaml, model)
@@ -104,6 +105,11 @@ class AutoSession:
         if self._qat_model is None:
             if self.work is None:
                 raise TfyoloError("the QAT candidate needs a work folder for its training run.")
+            if self.split == "train" and not self.force_overlap:
+                raise TfyoloError(
+                    "the QAT candidate trains on the train split, which this search scores; evaluate on another "
+                    "split or pass --force-calibration-overlap."
+                )
             config = TrainConfig(
                 data=str(self.data_yaml),
                 out=str(self.work / "auto_qat"),

@@ -5,7 +5,8 @@ through ai-edge-quantizer; int8 after a short quantization-aware training (QAT, 
 for it); int8 through ai-edge-quantizer with the most sensitive blocks at 16-bit activations (1, 2, 4, 8);
 int16x8; fp16. With prefer="int8" the search stops at the first candidate within the budget (the order above
 is already fastest-first on CPUs: QAT costs training time, but its artifact is all int8 and runs at int8's
-speed on CPUs and NPUs alike, where 16-bit activations run on reference kernels); prefer="latency" or "size"
+speed, on CPUs, where 16-bit activations run on reference kernels, and on NPUs without a 16-bit path);
+prefer="latency" or "size"
 evaluates them all and picks the best within budget. Evaluation always runs on the validation split, never on the
 calibration images, and the QAT candidate never validates on it while training.
 """
