@@ -67,3 +67,40 @@ def test_a_report_round_trips_and_renders_its_verdict():
     markdown = markdown_report(report.to_dict())
     assert "| int8 | 1,234 | 0.5000 | - | -0.25 | - | - | - |  |" in markdown
     assert "Gate (max drop 0.3 points): PASS" in markdown
+
+
+def test_training_progress_turns_trainer_events_into_stages_of_batches():
+    """The auto search's QAT candidate trains inside a job: its epochs must reach the job's Progress (the terminal
+    bars, the service's record) as stages counted in batches, with the epoch's losses as a message."""
+    from tfyolo.jobs.progress import Progress, TrainingProgress
+
+    class Recorder(Progress):
+        def __init__(self):
+            self.events = []
+
+        def message(self, text):
+            self.events.append(("message", text))
+
+        def stage(self, name, total, unit="img"):
+            self.events.append(("stage", name, total, unit))
+
+        def advance(self, steps=1):
+            self.events.append(("advance", steps))
+
+        def end_stage(self):
+            self.events.append(("end",))
+
+    recorder = Recorder()
+    reporter = TrainingProgress(recorder, "QAT")
+    reporter.epoch_start(0, 3, 2)
+    reporter.batch_end({"loss": 1.0})
+    reporter.batch_end({"loss": 0.5})
+    summary = {"epoch": 1, "loss": 0.75, "box_loss": 0.25, "class_loss": 0.25, "dfl_loss": 0.25}
+    reporter.epoch_end(dict(summary, images_per_second=12.0))
+    assert recorder.events == [
+        ("stage", "QAT epoch 1/3", 2, "batch"),
+        ("advance", 1),
+        ("advance", 1),
+        ("end",),
+        ("message", "  QAT epoch 1: loss 0.750 (box 0.250 cls 0.250 dfl 0.250), 12.0 img/s"),
+    ]

@@ -25,9 +25,9 @@ class TqdmProgress(Progress):
     def message(self, text):
         echo(text)
 
-    def stage(self, name, total):
+    def stage(self, name, total, unit="img"):
         self.end_stage()
-        self.bar = progress_bar(total, name)
+        self.bar = progress_bar(total, name, unit)
 
     def advance(self, steps=1):
         if self.bar is not None:

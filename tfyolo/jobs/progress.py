@@ -13,8 +13,8 @@ class Progress:
     def message(self, text):
         pass
 
-    def stage(self, name, total):
-        """A new stage of `total` steps begins (the previous one, if any, has ended)."""
+    def stage(self, name, total, unit="img"):
+        """A new stage of `total` steps (`unit`s: images, batches) begins (the previous one, if any, has ended)."""
 
     def advance(self, steps=1):
         pass
@@ -35,7 +35,7 @@ class TrainingProgress:
         self.progress.message(text)
 
     def epoch_start(self, epoch, epochs, num_batches):
-        self.progress.stage(f"{self.name} epoch {epoch + 1}/{epochs}", num_batches)
+        self.progress.stage(f"{self.name} epoch {epoch + 1}/{epochs}", num_batches, unit="batch")
 
     def batch_end(self, losses):
         self.progress.advance()

@@ -30,7 +30,7 @@ class StoreProgress(Progress):
         self.store.event(self.job_id, text.strip())
         self._write(force=True)
 
-    def stage(self, name, total):
+    def stage(self, name, total, unit="img"):
         self.name, self.total, self.done = name, max(int(total), 1), 0
         self._write(force=True)
 
