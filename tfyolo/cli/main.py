@@ -216,8 +216,8 @@ def train(
     type=click.Choice(PRESERVED_IN_QAT),
     default=None,
     help="Keep what `tfyolo compress` made through QAT (tfmot's collaborative schemes): a pruned model's zeros "
-    "(prune) or a clustered model's shared values (cluster: trains the centroids; also converts with PTQ int8 "
-    "directly).",
+    "(prune) or a clustered model's shared values (cluster: every weight stays on one of its layer's centroids, "
+    "trained without EMA; a clustered model also converts with PTQ int8 directly).",
 )
 @click.option("--calibration-images", default=64, show_default=True, help="Train images that seed the ranges.")
 @click.option("--seed", default=0, show_default=True)
