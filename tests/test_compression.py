@@ -32,6 +32,39 @@ def test_kernel_stats_reads_distinct_values_per_channel_and_zeros():
     assert stats["sparsity"] == pytest.approx(float(np.mean(kernel == 0)))
 
 
+def test_one_grid_per_layer_puts_every_channel_on_the_same_int8_values():
+    """A 4-value palette whose outermost centroids differ in magnitude (-0.6, +1.0): channels holding +1.0 map it to
+    round(127 * c / 1.0), channels whose largest is -0.6 to round(127 * c / 0.6), so PTQ int8 (read back from the
+    flatbuffer) holds more than 4 values in the layer. With the extremes at one magnitude (-1.0, +1.0), every channel
+    holding either maps it onto one grid: exactly 4 values in the layer, 127 * (-1, -0.2, 0.3, 1)."""
+    from tfyolo.compat import keras, tf
+    from tfyolo.quantization.tflite_inspect import read_graph
+    from tfyolo.training.compression import one_grid_per_layer
+
+    inputs = keras.Input((8, 8, 2), batch_size=1)
+    outputs = keras.layers.Conv2D(4, 3, use_bias=False, name="clustered")(inputs)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    kernel = rng.choice([-0.2, 0.3], size=(3, 3, 2, 4)).astype(np.float32)
+    kernel[0, 0, 0, :2] = 1.0
+    kernel[0, 0, 0, 2:] = -0.6
+    model.get_layer("clustered").set_weights([kernel])
+
+    def layer_values():
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([rng.random((1, 8, 8, 2), dtype=np.float32)] for _ in range(4))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        interpreter, ops, details = read_graph(converter.convert())
+        (conv,) = [op for op in ops if op["op_name"] == "CONV_2D"]
+        return set(np.unique(interpreter.get_tensor(details[conv["inputs"][1]]["index"])).tolist())
+
+    assert len(layer_values()) > 4
+    one_grid_per_layer(model)
+    assert np.unique(model.get_layer("clustered").kernel.numpy()).tolist() == pytest.approx([-1.0, -0.2, 0.3, 1.0])
+    assert layer_values() == {-127, round(-0.2 * 127), round(0.3 * 127), 127}
+
+
 @pytest.mark.large
 @pytest.mark.parametrize("method", ["cluster", "prune"])
 def test_compression_survives_into_the_int8_kernels(method, tiny_float_run, tiny_synthetic, tmp_path):

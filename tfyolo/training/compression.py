@@ -142,6 +142,27 @@ def strip(model, method):
     return tfmot.sparsity.keras.strip_pruning(model)
 
 
+def one_grid_per_layer(model):
+    """Gives the two outermost centroids of every clustered kernel the magnitude of the larger; returns `model`.
+
+    Per-channel int8 scales each output channel by its largest |weight|. A channel that holds the layer's
+    largest-magnitude centroid and one whose largest is the outermost centroid of the other sign map the same
+    palette onto two different int8 grids: about 30 values per layer instead of 16 (measured on YOLOv8n: 89% and
+    10% of the weights), which is what gzip pays for. With the extremes at one magnitude, every such channel shares
+    one grid. Only the outermost centroid of one sign moves, but that moves a detector a long way (PTQ of the
+    snapped YOLOv8n scored 0.08 mAP50-95 against 0.46): cluster-preserving QAT starts from it and recovers.
+    """
+    for layer in model.layers:
+        if not compressible(layer):
+            continue
+        kernel = layer.kernel.numpy()
+        palette = np.unique(kernel)
+        if palette[0] < 0 < palette[-1]:
+            top = max(-palette[0], palette[-1])
+            layer.kernel.assign(np.where(kernel == palette[0], -top, np.where(kernel == palette[-1], top, kernel)))
+    return model
+
+
 def hold_centroids(qat_model):
     """Makes the cluster centroids of a cluster-preserving QAT model untrainable; returns how many were held.
 

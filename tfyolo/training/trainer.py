@@ -227,6 +227,9 @@ class Trainer:
         from tfyolo.quantization.calibration import load_calibration_images
 
         scheme = compression.preserve_scheme(self.config.qat_preserve)
+        if self.config.qat_preserve == "cluster":
+            # CQAT learns with one int8 grid per layer; the float model on disk (and its PTQ) keeps its palette.
+            compression.one_grid_per_layer(self.float_model)
 
         def build():
             qat_model = build_qat_model(self.float_model, staged=self.config.qat_staged, scheme=scheme)
