@@ -93,7 +93,6 @@ def _load_cluster_preserving(path, metadata):
     loaded from its own file, each layer would get the default quantizer and reject the saved cluster weights.
     """
     from tfyolo.qat.qat_model import build_qat_model
-    from tfyolo.training.compression import hold_centroids, preserve_scheme
 
     source = Path(metadata.get("qat_from") or "")
     if not source.is_file():
@@ -101,11 +100,8 @@ def _load_cluster_preserving(path, metadata):
             f"{path}: a cluster-preserving QAT model loads through the float model it was trained from, "
             f"{str(source)!r}, which was not found."
         )
-    model = build_qat_model(
-        load_keras_model(source), staged=bool(metadata.get("qat_staged")), scheme=preserve_scheme("cluster")
-    )
-    # As in training: the saved weights are in that order (trainable first, then the held centroids).
-    hold_centroids(model)
+    # Built as in training, centroids held: the saved weights are in that order (trainable first, then the rest).
+    model = build_qat_model(load_keras_model(source), staged=bool(metadata.get("qat_staged")), preserve="cluster")
     try:
         model.load_weights(path)
     except (OSError, ValueError) as error:

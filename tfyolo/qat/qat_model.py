@@ -6,6 +6,7 @@ import tensorflow_model_optimization as tfmot
 from tfyolo.compat import keras
 from tfyolo.errors import ModelError
 from tfyolo.qat.quantize_configs import quantize_scope, rule_for
+from tfyolo.training.compression import hold_centroids, preserve_scheme
 
 HEAD_PREFIX = "head"
 
@@ -24,11 +25,12 @@ def has_float_layers(model):
     return is_qat_model(model) and bool(plain)
 
 
-def build_qat_model(float_model, staged=False, scheme=None):
+def build_qat_model(float_model, staged=False, preserve=None):
     """Returns the QAT model: fake-quant everywhere, or (staged) everywhere but the head.
 
-    scheme: a tfmot quantize scheme; None is the default 8-bit one, the cluster- or sparsity-preserving ones keep
-    what `tfyolo compress` made (`tfyolo.training.compression.preserve_scheme`).
+    preserve: None for tfmot's default 8-bit scheme, or what `tfyolo compress` made ("prune", "cluster") for its
+    structure-preserving scheme (`tfyolo.training.compression.preserve_scheme`); a cluster-preserving model has its
+    centroids held (`hold_centroids`), in training and when it is rebuilt to load its saved weights alike.
 
     Staged QAT quantizes backbone and neck only and keeps the detection head in float, as TF Model Garden's
     `build_qat_retinanet` does, for when full QAT loses too much accuracy.
@@ -47,9 +49,12 @@ def build_qat_model(float_model, staged=False, scheme=None):
     with quantize_scope():
         annotated = keras.models.clone_model(float_model, clone_function=clone_function)
         annotated.set_weights(float_model.get_weights())
-        if scheme is None:
+        if preserve is None:
             return tfmot.quantization.keras.quantize_apply(annotated)
-        return tfmot.quantization.keras.quantize_apply(annotated, scheme)
+        model = tfmot.quantization.keras.quantize_apply(annotated, preserve_scheme(preserve))
+    if preserve == "cluster":
+        hold_centroids(model)
+    return model
 
 
 def _wrapped_name(wrapper):

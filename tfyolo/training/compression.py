@@ -92,9 +92,10 @@ def pruning_schedule(final_sparsity, total_steps):
     )
 
 
-def wrap_for_compression(model, method, clusters=16, sparsity=0.5, total_steps=1, shares=None):
+def wrap_for_compression(model, method, clusters=16, total_steps=1, shares=None):
     """A clone of `model` (sharing its trained layers) with every compressible layer wrapped for `method`.
-    shares: for "prune", {layer name: sparsity} (`layer_sparsities`); a layer it leaves out or gives 0 stays dense."""
+    shares: for "prune", {layer name: sparsity} (`layer_sparsities`, measured once for every copy of a model); a
+    layer it leaves out or gives 0 stays dense."""
     if method == "cluster":
         centroids = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
 
@@ -105,7 +106,6 @@ def wrap_for_compression(model, method, clusters=16, sparsity=0.5, total_steps=1
 
         wrapped = compressible
     else:
-        shares = layer_sparsities(model, sparsity) if shares is None else shares
 
         def wrap(layer):
             schedule = pruning_schedule(shares[layer.name], total_steps)

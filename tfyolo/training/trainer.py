@@ -226,16 +226,12 @@ class Trainer:
         from tfyolo.qat.qat_model import build_qat_model, seed_quantization_ranges
         from tfyolo.quantization.calibration import load_calibration_images
 
-        scheme = compression.preserve_scheme(self.config.qat_preserve)
         if self.config.qat_preserve == "cluster":
             # CQAT learns with one int8 grid per layer; the float model on disk (and its PTQ) keeps its palette.
             compression.one_grid_per_layer(self.float_model)
 
         def build():
-            qat_model = build_qat_model(self.float_model, staged=self.config.qat_staged, scheme=scheme)
-            if self.config.qat_preserve == "cluster":
-                compression.hold_centroids(qat_model)
-            return qat_model
+            return build_qat_model(self.float_model, staged=self.config.qat_staged, preserve=self.config.qat_preserve)
 
         model = build()
         images, summary = load_calibration_images(
@@ -253,7 +249,7 @@ class Trainer:
         # Both copies get the shares measured on the trained weights (the EMA copy holds the same ones here).
         shares = compression.layer_sparsities(model, config.sparsity) if config.compress == "prune" else None
         wrapped = [
-            compression.wrap_for_compression(m, config.compress, config.clusters, config.sparsity, total_steps, shares)
+            compression.wrap_for_compression(m, config.compress, config.clusters, total_steps, shares)
             for m in (model, ema_model)
         ]
         compression.start(wrapped[0], config.compress)
