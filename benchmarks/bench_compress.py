@@ -17,7 +17,6 @@ Usage: python -m benchmarks.bench_compress [--part all|mixed|pennfudan] [--clust
        [--qat-epochs 3]
 """
 
-import gzip
 import shutil
 import time
 from pathlib import Path
@@ -35,15 +34,11 @@ def kernel_entropy_bits(content):
     weighted by its size."""
     import numpy as np
 
-    from tfyolo.quantization.tflite_inspect import read_graph
+    from tfyolo.quantization.weight_stats import int8_kernels
 
-    interpreter, ops, details = read_graph(content)
     bits, weights = 0.0, 0
-    for op in ops:
-        detail = details[op["inputs"][1]] if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D") else None
-        if detail is None or np.dtype(detail["dtype"]) != np.int8:
-            continue
-        _, counts = np.unique(interpreter.get_tensor(detail["index"]), return_counts=True)
+    for _, kernel in int8_kernels(content):
+        _, counts = np.unique(kernel, return_counts=True)
         share = counts / counts.sum()
         bits += float(-(share * np.log2(share)).sum()) * counts.sum()
         weights += int(counts.sum())
@@ -77,6 +72,7 @@ def mixed(model, calibration):
     from tfyolo.quantization.aeq import block_pattern
     from tfyolo.quantization.recipe import Recipe
     from tfyolo.quantization.sensitivity import layer_sensitivity
+    from tfyolo.quantization.weight_stats import gzip_size
 
     if not Path(model).is_file():
         raise SystemExit(f"{model} not found: `make train` builds the default model.")
@@ -122,7 +118,7 @@ def mixed(model, calibration):
                 "delta": row["delta_map50_95"],
                 "recovered": recovered,
                 "size": row["size_bytes"],
-                "gzip": len(gzip.compress(content, 9)),
+                "gzip": gzip_size(content),
                 "latency": row["latency_ms_p50"],
                 "latency_vs_int8": row["latency_ms_p50"] / int8["latency_ms_p50"],
                 "full_integer": row["full_integer"],

@@ -10,19 +10,22 @@ from tfyolo.quantization.tflite_inspect import read_graph
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
+def int8_kernels(content):
+    """Yields (op name, kernel array) for every convolution of `content` whose kernel is int8."""
+    interpreter, ops, details = read_graph(content)
+    for op in ops:
+        if op["op_name"] in CONV_OPS:
+            detail = details[op["inputs"][1]]
+            if np.dtype(detail["dtype"]) == np.int8:
+                yield op["op_name"], interpreter.get_tensor(detail["index"])
+
+
 def kernel_stats(content):
     """{"kernels", "max_values_per_channel", "sparsity"} over the int8 convolution kernels of `content`; None when it
     has none (a float artifact). Output channels are axis 0 of CONV_2D kernels and axis 3 of depthwise ones."""
-    interpreter, ops, details = read_graph(content)
     most, zeros, total, kernels = 0, 0, 0, 0
-    for op in ops:
-        if op["op_name"] not in CONV_OPS:
-            continue
-        detail = details[op["inputs"][1]]
-        if np.dtype(detail["dtype"]) != np.int8:
-            continue
-        kernel = interpreter.get_tensor(detail["index"])
-        axis = 3 if op["op_name"] == "DEPTHWISE_CONV_2D" else 0
+    for op_name, kernel in int8_kernels(content):
+        axis = 3 if op_name == "DEPTHWISE_CONV_2D" else 0
         channels = np.moveaxis(kernel, axis, 0).reshape(kernel.shape[axis], -1)
         most = max(most, max(len(np.unique(channel)) for channel in channels))
         zeros += int(np.count_nonzero(kernel == 0))
