@@ -10,7 +10,7 @@ from tfyolo.cli.common import user_errors
 from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import TqdmTrainingReporter, progress_bar
 from tfyolo.io_utils import ensure_writable_folder
-from tfyolo.training.train_config import COMPRESSIONS, PRESERVED_IN_QAT
+from tfyolo.training.train_config import COMPRESSIONS, PRESERVED_IN_QAT, QAT_FINE_TUNE
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -207,9 +207,11 @@ def train(
 @click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Trained float .keras.")
 @click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
 @click.option("--epochs", default=10, show_default=True)
-@click.option("--batch", default=16, show_default=True)
-@click.option("--lr0", default=1e-4, show_default=True, help="Fine-tuning learning rate (AdamW).")
-@click.option("--mosaic", default=0.0, show_default=True, help="Mosaic probability (off by default for QAT).")
+@click.option("--batch", default=QAT_FINE_TUNE["batch"], show_default=True)
+@click.option("--lr0", default=QAT_FINE_TUNE["lr0"], show_default=True, help="Fine-tuning learning rate (AdamW).")
+@click.option(
+    "--mosaic", default=QAT_FINE_TUNE["mosaic"], show_default=True, help="Mosaic probability (off by default for QAT)."
+)
 @click.option("--staged", is_flag=True, help="Quantize backbone + neck only; keep the head in float.")
 @click.option(
     "--preserve",
@@ -219,7 +221,12 @@ def train(
     "(prune) or a clustered model's shared values (cluster: every weight stays on one of its layer's centroids, "
     "trained without EMA; a clustered model also converts with PTQ int8 directly).",
 )
-@click.option("--calibration-images", default=64, show_default=True, help="Train images that seed the ranges.")
+@click.option(
+    "--calibration-images",
+    default=QAT_FINE_TUNE["qat_calibration_images"],
+    show_default=True,
+    help="Train images that seed the ranges.",
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the QAT run in --out from its last checkpoint.")
@@ -239,23 +246,18 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
             from tfyolo.models.model_io import load_keras_model
 
             metadata["imgsz"] = int(load_keras_model(model).input_shape[1])
+        settings = dict(QAT_FINE_TUNE, batch=batch, lr0=lr0, mosaic=mosaic, qat_calibration_images=calibration_images)
         config = TrainConfig(
             data=str(resolve_data(data_yaml, model)),
             out=str(out),
             imgsz=metadata["imgsz"],
             epochs=epochs,
-            batch=batch,
-            optimizer="adamw",
-            lr0=lr0,
-            warmup_epochs=0.0,
-            mosaic=mosaic,
-            close_mosaic=0,
             seed=seed,
             ema=preserve != "cluster",
             qat_from=str(model),
             qat_staged=staged,
-            qat_calibration_images=calibration_images,
             qat_preserve=preserve,
+            **settings,
         )
     started = time.perf_counter()
     ensure_writable_folder(config.out)

@@ -21,7 +21,7 @@ from tfyolo.quantization.calibration import default_calibration_source, load_cal
 from tfyolo.quantization.isolated import convert_isolated
 from tfyolo.quantization.recipe import Recipe
 from tfyolo.quantization.sensitivity import layer_sensitivity
-from tfyolo.training.train_config import TrainConfig
+from tfyolo.training.train_config import QAT_FINE_TUNE, TrainConfig
 from tfyolo.training.trainer import Trainer
 
 CANDIDATE_COLUMNS = [
@@ -33,19 +33,6 @@ CANDIDATE_COLUMNS = [
     ("size_bytes", "size (bytes)", "{:,}"),
     ("error", "error", None),
 ]
-
-
-# The QAT candidate's fine-tune: `tfyolo qat`'s defaults, and no validation (its candidate is scored on that split).
-QAT_SETTINGS = dict(
-    batch=16,
-    optimizer="adamw",
-    lr0=1e-4,
-    warmup_epochs=0.0,
-    mosaic=0.0,
-    close_mosaic=0,
-    val_interval=0,
-    qat_calibration_images=64,
-)
 
 
 class AutoSession:
@@ -116,7 +103,9 @@ class AutoSession:
                 imgsz=self.reference_runner.input_size,
                 epochs=self.qat_epochs,
                 qat_from=str(self.model_path),
-                **QAT_SETTINGS,
+                # No validation: the candidate is scored on that split.
+                val_interval=0,
+                **QAT_FINE_TUNE,
             )
             self.progress.message(
                 f"  training the QAT candidate: {self.qat_epochs} epoch(s) on the train split into {config.out}"
@@ -141,8 +130,8 @@ class AutoSession:
                 self.reference_runner.input_size,
                 self.reference_runner.num_classes,
                 source,
+                qat=is_qat,
             )
-            metadata["qat"] = is_qat
             content, _ = finalize_artifact(content, recipe, metadata)
             runner = TFLiteRunner(model_content=content, num_threads=self.threads)
             report, _, _ = evaluate_model(runner, self.dataset, self.split, self.reference_runner)

@@ -112,8 +112,8 @@ def convert_recipes(spec, out, progress):
                 float_runner.input_size,
                 float_runner.num_classes,
                 source,
+                qat=is_qat,
             )
-            metadata["qat"] = is_qat
             staged = is_qat and bool((find_model_metadata(source) or {}).get("qat_staged"))
             content, inspection = finalize_artifact(content, recipe, metadata, allow_float=staged)
             row.update(full_integer=inspection["full_integer"], ops=inspection["ops"])

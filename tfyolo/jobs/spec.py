@@ -82,10 +82,14 @@ class JobSpec:
             raise ConfigError("auto_max_drop needs evaluate=True: the search measures every candidate's mAP.")
         if self.prefer not in PREFERENCES:
             raise ConfigError(f"prefer: expected one of {list(PREFERENCES)}, received {self.prefer!r}.")
-        if isinstance(self.auto_qat_epochs, bool) or not isinstance(self.auto_qat_epochs, int) or not (
-            0 <= self.auto_qat_epochs <= 1000
+        if (
+            isinstance(self.auto_qat_epochs, bool)
+            or not isinstance(self.auto_qat_epochs, int)
+            or not (0 <= self.auto_qat_epochs <= 1000)
         ):
-            raise ConfigError(f"auto_qat_epochs: expected an integer from 0 to 1000, received {self.auto_qat_epochs!r}.")
+            raise ConfigError(
+                f"auto_qat_epochs: expected an integer from 0 to 1000, received {self.auto_qat_epochs!r}."
+            )
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 64:
             raise ConfigError(f"threads: expected an integer from 1 to 64, received {self.threads!r}.")
         if self.kind != "convert" and (self.recipes or self.auto_max_drop is not None or self.qat_model):

@@ -14,8 +14,9 @@ def artifact_stem(model_path, name=None):
     return path.parent.name if path.stem in ("best", "last") else path.stem
 
 
-def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, num_classes, source_model):
-    """The essentials embedded in every .tflite, with Ultralytics' keys (stride, imgsz, names, task, batch)."""
+def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, num_classes, source_model, qat=False):
+    """The essentials embedded in every .tflite, with Ultralytics' keys (stride, imgsz, names, task, batch).
+    qat: the source is a quantization-aware-trained model (its ranges were learned, not calibrated)."""
     names = (model_metadata or {}).get("names") or [f"class{i}" for i in range(num_classes)]
     return {
         "description": f"tfyolo YOLOv8-style detector, recipe {recipe.name}: {recipe.description}",
@@ -37,6 +38,7 @@ def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, n
         "recipe": recipe.to_dict(),
         "calibration": calibration_summary,
         "source_model": str(source_model),
+        "qat": qat,
         "data": (model_metadata or {}).get("data"),
         "versions": {"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
     }

@@ -11,6 +11,11 @@ STRATEGIES = (None, "mirrored", "multiworker")
 COMPRESSIONS = ("cluster", "prune")
 # tfmot's preserving 8-bit schemes: QAT that keeps a pruned model's zeros or a clustered model's shared values.
 PRESERVED_IN_QAT = ("prune", "cluster")
+# How QAT fine-tunes a trained model: AdamW at a low rate, no warmup, no mosaic (`tfyolo qat`'s defaults, and the
+# settings of `convert --auto`'s QAT candidate).
+QAT_FINE_TUNE = dict(
+    batch=16, optimizer="adamw", lr0=1e-4, warmup_epochs=0.0, mosaic=0.0, close_mosaic=0, qat_calibration_images=64
+)
 
 
 @dataclasses.dataclass(frozen=True)
