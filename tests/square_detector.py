@@ -47,7 +47,9 @@ def build_square_detector(side=0.5):
     gray = keras.layers.Conv2D(1, 1, use_bias=False, name="gray")(images)
     box_levels, class_levels = [], []
     for stride in (8, 16, 32):
-        pooled = keras.layers.AveragePooling2D(stride, name=f"cells{stride}")(gray)
+        # The mean of each cell: a stride x stride convolution with weights 1 / stride^2 (average pooling made of a
+        # layer tfyolo's model files may hold).
+        pooled = keras.layers.Conv2D(1, stride, strides=stride, use_bias=False, name=f"cells{stride}")(gray)
         cells = (SIZE // stride) ** 2
         box = keras.layers.Conv2D(4 * REG_MAX, 1, name=f"box{stride}")(pooled)
         score = keras.layers.Conv2D(1, 1, name=f"class{stride}")(pooled)
@@ -58,6 +60,8 @@ def build_square_detector(side=0.5):
     model = keras.Model(images, {BOX_OUTPUT: box_distribution, CLASS_OUTPUT: class_logits}, name="square_detector")
 
     model.get_layer("gray").set_weights([np.full((1, 1, 3, 1), 1 / 3, np.float32)])
+    for stride in (8, 16, 32):
+        model.get_layer(f"cells{stride}").set_weights([np.full((stride, stride, 1, 1), 1 / stride**2, np.float32)])
     logits = np.full(REG_MAX, -30.0, np.float32)
     logits[:2] = np.log([1.0 - side, side])  # the expectation over bins 0 and 1 is `side`
     for stride in (8, 16, 32):

@@ -73,7 +73,7 @@ def test_convert_report_rows(converted):
     assert report["calibration"]["images_used"] == 19
 
 
-def test_eval_json_report_and_gate(converted, tiny_float_run, tmp_path):
+def test_eval_json_report(converted, tiny_float_run, tmp_path):
     runner = CliRunner()
     json_path, report_dir = tmp_path / "eval.json", tmp_path / "report"
     result = runner.invoke(
@@ -86,8 +86,6 @@ def test_eval_json_report_and_gate(converted, tiny_float_run, tmp_path):
             str(json_path),
             "--report",
             str(report_dir),
-            "--max-drop",
-            "1.0",
         ],
     )
     assert result.exit_code == 0, result.output
@@ -98,12 +96,23 @@ def test_eval_json_report_and_gate(converted, tiny_float_run, tmp_path):
     assert {"summary.md", "pr_curves.png", "confidence_histogram.png", "examples.png"} <= {
         p.name for p in report_dir.iterdir()
     }
-    # A gate that cannot be met: any drop larger than -1 points (i.e. the model must gain a point) fails.
-    failing = runner.invoke(
-        evaluate_main,
-        [str(artifact(converted, "fp32")), "--reference", str(tiny_float_run), "--max-drop", "-1"],
-    )
+
+
+def test_eval_gate_against_a_reference_that_scores_one(squares, tmp_path):
+    """The square detector scores mAP50-95 1.0; one predicting 0.4 grid units a side instead of 0.5 (its cell) finds
+    every square at IoU 0.64: it scores less, so a gate of 0 points fails and one of 100 passes."""
+    from tests.square_detector import save_square_detector
+
+    reference, data = squares
+    narrower = save_square_detector(tmp_path / "narrow", data, side=0.4)
+    runner = CliRunner()
+    arguments = [str(narrower), "--reference", str(reference), "--data", str(data), "--max-drop"]
+    passing = runner.invoke(evaluate_main, arguments + ["100"])
+    assert passing.exit_code == 0, passing.output
+    failing = runner.invoke(evaluate_main, arguments + ["0"])
     assert failing.exit_code == 1 and "dropped" in failing.output
+    negative = runner.invoke(evaluate_main, arguments + ["-1"])
+    assert negative.exit_code == 2 and "--max-drop" in negative.output
 
 
 def test_convert_refuses_a_copy_of_an_evaluated_image_even_without_eval(tiny_float_run, tiny_synthetic, tmp_path):

@@ -20,7 +20,6 @@ from tfyolo.metadata import find_model_metadata
 from tfyolo.ops.nms import NMSConfig
 from tfyolo.quantization.calibration import calibration_paths
 from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
-from tfyolo.quantization.tflite_inspect import make_interpreter
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.json.sha256"
@@ -79,32 +78,19 @@ def _versions():
     return versions
 
 
-def make_bundle(
-    model_path,
-    golden_images,
-    evaluation=None,
-    latency=None,
-    nms_config=NMSConfig(confidence_threshold=0.25, iou_threshold=0.7, max_detections=300),
-):
-    """Builds the bundle of `model_path` (.tflite); returns {relative path: bytes}.
+NORMALIZATION = "pixel / 255"
 
-    golden_images: image paths whose preprocessed tensors and exact outputs become the golden vectors.
-    evaluation / latency: optional dicts (from tfyolo-eval --json / tfyolo bench) copied into the manifest.
-    """
-    model_path = Path(model_path)
-    content = model_path.read_bytes()
-    runner = TFLiteRunner(model_content=content, num_threads=1)
-    metadata = runner.metadata
-    names = runner.names or [f"class{i}" for i in range(runner.num_classes)]
-    files = {model_path.name: content, "labels.txt": ("\n".join(names) + "\n").encode()}
 
+def describe_model(runner):
+    """The manifest's description of a model's I/O and decode, derived from the interpreter alone: `make_bundle`
+    writes it and `verify_bundle` derives it again to check the manifest against the model."""
     input_spec = _tensor_spec(runner.input_detail)
     input_spec.update(
         {
             "color": "RGB",
             "layout": "NCHW" if runner.channels_first else "NHWC",
             "pad_value": PAD_VALUE,
-            "normalization": "pixel / 255",
+            "normalization": NORMALIZATION,
             "letterbox": "resize keeping aspect ratio so the long side is the input size "
             "(INTER_AREA down, INTER_LINEAR up), pad centered with the gray pad value",
             "quantize": "q = clip(round(x / scale + zero_point)) when dtype is integer",
@@ -137,18 +123,53 @@ def make_bundle(
                 "scores": "output0[4:] (already sigmoid)",
             }
         )
+    return input_spec, outputs, decode
+
+
+def golden_input(image, input_spec, input_detail):
+    """The tensor fed for a golden vector: `image` (decoded RGB) letterboxed with the spec's pad value, / 255,
+    in the spec's layout, quantized with the interpreter's input detail."""
+    size = int(input_spec["shape"][2])
+    boxed, _ = letterbox(image, size, input_spec["pad_value"])
+    model_input = to_model_input(boxed[None])
+    if input_spec["layout"] == "NCHW":
+        model_input = np.transpose(model_input, (0, 3, 1, 2))
+    return quantize(model_input, input_detail)
+
+
+def make_bundle(
+    model_path,
+    golden_images,
+    evaluation=None,
+    latency=None,
+    nms_config=NMSConfig(confidence_threshold=0.25, iou_threshold=0.7, max_detections=300),
+):
+    """Builds the bundle of `model_path` (.tflite); returns {relative path: bytes}.
+
+    golden_images: image paths whose preprocessed tensors and exact outputs become the golden vectors; the images
+        themselves go into the bundle too, so that `verify_bundle` can derive each golden input again from the
+        manifest's preprocessing.
+    evaluation / latency: optional dicts (from tfyolo-eval --json / tfyolo bench) copied into the manifest.
+    """
+    model_path = Path(model_path)
+    content = model_path.read_bytes()
+    runner = TFLiteRunner(model_content=content, num_threads=1)
+    metadata = runner.metadata
+    names = runner.names or [f"class{i}" for i in range(runner.num_classes)]
+    files = {model_path.name: content, "labels.txt": ("\n".join(names) + "\n").encode()}
+    input_spec, outputs, decode = describe_model(runner)
 
     golden = []
     for index, image_path in enumerate(golden_images):
-        boxed, _ = letterbox(read_image_rgb(image_path), runner.input_size)
-        model_input = to_model_input(boxed[None])
-        if runner.channels_first:
-            model_input = np.transpose(model_input, (0, 3, 1, 2))
-        fed = quantize(model_input, runner.input_detail)
+        image_path = Path(image_path)
+        fed = golden_input(read_image_rgb(image_path), input_spec, runner.input_detail)
         interpreter = runner.interpreter
         interpreter.set_tensor(runner.input_detail["index"], fed)
         interpreter.invoke()
-        entry = {"input": f"golden/input_{index:02d}.npy", "source_image": Path(image_path).name, "outputs": {}}
+        source = f"golden/source_{index:02d}{image_path.suffix.lower()}"
+        entry = {"input": f"golden/input_{index:02d}.npy", "source_image": image_path.name, "source": source}
+        entry["outputs"] = {}
+        files[source] = image_path.read_bytes()
         files[entry["input"]] = _npy_bytes(fed)
         for name, detail in runner.outputs.items():
             relative = f"golden/output_{index:02d}_{name}.npy"
@@ -255,13 +276,54 @@ def verify_bundle(directory):
     if problems:
         return problems
     try:
-        interpreter = make_interpreter(model_path=directory / manifest["model"], num_threads=1)
-    except (ValueError, RuntimeError) as error:
-        raise ModelError(f"{directory / manifest['model']}: cannot load ({error}).")
+        runner = TFLiteRunner(directory / manifest["model"], num_threads=1)
+    except ModelError as error:
+        return [f"{directory / manifest['model']}: cannot load ({error})."]
     try:
-        return _replay_golden(directory, manifest, interpreter)
-    except (KeyError, TypeError, ValueError, OSError) as error:
+        problems = _consistency_problems(directory, manifest, runner)
+        return problems + _replay_golden(directory, manifest, runner.interpreter)
+    except (KeyError, TypeError, ValueError, OSError, IndexError) as error:
         return [f"{manifest_path}: its golden vectors cannot be replayed ({type(error).__name__}: {error})."]
+
+
+def _consistency_problems(directory, manifest, runner):
+    """The bundle's files checked against each other: the manifest's description of the model against the one
+    derived from the model itself, its names against labels.txt and the model's own metadata, and each golden
+    input against the one its stored source image gives under the manifest's preprocessing. A manifest edited with
+    its digest recomputed passes the hash checks; it does not pass these."""
+    problems = []
+    manifest_path = directory / MANIFEST
+    input_spec, outputs, decode = describe_model(runner)
+    for key, derived in (("input", input_spec), ("outputs", outputs), ("decode", decode)):
+        if manifest[key] != derived:
+            problems.append(f"{manifest_path}: {key!r} does not describe {manifest['model']} (derived: {derived}).")
+    names = manifest.get("names")
+    labels = (directory / "labels.txt").read_text().splitlines() if (directory / "labels.txt").is_file() else None
+    if labels != names:
+        problems.append(f"{directory / 'labels.txt'}: lists {labels}, the manifest names {names}.")
+    if not isinstance(names, list) or len(names) != runner.num_classes:
+        problems.append(f"{manifest_path}: names {names} for a model of {runner.num_classes} classes.")
+    elif runner.names and runner.names != names:
+        problems.append(f"{manifest_path}: names {names}; the model's own metadata names {runner.names}.")
+    for entry in manifest["golden"]:
+        source = directory / entry.get("source", "")
+        if not entry.get("source") or not source.is_file():
+            problems.append(f"{manifest_path}: golden vector {entry['input']} has no source image in the bundle.")
+            continue
+        expected = golden_input(read_image_rgb(source), manifest["input"], runner.input_detail)
+        stored = np.load(directory / entry["input"], allow_pickle=False)
+        if stored.shape != expected.shape or stored.dtype != expected.dtype:
+            problems.append(f"{directory / entry['input']}: {stored.dtype}{stored.shape}, expected {expected.shape}.")
+            continue
+        step = 1 if np.issubdtype(stored.dtype, np.integer) else 1e-6
+        worst = float(np.abs(stored.astype(np.float64) - expected.astype(np.float64)).max())
+        if worst > step:
+            problems.append(
+                f"{directory / entry['input']}: not what {entry['source']} gives under the manifest's preprocessing "
+                f"(pad_value {manifest['input'].get('pad_value')}, {manifest['input'].get('normalization')}); "
+                "the manifest's preprocessing was changed."
+            )
+    return problems
 
 
 def _replay_golden(directory, manifest, interpreter):

@@ -5,6 +5,7 @@ user's value behind their back.
 """
 
 import dataclasses
+import re
 from typing import Any, Mapping
 
 from tfyolo.errors import ConfigError
@@ -29,6 +30,22 @@ def strict_fields(cls, values: Mapping[str, Any], source: str) -> dict:
             "Check the spelling: unknown keys are never ignored."
         )
     return dict(values)
+
+
+# What an artifact name may be: a plain file name (it becomes `<name>.tflite`, `<stem>_<name>.tflite`), never a
+# path: "../x" or "/x" would write outside the output folder.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")
+
+
+def check_plain_name(value, field):
+    """Returns `value` if it is a plain file name (letters, digits, `_ . + -`, not starting with a dot); raises a
+    ConfigError naming `field` otherwise."""
+    if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or ".." in value:
+        raise ConfigError(
+            f"{field}: expected a plain file name (letters, digits and _ . + -, at most 100, no folders), received "
+            f"{str(value)[:120]!r}."
+        )
+    return value
 
 
 PADDINGS = ("same", "symmetric")

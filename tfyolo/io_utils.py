@@ -16,22 +16,37 @@ def _umask_mode():
 
 
 @contextlib.contextmanager
+def naming_os_errors(path):
+    """An OSError raised inside the block without a file name (a full disk: "No space left on device.", h5py's
+    "Unable to create file") is raised again naming `path`, so the one line a user reads says which file."""
+    try:
+        yield
+    except OSError as error:
+        # A name of ours is kept; none, or the hidden temporary beside `path`, becomes `path` itself.
+        if error.filename and not Path(str(error.filename)).name.startswith("."):
+            raise
+        reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+        raise OSError(error.errno, reason, str(path)) from error
+
+
+@contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path beside `path` to write; on success it replaces `path`, on failure it vanishes.
 
     The suffix is kept, so writers that pick a format by extension (Keras' .keras / .h5) see the right one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    try:
-        yield temporary
-        os.chmod(temporary, _umask_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with naming_os_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+        os.close(handle)
+        try:
+            yield temporary
+            os.chmod(temporary, _umask_mode())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_bytes(path, data):

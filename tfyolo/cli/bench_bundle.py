@@ -6,14 +6,27 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import user_errors, verify_and_report
+from tfyolo.cli.common import AT_LEAST_ONE, NON_NEGATIVE, user_errors, verify_and_report
+
+
+def _thread_counts(context, parameter, value):
+    """ "1,2" -> [1, 2]; anything else is a usage error."""
+    try:
+        counts = [int(item) for item in str(value).split(",") if item.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(not 1 <= count <= 64 for count in counts):
+        raise click.BadParameter(f"expected comma-separated thread counts from 1 to 64, received {value!r}.")
+    return counts
 
 
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts.")
-@click.option("--warmup", default=10, show_default=True)
-@click.option("--runs", default=100, show_default=True)
+@click.option(
+    "--threads", default="1,2", show_default=True, callback=_thread_counts, help="Comma-separated thread counts."
+)
+@click.option("--warmup", default=10, show_default=True, type=NON_NEGATIVE)
+@click.option("--runs", default=100, show_default=True, type=AT_LEAST_ONE)
 @click.option("--no-xnnpack", is_flag=True, help="Builtin kernels only (no default delegate).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write latency.png there.")
@@ -24,7 +37,7 @@ def bench_command(models, threads, warmup, runs, no_xnnpack, json_path, report_d
     from tfyolo.io_utils import atomic_write_json
     from tfyolo.plots import plot_latency
 
-    counts = [int(value) for value in threads.split(",") if value.strip()]
+    counts = threads
     results = benchmark_models(models, counts, warmup, runs, xnnpack=not no_xnnpack)
     header = f"{'model':<34}{'size MB':>9}" + "".join(f"{f'p50 ms t={c}':>14}{'ratio':>7}" for c in counts)
     click.echo(header)
@@ -52,7 +65,7 @@ def bench_command(models, threads, warmup, runs, no_xnnpack, json_path, report_d
     type=click.Path(exists=True),
     help="Images for the golden vectors (folder or data.yaml) [default: the model's val data, else calibration_data/].",
 )
-@click.option("--golden", default=3, show_default=True, help="Number of golden vectors.")
+@click.option("--golden", default=3, show_default=True, type=AT_LEAST_ONE, help="Number of golden vectors.")
 @click.option("--eval-json", type=click.Path(exists=True, dir_okay=False), help="tfyolo-eval --json to include.")
 @click.option("--bench-json", type=click.Path(exists=True, dir_okay=False), help="tfyolo bench --json to include.")
 @click.option("--verify", is_flag=True, help="Verify the bundle folder TARGET instead of making one.")

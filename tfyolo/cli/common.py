@@ -37,3 +37,35 @@ def verify_and_report(bundle_dir):
     if problems:
         raise click.ClickException(f"{bundle_dir}: {len(problems)} problem(s); the bundle is not verified.")
     click.echo(f"{bundle_dir}: bundle verified (every sha256 matches, golden vectors reproduce).")
+
+
+class ModelInputSize(click.ParamType):
+    """A model's square input side: a positive multiple of 32, the coarsest stride (a bad value exits 2)."""
+
+    name = "pixels"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            size = value
+        else:
+            try:
+                size = int(str(value), 10)
+            except ValueError:
+                self.fail(f"expected a positive multiple of 32, received {value!r}.", param, ctx)
+        if size < 32 or size % 32 or size > 8192:
+            self.fail(
+                f"expected a multiple of 32 from 32 to 8192 (the coarsest stride is 32), received {size}; the nearest "
+                f"valid sizes are {max(32, size // 32 * 32)} and {(max(size, 0) // 32 + 1) * 32}.",
+                param,
+                ctx,
+            )
+        return size
+
+
+# Command-line ranges: a value outside them is a usage error (exit 2) before any work starts.
+MODEL_INPUT_SIZE = ModelInputSize()
+AT_LEAST_ONE = click.IntRange(min=1)
+NON_NEGATIVE = click.IntRange(min=0)
+NON_NEGATIVE_FLOAT = click.FloatRange(min=0.0)
+PROBABILITY = click.FloatRange(0.0, 1.0)
+POSITIVE_FLOAT = click.FloatRange(min=0.0, min_open=True)

@@ -28,7 +28,7 @@ AUTO_DEFAULT_MAX_DROP = 0.5
 @click.option("--split", default="val", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--name", default=None, help="Artifact prefix [default: the model's name].")
-@click.option("--threads", default=2, show_default=True)
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--no-eval", is_flag=True, help="Only convert and check; no mAP.")
 @click.option("--force-calibration-overlap", is_flag=True, help="Allow calibrating on evaluated images.")
 @click.option(
@@ -39,7 +39,7 @@ AUTO_DEFAULT_MAX_DROP = 0.5
 @click.option("--auto", is_flag=True, help="Search the fastest recipe whose mAP50-95 drop stays within --max-drop.")
 @click.option(
     "--max-drop",
-    type=float,
+    type=click.FloatRange(min=0.0),
     default=None,
     help=f"mAP50-95 points: the --auto budget [default: {AUTO_DEFAULT_MAX_DROP}], or without --auto a gate that "
     "fails the command when an artifact loses more.",
@@ -55,6 +55,7 @@ AUTO_DEFAULT_MAX_DROP = 0.5
     "--auto-qat-epochs",
     default=3,
     show_default=True,
+    type=click.IntRange(0, 1000),
     help="--auto: epochs of quantization-aware training for the QAT candidate (train split of the model's data, "
     "tried after int8_aeq); 0 leaves it out.",
 )
@@ -111,7 +112,7 @@ def convert_command(
 
 def _auto_summary(report, spec, out):
     chosen = report.auto["chosen"]
-    if chosen is None:
+    if chosen is None or report.verdict.passed is False:
         click.echo(
             f"{report.verdict.reason[0].upper()}{report.verdict.reason[1:]}. Table: {Path(out) / 'auto_candidates.md'}",
             err=True,

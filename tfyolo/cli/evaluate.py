@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import user_errors, verify_and_report
+from tfyolo.cli.common import AT_LEAST_ONE, MODEL_INPUT_SIZE, user_errors, verify_and_report
 from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import progress_bar
 from tfyolo.errors import ModelError
@@ -65,14 +65,19 @@ def print_table(report):
 @click.option("--coco-json", type=click.Path(), help="Ground truth from a COCO instances JSON instead of YOLO labels.")
 @click.option("--images", "images_dir", type=click.Path(), help="Image folder for --coco-json.")
 @click.option("--split", default="val", show_default=True)
-@click.option("--imgsz", type=int, default=None, help="Input size [default: the model's].")
+@click.option("--imgsz", type=MODEL_INPUT_SIZE, default=None, help="Input size [default: the model's].")
 @click.option("--reference", type=click.Path(), help="Compare against this model (normally the float one).")
-@click.option("--max-drop", type=float, default=None, help="Exit 1 if mAP50-95 drops more than this many points.")
+@click.option(
+    "--max-drop",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Exit 1 if mAP50-95 drops more than this many points.",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write summary.md and PNG plots.")
-@click.option("--threads", default=2, show_default=True, help="TFLite interpreter threads.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="TFLite interpreter threads.")
 @click.option("--layout", default="auto", show_default=True, type=click.Choice(["auto", "tfyolo", "ultralytics"]))
-@click.option("--batch", default=8, show_default=True)
+@click.option("--batch", default=8, show_default=True, type=AT_LEAST_ONE)
 @click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's native log lines (or TFYOLO_DEBUG=1).")
 @user_errors
 def main(
@@ -95,7 +100,7 @@ def main(
     if debug:
         os.environ["TFYOLO_DEBUG"] = "1"
     from tfyolo.data.detection_dataset import DetectionDataset
-    from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model
+    from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing
     from tfyolo.io_utils import atomic_write_json
 
     if Path(model).is_dir() and (Path(model) / "manifest.json").is_file():
@@ -128,6 +133,10 @@ def main(
         from tfyolo.cli.eval_report import write_report
 
         write_report(report_dir, report, dataset, evaluation)
+    nothing = reference_verifies_nothing((report.get("reference") or {}).get("map50_95"), dataset.description)
+    if max_drop is not None and nothing:
+        click.echo(f"FAIL: {nothing}.", err=True)
+        sys.exit(1)
     if max_drop is not None and drop_exceeds(report, max_drop):
         click.echo(
             f"FAIL: mAP50-95 dropped {-report['delta_map50_95']:.2f} points, more than --max-drop {max_drop}.", err=True

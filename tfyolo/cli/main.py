@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import user_errors
+from tfyolo.cli.common import (
+    AT_LEAST_ONE,
+    MODEL_INPUT_SIZE,
+    NON_NEGATIVE,
+    NON_NEGATIVE_FLOAT,
+    POSITIVE_FLOAT,
+    PROBABILITY,
+    user_errors,
+)
 from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import TqdmTrainingReporter, progress_bar
 from tfyolo.io_utils import ensure_writable_folder
@@ -29,11 +37,19 @@ def data():
 
 @data.command("synth")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--images", default=500, show_default=True, help="Images in all (train + val).")
-@click.option("--classes", default=3, show_default=True, help="Shape classes (1-8).")
-@click.option("--imgsz", default=320, show_default=True, help="Image side in pixels.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--val-fraction", default=0.2, show_default=True)
+@click.option(
+    "--images", default=500, show_default=True, type=click.IntRange(2, 1_000_000), help="Images in all (train + val)."
+)
+@click.option("--classes", default=3, show_default=True, type=click.IntRange(1, 8), help="Shape classes (1-8).")
+@click.option("--imgsz", default=320, show_default=True, type=click.IntRange(32, 8192), help="Image side in pixels.")
+@click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE)
+@click.option(
+    "--val-fraction",
+    default=0.2,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    help="Share of the images in the val split; the train split keeps the rest (at least one image).",
+)
 @user_errors
 def data_synth(out, images, classes, imgsz, seed, val_fraction):
     """Write a deterministic synthetic detection set (YOLO format + data.yaml) to OUT."""
@@ -46,10 +62,12 @@ def data_synth(out, images, classes, imgsz, seed, val_fraction):
 
 @data.command("calib")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--images", default=64, show_default=True)
-@click.option("--classes", default=3, show_default=True)
-@click.option("--imgsz", default=128, show_default=True)
-@click.option("--seed", default=1, show_default=True, help="Keep it different from the training set's seed.")
+@click.option("--images", default=64, show_default=True, type=AT_LEAST_ONE)
+@click.option("--classes", default=3, show_default=True, type=click.IntRange(1, 8))
+@click.option("--imgsz", default=128, show_default=True, type=click.IntRange(32, 8192))
+@click.option(
+    "--seed", default=1, show_default=True, type=NON_NEGATIVE, help="Keep it different from the training set's seed."
+)
 @user_errors
 def data_calib(out, images, classes, imgsz, seed):
     """Write the synthetic calibration image set (with MANIFEST.txt) to OUT."""
@@ -94,18 +112,24 @@ def data_check(data_yaml):
 @click.option(
     "--activation", default="silu", show_default=True, type=click.Choice(["silu", "relu", "relu6", "hard_swish"])
 )
-@click.option("--imgsz", default=320, show_default=True)
-@click.option("--epochs", default=100, show_default=True)
-@click.option("--batch", default=16, show_default=True)
+@click.option("--imgsz", default=320, show_default=True, type=MODEL_INPUT_SIZE)
+@click.option("--epochs", default=100, show_default=True, type=AT_LEAST_ONE)
+@click.option("--batch", default=16, show_default=True, type=AT_LEAST_ONE)
 @click.option("--optimizer", default="auto", show_default=True, type=click.Choice(["auto", "adamw", "sgd"]))
-@click.option("--lr0", type=float, default=None, help="Initial learning rate [default: YOLOv8's auto].")
+@click.option("--lr0", type=POSITIVE_FLOAT, default=None, help="Initial learning rate [default: YOLOv8's auto].")
 @click.option("--schedule", default="linear", show_default=True, type=click.Choice(["linear", "cosine"]))
-@click.option("--warmup-epochs", default=3.0, show_default=True)
-@click.option("--close-mosaic", default=10, show_default=True, help="Final epochs without mosaic.")
-@click.option("--mosaic", default=1.0, show_default=True, help="Mosaic probability.")
-@click.option("--val-interval", default=1, show_default=True, help="Validate every N epochs (and the last); 0: never.")
+@click.option("--warmup-epochs", default=3.0, show_default=True, type=NON_NEGATIVE_FLOAT)
+@click.option("--close-mosaic", default=10, show_default=True, type=NON_NEGATIVE, help="Final epochs without mosaic.")
+@click.option("--mosaic", default=1.0, show_default=True, type=PROBABILITY, help="Mosaic probability.")
+@click.option(
+    "--val-interval",
+    default=1,
+    show_default=True,
+    type=NON_NEGATIVE,
+    help="Validate every N epochs (and the last); 0: never.",
+)
 @click.option("--no-ema", is_flag=True, help="Validate and save the raw weights instead of their EMA.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE)
 @click.option(
     "--mixed-precision",
     type=click.Choice(["mixed_float16", "mixed_bfloat16"]),
@@ -206,9 +230,15 @@ def train(
 @cli.command()
 @click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Trained float .keras.")
 @click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--batch", default=QAT_FINE_TUNE["batch"], show_default=True)
-@click.option("--lr0", default=QAT_FINE_TUNE["lr0"], show_default=True, help="Fine-tuning learning rate (AdamW).")
+@click.option("--epochs", default=10, show_default=True, type=AT_LEAST_ONE)
+@click.option("--batch", default=QAT_FINE_TUNE["batch"], show_default=True, type=AT_LEAST_ONE)
+@click.option(
+    "--lr0",
+    default=QAT_FINE_TUNE["lr0"],
+    show_default=True,
+    type=POSITIVE_FLOAT,
+    help="Fine-tuning learning rate (AdamW).",
+)
 @click.option(
     "--mosaic", default=QAT_FINE_TUNE["mosaic"], show_default=True, help="Mosaic probability (off by default for QAT)."
 )
@@ -225,9 +255,10 @@ def train(
     "--calibration-images",
     default=QAT_FINE_TUNE["qat_calibration_images"],
     show_default=True,
+    type=AT_LEAST_ONE,
     help="Train images that seed the ranges.",
 )
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the QAT run in --out from its last checkpoint.")
 @user_errors
@@ -276,7 +307,9 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
 @cli.command("import")
 @click.argument("weights", type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="The .keras file to write.")
-@click.option("--imgsz", type=int, default=None, help="Input size [default: the checkpoint's training imgsz].")
+@click.option(
+    "--imgsz", type=MODEL_INPUT_SIZE, default=None, help="Input size [default: the checkpoint's training imgsz]."
+)
 @user_errors
 def import_command(weights, out, imgsz):
     """Import an Ultralytics YOLOv8 detector (.pt checkpoint or .onnx export) as a tfyolo detector, no PyTorch.
@@ -303,13 +336,21 @@ def import_command(weights, out, imgsz):
 @cli.command()
 @click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Trained float .keras.")
 @click.option("--method", required=True, type=click.Choice(COMPRESSIONS))
-@click.option("--clusters", default=16, show_default=True, help="Shared values per layer (cluster).")
-@click.option("--sparsity", default=0.5, show_default=True, help="Share of zero weights at the end (prune).")
+@click.option(
+    "--clusters", default=16, show_default=True, type=click.IntRange(2, 256), help="Shared values per layer (cluster)."
+)
+@click.option(
+    "--sparsity",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    help="Share of zero weights at the end (prune).",
+)
 @click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
-@click.option("--epochs", default=10, show_default=True)
-@click.option("--batch", default=16, show_default=True)
-@click.option("--lr0", default=1e-4, show_default=True, help="Fine-tuning learning rate (AdamW).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--epochs", default=10, show_default=True, type=AT_LEAST_ONE)
+@click.option("--batch", default=16, show_default=True, type=AT_LEAST_ONE)
+@click.option("--lr0", default=1e-4, show_default=True, type=POSITIVE_FLOAT, help="Fine-tuning learning rate (AdamW).")
+@click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @user_errors

@@ -19,6 +19,11 @@ NOISE = re.compile(
     rb"|fully_quantize: \d+, inference_type: )"
 )
 SEPARATOR = re.compile(rb"(\r|\n)")
+# Lines LiteRT prints in the middle of another line (a progress bar redrawn without a newline): cut out wherever
+# they appear.
+INLINE_NOISE = re.compile(
+    rb"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.\n?|INFO: Initialized TensorFlow Lite runtime\.\n?"
+)
 
 
 def debug_requested(argv=None):
@@ -32,7 +37,7 @@ def _forward(read_end, original):
         chunk = os.read(read_end, 65536)
         if not chunk:
             break
-        pieces = SEPARATOR.split(pending + chunk)
+        pieces = SEPARATOR.split(INLINE_NOISE.sub(b"", pending + chunk))
         pending = pieces.pop()  # the unfinished segment after the last separator
         kept, dropping = [], False
         for piece in pieces:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import user_errors
+from tfyolo.cli.common import AT_LEAST_ONE, NON_NEGATIVE, user_errors
 
 
 @click.command("sensitivity")
@@ -13,9 +13,11 @@ from tfyolo.cli.common import user_errors
 @click.option("--data", "data_yaml", type=click.Path(), help="Evaluation data [default: the model's metadata].")
 @click.option("--split", default="val", show_default=True)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
-@click.option("--top", default=5, show_default=True, help="Worst layers whose mAP effect is measured.")
-@click.option("--calibration-images", default=64, show_default=True)
-@click.option("--threads", default=2, show_default=True)
+@click.option(
+    "--top", default=5, show_default=True, type=NON_NEGATIVE, help="Worst layers whose mAP effect is measured."
+)
+@click.option("--calibration-images", default=64, show_default=True, type=AT_LEAST_ONE)
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--force-calibration-overlap", is_flag=True)
 @user_errors
 def sensitivity_command(

@@ -1,5 +1,6 @@
-"""`tfyolo serve` (the HTTP API and pages, plus its workers) and `tfyolo worker` (runs queued jobs)."""
+"""`tfyolo serve` (the HTTP API and pages, plus the workers it supervises) and `tfyolo worker` (runs queued jobs)."""
 
+import signal
 import subprocess
 import sys
 import threading
@@ -8,6 +9,23 @@ from pathlib import Path
 import click
 
 from tfyolo.cli.common import user_errors
+
+STALE_SECONDS = 60.0
+
+
+def _positive_seconds(context, parameter, value):
+    if value <= 0:
+        raise click.BadParameter(f"expected a number of seconds above 0, received {value}.")
+    return value
+
+
+stale_seconds_option = click.option(
+    "--stale-seconds",
+    default=STALE_SECONDS,
+    show_default=True,
+    callback=_positive_seconds,
+    help="A running job whose worker sent no heartbeat for this long is re-queued (once), then failed.",
+)
 
 
 def _sweep(data_dir, huey, stale_seconds, stop):
@@ -35,33 +53,98 @@ def _parse_datasets(entries):
     return datasets
 
 
+class WorkerSupervisor:
+    """The worker processes `serve` starts: a dead one is replaced at once and its jobs are swept (re-queued once,
+    then failed) without waiting for its heartbeat to go stale; all of them stop when `serve` stops."""
+
+    def __init__(self, command, count, data_dir, huey):
+        self.command, self.count, self.huey = command, count, huey
+        from tfyolo.service.store import JobStore
+
+        self.store = JobStore(data_dir)
+        self.processes = []
+        self.stop_event = threading.Event()
+
+    def start(self):
+        self.processes = [self._spawn() for _ in range(self.count)]
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _spawn(self):
+        return subprocess.Popen(self.command)
+
+    def _watch(self):
+        from tfyolo.processes import describe_exit
+        from tfyolo.service.store import worker_name_of
+        from tfyolo.service.worker import MAX_ATTEMPTS
+
+        while not self.stop_event.wait(1.0):
+            for index, process in enumerate(self.processes):
+                if process.poll() is None or self.stop_event.is_set():
+                    continue
+                how = describe_exit(process.returncode)
+                for job_id in self.store.requeue_jobs_of(worker_name_of(process.pid), f"died ({how})", MAX_ATTEMPTS):
+                    self.huey.run_job_task(job_id)
+                self.store.worker_gone(worker_name_of(process.pid))
+                click.echo(f"tfyolo serve: worker {process.pid} died ({how}); starting another", err=True)
+                self.processes[index] = self._spawn()
+
+    def stop(self, timeout=30.0):
+        self.stop_event.set()
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _exit_on_sigterm(signum, frame):
+    # uvicorn handles SIGTERM itself, then restores this handler and raises the signal again once it has shut
+    # down: raising here (instead of the default action, which kills the process on the spot) lets `serve` stop
+    # its workers before it exits.
+    raise SystemExit(128 + signum)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False), help="Job records, uploads, artifacts.")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False), help="[default: $TFYOLO_API_TOKEN]")
 @click.option("--broker", help="redis://host:port/db for workers on other machines [default: SQLite in --data-dir].")
-@click.option("--workers", default=1, show_default=True, help="Worker processes started with the server (0: none).")
-@click.option("--max-upload-mb", default=512, show_default=True)
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(0, 64), help="Worker processes to supervise."
+)
+@click.option("--max-upload-mb", default=512, show_default=True, type=click.IntRange(1, 1 << 20))
 @click.option("--dataset", "datasets", multiple=True, help="Register NAME=PATH (data.yaml or image folder).")
+@stale_seconds_option
 @user_errors
-def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_mb, datasets):
-    """Serve the conversion API and web pages; jobs run in worker processes."""
+def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_mb, datasets, stale_seconds):
+    """Serve the conversion API and web pages; jobs run in the worker processes it supervises."""
     import uvicorn
 
     from tfyolo.service.app import ServiceConfig, create_app
+    from tfyolo.service.queue import make_huey
     from tfyolo.service.security import load_token
-    from tfyolo.service.store import register_datasets
+    from tfyolo.service.store import hold_data_dir, register_datasets
 
     token = load_token(token_file)
     Path(data_dir).mkdir(parents=True, exist_ok=True)
+    lock = hold_data_dir(data_dir)  # refuses a data dir that another live server holds
     registered = register_datasets(data_dir, _parse_datasets(datasets))
     config = ServiceConfig(data_dir=data_dir, token=token, broker=broker, max_upload_bytes=max_upload_mb << 20)
     app = create_app(config)
-    command = [sys.executable, "-m", "tfyolo", "worker", "--data-dir", data_dir] + (
-        ["--broker", broker] if broker else []
-    )
-    processes = [subprocess.Popen(command) for _ in range(workers)]
+    huey = make_huey(data_dir, broker)
+    command = [sys.executable, "-m", "tfyolo", "worker", "--data-dir", data_dir, "--stale-seconds", str(stale_seconds)]
+    command += ["--die-with-parent"]
+    command += ["--broker", broker] if broker else []
+    supervisor = WorkerSupervisor(command, workers, data_dir, huey)
+    stop_sweep = threading.Event()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    supervisor.start()
+    threading.Thread(target=_sweep, args=(data_dir, huey, stale_seconds, stop_sweep), daemon=True).start()
     click.echo(
         f"tfyolo serve: http://{host}:{port} (API docs at /docs), data in {data_dir}, {workers} worker(s), "
         f"queue {'redis' if broker else 'SQLite'}, datasets {sorted(registered)}",
@@ -70,32 +153,39 @@ def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
+        stop_sweep.set()
+        supervisor.stop()
+        lock.close()
 
 
 @click.command("worker")
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--broker", help="redis://host:port/db, as given to `tfyolo serve`.")
-@click.option(
-    "--stale-seconds",
-    default=60.0,
-    show_default=True,
-    help="A running job whose worker sent no heartbeat for this long is re-queued (once), then failed.",
-)
+@stale_seconds_option
+@click.option("--die-with-parent", is_flag=True, hidden=True, help="Set by `serve`: stop when the server dies.")
 @user_errors
-def worker_command(data_dir, broker, stale_seconds):
+def worker_command(data_dir, broker, stale_seconds, die_with_parent):
     """Run queued jobs, one at a time; start several for parallel jobs (each is one process)."""
+    from tfyolo.processes import die_with_parent as ask_for_death_with_parent
     from tfyolo.service.queue import make_huey
-    from tfyolo.service.store import worker_name
+    from tfyolo.service.store import JobStore, worker_name
+    from tfyolo.service.worker import MAX_ATTEMPTS, RUNNING, worker_heartbeat
 
+    if die_with_parent:
+        ask_for_death_with_parent()
     huey = make_huey(data_dir, broker)
+    store = JobStore(data_dir)
     stop = threading.Event()
+    threading.Thread(target=worker_heartbeat, args=(store, stop), daemon=True).start()
     threading.Thread(target=_sweep, args=(data_dir, huey, stale_seconds, stop), daemon=True).start()
     click.echo(f"tfyolo worker {worker_name()}: waiting for jobs ({'redis' if broker else 'SQLite'} queue)", err=True)
+    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
     try:
-        huey.create_consumer(workers=1, worker_type="thread", periodic=False).run()
+        consumer.run()
     finally:
+        # SIGTERM or SIGINT: stop the running job's process group and give its job back (re-queued once).
+        RUNNING.stop_all()
+        for job_id in store.requeue_jobs_of(worker_name(), "stopped", MAX_ATTEMPTS):
+            huey.run_job_task(job_id)
         stop.set()
+        store.worker_gone(worker_name())

@@ -114,8 +114,16 @@ def write_synthetic_dataset(out, images=500, num_classes=3, size=320, seed=0, va
         raise ConfigError(f"--classes must be 1..{len(SHAPES)} (one shape family each), received {num_classes}.")
     if images < 2:
         raise ConfigError(f"--images must be at least 2 (one train, one val), received {images}.")
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"--val-fraction must be at least 0 and below 1, received {val_fraction}.")
+    if size < 32:
+        raise ConfigError(f"--imgsz must be at least 32 pixels, received {size}.")
     out = Path(out)
     num_val = max(1, int(round(images * val_fraction)))
+    if num_val >= images:
+        raise ConfigError(
+            f"--val-fraction {val_fraction} of {images} images leaves no training image; lower it or add images."
+        )
     for index in range(images):
         split = "val" if index >= images - num_val else "train"
         image, class_ids, boxes = synthetic_sample(seed, index, size, num_classes)

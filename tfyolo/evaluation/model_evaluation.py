@@ -98,6 +98,20 @@ def evaluate_model(runner, dataset, split, reference_runner=None, batch_size=8, 
     return reports["model"], evaluations["model"], reference_evaluation
 
 
+# Below this the reference detects (almost) nothing on the data, and "no drop" against it proves nothing.
+MIN_REFERENCE_MAP = 1e-3
+
+
+def reference_verifies_nothing(reference_map50_95, data=None):
+    """The reason a gate cannot pass against a reference that scores (about) 0 on its data, or None."""
+    if reference_map50_95 is None or reference_map50_95 >= MIN_REFERENCE_MAP:
+        return None
+    return (
+        f"the float reference scores mAP50-95 {reference_map50_95:.4f}{f' on {data}' if data else ''}: it detects "
+        "nothing there, so a comparison against it verifies nothing (wrong data, or an untrained model?)"
+    )
+
+
 def drop_exceeds(report, max_drop):
     """True when mAP50-95 fell by more than `max_drop` points against the reference."""
     delta = report.get("delta_map50_95")

@@ -31,6 +31,17 @@ STORAGE_DTYPES = {
     "BoolStorage": np.bool_,
 }
 MODULE_PREFIXES = ("torch.nn.modules.", "ultralytics.nn.", "ultralytics.utils")
+# Bounds on what one checkpoint may unpack to, checked before anything is read (as the service's calibration zips
+# are): a real YOLO checkpoint stores its entries uncompressed, the x scale's largest storage is ~0.3 GiB.
+MAX_ENTRY_BYTES = 2 << 30
+MAX_PICKLE_BYTES = 256 << 20
+MAX_COMPRESSION_RATIO = 200
+MAX_TENSOR_ELEMENTS = 1 << 31
+MAX_TENSOR_RANK = 8
+
+
+class CheckpointRefused(ModelError):
+    """Raised from inside the unpickler; `read_checkpoint` names the file."""
 
 
 class ModuleRecord:
@@ -68,12 +79,43 @@ class StorageType:
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
-    """torch._utils._rebuild_tensor_v2: a view of `storage` (a 1-D numpy array), copied into its own array."""
+    """torch._utils._rebuild_tensor_v2: a view of `storage` (a 1-D numpy array), copied into its own array.
+
+    Every index the view can reach is checked against the storage first: numpy's `as_strided` reads whatever
+    memory the strides point at, so a lying stride would read (or crash on) memory outside the storage."""
+    if not isinstance(storage, np.ndarray):
+        raise CheckpointRefused(f"a tensor over {type(storage).__name__}, not a storage")
+    shape, steps = _checked_view(storage.size, storage_offset, size, stride)
+    if 0 in shape:
+        return np.zeros(shape, storage.dtype)
     itemsize = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
-        storage[storage_offset:], shape=tuple(size), strides=tuple(step * itemsize for step in stride)
+        storage[storage_offset:], shape=shape, strides=tuple(step * itemsize for step in steps)
     )
     return np.array(view)
+
+
+def _is_index(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _checked_view(numel, offset, size, stride):
+    """(shape, strides) of a tensor view after proving that it stays inside a storage of `numel` elements."""
+    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride) <= MAX_TENSOR_RANK):
+        raise CheckpointRefused(f"a tensor with size {size!r} and stride {stride!r}")
+    if not (_is_index(offset) and all(map(_is_index, size)) and all(map(_is_index, stride))):
+        raise CheckpointRefused(f"a tensor with offset {offset!r}, size {size!r}, stride {stride!r}")
+    elements = int(np.prod(size, dtype=object))
+    if elements > MAX_TENSOR_ELEMENTS:
+        raise CheckpointRefused(f"a tensor of {elements:,} elements (more than {MAX_TENSOR_ELEMENTS:,})")
+    if elements:
+        last = offset + sum((extent - 1) * step for extent, step in zip(size, stride))
+        if last >= numel:
+            raise CheckpointRefused(
+                f"a tensor (offset {offset}, size {list(size)}, stride {list(stride)}) reaching element {last:,} "
+                f"of a storage of {numel:,}"
+            )
+    return size, stride
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
@@ -103,7 +145,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, data, archive, prefix, source):
         super().__init__(io.BytesIO(data))
         self.archive, self.prefix, self.source = archive, prefix, source
-        self._records = {}
+        self._records, self._storages = {}, {}
 
     def find_class(self, module, name):
         if (module, name) in ALLOWED:
@@ -125,14 +167,17 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise ModelError(f"{self.source}: unexpected persistent id {pid!r} in its pickle.")
         _, storage_type, key, _, numel = pid
         entry = f"{self.prefix}data/{key}"
+        if entry in self._storages:
+            return self._storages[entry]
         try:
             raw = self.archive.read(entry)
         except KeyError:
             raise ModelError(f"{self.source}: tensor storage {entry} is missing from the archive.")
         values = np.frombuffer(raw, dtype=np.dtype(storage_type.dtype).newbyteorder("<"))
-        if values.size < numel:
-            raise ModelError(f"{self.source}: {entry} holds {values.size} values, the pickle expects {numel}.")
-        return values
+        if not _is_index(numel) or values.size < numel:
+            raise ModelError(f"{self.source}: {entry} holds {values.size} values, the pickle expects {numel!r}.")
+        self._storages[entry] = values[:numel]
+        return self._storages[entry]
 
 
 def read_checkpoint(path):
@@ -145,6 +190,7 @@ def read_checkpoint(path):
     except zipfile.BadZipFile:
         raise ModelError(f"{path}: not a zip checkpoint (torch.save's format since 1.6); cannot read it safely.")
     with archive:
+        _check_sizes(archive, path)
         pickles = [name for name in archive.namelist() if name.endswith("/data.pkl")]
         if len(pickles) != 1:
             raise ModelError(f"{path}: expected one <name>/data.pkl in the archive, found {pickles}.")
@@ -158,7 +204,32 @@ def read_checkpoint(path):
             raise ModelError(f"{path}: tensors stored {order}-endian; only little-endian checkpoints are read.")
         try:
             return RestrictedUnpickler(archive.read(pickles[0]), archive, prefix, path).load()
+        except CheckpointRefused as error:
+            raise ModelError(f"{path}: refused: it describes {error}; not a checkpoint tfyolo reads.")
         except ModelError:
             raise
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as error:
-            raise ModelError(f"{path}: damaged or not a checkpoint ({type(error).__name__}: {error}).")
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            KeyError,
+            RecursionError,
+            zipfile.BadZipFile,
+        ) as error:
+            raise ModelError(f"{path}: damaged or not a checkpoint ({type(error).__name__}: {str(error)[:200]}).")
+
+
+def _check_sizes(archive, path):
+    """Refuses an archive whose entries would unpack past the bounds, before any entry is read: the sizes are
+    the archive's own claims, and zipfile stops reading an entry at its claimed size."""
+    for member in archive.infolist():
+        limit = MAX_PICKLE_BYTES if member.filename.endswith(".pkl") else MAX_ENTRY_BYTES
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > limit or ratio > MAX_COMPRESSION_RATIO:
+            raise ModelError(
+                f"{path}: refused: entry {member.filename[:80]!r} unpacks to {member.file_size:,} bytes "
+                f"({ratio:.0f}x its stored size); the limits are {limit:,} bytes and {MAX_COMPRESSION_RATIO}x."
+            )

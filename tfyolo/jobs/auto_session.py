@@ -56,7 +56,10 @@ class AutoSession:
         work=None,
     ):
         self.model_path = model
+        progress.stage(f"loading {Path(model).name}", 1, unit="model")
         self.model = load_keras_model(model)
+        progress.advance()
+        progress.end_stage()
         self.model_metadata = find_model_metadata(model)
         self.threads = threads
         self.split = split
@@ -68,8 +71,9 @@ class AutoSession:
         self.data_yaml = resolve_data(data_yaml, model)
         self.dataset = DetectionDataset.from_data_yaml(self.data_yaml, split)
         if calibration is None:
-            calibration, why = default_calibration_source(model, self.model_metadata)
+            calibration, why = default_calibration_source(model, self.model_metadata, self.data_yaml)
             progress.message(f"calibration: {why}")
+        progress.stage("loading calibration images", 1, unit="set")
         self.images, self.calibration = load_calibration_images(
             calibration,
             int(self.model.input_shape[1]),
@@ -78,6 +82,8 @@ class AutoSession:
             [sample.image_path for sample in self.dataset.samples],
             force_overlap,
         )
+        progress.advance()
+        progress.end_stage()
         progress.message(
             f"calibration: {self.calibration['images_used']} images from {self.calibration['source']}; "
             f"evaluation: {len(self.dataset)} images of {self.dataset.description}"
@@ -122,7 +128,9 @@ class AutoSession:
         calibrated = recipe.needs_calibration and not is_qat
         try:
             source = self.qat_model() if is_qat else self.model_path
+            self.progress.stage(f"candidate {recipe.name}: converting", 1, unit="recipe")
             content = convert_isolated(source, recipe, self.images if calibrated else None)
+            self.progress.advance()
             metadata = artifact_metadata(
                 self.model_metadata,
                 recipe,
@@ -134,7 +142,11 @@ class AutoSession:
             )
             content, _ = finalize_artifact(content, recipe, metadata)
             runner = TFLiteRunner(model_content=content, num_threads=self.threads)
-            report, _, _ = evaluate_model(runner, self.dataset, self.split, self.reference_runner)
+            self.progress.stage(f"candidate {recipe.name}: evaluating", len(self.dataset))
+            report, _, _ = evaluate_model(
+                runner, self.dataset, self.split, self.reference_runner, progress=self.progress.advance
+            )
+            self.progress.stage(f"candidate {recipe.name}: timing", 1, unit="model")
             slow = recipe.mode == "int16x8"
             latency = benchmark_tflite(content, self.threads, warmup=2 if slow else 5, runs=3 if slow else 30)
             candidate.map50_95, candidate.delta_map50_95 = report["map50_95"], report["delta_map50_95"]
@@ -143,6 +155,7 @@ class AutoSession:
         except TfyoloError as error:
             candidate.error = str(error)
         self.progress.advance()
+        self.progress.end_stage()
         return candidate
 
 
@@ -157,7 +170,10 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
 
     def ranked():
         progress.message("  int8 misses the budget: ranking layers by quantization error (QuantizationDebugger)")
+        progress.stage("ranking layers by int8 error (QuantizationDebugger)", 1, unit="pass")
         ranking = layer_sensitivity(session.model, session.images[:32], session.images[:8])
+        progress.advance()
+        progress.end_stage()
         return [entry["layer"] for entry in ranking[:top_layers]]
 
     def report(candidate):

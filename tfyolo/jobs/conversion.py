@@ -56,7 +56,10 @@ def convert_recipes(spec, out, progress):
     """Runs a convert job's recipes into folder `out`; returns (report dict, {row name: artifact bytes})."""
     recipes = [resolve_recipe(value) for value in (spec.recipes or builtin_recipe_names())]
     model_metadata = find_model_metadata(spec.model)
+    progress.stage(f"loading {Path(spec.model).name}", 1, unit="model")
     float_runner = KerasRunner(load_any_detector(spec.model), description=str(spec.model))
+    progress.advance()
+    progress.end_stage()
     stem = artifact_stem(spec.model, spec.name)
     data = resolve_data(spec.data, spec.model, required=spec.evaluate)
     dataset = DetectionDataset.from_data_yaml(data, spec.split) if spec.evaluate else None
@@ -64,7 +67,7 @@ def convert_recipes(spec, out, progress):
     evaluated_images = [s.image_path for s in dataset.samples] if dataset else evaluation_image_paths(data, spec.split)
     calibration = spec.calibration
     if calibration is None and any(recipe.needs_calibration for recipe in recipes):
-        calibration, why = default_calibration_source(spec.model, model_metadata)
+        calibration, why = default_calibration_source(spec.model, model_metadata, data)
         progress.message(f"calibration: {why}")
     calibration_cache, calibration_summary = {}, None
     report = {
@@ -84,6 +87,7 @@ def convert_recipes(spec, out, progress):
             f"[{position}/{len(work)}] {row_name}: {recipe.description}"
             + (" (QAT model: no calibration needed, its ranges were learned)" if is_qat else "")
         )
+        progress.stage(f"converting {row_name} ({position}/{len(work)})", 1, unit="recipe")
         row = empty_row(row_name, INT16_NOTE if recipe.mode == "int16x8" else None)
         try:
             images = None
@@ -133,6 +137,8 @@ def convert_recipes(spec, out, progress):
         except TfyoloError as error:
             row["error"] = str(error)
             progress.message(f"    FAILED: {error}")
+        progress.advance()
+        progress.end_stage()
         report["rows"].append(row)
     rows = {row["recipe"]: row for row in report["rows"]}
 
@@ -156,7 +162,7 @@ def convert_recipes(spec, out, progress):
                 pr_curves=evaluations[name].metrics.get("pr_curves"),
             )
     if artifacts:
-        progress.stage("timing (interleaved)", TIMING_ROUNDS)
+        progress.stage("timing (interleaved)", TIMING_ROUNDS, unit="round")
         latency = interleaved_latency(
             artifacts, num_threads=spec.threads, rounds=TIMING_ROUNDS, progress=progress.advance
         )

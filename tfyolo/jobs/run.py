@@ -8,7 +8,7 @@ from pathlib import Path
 from tfyolo.benchmark import benchmark_models
 from tfyolo.bundle import golden_image_paths, make_bundle, write_bundle
 from tfyolo.data.detection_dataset import DetectionDataset
-from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model
+from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing
 from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.io_utils import (
     atomic_path,
@@ -52,10 +52,15 @@ def _artifact(name, path, kind="tflite"):
     return Artifact(name=name, path=str(path), sha256=sha256_file(path), size_bytes=path.stat().st_size, kind=kind)
 
 
-def _verdict(rows, max_drop):
-    """Every evaluated artifact against the gate; rows without mAP (failed, or not evaluated) fail it too."""
+def _verdict(rows, max_drop, data=None):
+    """Every evaluated artifact against the gate; rows without mAP (failed, or not evaluated) fail it too, and so does
+    every row when the float reference itself detects nothing."""
     if max_drop is None:
         return Verdict(max_drop=None, passed=None)
+    reference = next((row for row in rows if row["recipe"] == "float"), {})
+    nothing = reference_verifies_nothing(reference.get("map50_95"), data)
+    if nothing:
+        return Verdict(max_drop=max_drop, passed=False, reason=nothing)
     candidates = [row for row in rows if row["recipe"] != "float"]
     if not candidates:
         return Verdict(max_drop=max_drop, passed=False, reason="no artifact was produced")
@@ -88,7 +93,7 @@ def _convert(spec, out, progress):
         rows=tuple(report["rows"]),
         artifacts=artifacts,
         latency=report["latency"],
-        verdict=_verdict(report["rows"], spec.max_drop),
+        verdict=_verdict(report["rows"], spec.max_drop, report["data"]),
     )
 
 
@@ -108,7 +113,10 @@ def _auto(spec, out, progress):
     chosen, result = run_auto(session, spec.auto_max_drop, spec.prefer, out)
     rows = [float_row(spec.model, session.reference_metrics)]
     rows += [dict(empty_row(row["recipe"]), **row) for row in result["candidates"]]
-    if chosen is None:
+    nothing = reference_verifies_nothing(session.reference_metrics["map50_95"], session.dataset.description)
+    if nothing:
+        verdict = Verdict(max_drop=spec.auto_max_drop, passed=False, reason=nothing)
+    elif chosen is None:
         closest = result["closest"]
         reason = (
             f"no candidate keeps the mAP50-95 drop within {spec.auto_max_drop} points; closest: "
@@ -190,6 +198,7 @@ def _bench(spec, out, progress):
 def _write_bundle_zip(model_path, images, out, progress, evaluation=None, latency=None):
     """The edge bundle of `model_path` as folder `out/bundle` and `out/bundle.zip`; returns the zip's path."""
     progress.message(f"bundle: golden vectors from {len(images)} image(s)")
+    progress.stage("writing the edge bundle", 1, unit="bundle")
     files = make_bundle(model_path, images, evaluation=evaluation, latency=latency)
     folder = out / "bundle"
     write_bundle(folder, files)
@@ -197,6 +206,8 @@ def _write_bundle_zip(model_path, images, out, progress, evaluation=None, latenc
     with atomic_path(archive_path) as temporary, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
         for relative in sorted(files):
             archive.write(folder / relative, f"bundle/{relative}")
+    progress.advance()
+    progress.end_stage()
     return archive_path
 
 

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from tfyolo.config import strict_fields
+from tfyolo.config import check_plain_name, strict_fields
 from tfyolo.errors import ConfigError
 from tfyolo.quantization.auto import PREFERENCES
 
@@ -61,6 +61,8 @@ class JobSpec:
     bundle: bool = False
 
     def __post_init__(self):
+        if self.name is not None:
+            check_plain_name(self.name, "name")
         if self.kind not in KINDS:
             raise ConfigError(f"job kind: expected one of {sorted(KINDS)}, received {self.kind!r}.")
         suffixes = KINDS[self.kind][0]

@@ -8,6 +8,7 @@ from tfyolo.compat import keras
 from tfyolo.errors import ModelError
 from tfyolo.io_utils import atomic_path
 from tfyolo.models.hard_swish import HardSwish
+from tfyolo.models.model_file_check import check_model_config
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
 
 CUSTOM_OBJECTS = {"HardSwish": HardSwish}
@@ -39,6 +40,9 @@ def load_keras_model(path, scope=None):
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found.")
+    # Read as plain JSON and refused unless it holds only known, code-free layers: Keras runs a Lambda's code
+    # while it loads, and tf_keras' safe mode does not cover .h5 files.
+    check_model_config(path)
     try:
         if scope is not None:
             with scope:

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from tfyolo.errors import TfyoloError
+from tfyolo.io_utils import naming_os_errors
+from tfyolo.processes import children_ignore_sigint
 
 
 class ConversionError(TfyoloError):
@@ -20,6 +22,10 @@ class ConversionError(TfyoloError):
 
 def _convert_in_child(model_path, recipe_values, calibration_path, output_path, error_path):
     import warnings
+
+    from tfyolo.processes import die_with_parent
+
+    die_with_parent()
 
     # TFLiteConverter warns that int8 inputs have no statistics: they come from the representative dataset.
     warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
@@ -46,7 +52,8 @@ def convert_isolated(model_path, recipe, calibration_images=None):
         calibration_path = None
         if calibration_images is not None:
             calibration_path = folder / "calibration.npy"
-            np.save(calibration_path, calibration_images)
+            with naming_os_errors(calibration_path):
+                np.save(calibration_path, calibration_images)
         output_path, error_path = folder / "model.tflite", folder / "error.txt"
         process = context.Process(
             target=_convert_in_child,
@@ -58,8 +65,15 @@ def convert_isolated(model_path, recipe, calibration_images=None):
                 str(error_path),
             ),
         )
-        process.start()
-        process.join()
+        with children_ignore_sigint():
+            process.start()
+        try:
+            process.join()
+        finally:
+            # Interrupted (Ctrl-C, a job stopped): the child ignores SIGINT, so it is stopped here, never left behind.
+            if process.is_alive():
+                process.terminate()
+                process.join()
         if error_path.is_file():
             raise ConversionError(f"recipe {recipe.name!r}: {error_path.read_text().splitlines()[0]}")
         if process.exitcode != 0 or not output_path.is_file():

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from tfyolo.config import strict_fields
+from tfyolo.config import check_plain_name, strict_fields
 from tfyolo.errors import ConfigError
 
 # mode -> what the converter must do. The dispatch table of `tfyolo.quantization.converter` keys on these.
@@ -74,6 +74,7 @@ class Recipe:
     int16_layers: tuple = ()
 
     def __post_init__(self):
+        check_plain_name(self.name, "recipe name")
         if self.mode not in MODES:
             raise ConfigError(f"recipe {self.name!r}: mode must be one of {MODES}, received {self.mode!r}.")
         if self.io_type not in IO_TYPES:

@@ -8,17 +8,24 @@ from pathlib import Path
 from typing import List, Optional
 
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from tfyolo.errors import one_line
 from tfyolo.jobs.report import JOB_REPORT_JSON, JOB_REPORT_MD
 from tfyolo.jobs.spec import KINDS
-from tfyolo.service.security import token_matches
+from tfyolo.service.redaction import Redactor
+from tfyolo.service.security import BodyLimit, token_matches
 from tfyolo.service.store import FINAL_STATES, ArtifactStore, JobStore, registered_datasets
 from tfyolo.service.submission import Submission, UploadRefused, submit
+from tfyolo.service.worker import LIVE_WORKER_SECONDS
 
 MAX_UPLOAD_BYTES = 512 << 20
+# A request carries at most two files (model, calibration zip), each up to the upload limit, and a few form fields.
+FORM_FIELDS_BYTES = 1 << 20
 COOKIE = "tfyolo_token"
 # Reachable without the token: the liveness probe, and the page where a browser hands the token over.
 PUBLIC_PATHS = ("/healthz", "/login")
@@ -43,7 +50,24 @@ def create_app(config, huey=None):
         title="tfyolo conversion service",
         description="Submit a YOLO detector and calibration images; get verified TFLite artifacts, a report and an "
         "edge bundle. Every endpoint but /healthz needs `Authorization: Bearer <token>`.",
+        docs_url=None,
+        redoc_url=None,
     )
+    app.add_middleware(BodyLimit, max_bytes=2 * config.max_upload_bytes + FORM_FIELDS_BYTES)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, error):
+        # FastAPI's own answer repeats each rejected value; a client's value may be a server path it is probing.
+        fields = [
+            {"field": ".".join(str(part) for part in item.get("loc", ())[1:]), "problem": item.get("msg", "")}
+            for item in error.errors()
+        ]
+        return JSONResponse({"detail": fields}, status_code=422)
+
+    # Swagger UI's scripts come from a pinned package, not a CDN: /docs works on a network without the internet.
+    import swagger_ui_bundle
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)), name="docs-assets")
 
     @app.middleware("http")
     async def require_token(request, call_next):
@@ -80,16 +104,23 @@ def create_app(config, huey=None):
             raise HTTPException(404, f"job {job_id}: no such job.")
         return record
 
+    def redactor(job_id):
+        return Redactor(config.data_dir, registered_datasets(config.data_dir), store.job_dir(job_id))
+
     def public(record):
         keys = ("id", "state", "stage", "progress", "created", "updated", "error", "attempts", "worker", "spec")
-        return {key: record[key] for key in keys} | {"kind": record["spec"].get("kind", "convert")}
+        values = {key: record[key] for key in keys} | {"kind": record["spec"].get("kind", "convert")}
+        return redactor(record["id"]).value(values)
+
+    def events_of(job_id):
+        return redactor(job_id).value(store.events(job_id))
 
     def report_of(job_id):
         record_or_404(job_id)
         path = store.work_dir(job_id) / JOB_REPORT_JSON
         if not path.is_file():
             raise HTTPException(404, f"job {job_id}: no report yet.")
-        return json.loads(path.read_text())
+        return redactor(job_id).value(json.loads(path.read_text()))
 
     @app.get("/healthz")
     def healthz():
@@ -97,9 +128,12 @@ def create_app(config, huey=None):
 
     @app.get("/readyz")
     def readyz():
-        problems = []
+        problems, live = [], []
         try:
             store.list(limit=1)
+            live = store.live_workers(LIVE_WORKER_SECONDS)
+            if not live:
+                problems.append(f"no live worker (none sent a heartbeat in the last {LIVE_WORKER_SECONDS:.0f} s)")
         except Exception as error:
             problems.append(f"job database: {one_line(error)}")
         try:
@@ -107,7 +141,7 @@ def create_app(config, huey=None):
         except Exception as error:
             pending = None
             problems.append(f"queue: {one_line(error)}")
-        body = {"ready": not problems, "pending": pending, "problems": problems}
+        body = {"ready": not problems, "pending": pending, "workers": len(live), "problems": problems}
         return JSONResponse(body, status_code=200 if not problems else 503)
 
     @app.post("/jobs", status_code=201)
@@ -142,7 +176,7 @@ def create_app(config, huey=None):
 
     @app.get("/jobs/{job_id}")
     def get_job(job_id: str):
-        return public(record_or_404(job_id)) | {"events": store.events(job_id)}
+        return public(record_or_404(job_id)) | {"events": events_of(job_id)}
 
     @app.post("/jobs/{job_id}/cancel")
     def cancel_job(job_id: str):
@@ -156,7 +190,8 @@ def create_app(config, huey=None):
     @app.get("/jobs/{job_id}/report.md", response_class=PlainTextResponse)
     def get_report_markdown(job_id: str):
         report_of(job_id)
-        return PlainTextResponse((store.work_dir(job_id) / JOB_REPORT_MD).read_text(), media_type="text/markdown")
+        text = redactor(job_id).text((store.work_dir(job_id) / JOB_REPORT_MD).read_text())
+        return PlainTextResponse(text, media_type="text/markdown")
 
     @app.get("/jobs/{job_id}/bundle.zip")
     def get_bundle(job_id: str):
@@ -187,6 +222,16 @@ def create_app(config, huey=None):
     @app.get("/datasets")
     def get_datasets():
         return sorted(registered_datasets(config.data_dir))
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="tfyolo conversion service - API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
     # === Pages ===
 
@@ -247,16 +292,22 @@ def create_app(config, huey=None):
     def job_page(request: Request, job_id: str):
         record = record_or_404(job_id)
         path = store.work_dir(job_id) / JOB_REPORT_JSON
-        report = json.loads(path.read_text()) if path.is_file() else None
+        report = report_of(job_id) if path.is_file() else None
         folder = store.job_dir(job_id)
         context = {
             "job": public(record),
-            "events": store.events(job_id),
+            "events": events_of(job_id),
             "report": report,
             "plots": [name for name in ("latency", "pr") if (folder / f"{name}.png").is_file()],
             "final": record["state"] in FINAL_STATES,
             "now": time.time(),
         }
         return templates.TemplateResponse(request, "job.html", context)
+
+    @app.post("/ui/jobs/{job_id}/cancel")
+    def cancel_from_page(job_id: str):
+        record_or_404(job_id)
+        store.cancel(job_id)
+        return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
     return app

@@ -5,6 +5,7 @@ import hmac
 import os
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tfyolo.errors import ConfigError, DataError
@@ -80,6 +81,13 @@ def _is_onnx(path):
     return len(model.graph.node) > 0
 
 
+def _is_special(member):
+    """True for a member whose Unix mode bits say link, device, FIFO or socket. Zips written by other tools (Python's
+    `writestr`, Windows archivers) set permission bits and no file type at all: those are regular files."""
+    file_type = stat.S_IFMT(member.external_attr >> 16)
+    return file_type not in (0, stat.S_IFREG, stat.S_IFDIR)
+
+
 def extract_images(archive_path, folder):
     """Unpacks the images of a calibration zip into `folder`, flat; returns how many. Refuses the whole zip when
     a member would land outside `folder` (absolute, `..`), is a link or a device, or the zip would unpack to more
@@ -106,8 +114,7 @@ def extract_images(archive_path, folder):
             name = PurePosixPath(member.filename.replace("\\", "/"))
             if name.is_absolute() or ".." in name.parts or (name.parts and ":" in name.parts[0]):
                 raise DataError(f"calibration zip: member {member.filename!r} points outside the archive; refused.")
-            mode = member.external_attr >> 16
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if _is_special(member):
                 raise DataError(f"calibration zip: member {member.filename!r} is a link or a device; refused.")
         for member in members:
             name = PurePosixPath(member.filename.replace("\\", "/"))
@@ -115,10 +122,76 @@ def extract_images(archive_path, folder):
                 continue
             # Flattened, numbered names: two members with the same base name never overwrite each other.
             target = folder / f"{written:05d}_{name.name}"
-            with archive.open(member) as source, open(target, "xb") as destination:
-                while chunk := source.read(1 << 20):
-                    destination.write(chunk)
+            try:
+                with archive.open(member) as source, open(target, "xb") as destination:
+                    while chunk := source.read(1 << 20):
+                        destination.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
+                raise DataError(f"calibration zip: member {member.filename!r} cannot be read ({error}); refused.")
             written += 1
     if written == 0:
         raise DataError(f"calibration zip: no images found; expected {', '.join(IMAGE_SUFFIXES)} files.")
     return written
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: a request body is cut at `max_bytes`, counted as it streams in, and answered 413.
+
+    Starlette spools a multipart body to a temporary file before a route sees it, so a limit checked in the route
+    would come after the whole body was stored. A declared Content-Length over the limit is refused before one
+    byte is read; a body that lies about its length, or declares none, is stopped at the first chunk past it (the
+    app's own answer to the interrupted read, a 400 from the form parser, is replaced by the 413)."""
+
+    def __init__(self, app, max_bytes):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._refuse(send)
+        state = {"received": 0, "exceeded": False, "started": False}
+
+        async def counted_receive():
+            if state["exceeded"]:
+                raise BodyTooLarge()
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["exceeded"] = True
+                    raise BodyTooLarge()
+            return message
+
+        async def guarded_send(message):
+            if state["exceeded"]:
+                return  # the app's answer to a cut body; the 413 goes out instead
+            state["started"] = state["started"] or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except BodyTooLarge:
+            pass
+        if state["exceeded"] and not state["started"]:
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        import json
+
+        body = json.dumps(
+            {"detail": f"request body larger than the {self.max_bytes:,}-byte limit (--max-upload-mb)"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -46,11 +46,56 @@ CREATE TABLE IF NOT EXISTS events (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_job ON events (job_id, time);
+CREATE TABLE IF NOT EXISTS workers (
+    name TEXT PRIMARY KEY,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
 """
 
 
+def worker_name_of(pid):
+    return f"{socket.gethostname()}:{pid}"
+
+
 def worker_name():
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return worker_name_of(os.getpid())
+
+
+class DataDirHeld:
+    """An exclusive lock on a data dir for the life of a server (`hold_data_dir`); `close` releases it."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def close(self):
+        self.handle.close()
+
+
+def hold_data_dir(data_dir):
+    """Locks `data_dir` for this server, or refuses when a live server holds it: two servers on one data dir would
+    rewrite each other's registered datasets. The lock dies with its process, so a crash never leaves it held."""
+    import fcntl
+
+    from tfyolo.errors import ConfigError
+
+    path = Path(data_dir) / "serve.lock"
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise ConfigError(
+            f"--data-dir {data_dir}: held by a live tfyolo serve ({holder}); stop it first, or give this server "
+            "its own data dir (more workers for the same server: `tfyolo worker --data-dir ...`)."
+        )
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return DataDirHeld(handle)
 
 
 class JobStore:
@@ -184,31 +229,74 @@ class JobStore:
         """Jobs whose worker stopped sending heartbeats (killed, machine lost): re-queued while they have attempts
         left, failed with the reason after that. Returns the ids to enqueue again."""
         cutoff = time.time() - stale_seconds
+        lost = self._running_where("heartbeat < ?", (cutoff,))
+        why = "worker {worker} stopped during '{stage}' (no heartbeat for %.0f s)" % stale_seconds
+        return [job_id for job_id in (self._release(row, why, max_attempts) for row in lost) if job_id]
+
+    def requeue_jobs_of(self, worker, why, max_attempts):
+        """The running jobs of `worker`, known to be gone (its process exited, or it is stopping): the same rule as
+        `requeue_lost`, at once. Returns the ids to enqueue again."""
+        lost = self._running_where("worker = ?", (worker,))
+        reason = "worker {worker} " + why + " during '{stage}'"
+        return [job_id for job_id in (self._release(row, reason, max_attempts) for row in lost) if job_id]
+
+    def _running_where(self, condition, parameters):
         connection = self._connect()
         try:
-            lost = connection.execute(
-                "SELECT id, worker, stage, attempts FROM jobs WHERE state = 'running' AND heartbeat < ?", (cutoff,)
+            return connection.execute(
+                f"SELECT id, worker, stage, attempts, heartbeat FROM jobs WHERE state = 'running' AND {condition}",
+                parameters,
             ).fetchall()
         finally:
             connection.close()
-        requeued = []
-        for row in lost:
-            why = f"worker {row['worker']} stopped during '{row['stage']}' (no heartbeat for {stale_seconds:.0f} s)"
-            if row["attempts"] < max_attempts:
-                if self._write(
-                    "UPDATE jobs SET state = 'queued', stage = '', progress = 0, worker = NULL, updated = ? "
-                    "WHERE id = ? AND state = 'running' AND heartbeat < ?",
-                    (time.time(), row["id"], cutoff),
-                ):
-                    self.event(row["id"], f"re-queued: {why}")
-                    requeued.append(row["id"])
-            elif self._write(
-                "UPDATE jobs SET state = 'failed', error = ?, updated = ? WHERE id = ? AND state = 'running' "
-                "AND heartbeat < ?",
-                (f"{why}; gave up after {row['attempts']} attempt(s)", time.time(), row["id"], cutoff),
+
+    def _release(self, row, why, max_attempts):
+        """Re-queues (returns its id) or fails one running job whose worker is gone; the job's heartbeat must
+        still be the one that was read (no other worker took it meanwhile)."""
+        why = why.format(worker=row["worker"], stage=row["stage"])
+        guard = "WHERE id = ? AND state = 'running' AND worker IS ? AND heartbeat IS ?"
+        parameters = (row["id"], row["worker"], row["heartbeat"])
+        if row["attempts"] < max_attempts:
+            if self._write(
+                "UPDATE jobs SET state = 'queued', stage = '', progress = 0, worker = NULL, updated = ? " + guard,
+                (time.time(), *parameters),
             ):
-                self.event(row["id"], f"failed: {why}")
-        return requeued
+                self.event(row["id"], f"re-queued: {why}")
+                return row["id"]
+        elif self._write(
+            "UPDATE jobs SET state = 'failed', error = ?, updated = ? " + guard,
+            (f"{why}; gave up after {row['attempts']} attempt(s)", time.time(), *parameters),
+        ):
+            self.event(row["id"], f"failed: {why}")
+        return None
+
+    # === Workers ===
+    def worker_alive(self, worker):
+        """Records (or refreshes) the heartbeat of a worker process."""
+        now = time.time()
+        self._write(
+            "INSERT INTO workers (name, started, heartbeat) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET heartbeat = excluded.heartbeat",
+            (worker, now, now),
+        )
+
+    def worker_gone(self, worker):
+        self._write("DELETE FROM workers WHERE name = ?", (worker,))
+
+    def live_workers(self, within_seconds):
+        """Names of the workers that sent a heartbeat within `within_seconds`."""
+        connection = self._connect()
+        try:
+            rows = connection.execute(
+                "SELECT name FROM workers WHERE heartbeat >= ? ORDER BY name", (time.time() - within_seconds,)
+            ).fetchall()
+        finally:
+            connection.close()
+        return [row["name"] for row in rows]
+
+    def stage_of(self, job_id):
+        record = self.get(job_id)
+        return record["stage"] if record else ""
 
 
 def _record(row):

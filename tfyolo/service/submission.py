@@ -6,8 +6,12 @@ import dataclasses
 import shutil
 from typing import Optional
 
+from tfyolo.config import PLAIN_NAME
 from tfyolo.errors import TfyoloError, one_line
 from tfyolo.jobs.spec import KINDS, JobSpec
+from tfyolo.models.model_file_check import check_model_config
+from tfyolo.quantization.recipes_dir import builtin_recipe_names
+from tfyolo.service.redaction import Redactor
 from tfyolo.service.security import extract_images, sniff
 from tfyolo.service.store import registered_datasets
 
@@ -43,6 +47,12 @@ class Submission:
     bundle: bool = True
 
 
+def _shown(value):
+    """A name the client sent, repeated in a refusal only when it is a plain name: anything else (a path it may be
+    probing with) is not echoed."""
+    return repr(value) if PLAIN_NAME.fullmatch(value) else "a value that is not a name"
+
+
 class UploadRefused(Exception):
     """A request the service will not queue; `status` is the HTTP status that says why."""
 
@@ -74,7 +84,9 @@ def submit(store, config, submission, model, calibration=None):
     except BaseException as error:
         shutil.rmtree(folder, ignore_errors=True)
         if isinstance(error, TfyoloError):
-            raise UploadRefused(422, one_line(error))
+            # Said in the upload's terms: its file names, never the folder the server keeps it in.
+            redactor = Redactor(config.data_dir, registered_datasets(config.data_dir), folder)
+            raise UploadRefused(422, redactor.text(one_line(error)))
         raise
     return job_id
 
@@ -93,11 +105,29 @@ def _prepare(config, submission, model, calibration, uploads):
             f"model {model.filename!r}: its content is {found or 'not a model format'}; a {kind} job takes "
             f"{' or '.join(ACCEPTED[kind])} (the type is read from the bytes, not the file name).",
         )
-    temporary.rename(uploads / MODEL_UPLOADS[found])
+    stored = uploads / MODEL_UPLOADS[found]
+    temporary.rename(stored)
+    if found in ("keras", "h5"):
+        # Read as JSON, never deserialized: a Lambda (or any object tfyolo does not build) is refused here, before
+        # the job is queued, and again by the worker's loader.
+        check_model_config(stored)
     values = {"model": MODEL_UPLOADS[found], "kind": kind, "threads": submission.threads}
+    recipes = tuple(name.strip() for value in submission.recipes for name in value.split(",") if name.strip())
+    if recipes and (kind != "convert" or submission.auto):
+        what = "auto=true" if submission.auto else f"kind={kind}"
+        raise UploadRefused(
+            422, f"recipes and {what}: give one or the other ({what} takes no recipes; it would ignore them)."
+        )
+    unknown = [name for name in recipes if name not in builtin_recipe_names()]
+    if unknown:
+        # Names only: a path would make the worker open a file of the server's (and echo what is in it). A value
+        # that is not a plain name is not repeated either.
+        shown = _shown(unknown[0])
+        raise UploadRefused(
+            422, f"recipes: {shown} is not a built-in recipe; this server runs {builtin_recipe_names()}."
+        )
     if kind == "convert":
         values["bundle"] = submission.bundle
-        recipes = tuple(name.strip() for value in submission.recipes for name in value.split(",") if name.strip())
         if submission.auto:
             if submission.max_drop is None:
                 raise UploadRefused(422, "max_drop: auto needs a budget in mAP50-95 points.")
@@ -119,7 +149,7 @@ def _prepare(config, submission, model, calibration, uploads):
         if name:
             if name not in datasets:
                 raise UploadRefused(
-                    422, f"{field}_dataset: {name!r} is not registered here; registered: {sorted(datasets)}."
+                    422, f"{field}_dataset: {_shown(name)} is not registered here; registered: {sorted(datasets)}."
                 )
             values[f"{field}_dataset"] = name
     if kind in ("convert", "evaluate") and not submission.data_dataset:

@@ -1,10 +1,19 @@
-"""Where a job runs: a worker process claims the job's record, runs it with `run_job` in the job's own folder,
-stores its artifacts by content, and finishes the record: succeeded, failed with a one-line reason, or cancelled.
+"""Where a job runs: a worker process claims the job's record, then runs the job in a job process of its own
+(`tfyolo.service.job_process`, a new process group), which runs it with `run_job` in the job's folder, stores its
+artifacts by content and finishes the record: succeeded, failed with a one-line reason, or cancelled.
 
-A worker that dies mid-job stops sending heartbeats; the next sweep (any worker, or the server at start) re-queues
-the job once, and fails it with the reason when it was already retried.
+The job process makes cancel immediate whatever the job is doing (a conversion, a QuantizationDebugger pass, a
+training step): the worker signals its whole process group, conversion children included, and records the stage
+it stopped in. A worker that stops (SIGTERM, Ctrl-C) stops its jobs the same way and re-queues them; one that dies
+(SIGKILL) takes its job processes with it (they die with their parent) and its jobs are swept: by the server that
+supervises it at once, by any worker after `stale_seconds` without a heartbeat. A job is re-queued once and failed
+with the reason when it is lost again.
 """
 
+import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -13,10 +22,14 @@ from tfyolo.errors import ModelError, one_line
 from tfyolo.io_utils import atomic_write_json
 from tfyolo.jobs.progress import JobCancelled, Progress
 from tfyolo.jobs.spec import JobSpec
+from tfyolo.processes import describe_exit, stop_process_group
 from tfyolo.service.store import WORK_FOLDER, ArtifactStore, JobStore, registered_datasets, worker_name
 
 HEARTBEAT_SECONDS = 2.0
 MAX_ATTEMPTS = 2
+# A worker whose last heartbeat is older than this is not counted as live (/readyz).
+LIVE_WORKER_SECONDS = 3 * HEARTBEAT_SECONDS + 1
+POLL_SECONDS = 0.25
 
 
 class StoreProgress(Progress):
@@ -45,11 +58,6 @@ class StoreProgress(Progress):
         self.last_write = now
         if self.store.report_progress(self.job_id, self.name, min(self.done / self.total, 1.0)):
             raise JobCancelled(f"cancelled during '{self.name}'")
-
-
-def _heartbeat(store, job_id, stop):
-    while not stop.wait(HEARTBEAT_SECONDS):
-        store.report_progress(job_id)
 
 
 def resolve_spec(store, record, folder):
@@ -82,25 +90,23 @@ def import_upload(values, folder, progress):
     from tfyolo.models.model_io import METADATA_NAME, save_model_atomic
 
     source = Path(values["model"])
-    progress.message(f"importing {source.name} (Ultralytics {source.suffix})")
+    progress.stage(f"importing {source.name}", 1, unit="model")
     model, metadata = import_weights(source)
     target = folder / WORK_FOLDER / "imported" / (source.stem + ".keras")
     target.parent.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, target)
     atomic_write_json(target.parent / METADATA_NAME, metadata)
+    progress.advance()
+    progress.end_stage()
     return dict(values, model=str(target))
 
 
-def execute_job(data_dir, job_id):
-    """Runs one queued job to its end; does nothing when another worker has it or it was cancelled."""
+def run_claimed_job(data_dir, job_id):
+    """Runs a job this process's worker has claimed, to its end: the body of the job process."""
     from tfyolo.jobs.run import run_job
     from tfyolo.plots import plot_job
 
     store, artifacts = JobStore(data_dir), ArtifactStore(data_dir)
-    if not store.claim(job_id, worker_name()):
-        return
-    stop = threading.Event()
-    threading.Thread(target=_heartbeat, args=(store, job_id, stop), daemon=True).start()
     folder = store.job_dir(job_id)
     progress = StoreProgress(store, job_id)
     try:
@@ -110,7 +116,11 @@ def execute_job(data_dir, job_id):
             values = import_upload(values, folder, progress)
         spec = JobSpec.from_dict(values, source=f"job {job_id}")
         report = run_job(spec, store.work_dir(job_id), progress=progress)
-        stored = [artifacts.put(artifact.path, artifact.sha256) for artifact in report.artifacts]
+        progress.stage("storing artifacts", len(report.artifacts), unit="file")
+        stored = []
+        for artifact in report.artifacts:
+            stored.append(artifacts.put(artifact.path, artifact.sha256))
+            progress.advance()
         plot_job(report.to_dict(), folder)
         store.event(job_id, f"stored {len(stored)} artifact(s)")
         verdict = report.verdict
@@ -123,5 +133,103 @@ def execute_job(data_dir, job_id):
         store.finish(job_id, "cancelled", error=str(cancelled))
     except Exception as error:
         store.finish(job_id, "failed", error=one_line(error))
+
+
+class _RunningJobs:
+    """The job processes of this worker process, so that its shutdown can stop them and re-queue their jobs."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.processes = {}
+        self.stopping = False
+
+    def add(self, job_id, process):
+        with self.lock:
+            if self.stopping:
+                return False
+            self.processes[job_id] = process
+            return True
+
+    def remove(self, job_id):
+        with self.lock:
+            self.processes.pop(job_id, None)
+
+    def stop_all(self):
+        with self.lock:
+            self.stopping = True
+            processes = list(self.processes.values())
+        for process in processes:
+            stop_process_group(process)
+
+
+RUNNING = _RunningJobs()
+
+
+def start_job_process(data_dir, job_id, temporary):
+    """`python -m tfyolo.service.job_process` for the job, in a new session (its own process group), with its
+    temporary files inside the job's folder."""
+    temporary.mkdir(parents=True, exist_ok=True)
+    environment = dict(os.environ, TMPDIR=str(temporary))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tfyolo.service.job_process", str(data_dir), job_id],
+        start_new_session=True,
+        env=environment,
+    )
+
+
+def execute_job(data_dir, job_id, in_process=False):
+    """Runs one queued job to its end; does nothing when another worker has it or it was cancelled.
+
+    in_process: run the job in this process (tests of the job's own logic); the service always uses a job process.
+    """
+    store = JobStore(data_dir)
+    if not store.claim(job_id, worker_name()):
+        return
+    if in_process:
+        run_claimed_job(data_dir, job_id)
+        return
+    temporary = store.job_dir(job_id) / "tmp"
+    process = start_job_process(data_dir, job_id, temporary)
+    if not RUNNING.add(job_id, process):
+        stop_process_group(process)
+        return
+    try:
+        _supervise(store, job_id, process)
     finally:
-        stop.set()
+        RUNNING.remove(job_id)
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _supervise(store, job_id, process):
+    """Heartbeats for the job while its process runs; on cancel, stops the process group and records the stage it
+    was in; when the process ends without finishing the record, fails the job with how it ended."""
+    last_heartbeat = 0.0
+    while process.poll() is None:
+        now = time.monotonic()
+        if now - last_heartbeat >= HEARTBEAT_SECONDS:
+            last_heartbeat = now
+            if store.report_progress(job_id):
+                stage = store.stage_of(job_id)
+                stop_process_group(process)
+                store.finish(job_id, "cancelled", error=f"cancelled during '{stage}'")
+                return
+        time.sleep(POLL_SECONDS)
+    if RUNNING.stopping:
+        return  # the worker is stopping: it re-queues this job itself
+    record = store.get(job_id)
+    if record and record["state"] == "running":
+        store.finish(
+            job_id,
+            "failed",
+            error=f"the job process ended ({describe_exit(process.returncode)}) during '{record['stage']}'",
+        )
+
+
+def worker_heartbeat(store, stop, name=None):
+    """The worker's own heartbeat (`/readyz` counts the live ones), until `stop` is set."""
+    name = name or worker_name()
+    while True:
+        store.worker_alive(name)
+        if stop.wait(HEARTBEAT_SECONDS):
+            store.worker_gone(name)
+            return

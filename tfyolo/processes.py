@@ -1,0 +1,66 @@
+"""Child processes that never outlive the process that started them, and stop when they are told to.
+
+A job in the service runs in a process group of its own (the job process, and the conversion processes it
+spawns): cancelling it, or stopping its worker, signals the whole group. A child also asks the kernel for SIGKILL
+when its parent dies (Linux' PR_SET_PDEATHSIG), so a worker killed with SIGKILL leaves no orphan behind.
+"""
+
+import contextlib
+import os
+import signal
+import threading
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """Linux: this process receives SIGKILL when the thread that started it ends; elsewhere, nothing."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def stop_process_group(process, grace_seconds=5.0):
+    """SIGTERM to the process group `process` leads (started with start_new_session), SIGKILL after the grace;
+    returns its exit code."""
+    for signum, wait in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, grace_seconds)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signum)
+        try:
+            return process.wait(timeout=wait)
+        except Exception:  # subprocess.TimeoutExpired: escalate
+            continue
+    return process.poll()
+
+
+@contextlib.contextmanager
+def children_ignore_sigint():
+    """Children started inside the block inherit SIGINT ignored (Python keeps an ignored SIGINT at start-up): a
+    Ctrl-C reaches the parent alone, which stops them, instead of every child printing its own traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def describe_exit(code):
+    """'exit code 1' or 'killed by SIGKILL' for a Popen / multiprocessing exit code."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
