@@ -80,7 +80,7 @@ def mixed(model, calibration):
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     session = AutoSession(model, calibration, None, "val", 100, 2, False, TqdmProgress())
-    ranking = layer_sensitivity(session.model, session.images[:32], session.images[:8])
+    ranking = layer_sensitivity(session.model, session.images[:32], session.images[:8], session.family)
     worst = [entry["layer"] for entry in ranking[: max(STEPS)]]
     recipe_paths = []
     for count in STEPS:

@@ -21,8 +21,8 @@ COUNTS = (64, 128)
 
 def build_models(folder):
     """An untrained n model at 640 with 80 classes, as .keras and fp32 .tflite (what is measured is memory)."""
-    from tfyolo.config import ModelConfig
     from tfyolo.metadata import embed_metadata
+    from tfyolo.models.model_config import ModelConfig
     from tfyolo.models.yolo_detector import build_yolo_detector
     from tfyolo.quantization.artifact import artifact_metadata
     from tfyolo.quantization.converter import convert

@@ -69,8 +69,8 @@ def _find_number(data, word):
 
 def convert_variant(model, recipe_values, out_path, calibration):
     """Converts an extra study variant (per-tensor, uint8 I/O) into out_path if it is not there yet."""
+    from tfyolo.data.calibration_images import load_calibration_images
     from tfyolo.metadata import embed_metadata
-    from tfyolo.quantization.calibration import load_calibration_images
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.quantization.recipe import Recipe
 

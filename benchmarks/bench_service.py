@@ -34,8 +34,8 @@ def _free_port():
 
 def _prepare(folder):
     """A tiny model and dataset, registered as the service's only dataset."""
-    from tfyolo.config import ModelConfig
     from tfyolo.data.synthetic import write_synthetic_dataset
+    from tfyolo.models.model_config import ModelConfig
     from tfyolo.models.yolo_detector import build_yolo_detector
 
     data = write_synthetic_dataset(folder / "data", images=24, num_classes=2, size=64, seed=3, val_fraction=0.2)

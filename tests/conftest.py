@@ -30,7 +30,7 @@ def tiny_synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from tfyolo.config import ModelConfig
+    from tfyolo.models.model_config import ModelConfig
     from tfyolo.models.yolo_detector import build_yolo_detector
 
     return build_yolo_detector(ModelConfig(num_classes=2, input_size=64))

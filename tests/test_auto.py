@@ -81,8 +81,8 @@ def tiny_model_with_data(tiny_float_run, tiny_synthetic):
 
 
 def test_layer_sensitivity_ranks_named_layers(tiny_model_with_data):
+    from tfyolo.data.calibration_images import load_calibration_images
     from tfyolo.models.model_io import load_keras_model
-    from tfyolo.quantization.calibration import load_calibration_images
     from tfyolo.quantization.sensitivity import layer_sensitivity
 
     model_path, data = tiny_model_with_data
@@ -104,11 +104,11 @@ def run_auto(model_and_data, out, budget, *extra):
     return CliRunner().invoke(cli, arguments + ["--out", str(out), "--auto", "--max-drop", str(budget), *extra])
 
 
-def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_with_data, tmp_path):
+def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(squares, tmp_path):
     from tfyolo.quantization.recipe import load_recipe
 
     out = tmp_path / "auto"
-    result = run_auto(tiny_model_with_data, out, 100)
+    result = run_auto(squares, out, 100)
     assert result.exit_code == 0, result.output
     candidates = json.loads((out / "auto_candidates.json").read_text())
     assert [c["recipe"] for c in candidates["candidates"]] == ["int8"]
@@ -116,21 +116,27 @@ def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(tiny_model_w
     assert recipe.mode == "int8" and recipe.keep_float == ()
     # The chosen artifact went through what `convert` does: the integer-only check and the embedded metadata.
     from tfyolo.metadata import read_embedded_metadata
-    from tfyolo.quantization.tflite_inspect import inspect_tflite
+    from tfyolo.tflite_runtime import inspect_tflite
 
     (chosen,) = out.glob("*_auto_int8.tflite")
     metadata = read_embedded_metadata(chosen)
     assert metadata["recipe"]["mode"] == "int8" and metadata["calibration"]["images_used"] > 0
-    assert len(metadata["names"]) == 2 and metadata["reg_max"] == 16
+    assert list(metadata["names"].values()) == ["square"] and metadata["reg_max"] == 16
     assert inspect_tflite(chosen.read_bytes())["float_compute_ops"] == []
 
 
 @pytest.mark.large
-def test_auto_cli_impossible_budget_exits_1_naming_the_closest(tiny_model_with_data, tmp_path):
+def test_an_impossible_budget_tries_every_candidate_and_names_the_closest(tiny_model_with_data, tmp_path):
+    """A budget no candidate meets (the model must gain 100 points): the search runs every candidate, the QAT one
+    included, and names the closest. The command line refuses such a budget; the library's search takes it."""
+    from tfyolo.jobs.auto_session import AutoSession, run_auto
+
+    model, data = tiny_model_with_data
     out = tmp_path / "auto"
-    result = run_auto(tiny_model_with_data, out, -100, "--auto-qat-epochs", "1")
-    assert result.exit_code == 1
-    assert "No candidate keeps the mAP50-95 drop within -100.0 points; closest:" in result.output
+    out.mkdir()
+    session = AutoSession(model, data, data, "val", 100, 2, False, qat_epochs=1, work=out)
+    chosen, table = run_auto(session, -100, "int8", out)
+    assert chosen is None
     table = json.loads((out / "auto_candidates.json").read_text())
     assert table["chosen"] is None and table["closest"]["recipe"] in {c["recipe"] for c in table["candidates"]}
     assert [c["recipe"] for c in table["candidates"]][-2:] == ["int16x8", "fp16"]

@@ -12,10 +12,10 @@ from tfyolo.bundle import MANIFEST, make_bundle, verify_bundle
 
 @pytest.fixture(scope="module")
 def tiny_int8(tiny_float_run, tiny_synthetic, tmp_path_factory):
+    from tfyolo.data.calibration_images import load_calibration_images
     from tfyolo.metadata import embed_metadata
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.quantization.artifact import artifact_metadata
-    from tfyolo.quantization.calibration import load_calibration_images
     from tfyolo.quantization.converter import convert
     from tfyolo.quantization.recipes_dir import resolve_recipe
 

@@ -136,10 +136,11 @@ def test_default_calibration_follows_the_models_dataset(tiny_float_run, tmp_path
     # The model's metadata names a dataset that is not here: refuse, never fall back to synthetic shapes.
     moved = tmp_path / "moved"
     moved.mkdir()
+    from tfyolo.metadata import find_model_metadata, replace_model_file_metadata
+
     shutil.copy(tiny_float_run, moved / "last.keras")
-    metadata = json.loads((tiny_float_run.parent / "metadata.json").read_text())
-    metadata["data"] = str(tmp_path / "gone" / "data.yaml")
-    (moved / "metadata.json").write_text(json.dumps(metadata))
+    metadata = find_model_metadata(moved / "last.keras")
+    replace_model_file_metadata(moved / "last.keras", dict(metadata, data=str(tmp_path / "gone" / "data.yaml")))
     arguments = ["convert", "--model", str(moved / "last.keras"), "--recipe", "int8", "--no-eval"]
     result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and "which is not here, and no --calibration was given" in result.output

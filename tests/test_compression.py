@@ -38,7 +38,7 @@ def test_one_grid_per_layer_puts_every_channel_on_the_same_int8_values():
     flatbuffer) holds more than 4 values in the layer. With the extremes at one magnitude (-1.0, +1.0), every channel
     holding either maps it onto one grid: exactly 4 values in the layer, 127 * (-1, -0.2, 0.3, 1)."""
     from tfyolo.compat import keras, tf
-    from tfyolo.quantization.tflite_inspect import read_graph
+    from tfyolo.tflite_runtime import read_graph
     from tfyolo.training.compression import one_grid_per_layer
 
     inputs = keras.Input((8, 8, 2), batch_size=1)
@@ -69,8 +69,10 @@ def test_one_grid_per_layer_puts_every_channel_on_the_same_int8_values():
 @pytest.mark.parametrize("method", ["cluster", "prune"])
 def test_compression_survives_into_the_int8_kernels(method, tiny_float_run, tiny_synthetic, tmp_path):
     from tfyolo.compat import keras
-    from tfyolo.models.model_io import load_any_detector, load_keras_model
-    from tfyolo.quantization.calibration import load_calibration_images
+    from tfyolo.data.calibration_images import load_calibration_images
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.qat.qat_io import load_any_detector
+    from tfyolo.qat.qat_training import trainer_for
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.quantization.recipes_dir import resolve_recipe
     from tfyolo.quantization.weight_stats import kernel_stats
@@ -115,7 +117,7 @@ def test_compression_survives_into_the_int8_kernels(method, tiny_float_run, tiny
     else:
         zeros = sum(int(np.count_nonzero(kernel == 0)) for kernel in kernels)
         assert zeros / sum(kernel.size for kernel in kernels) >= 0.5 - 0.02
-    Trainer(
+    trainer_for(
         TrainConfig(
             out=str(tmp_path / "qat"),
             epochs=1,

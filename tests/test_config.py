@@ -1,7 +1,7 @@
 import pytest
 
-from tfyolo.config import ModelConfig
 from tfyolo.errors import ConfigError
+from tfyolo.models.model_config import ModelConfig
 
 
 def test_defaults_are_edge_sized():
@@ -15,7 +15,7 @@ def test_defaults_are_edge_sized():
     "changes, fragment",
     [
         ({"input_size": 100}, "multiple of 32"),
-        ({"scale": "x"}, "scale must be one of"),
+        ({"scale": "xl"}, "scale must be one of"),
         ({"activation": "gelu"}, "activation must be one of"),
         ({"num_classes": 0}, "positive integer"),
     ],

@@ -275,7 +275,7 @@ def test_recipes_name_built_in_recipes_only_never_a_server_path(service, tmp_pat
         assert response.status_code in (415, 422), response.text
         assert "AKIA" not in response.text and str(tmp_path) not in response.text
     keras_upload = tmp_path / "m.keras"
-    from tfyolo.config import ModelConfig
+    from tfyolo.models.model_config import ModelConfig
     from tfyolo.models.model_io import save_model_atomic
     from tfyolo.models.yolo_detector import build_yolo_detector
 

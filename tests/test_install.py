@@ -49,7 +49,7 @@ def test_wheel_install_ships_recipes_and_calibration_data(tmp_path):
         [
             venv / "bin" / "python",
             "-c",
-            "from tfyolo.config import ModelConfig\n"
+            "from tfyolo.models.model_config import ModelConfig\n"
             "from tfyolo.models.yolo_detector import build_yolo_detector\n"
             f"build_yolo_detector(ModelConfig(num_classes=2, input_size=64)).save({str(model)!r})",
         ],

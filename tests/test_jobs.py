@@ -18,6 +18,7 @@ from tfyolo.jobs.spec import JobSpec
         ({"model": "m.keras", "auto_max_drop": 0.5, "evaluate": False}, "auto_max_drop needs evaluate=True"),
         ({"model": "m.keras", "max_drop": "1"}, "max_drop: expected a number of mAP50-95 points, received '1'"),
         ({"model": "m.keras", "max_drop": float("nan")}, "max_drop: expected a number"),
+        ({"model": "m.keras", "auto_max_drop": -1}, "auto_max_drop: a drop of at least 0 points, received -1"),
         ({"model": "m.keras", "threads": 0}, "threads: expected an integer from 1 to 64, received 0"),
         ({"model": "m.tflite", "kind": "bench", "qat_model": "q.h5"}, "belong to convert jobs, not bench"),
         ({"recipes": ["int8"]}, "'model' is required"),

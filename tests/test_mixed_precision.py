@@ -42,7 +42,7 @@ def test_mixed_recipes_are_refused_where_they_cannot_hold(values, message):
 def activation_types(content):
     """{tensor name: dtype name} of every op output of a TFLite model, but the requantizing QUANTIZE ops (read
     without XNNPACK, which would fold the ops it runs into DELEGATE nodes)."""
-    from tfyolo.quantization.tflite_inspect import make_interpreter
+    from tfyolo.tflite_runtime import make_interpreter
 
     interpreter = make_interpreter(model_content=content, xnnpack=False)
     details = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
@@ -56,7 +56,7 @@ def activation_types(content):
 
 @pytest.fixture(scope="module")
 def calibration(tiny_synthetic):
-    from tfyolo.quantization.calibration import load_calibration_images
+    from tfyolo.data.calibration_images import load_calibration_images
 
     images, _ = load_calibration_images(tiny_synthetic, 64, 16, 0, [], False)
     return images

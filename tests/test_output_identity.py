@@ -29,8 +29,8 @@ def _dataset(folder, num_classes):
 
 @pytest.fixture(scope="module", params=CLASS_COUNTS, ids=[f"nc{n}" for n in CLASS_COUNTS])
 def converted(request, tmp_path_factory):
-    from tfyolo.config import ModelConfig
     from tfyolo.metadata import embed_metadata
+    from tfyolo.models.model_config import ModelConfig
     from tfyolo.models.yolo_detector import build_yolo_detector
     from tfyolo.quantization.artifact import artifact_metadata
     from tfyolo.quantization.converter import convert

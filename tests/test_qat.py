@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tfyolo.compat import tf
-from tfyolo.config import ModelConfig
+from tfyolo.models.model_config import ModelConfig
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT, build_yolo_detector
 from tfyolo.qat.qat_model import build_qat_model, has_float_layers, is_qat_model, seed_quantization_ranges
 
@@ -17,8 +17,8 @@ def float_run(tiny_float_run):
 @pytest.fixture(scope="module")
 def qat_run(float_run, tiny_synthetic, tmp_path_factory):
     """QAT fine-tune through the trainer: 19 train images at batch 8 -> 2 steps."""
+    from tfyolo.qat.qat_training import trainer_for
     from tfyolo.training.train_config import TrainConfig
-    from tfyolo.training.trainer import Trainer
 
     out = tmp_path_factory.mktemp("qat")
     config = TrainConfig(
@@ -34,12 +34,12 @@ def qat_run(float_run, tiny_synthetic, tmp_path_factory):
         qat_from=str(float_run),
         qat_calibration_images=4,
     )
-    history = Trainer(config).fit()
+    history = trainer_for(config).fit()
     return out, history
 
 
 def test_qat_training_steps_are_finite_and_the_model_reloads(qat_run):
-    from tfyolo.models.model_io import load_any_detector
+    from tfyolo.qat.qat_io import load_any_detector
 
     out, history = qat_run
     assert np.isfinite(history[0]["loss"]) and history[0]["map50_95"] is not None
@@ -66,8 +66,8 @@ def test_gradients_through_fake_quant_are_finite(float_run):
 
 def test_seeded_ranges_are_the_float_models_activation_ranges(float_run, tiny_synthetic):
     from tfyolo.compat import keras
+    from tfyolo.data.calibration_images import load_calibration_images
     from tfyolo.models.model_io import load_keras_model
-    from tfyolo.quantization.calibration import load_calibration_images
 
     float_model = load_keras_model(float_run)
     model = build_qat_model(float_model)
@@ -98,7 +98,7 @@ def test_qat_model_converts_to_integer_only_and_agrees_with_keras(qat_run, tiny_
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.data.pipeline import evaluation_batches
     from tfyolo.evaluation.runners import TFLiteRunner
-    from tfyolo.models.model_io import load_any_detector
+    from tfyolo.qat.qat_io import load_any_detector
     from tfyolo.quantization.converter import convert
     from tfyolo.quantization.isolated import check_artifact
     from tfyolo.quantization.recipes_dir import resolve_recipe
@@ -137,7 +137,7 @@ def test_conv_batchnorm_is_folded_in_the_converted_model(activation, mul_ops):
     """BN must fold into CONV_2D: no BN MUL/ADD left, and SiLU shows up as LOGISTIC + MUL, ReLU fused away."""
     from tfyolo.quantization.converter import convert
     from tfyolo.quantization.recipe import Recipe
-    from tfyolo.quantization.tflite_inspect import inspect_tflite
+    from tfyolo.tflite_runtime import inspect_tflite
 
     float_model = build_yolo_detector(ModelConfig(num_classes=2, input_size=64, activation=activation))
     model = build_qat_model(float_model)

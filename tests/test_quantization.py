@@ -12,7 +12,7 @@ from tfyolo.quantization.converter import convert
 from tfyolo.quantization.isolated import ConversionError, check_artifact
 from tfyolo.quantization.recipe import Recipe, load_recipe
 from tfyolo.quantization.recipes_dir import RECIPES_DIR, builtin_recipe_names, resolve_recipe
-from tfyolo.quantization.tflite_inspect import inspect_tflite
+from tfyolo.tflite_runtime import inspect_tflite
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def trained_tiny(tiny_float_run):
 
 @pytest.fixture(scope="module")
 def calibration(tiny_synthetic):
-    from tfyolo.quantization.calibration import load_calibration_images
+    from tfyolo.data.calibration_images import load_calibration_images
 
     images, summary = load_calibration_images(tiny_synthetic, 64, count=2, seed=0)
     return images
@@ -99,7 +99,7 @@ def test_selective_quantization_keeps_exactly_the_named_layers_in_float(trained_
     recipe = Recipe(name="int8_keep", mode="int8", keep_float=("head0_cls_pred", "head1_cls_pred"))
     content = convert(model, recipe, calibration)
     float_convs = []
-    from tfyolo.quantization.tflite_inspect import make_interpreter
+    from tfyolo.tflite_runtime import make_interpreter
 
     interpreter = make_interpreter(model_content=content, xnnpack=False)
     tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
@@ -121,8 +121,8 @@ def test_full_integer_check_catches_float_ops(trained_tiny):
 
 
 def test_calibration_refuses_evaluated_images(tiny_synthetic):
+    from tfyolo.data.calibration_images import load_calibration_images
     from tfyolo.data.detection_dataset import DetectionDataset
-    from tfyolo.quantization.calibration import load_calibration_images
 
     train = DetectionDataset.from_data_yaml(tiny_synthetic, "train")
     evaluated = [sample.image_path for sample in train.samples[:3]]
@@ -136,8 +136,8 @@ def test_calibration_refuses_evaluated_images(tiny_synthetic):
 def test_calibration_refuses_a_renamed_copy_of_an_evaluated_image(tiny_synthetic, tmp_path):
     import shutil
 
+    from tfyolo.data.calibration_images import load_calibration_images
     from tfyolo.data.detection_dataset import DetectionDataset
-    from tfyolo.quantization.calibration import load_calibration_images
 
     val = DetectionDataset.from_data_yaml(tiny_synthetic, "val")
     folder = tmp_path / "calibration"

@@ -146,10 +146,10 @@ def test_input_size_that_does_not_fit(tiny_model, tmp_path):
 
 
 def test_class_count_mismatch_is_a_clear_error(tiny_model, tiny_synthetic):
-    from tfyolo.config import ModelConfig
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.evaluation.evaluator import evaluate
     from tfyolo.evaluation.runners import KerasRunner
+    from tfyolo.models.model_config import ModelConfig
     from tfyolo.models.yolo_detector import build_yolo_detector
 
     dataset = DetectionDataset.from_data_yaml(tiny_synthetic, "val")

@@ -95,7 +95,9 @@ def test_sigkill_and_resume_equals_an_uninterrupted_run(tiny_synthetic, tmp_path
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
     assert history[0]["mosaic"] and not history[1]["mosaic"]  # close_mosaic=1: the last epoch has no mosaic
-    metadata = json.loads((tmp_path / "run" / "metadata.json").read_text())
+    from tfyolo.metadata import find_model_metadata
+
+    metadata = find_model_metadata(tmp_path / "run" / "last.keras")
     assert metadata["names"] == ["circle", "square"] and metadata["imgsz"] == 64
     assert len(metadata["data_sha256"]) == 64
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tfyolo.config import ModelConfig
+from tfyolo.models.model_config import ModelConfig
 from tfyolo.models.transfer import freeze, transfer_weights
 from tfyolo.models.yolo_detector import build_yolo_detector
 
@@ -27,10 +27,13 @@ def test_every_fitting_layer_is_loaded_and_the_class_head_starts_fresh(one_class
 
 
 def test_freezing_the_backbone(one_class_source, tiny_synthetic, tmp_path):
+    from tfyolo.models.detector_metadata import detector_metadata
+    from tfyolo.models.model_io import save_model_atomic
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer
 
-    one_class_source.save(tmp_path / "source.keras")
+    source_config = ModelConfig(num_classes=1, input_size=64, padding="symmetric")
+    save_model_atomic(one_class_source, tmp_path / "source.keras", detector_metadata(source_config, ["person"]))
     config = TrainConfig(
         data=str(tiny_synthetic),
         out=str(tmp_path / "run"),

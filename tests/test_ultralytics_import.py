@@ -48,32 +48,38 @@ def test_imported_checkpoint_matches_onnx_runtime(tmp_path):
     from click.testing import CliRunner
 
     from tfyolo.cli.main import cli
+    from tfyolo.models.detector_metadata import detector_config
     from tfyolo.models.model_io import load_keras_model
-    from tfyolo.models.resize import infer_model_config
 
     result = CliRunner().invoke(cli, ["import", str(shipped()), "--out", str(tmp_path / "penn.keras")])
     assert result.exit_code == 0, result.output
     model = load_keras_model(tmp_path / "penn.keras")
-    assert infer_model_config(model).padding == "symmetric"
+    assert detector_config(tmp_path / "penn.keras").padding == "symmetric"
     golden = np.load(WEIGHTS / "golden_io.npz")
     rows = ultralytics_rows(model(golden["images"], training=False), 320)
     # Acceptance: decoded boxes (pixels) and scores (0-1) within 1e-3 of ONNX Runtime on the source ONNX.
     np.testing.assert_allclose(rows[:, :4], golden["output0"][:, :4], atol=1e-3)
     np.testing.assert_allclose(rows[:, 4:], golden["output0"][:, 4:], atol=1e-3)
-    import json
+    from tfyolo.metadata import find_model_metadata
 
-    metadata = json.loads((tmp_path / "metadata.json").read_text())
-    assert metadata["names"] == ["person"] and metadata["imgsz"] == 320 and len(metadata["source"]["sha256"]) == 64
+    metadata = find_model_metadata(tmp_path / "penn.keras")
+    assert not (tmp_path / "metadata.json").exists()  # inside the model file, not beside it
+    assert (
+        metadata["family"] == "yolov8"
+        and metadata["names"] == ["person"]
+        and metadata["imgsz"] == 320
+        and len(metadata["source"]["sha256"]) == 64
+    )
 
 
 @pytest.fixture
 def checkpoint(monkeypatch):
     """The shipped checkpoint as read, for tests that change it before the import sees it."""
-    from tfyolo.importers import ultralytics_import
+    from tfyolo.importers import ultralytics_source
     from tfyolo.importers.ultralytics_checkpoint import read_checkpoint
 
     loaded = read_checkpoint(shipped())
-    monkeypatch.setattr(ultralytics_import, "read_checkpoint", lambda path: loaded)
+    monkeypatch.setattr(ultralytics_source, "read_checkpoint", lambda path: loaded)
     return loaded
 
 
@@ -101,14 +107,17 @@ def test_a_missing_source_tensor_refuses_the_import(checkpoint):
 def test_unsupported_modules_are_named(checkpoint):
     from tfyolo.importers.ultralytics_import import import_weights
 
-    type(_module(checkpoint, 2)).type_name = "ultralytics.nn.modules.block.C3k2"
-    with pytest.raises(ModelError, match="module 2 is block.C3k2; supported are Ultralytics YOLOv8 detection"):
+    type(_module(checkpoint, 2)).type_name = "ultralytics.nn.modules.block.C3"
+    with pytest.raises(
+        ModelError,
+        match=r"not a detection model of a family tfyolo imports \(yolov8, yolo11\); it holds \['C3', 'Concat', ",
+    ):
         import_weights("best.pt")
 
 
 @pytest.mark.large
 def test_the_imported_architecture_takes_qat_and_converts_integer_only():
-    from tfyolo.config import ModelConfig
+    from tfyolo.models.model_config import ModelConfig
     from tfyolo.models.yolo_detector import build_yolo_detector
     from tfyolo.qat.qat_model import build_qat_model
     from tfyolo.quantization.converter import convert

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from tfyolo.quantization.tflite_inspect import make_interpreter
+from tfyolo.tflite_runtime import make_interpreter
 
 
 def _random_input(detail, rng):
@@ -123,7 +123,7 @@ def benchmark_models(paths, threads, warmup, runs, xnnpack=True):
     """Times each .tflite at every thread count, in turn; returns {"models": [{"path", "detector", "size_bytes",
     "ops", "tensor_types", "runs": [stats per thread count, with ratio_vs_first]}], "threads", ...}."""
     from tfyolo.errors import ModelError
-    from tfyolo.quantization.tflite_inspect import inspect_tflite
+    from tfyolo.tflite_runtime import inspect_tflite
 
     models = []
     for path in paths:

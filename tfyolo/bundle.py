@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 
 import tfyolo
+from tfyolo.data.calibration_images import calibration_paths
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.data.images import PAD_VALUE, letterbox, read_image_rgb, to_model_input
 from tfyolo.errors import ModelError
 from tfyolo.evaluation.runners import TFLiteRunner, quantize
 from tfyolo.metadata import find_model_metadata
 from tfyolo.ops.nms import NMSConfig
-from tfyolo.quantization.calibration import calibration_paths
 from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
 
 MANIFEST = "manifest.json"

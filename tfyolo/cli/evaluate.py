@@ -9,24 +9,7 @@ import click
 from tfyolo.cli.common import AT_LEAST_ONE, MODEL_INPUT_SIZE, user_errors, verify_and_report
 from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import progress_bar
-from tfyolo.errors import ModelError
 from tfyolo.metadata import resolve_data
-
-
-def open_for_size(path, imgsz, threads, layout):
-    from tfyolo.evaluation.runners import KerasRunner, open_runner
-
-    runner = open_runner(path, num_threads=threads, layout=layout)
-    if imgsz is None or imgsz == runner.input_size:
-        return runner
-    if type(runner) is KerasRunner:  # a SavedModel has no Keras graph to rebuild
-        from tfyolo.models.resize import resize_detector
-
-        return KerasRunner(resize_detector(runner.model, imgsz), description=f"{path} @ {imgsz}px")
-    raise ModelError(
-        f"{path}: this model takes {runner.input_size}x{runner.input_size} inputs; --imgsz {imgsz} does not fit "
-        "(a converted model's input size is fixed; convert again at that size)."
-    )
 
 
 def print_table(report):
@@ -102,6 +85,7 @@ def main(
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing
     from tfyolo.io_utils import atomic_write_json
+    from tfyolo.jobs.model_runner import open_runner
 
     if Path(model).is_dir() and (Path(model) / "manifest.json").is_file():
         # A bundle folder: verifying it is what evaluating it means (hashes + golden vectors).
@@ -114,14 +98,14 @@ def main(
         ensure_writable_folder(Path(json_path).parent, "--json path")
     if report_dir:
         ensure_writable_folder(report_dir, "--report folder")
-    runner = open_for_size(model, imgsz, threads, layout)
+    runner = open_runner(model, threads, layout, imgsz)
     if coco_json:
         if not images_dir:
             raise click.UsageError("--coco-json needs --images.")
         dataset = DetectionDataset.from_coco_json(coco_json, images_dir)
     else:
         dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
-    reference_runner = open_for_size(reference, imgsz or runner.input_size, threads, "auto") if reference else None
+    reference_runner = open_runner(reference, threads, "auto", imgsz or runner.input_size) if reference else None
     with progress_bar(len(dataset), "evaluating") as bar:
         report, evaluation, _ = evaluate_model(
             runner, dataset, split, reference_runner, batch_size=batch, progress=bar.update

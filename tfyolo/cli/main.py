@@ -18,7 +18,10 @@ from tfyolo.cli.common import (
 from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import TqdmTrainingReporter, progress_bar
 from tfyolo.io_utils import ensure_writable_folder
+from tfyolo.models.families import FAMILIES
 from tfyolo.training.train_config import COMPRESSIONS, PRESERVED_IN_QAT, QAT_FINE_TUNE
+
+SCALE_NAMES = sorted({scale for family in FAMILIES.values() for scale in family.scales}, key="nsmlx".index)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -108,7 +111,14 @@ def data_check(data_yaml):
 
 @cli.command()
 @click.option("--data", "data_yaml", type=click.Path(), help="data.yaml (Ultralytics format).")
-@click.option("--model", "scale", default="n", show_default=True, type=click.Choice(["n", "s", "m"]), help="Scale.")
+@click.option(
+    "--family",
+    default="yolov8",
+    show_default=True,
+    type=click.Choice(sorted(FAMILIES)),
+    help="Model family (Ultralytics' architectures, as plain Keras layers).",
+)
+@click.option("--model", "scale", default="n", show_default=True, type=click.Choice(SCALE_NAMES), help="Scale.")
 @click.option(
     "--activation", default="silu", show_default=True, type=click.Choice(["silu", "relu", "relu6", "hard_swish"])
 )
@@ -157,6 +167,7 @@ def data_check(data_yaml):
 @user_errors
 def train(
     data_yaml,
+    family,
     scale,
     activation,
     imgsz,
@@ -179,7 +190,7 @@ def train(
     out,
     resume,
 ):
-    """Train a detector; writes best.keras, last.keras, metadata.json, history.json and checkpoints to --out."""
+    """Train a detector; writes best.keras and last.keras (their metadata inside), history.json and checkpoints."""
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer, best_validated, resume_config
 
@@ -192,6 +203,7 @@ def train(
         config = TrainConfig(
             data=str(data_yaml),
             out=str(out),
+            family=family,
             scale=scale,
             activation=activation,
             imgsz=imgsz,
@@ -264,15 +276,15 @@ def train(
 @user_errors
 def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibration_images, seed, out, resume):
     """Quantization-aware fine-tuning of a trained float model (tfmot), same trainer as `train`."""
-    from tfyolo.metadata import resolve_data
-    from tfyolo.models.model_io import read_metadata
+    from tfyolo.metadata import find_model_metadata, resolve_data
+    from tfyolo.qat.qat_training import trainer_for
     from tfyolo.training.train_config import TrainConfig
-    from tfyolo.training.trainer import Trainer, best_validated, resume_config
+    from tfyolo.training.trainer import best_validated, resume_config
 
     if resume:
         config = resume_config(out)
     else:
-        metadata = read_metadata(model) or {}
+        metadata = find_model_metadata(model) or {}
         if not metadata.get("imgsz"):
             from tfyolo.models.model_io import load_keras_model
 
@@ -292,7 +304,7 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
         )
     started = time.perf_counter()
     ensure_writable_folder(config.out)
-    history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
+    history = trainer_for(config, reporter=TqdmTrainingReporter()).fit()
     best = best_validated(history)
     if best:
         click.echo(
@@ -312,22 +324,22 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
 )
 @user_errors
 def import_command(weights, out, imgsz):
-    """Import an Ultralytics YOLOv8 detector (.pt checkpoint or .onnx export) as a tfyolo detector, no PyTorch.
+    """Import an Ultralytics detector (YOLOv8, YOLO11; .pt checkpoint or .onnx export) as a tfyolo detector, no
+    PyTorch.
 
-    Writes OUT and metadata.json beside it (class names, imgsz, the source's sha256)."""
+    Writes OUT with its metadata inside (family, scale, class names, imgsz, the source's sha256)."""
     from tfyolo.importers.ultralytics_import import import_weights
-    from tfyolo.io_utils import atomic_write_json
-    from tfyolo.models.model_io import METADATA_NAME, save_model_atomic
+    from tfyolo.models.model_io import save_model_atomic
 
     out = Path(out)
     if out.suffix != ".keras":
         raise click.UsageError(f"--out must end in .keras, received {out.name!r}.")
     ensure_writable_folder(out.parent)
     model, metadata = import_weights(weights, imgsz)
-    save_model_atomic(model, out)
-    atomic_write_json(out.parent / METADATA_NAME, metadata)
+    save_model_atomic(model, out, metadata)
     click.echo(
-        f"Imported {weights} ({len(metadata['names'])} classes, {metadata['imgsz']} px, every tensor used) into "
+        f"Imported {weights} ({metadata['family']} {metadata['scale']}, {len(metadata['names'])} classes, "
+        f"{metadata['imgsz']} px, every tensor used) into "
         f"{out}. Calibrate its conversion on its training images: `tfyolo convert --model {out} --calibration "
         "DATA.yaml ...`."
     )

@@ -15,7 +15,7 @@ from tfyolo.errors import ModelError
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
 from tfyolo.ops.boxes import convert_format
 from tfyolo.ops.decode import decode_predictions
-from tfyolo.quantization.signature import signature_outputs
+from tfyolo.tflite_runtime import signature_outputs
 
 LAYOUTS = ("tfyolo", "ultralytics")
 ULTRALYTICS_OUTPUT = "output0"
@@ -191,7 +191,7 @@ class TFLiteRunner:
 
     def __init__(self, path=None, num_threads=2, layout="auto", model_content=None):
         from tfyolo.metadata import read_embedded_metadata
-        from tfyolo.quantization.tflite_inspect import make_interpreter
+        from tfyolo.tflite_runtime import make_interpreter
 
         self.description = str(path) if path else "tflite bytes"
         if path is not None:
@@ -263,21 +263,3 @@ def _metadata_names(metadata, num_classes):
     if isinstance(names, list) and len(names) == num_classes and all(isinstance(n, str) for n in names):
         return names
     return None
-
-
-def open_runner(path, num_threads=2, layout="auto"):
-    """A runner for a .keras file, a SavedModel folder or a .tflite file, chosen by what `path` is."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelError(f"{path}: model not found.")
-    if path.is_dir():
-        if (path / "saved_model.pb").is_file():
-            return SavedModelRunner(path)
-        raise ModelError(f"{path}: a folder, but not a SavedModel (no saved_model.pb).")
-    if path.suffix == ".tflite":
-        return TFLiteRunner(path, num_threads=num_threads, layout=layout)
-    if path.suffix in (".keras", ".h5"):
-        from tfyolo.models.model_io import load_any_detector
-
-        return KerasRunner(load_any_detector(path), description=str(path))
-    raise ModelError(f"{path}: unknown model type {path.suffix!r}; expected .keras, .tflite or a SavedModel folder.")

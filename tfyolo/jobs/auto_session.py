@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from tfyolo.benchmark import benchmark_tflite
+from tfyolo.data.calibration_images import load_calibration_images
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
@@ -14,15 +15,16 @@ from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_
 from tfyolo.jobs.progress import Progress, TrainingProgress
 from tfyolo.markdown import markdown_table
 from tfyolo.metadata import find_model_metadata, resolve_data
+from tfyolo.models.detector_metadata import family_of
 from tfyolo.models.model_io import load_keras_model
+from tfyolo.qat.qat_training import trainer_for
 from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
 from tfyolo.quantization.auto import QAT_CANDIDATE, Candidate, search
-from tfyolo.quantization.calibration import default_calibration_source, load_calibration_images
+from tfyolo.quantization.calibration import default_calibration_source
 from tfyolo.quantization.isolated import convert_isolated
 from tfyolo.quantization.recipe import Recipe
 from tfyolo.quantization.sensitivity import layer_sensitivity
 from tfyolo.training.train_config import QAT_FINE_TUNE, TrainConfig
-from tfyolo.training.trainer import Trainer
 
 CANDIDATE_COLUMNS = [
     ("recipe", "candidate", None),
@@ -61,6 +63,7 @@ class AutoSession:
         progress.advance()
         progress.end_stage()
         self.model_metadata = find_model_metadata(model)
+        self.family = family_of(self.model_metadata)
         self.threads = threads
         self.split = split
         self.progress = progress
@@ -116,7 +119,7 @@ class AutoSession:
             self.progress.message(
                 f"  training the QAT candidate: {self.qat_epochs} epoch(s) on the train split into {config.out}"
             )
-            Trainer(config, reporter=TrainingProgress(self.progress, "QAT")).fit()
+            trainer_for(config, reporter=TrainingProgress(self.progress, "QAT")).fit()
             self._qat_model = Path(config.out) / "last.h5"
         return self._qat_model
 
@@ -171,7 +174,7 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
     def ranked():
         progress.message("  int8 misses the budget: ranking layers by quantization error (QuantizationDebugger)")
         progress.stage("ranking layers by int8 error (QuantizationDebugger)", 1, unit="pass")
-        ranking = layer_sensitivity(session.model, session.images[:32], session.images[:8])
+        ranking = layer_sensitivity(session.model, session.images[:32], session.images[:8], session.family)
         progress.advance()
         progress.end_stage()
         return [entry["layer"] for entry in ranking[:top_layers]]

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from tfyolo.benchmark import interleaved_latency
+from tfyolo.data.calibration_images import evaluation_image_paths, load_calibration_images
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import TfyoloError
 from tfyolo.evaluation.model_evaluation import evaluate_models
@@ -13,9 +14,9 @@ from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
 from tfyolo.io_utils import atomic_write_bytes
 from tfyolo.jobs.report import INT16_NOTE, format_row
 from tfyolo.metadata import find_model_metadata, resolve_data
-from tfyolo.models.model_io import load_any_detector
+from tfyolo.qat.qat_io import load_any_detector
 from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, finalize_artifact
-from tfyolo.quantization.calibration import default_calibration_source, evaluation_image_paths, load_calibration_images
+from tfyolo.quantization.calibration import default_calibration_source
 from tfyolo.quantization.isolated import ConversionError, convert_isolated
 from tfyolo.quantization.recipes_dir import builtin_recipe_names, resolve_recipe
 from tfyolo.quantization.weight_stats import broken_promise, gzip_size, kernel_stats, promised_structure

@@ -14,7 +14,7 @@ def run_sensitivity(session, top, out):
     """Ranks the layers of `session`'s model (an `AutoSession`); measures the `top` worst kept in float; writes
     sensitivity.json, .md and .png into `out`; returns the result dict."""
     progress = session.progress
-    ranking = layer_sensitivity(session.model, session.images[:32], session.images[:8])
+    ranking = layer_sensitivity(session.model, session.images[:32], session.images[:8], session.family)
     baseline = session.measure(Recipe(name="int8", mode="int8"))
     progress.message(f"plain int8: mAP50-95 {baseline.map50_95:.4f} ({baseline.delta_map50_95:+.2f} pt)")
     for entry in ranking[:top]:

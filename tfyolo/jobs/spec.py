@@ -78,6 +78,8 @@ class JobSpec:
                 isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             ):
                 raise ConfigError(f"{field}: expected a number of mAP50-95 points, received {value!r}.")
+            if value is not None and value < 0:
+                raise ConfigError(f"{field}: a drop of at least 0 points, received {value!r} (a gain is not a drop).")
         if self.auto_max_drop is not None and self.recipes:
             raise ConfigError("recipes and auto_max_drop: give one or the other; auto chooses the recipe itself.")
         if self.auto_max_drop is not None and not self.evaluate:

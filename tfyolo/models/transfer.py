@@ -1,25 +1,7 @@
 """Transfer learning: start a detector from another one's weights, layer by layer, wherever the shapes agree."""
 
-from pathlib import Path
-
 from tfyolo.errors import ModelError
-
-# The backbone's blocks by name prefix (`--freeze backbone`): stem, the strided convolutions, the C2f stages, SPPF.
-BACKBONE_PREFIXES = ("stem_", "down", "stage", "sppf_")
-
-
-def load_source_detector(path, input_size=None):
-    """The float detector in `path`: a tfyolo .keras, or an Ultralytics .pt / .onnx imported on the fly."""
-    path = Path(path)
-    if path.suffix in (".pt", ".onnx"):
-        from tfyolo.importers.ultralytics_import import import_weights
-
-        return import_weights(path, input_size)[0]
-    if path.suffix == ".keras":
-        from tfyolo.models.model_io import load_keras_model
-
-        return load_keras_model(path)
-    raise ModelError(f"{path}: --weights takes a .keras, an Ultralytics .pt or .onnx, received {path.suffix!r}.")
+from tfyolo.models.families import LEGACY_FAMILY, model_family
 
 
 def transfer_weights(model, source):
@@ -44,12 +26,13 @@ def transfer_weights(model, source):
     return {"loaded": loaded, "kept_initial": kept}
 
 
-def freeze(model, part):
-    """Marks the layers of `part` ("backbone") untrainable; BatchNormalization then runs on its moving statistics."""
+def freeze(model, part, family=None):
+    """Marks the layers of `part` ("backbone", as the family's layer roles say; YOLOv8 when `family` is None)
+    untrainable; BatchNormalization then runs on its moving statistics. Returns their names."""
     if part != "backbone":
         raise ModelError(f"--freeze takes 'backbone', received {part!r}.")
-    frozen = [layer.name for layer in model.layers if layer.name.startswith(BACKBONE_PREFIXES) and layer.weights]
-    for layer in model.layers:
-        if layer.name in frozen:
-            layer.trainable = False
+    family = family or model_family(LEGACY_FAMILY)
+    frozen = [name for name in family.layers_in(model, part) if model.get_layer(name).weights]
+    for name in frozen:
+        model.get_layer(name).trainable = False
     return frozen

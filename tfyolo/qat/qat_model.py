@@ -5,10 +5,9 @@ import tensorflow_model_optimization as tfmot
 
 from tfyolo.compat import keras
 from tfyolo.errors import ModelError
+from tfyolo.models.families import LEGACY_FAMILY, model_family
 from tfyolo.qat.quantize_configs import quantize_scope, rule_for
 from tfyolo.training.compression import hold_centroids, preserve_scheme
-
-HEAD_PREFIX = "head"
 
 
 def is_qat_model(model):
@@ -20,14 +19,16 @@ def has_float_layers(model):
     plain = [
         layer
         for layer in model.layers
-        if type(layer).__name__ in ("Conv2D", "BatchNormalization", "Activation", "ReLU", "HardSwish")
+        if type(layer).__name__
+        in ("Conv2D", "DepthwiseConv2D", "BatchNormalization", "Activation", "ReLU", "HardSwish")
     ]
     return is_qat_model(model) and bool(plain)
 
 
-def build_qat_model(float_model, staged=False, preserve=None):
+def build_qat_model(float_model, staged=False, preserve=None, family=None):
     """Returns the QAT model: fake-quant everywhere, or (staged) everywhere but the head.
 
+    family: the model's `ModelFamily` (whose layer roles say which layers are the head); YOLOv8 when None.
     preserve: None for tfmot's default 8-bit scheme, or what `tfyolo compress` made ("prune", "cluster") for its
     structure-preserving scheme (`tfyolo.training.compression.preserve_scheme`); a cluster-preserving model has its
     centroids held (`hold_centroids`), in training and when it is rebuilt to load its saved weights alike.
@@ -38,10 +39,11 @@ def build_qat_model(float_model, staged=False, preserve=None):
     if is_qat_model(float_model):
         raise ModelError("the model is already quantization-aware; pass the float model.")
     annotate = tfmot.quantization.keras.quantize_annotate_layer
+    family = family or model_family(LEGACY_FAMILY)
 
     def clone_function(layer):
         fresh = layer.__class__.from_config(layer.get_config())
-        if staged and layer.name.startswith(HEAD_PREFIX):
+        if staged and family.section_of(layer.name) == "head":
             return fresh
         rule = rule_for(layer)
         return annotate(fresh, rule.config_class()) if rule else annotate(fresh)

@@ -8,6 +8,7 @@ import dataclasses
 
 import tensorflow_model_optimization as tfmot
 
+from tfyolo.compat import keras
 from tfyolo.models.hard_swish import HardSwish
 
 quantizers = tfmot.quantization.keras.quantizers
@@ -51,6 +52,13 @@ QUANTIZE_RULES = (
         OutputQuantizeConfig,
         "TFLite lowers the layer to its native int8 HARD_SWISH op, which takes its input's scale and needs only "
         "an output scale; without a config tfmot refuses the custom layer outright.",
+    ),
+    QuantizeRule(
+        keras.layers.Dot,
+        OutputQuantizeConfig,
+        "YOLO11's attention (q.k scores, attention.v): TFLite lowers Dot to BATCH_MATMUL, whose int8 kernel takes "
+        "both inputs at the scales their producers already carry (a Reshape of a conv output, a SOFTMAX output on "
+        "its fixed 1/256 step) and needs one output scale; tfmot's registry has no entry for Dot at all.",
     ),
 )
 

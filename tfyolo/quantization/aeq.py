@@ -9,8 +9,9 @@ run on reference kernels, not XNNPACK.
 
 import re
 
-# Input/output names of the fp32 model's serving signature (tfyolo.quantization.signature).
-SIGNATURE_KEY = "serving_default"
+from tfyolo.tflite_runtime import SIGNATURE_KEY
+
+# The input name of the fp32 model's serving signature (tfyolo.quantization.signature).
 INPUT_NAME = "images"
 
 
@@ -54,7 +55,7 @@ def quantize(fp32_content, recipe, calibration_images):
 def matched_tensor_count(content, patterns):
     """How many op outputs of the TFLite model at `content` the layer patterns select (a recipe whose patterns
     select nothing is an error, not a silent int8)."""
-    from tfyolo.quantization.tflite_inspect import read_graph
+    from tfyolo.tflite_runtime import read_graph
 
     _, ops, tensors = read_graph(content)
     pattern = re.compile(layer_regex(patterns))

@@ -1,78 +1,8 @@
-"""Representative (calibration) images: the training letterbox, drawn from training data, never the eval split."""
+"""Where calibration images come from when a conversion names none."""
 
-import hashlib
 from pathlib import Path
 
-import numpy as np
-
-from tfyolo.data.detection_dataset import IMAGE_EXTENSIONS, DetectionDataset
-from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
 from tfyolo.errors import DataError
-
-
-def calibration_paths(source):
-    """Image paths of a calibration source: a folder of images, or a data.yaml (its *train* split)."""
-    source = Path(source)
-    if source.is_dir():
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-        if not paths:
-            raise DataError(f"{source}: no images ({sorted(IMAGE_EXTENSIONS)}) to calibrate with.")
-        return paths, f"folder {source}"
-    if source.suffix in (".yaml", ".yml"):
-        dataset = DetectionDataset.from_data_yaml(source, "train")
-        return [sample.image_path for sample in dataset.samples], f"{source} [train]"
-    raise DataError(f"{source}: calibration source must be an image folder or a data.yaml.")
-
-
-def _file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def overlapping_images(candidates, evaluation_images):
-    """The `candidates` whose bytes equal an evaluation image's: a copy or a link is the same image.
-
-    Only files of equal size are hashed, so a large evaluation split costs a stat per file."""
-    sizes = {}
-    for path in evaluation_images:
-        sizes.setdefault(Path(path).stat().st_size, []).append(path)
-    candidate_sizes = {path: Path(path).stat().st_size for path in candidates}
-    evaluated = {_file_sha256(p) for size in set(candidate_sizes.values()) & sizes.keys() for p in sizes[size]}
-    return [path for path, size in candidate_sizes.items() if size in sizes and _file_sha256(path) in evaluated]
-
-
-def load_calibration_images(source, input_size, count, seed=0, evaluation_images=(), force=False):
-    """Returns (float32 (N, S, S, 3) inputs, summary dict).
-
-    Draws `count` images (all if fewer) with `seed`. Refuses images whose content equals an evaluated image's
-    unless `force`: a model calibrated on its test images reports a flattering mAP.
-    """
-    paths, description = calibration_paths(source)
-    overlap = overlapping_images(paths, evaluation_images)
-    if overlap and not force:
-        raise DataError(
-            f"{description}: {len(overlap)} calibration image(s) have the same content as evaluation images "
-            f"(e.g. {overlap[0]}). Calibrate on training images, or pass --force-calibration-overlap to accept it."
-        )
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(paths), size=min(count, len(paths)), replace=False).tolist())
-    images, digest = [], hashlib.sha256()
-    for index in chosen:
-        boxed, _ = letterbox(read_image_rgb(paths[index]), input_size)
-        images.append(boxed)
-        digest.update(Path(paths[index]).name.encode())
-    summary = {
-        "source": description,
-        "images_available": len(paths),
-        "images_used": len(chosen),
-        "seed": seed,
-        "names_sha256": digest.hexdigest(),
-        "overlap_with_evaluation": len(overlap),
-    }
-    return to_model_input(np.stack(images)), summary
 
 
 def default_calibration_source(model_path, model_metadata, data=None):
@@ -106,10 +36,3 @@ def default_calibration_source(model_path, model_metadata, data=None):
         f"the built-in synthetic set {DEFAULT_CALIBRATION}, because the model names no dataset and no evaluation "
         "data was given; for a real model pass --calibration with its own training images"
     )
-
-
-def evaluation_image_paths(data_yaml, split="val"):
-    """Image paths of `split` of `data_yaml`, the images no calibration set may contain; [] for no data."""
-    if not data_yaml:
-        return []
-    return [sample.image_path for sample in DetectionDataset.from_data_yaml(data_yaml, split).samples]

@@ -30,7 +30,7 @@ def _convert_in_child(model_path, recipe_values, calibration_path, output_path, 
     # TFLiteConverter warns that int8 inputs have no statistics: they come from the representative dataset.
     warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
     try:
-        from tfyolo.models.model_io import load_any_detector
+        from tfyolo.qat.qat_io import load_any_detector
         from tfyolo.quantization.converter import convert
         from tfyolo.quantization.recipe import Recipe
 
@@ -87,7 +87,7 @@ def check_artifact(model_content, recipe, allow_float=False):
     """Inspects the converted model; raises if a full-integer recipe left float compute in the graph.
 
     allow_float: the model itself keeps layers in float on purpose (staged QAT)."""
-    from tfyolo.quantization.tflite_inspect import inspect_tflite
+    from tfyolo.tflite_runtime import inspect_tflite
 
     inspection = inspect_tflite(model_content)
     inspection["full_integer"] = not inspection["float_compute_ops"]

@@ -20,7 +20,7 @@ def _components(tensor_name):
 
 def matching_nodes(quantized_bytes, patterns):
     """Output tensor names of the ops in `quantized_bytes` whose names contain a layer matching a pattern."""
-    from tfyolo.quantization.tflite_inspect import make_interpreter
+    from tfyolo.tflite_runtime import make_interpreter
 
     interpreter = make_interpreter(model_content=quantized_bytes, xnnpack=False)
     tensors = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}

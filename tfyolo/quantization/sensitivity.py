@@ -11,14 +11,9 @@ import tempfile
 from pathlib import Path
 
 from tfyolo.compat import tf
+from tfyolo.models.families import LEGACY_FAMILY, model_family
 from tfyolo.quantization.converter import make_converter, representative_dataset
 from tfyolo.quantization.recipe import Recipe
-
-SECTIONS = (("head", "head"), ("neck_", "neck"), ("", "backbone"))
-
-
-def section_of(layer_name):
-    return next(section for prefix, section in SECTIONS if layer_name.startswith(prefix))
 
 
 def keras_layer_for(tensor_name, layer_names):
@@ -35,8 +30,10 @@ def keras_layer_for(tensor_name, layer_names):
     return None
 
 
-def layer_sensitivity(model, calibration_images, debug_images=None):
-    """Returns [{"layer", "section", "op", "tensor", "rmse_over_scale", ...}] sorted worst first."""
+def layer_sensitivity(model, calibration_images, debug_images=None, family=None):
+    """Returns [{"layer", "section", "op", "tensor", "rmse_over_scale", ...}] sorted worst first; the sections are
+    the layer roles of `family` (a ModelFamily; YOLOv8 when None)."""
+    family = family or model_family(LEGACY_FAMILY)
     recipe = Recipe(name="int8_debug", mode="int8")
     converter, _ = make_converter(model, recipe, representative_dataset(calibration_images))
     debug_data = representative_dataset(debug_images if debug_images is not None else calibration_images)
@@ -59,7 +56,7 @@ def layer_sensitivity(model, calibration_images, debug_images=None):
             continue
         entry = {
             "layer": layer,
-            "section": section_of(layer),
+            "section": family.section_of(layer),
             "op": row["op_name"],
             "tensor": row["tensor_name"],
             "rmse_over_scale": ratio,

@@ -7,8 +7,7 @@ TensorFlow's own object API: the tensors are renamed and the signature maps each
 """
 
 from tfyolo.errors import ModelError
-
-SIGNATURE_KEY = "serving_default"
+from tfyolo.tflite_runtime import SIGNATURE_KEY
 
 
 def output_names(concrete_function):
@@ -57,9 +56,3 @@ def add_signature(model_content, outputs, input_name):
         )
     ]
     return flatbuffer_utils.convert_object_to_bytearray(model)
-
-
-def signature_outputs(interpreter):
-    """{output key: tensor index} of the model's `serving_default` signature, or {} when it has none."""
-    signatures = interpreter._get_full_signature_list()
-    return dict(signatures.get(SIGNATURE_KEY, {}).get("outputs", {}))

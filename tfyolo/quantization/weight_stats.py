@@ -5,7 +5,7 @@ import gzip
 
 import numpy as np
 
-from tfyolo.quantization.tflite_inspect import read_graph
+from tfyolo.tflite_runtime import read_graph
 
 CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 

@@ -9,6 +9,7 @@ from typing import Optional
 from tfyolo.config import PLAIN_NAME
 from tfyolo.errors import TfyoloError, one_line
 from tfyolo.jobs.spec import KINDS, JobSpec
+from tfyolo.metadata import read_model_file_metadata, replace_model_file_metadata
 from tfyolo.models.model_file_check import check_model_config
 from tfyolo.quantization.recipes_dir import builtin_recipe_names
 from tfyolo.service.redaction import Redactor
@@ -45,6 +46,17 @@ class Submission:
     data_dataset: Optional[str] = None
     threads: int = 2
     bundle: bool = True
+
+
+# Keys of a model's own metadata that name files: on the machine that saved it, its dataset and its float model;
+# in an upload, whatever paths its sender chose, which the worker would open on the server.
+PATH_KEYS = ("data", "qat_from")
+
+
+def _drop_paths_from_metadata(stored):
+    metadata = read_model_file_metadata(stored)
+    if metadata and any(metadata.get(key) for key in PATH_KEYS):
+        replace_model_file_metadata(stored, {key: value for key, value in metadata.items() if key not in PATH_KEYS})
 
 
 def _shown(value):
@@ -111,6 +123,7 @@ def _prepare(config, submission, model, calibration, uploads):
         # Read as JSON, never deserialized: a Lambda (or any object tfyolo does not build) is refused here, before
         # the job is queued, and again by the worker's loader.
         check_model_config(stored)
+        _drop_paths_from_metadata(stored)
     values = {"model": MODEL_UPLOADS[found], "kind": kind, "threads": submission.threads}
     recipes = tuple(name.strip() for value in submission.recipes for name in value.split(",") if name.strip())
     if recipes and (kind != "convert" or submission.auto):

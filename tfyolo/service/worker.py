@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from tfyolo.errors import ModelError, one_line
-from tfyolo.io_utils import atomic_write_json
 from tfyolo.jobs.progress import JobCancelled, Progress
 from tfyolo.jobs.spec import JobSpec
 from tfyolo.processes import describe_exit, stop_process_group
@@ -87,15 +86,13 @@ def registered_dataset(data_dir, name):
 def import_upload(values, folder, progress):
     """A .pt checkpoint or .onnx export is imported first (the .pt through the restricted unpickler only)."""
     from tfyolo.importers.ultralytics_import import import_weights
-    from tfyolo.models.model_io import METADATA_NAME, save_model_atomic
+    from tfyolo.models.model_io import save_model_atomic
 
     source = Path(values["model"])
     progress.stage(f"importing {source.name}", 1, unit="model")
     model, metadata = import_weights(source)
     target = folder / WORK_FOLDER / "imported" / (source.stem + ".keras")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    save_model_atomic(model, target)
-    atomic_write_json(target.parent / METADATA_NAME, metadata)
+    save_model_atomic(model, target, metadata)
     progress.advance()
     progress.end_stage()
     return dict(values, model=str(target))

@@ -1,8 +1,9 @@
 import dataclasses
 from typing import Optional
 
-from tfyolo.config import ACTIVATION_NAMES, SCALES, strict_fields
+from tfyolo.config import ACTIVATION_NAMES, strict_fields
 from tfyolo.errors import ConfigError
+from tfyolo.models.families import FAMILIES
 
 OPTIMIZERS = ("auto", "adamw", "sgd")
 SCHEDULES = ("cosine", "linear")
@@ -27,6 +28,7 @@ class TrainConfig:
 
     data: str
     out: str
+    family: str = "yolov8"
     scale: str = "n"
     activation: str = "silu"
     imgsz: int = 320
@@ -68,8 +70,10 @@ class TrainConfig:
     qat_preserve: Optional[str] = None
 
     def __post_init__(self):
+        scales = FAMILIES[self.family].scales if self.family in FAMILIES else {}
         checks = [
-            (self.scale in SCALES, f"scale must be one of {sorted(SCALES)}, received {self.scale!r}"),
+            (self.family in FAMILIES, f"family must be one of {sorted(FAMILIES)}, received {self.family!r}"),
+            (self.scale in scales, f"scale must be one of {sorted(scales)}, received {self.scale!r}"),
             (
                 self.activation in ACTIVATION_NAMES,
                 f"activation must be one of {ACTIVATION_NAMES}, received {self.activation!r}",

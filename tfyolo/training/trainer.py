@@ -10,7 +10,6 @@ import numpy as np
 
 import tfyolo
 from tfyolo.compat import keras, tf
-from tfyolo.config import ModelConfig
 from tfyolo.data.augment import AugmentConfig
 from tfyolo.data.detection_dataset import DetectionDataset, label_path_for
 from tfyolo.data.pipeline import training_dataset
@@ -19,7 +18,10 @@ from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.runners import KerasRunner
 from tfyolo.io_utils import atomic_write_json
 from tfyolo.losses.yolo_loss import YOLOLoss
-from tfyolo.models.model_io import METADATA_NAME, save_model_atomic
+from tfyolo.metadata import read_model_file_metadata
+from tfyolo.models.detector_metadata import config_from_metadata, detector_metadata
+from tfyolo.models.model_config import ModelConfig
+from tfyolo.models.model_io import save_model_atomic
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT, build_yolo_detector
 from tfyolo.training import compression
 from tfyolo.training.model_ema import ModelEMA, warmup_and_decay
@@ -98,30 +100,39 @@ def select_strategy(name):
 
 
 class Trainer:
-    """Trains a detector per `TrainConfig`, writing checkpoints, last/best.keras and metadata into `config.out`.
+    """Trains a detector per `TrainConfig`, writing checkpoints, last/best.keras (their metadata inside) and
+    history.json into `config.out`.
 
     A killed run restarts from its last completed epoch with `Trainer(TrainConfig.from_dict(saved)).fit()`;
     every epoch's data order and augmentation come from (seed, epoch), so the resumed run sees the same data.
+
+    models: what the run trains, when it is not a fresh float detector: an object with `model_config` (the
+        ModelConfig), `suffix` (".h5" for QAT), `details` (a dict recorded in the saved metadata) and
+        `build(reporter) -> (model, ema_model)`. Quantization-aware training passes one
+        (`tfyolo.qat.qat_training.QATModels`): this module knows nothing of tfmot's wrappers.
     """
 
-    def __init__(self, config: TrainConfig, reporter=None):
+    def __init__(self, config: TrainConfig, reporter=None, models=None):
         self.config = config
         self.reporter = reporter or SilentReporter()
         self.out = Path(config.out)
         self.train_data = self._checked(DetectionDataset.from_data_yaml(config.data, "train"))
         self.val_data = self._checked(DetectionDataset.from_data_yaml(config.data, "val"))
-        self.float_model = None
+        if config.qat_from and models is None:
+            raise ConfigError("a QAT run (qat_from) trains through tfyolo.qat.qat_training.trainer_for.")
+        self.models = models
         self.source_model = None
-        if config.qat_from:
-            self.float_model, self.model_config = self._load_float_for_qat()
+        if models is not None:
+            self.model_config = models.model_config
         else:
             self.model_config = ModelConfig(
                 num_classes=self.train_data.num_classes,
+                family=config.family,
                 scale=config.scale,
                 activation=config.activation,
                 input_size=config.imgsz,
             )
-        if config.init_weights and not config.qat_from:
+        if config.init_weights and models is None:
             self.source_model, self.model_config = self._load_source(self.model_config)
         self.max_boxes = config.max_boxes or max(1, self.train_data.max_boxes_per_image * (4 if config.mosaic else 1))
 
@@ -160,88 +171,56 @@ class Trainer:
         return dataset
 
     def _load_source(self, model_config):
-        """The --weights model, and the config to build: its scale and padding (what its weights were made for),
-        this run's classes, input size and activation (activations carry no weights)."""
-        from tfyolo.models.resize import infer_model_config
-        from tfyolo.models.transfer import load_source_detector
+        """The --weights model, and the config to build: its family, scale and padding (what its weights were made
+        for), this run's classes, input size and activation (activations carry no weights)."""
+        from tfyolo.importers.source_detector import load_source_detector
 
-        source = load_source_detector(self.config.init_weights, self.config.imgsz)
-        source_config = infer_model_config(source)
-        if source_config.scale != model_config.scale:
+        source, metadata = load_source_detector(self.config.init_weights, self.config.imgsz)
+        source_config = config_from_metadata(metadata, self.config.init_weights)
+        made_for = (source_config.family, source_config.scale)
+        if made_for != (model_config.family, model_config.scale):
             self.reporter.message(
-                f"--weights {self.config.init_weights} is a {source_config.scale} model: training that scale, "
-                f"not {model_config.scale}."
+                f"--weights {self.config.init_weights} is a {' '.join(made_for)} model: training that, not "
+                f"{model_config.family} {model_config.scale}."
             )
-        return source, model_config.replace(scale=source_config.scale, padding=source_config.padding)
-
-    def _load_float_for_qat(self):
-        from tfyolo.models.model_io import load_keras_model
-        from tfyolo.models.resize import infer_model_config
-
-        float_model = load_keras_model(self.config.qat_from)
-        model_config = infer_model_config(float_model)
-        if model_config.num_classes != self.train_data.num_classes:
-            raise ConfigError(
-                f"{self.config.qat_from} predicts {model_config.num_classes} classes but {self.config.data} has "
-                f"{self.train_data.num_classes}."
-            )
-        if model_config.input_size != self.config.imgsz:
-            raise ConfigError(
-                f"{self.config.qat_from} takes {model_config.input_size}px inputs; QAT must use the same "
-                f"--imgsz, received {self.config.imgsz}."
-            )
-        return float_model, model_config
+        built = model_config.replace(
+            family=source_config.family, scale=source_config.scale, padding=source_config.padding
+        )
+        return source, built
 
     def _build_models(self):
-        """(model, EMA model): fresh float detectors, or QAT wrappers of the float model with seeded ranges."""
-        if not self.config.qat_from:
-            model = build_yolo_detector(self.model_config)
-            ema_model = build_yolo_detector(self.model_config, name="yolo_detector_ema")
-            if self.source_model is not None:
-                from tfyolo.models.transfer import transfer_weights
+        """(model, EMA model): fresh float detectors (from --weights where given), or what `models` builds."""
+        if self.models is not None:
+            return self.models.build(self.reporter)
+        model = build_yolo_detector(self.model_config)
+        ema_model = build_yolo_detector(self.model_config, name="yolo_detector_ema")
+        if self.source_model is not None:
+            from tfyolo.models.transfer import transfer_weights
 
-                transferred = transfer_weights(model, self.source_model)
-                kept = transferred["kept_initial"]
+            transferred = transfer_weights(model, self.source_model)
+            kept = transferred["kept_initial"]
+            self.reporter.message(
+                f"--weights {self.config.init_weights}: {len(transferred['loaded'])} layers loaded"
+                + (f"; freshly initialized (shapes differ, e.g. another class count): {kept}" if kept else "")
+            )
+            if not kept and self.config.lr0 is None:
+                # bench-finetune: Ultralytics' PennFudan model restarted at the auto rate fell from 0.4465 to
+                # 0.014 mAP50-95 after one epoch and ended at 0.434; at a tenth of it, 0.455.
                 self.reporter.message(
-                    f"--weights {self.config.init_weights}: {len(transferred['loaded'])} layers loaded"
-                    + (f"; freshly initialized (shapes differ, e.g. another class count): {kept}" if kept else "")
+                    "  every layer came from --weights: if that model already converged on this data, the auto "
+                    "learning rate knocks it back before it recovers; a tenth of it (--lr0) keeps it."
                 )
-                if not kept and self.config.lr0 is None:
-                    # bench-finetune: Ultralytics' PennFudan model restarted at the auto rate fell from 0.4465 to
-                    # 0.014 mAP50-95 after one epoch and ended at 0.434; at a tenth of it, 0.455.
-                    self.reporter.message(
-                        "  every layer came from --weights: if that model already converged on this data, the auto "
-                        "learning rate knocks it back before it recovers; a tenth of it (--lr0) keeps it."
-                    )
-            if self.config.freeze:
-                from tfyolo.models.transfer import freeze
+        if self.config.freeze:
+            from tfyolo.models.transfer import freeze
 
-                # The EMA copy is frozen alike, so that its weights stay in the same order as the model's.
-                frozen = freeze(model, self.config.freeze)
-                freeze(ema_model, self.config.freeze)
-                self.reporter.message(f"--freeze {self.config.freeze}: {len(frozen)} layers are not trained.")
-            if self.config.compress:
-                model, ema_model = self._wrap_for_compression(model, ema_model)
-            return model, ema_model
-        from tfyolo.qat.qat_model import build_qat_model, seed_quantization_ranges
-        from tfyolo.quantization.calibration import load_calibration_images
-
-        if self.config.qat_preserve == "cluster":
-            # CQAT learns with one int8 grid per layer; the float model on disk (and its PTQ) keeps its palette.
-            compression.one_grid_per_layer(self.float_model)
-
-        def build():
-            return build_qat_model(self.float_model, staged=self.config.qat_staged, preserve=self.config.qat_preserve)
-
-        model = build()
-        images, summary = load_calibration_images(
-            self.config.data, self.config.imgsz, self.config.qat_calibration_images, seed=self.config.seed
-        )
-        count = seed_quantization_ranges(model, self.float_model, images)
-        self.reporter.message(
-            f"QAT: seeded {count} fake-quant ranges from {summary['images_used']} images of {summary['source']}."
-        )
-        return model, build()
+            # The EMA copy is frozen alike, so that its weights stay in the same order as the model's.
+            family = self.model_config.model_family
+            frozen = freeze(model, self.config.freeze, family)
+            freeze(ema_model, self.config.freeze, family)
+            self.reporter.message(f"--freeze {self.config.freeze}: {len(frozen)} layers are not trained.")
+        if self.config.compress:
+            model, ema_model = self._wrap_for_compression(model, ema_model)
+        return model, ema_model
 
     def _wrap_for_compression(self, model, ema_model):
         config = self.config
@@ -378,7 +357,8 @@ class Trainer:
         history = [row for row in history if row["epoch"] <= start_epoch]
         if start_epoch >= config.epochs:
             self.reporter.message(f"{self.out}: all {config.epochs} epochs are done already.")
-        previous = json.loads((self.out / METADATA_NAME).read_text()) if (self.out / METADATA_NAME).is_file() else {}
+        suffix = self.models.suffix if self.models is not None else ".keras"  # see save_model_atomic for .h5
+        previous = (read_model_file_metadata(self.out / f"best{suffix}") if start_epoch else None) or {}
         best_epoch, best_metrics = previous.get("best_epoch"), previous.get("val_metrics")
         for epoch in range(start_epoch, config.epochs):
             use_mosaic = config.mosaic > 0 and epoch < config.epochs - config.close_mosaic
@@ -453,15 +433,13 @@ class Trainer:
             export = ema_model if config.ema else model
             if config.compress:
                 export = compression.strip(export, config.compress)
-            suffix = ".h5" if config.qat_from else ".keras"  # see save_model_atomic for why QAT uses HDF5
-            save_model_atomic(export, self.out / f"last{suffix}")
             if improved:
-                save_model_atomic(export, self.out / f"best{suffix}")
                 best_epoch, best_metrics = epoch + 1, metrics
-            elif best_metrics is None:
+            save_model_atomic(export, self.out / f"last{suffix}", self._metadata(epoch + 1, metrics, best_epoch))
+            if improved or best_metrics is None:
                 # Nothing validated yet (val_interval): best follows last until a validated epoch says otherwise.
-                save_model_atomic(export, self.out / f"best{suffix}")
-            self._write_metadata(best_epoch, best_metrics)
+                metadata = self._metadata(best_epoch or epoch + 1, best_metrics, best_epoch)
+                save_model_atomic(export, self.out / f"best{suffix}", metadata)
             atomic_write_json(history_path, history)
             # The checkpoint goes last: a crash before it replays this epoch, never skips it.
             manager.save(checkpoint_number=epoch + 1)
@@ -470,29 +448,25 @@ class Trainer:
         writer.flush()
         return history
 
-    def _write_metadata(self, epoch, metrics):
-        metadata = {
-            "format": "tfyolo-detector",
-            "names": list(self.train_data.names),
-            "imgsz": self.model_config.input_size,
-            "strides": list(self.model_config.strides),
-            "reg_max": self.model_config.reg_max,
-            "model": self.model_config.to_dict(),
-            "data": str(Path(self.config.data).resolve()),
-            "data_sha256": dataset_fingerprint(self.train_data, self.val_data),
-            "train_args": self.config.to_dict(),
-            "best_epoch": epoch,  # None until an epoch has been validated
-            "qat": bool(self.config.qat_from),
-            "qat_staged": bool(self.config.qat_from and self.config.qat_staged),
-            "qat_from": self.config.qat_from and str(Path(self.config.qat_from).resolve()),
-            "qat_preserve": self.config.qat_preserve,
-            "compress": self.config.compress
-            and {"method": self.config.compress, "clusters": self.config.clusters, "sparsity": self.config.sparsity},
-            "val_metrics": metrics
+    def _metadata(self, epoch, metrics, best_epoch):
+        """The metadata saved inside a model file of this run: its weights are from `epoch`, which scored
+        `metrics` (None: not validated); `best_epoch` is the run's best validated epoch so far (None: none yet)."""
+        config = self.config
+        return detector_metadata(
+            self.model_config,
+            self.train_data.names,
+            data=str(Path(config.data).resolve()),
+            data_sha256=dataset_fingerprint(self.train_data, self.val_data),
+            train_args=config.to_dict(),
+            epoch=epoch,
+            best_epoch=best_epoch,
+            compress=config.compress
+            and {"method": config.compress, "clusters": config.clusters, "sparsity": config.sparsity},
+            val_metrics=metrics
             and {key: metrics[key] for key in ("map50_95", "map50", "map75", "precision", "recall")},
-            "versions": {"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
-        }
-        atomic_write_json(self.out / METADATA_NAME, metadata)
+            versions={"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
+            **(self.models.details if self.models is not None else {"qat": False}),
+        )
 
 
 def best_validated(history):

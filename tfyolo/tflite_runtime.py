@@ -1,4 +1,6 @@
-"""What a .tflite really holds: ops and tensors by type, so an "int8" artifact is proven integer-only."""
+"""Reading a .tflite with the LiteRT interpreter: making one, what the file holds (ops and tensors by type, so an "int8"
+artifact is proven integer-only) and its `serving_default` signature. Evaluation, benchmarks, conversion checks and
+bundles all read models through here."""
 
 import collections
 
@@ -6,6 +8,7 @@ import numpy as np
 
 # Ops that only move data between float and integer domains at the model boundary, or carry no arithmetic.
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+SIGNATURE_KEY = "serving_default"
 INTEGER_TYPES = {np.dtype("int8"), np.dtype("uint8"), np.dtype("int16"), np.dtype("int32"), np.dtype("int64")}
 
 
@@ -49,3 +52,9 @@ def inspect_tflite(model_content):
         "float_compute_ops": float_compute,
         "num_ops": len(ops),
     }
+
+
+def signature_outputs(interpreter):
+    """{output key: tensor index} of the model's `serving_default` signature, or {} when it has none."""
+    signatures = interpreter._get_full_signature_list()
+    return dict(signatures.get(SIGNATURE_KEY, {}).get("outputs", {}))

@@ -1,0 +1,215 @@
+"""What an Ultralytics detection file holds, read without PyTorch: its tensors by state-dict name, its modules by
+index, each Conv's activation and BatchNorm epsilon, class names and training size. One reader for the `.pt`
+checkpoint (through the restricted unpickler) and one for the `.onnx` export."""
+
+import ast
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Mapping, Optional
+
+from tfyolo.errors import ModelError
+from tfyolo.importers.ultralytics_checkpoint import ModuleRecord, read_checkpoint
+
+# torch activation module -> tfyolo activation name (None: no activation, `act=False`).
+TORCH_ACTIVATIONS = {
+    "torch.nn.modules.activation.SiLU": "silu",
+    "torch.nn.modules.activation.ReLU": "relu",
+    "torch.nn.modules.activation.ReLU6": "relu6",
+    "torch.nn.modules.activation.Hardswish": "hard_swish",
+    "torch.nn.modules.linear.Identity": None,
+}
+CONV_TYPES = ("ultralytics.nn.modules.conv.Conv", "ultralytics.nn.modules.conv.DWConv")
+
+
+@dataclasses.dataclass(frozen=True)
+class UltralyticsSource:
+    """An Ultralytics detector's contents.
+
+    Args:
+        path: Path of the file.
+        format: "ultralytics checkpoint" (.pt) or "ultralytics onnx export".
+        state: {state-dict name: numpy array}.
+        fused: bool. BatchNorm is folded into each convolution (ONNX): kernels carry a bias, no bn.* tensors.
+        modules: {index: short module type ("Conv", "C3k2", "Detect", ...)}, or None where the file does not say
+            (ONNX keeps tensor names, not module types).
+        activations: {Conv prefix ("model.9.cv1"): activation name or None}, read from the file itself.
+        batch_norm_eps: {Conv prefix: the BatchNorm's epsilon} (a checkpoint records it; an export folded it).
+        names: list of class names, or None.
+        imgsz: int or None. The training input size.
+        version: str or None. The Ultralytics version that wrote it.
+    """
+
+    path: Path
+    format: str
+    state: Mapping
+    fused: bool
+    modules: Optional[Mapping[int, str]]
+    activations: Mapping[str, Optional[str]]
+    batch_norm_eps: Mapping[str, float]
+    names: Optional[list]
+    imgsz: Optional[int]
+    version: Optional[str]
+
+    @property
+    def module_indices(self):
+        """The module indices that hold tensors, in order."""
+        return sorted({int(name.split(".")[1]) for name in self.state if name.startswith("model.")})
+
+    def has(self, name):
+        return name in self.state
+
+    def provenance(self):
+        return {
+            "kind": "ultralytics import",
+            "path": str(self.path),
+            "sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
+            "format": self.format,
+            "ultralytics_version": self.version,
+        }
+
+
+def read_source(path):
+    """The UltralyticsSource of a `.pt` checkpoint or `.onnx` export."""
+    path = Path(path)
+    readers = {".pt": _from_checkpoint, ".onnx": _from_onnx}
+    if path.suffix not in readers:
+        raise ModelError(f"{path}: expected an Ultralytics .pt checkpoint or .onnx export, received {path.suffix!r}.")
+    return readers[path.suffix](path)
+
+
+def _short_type(type_name):
+    return type_name.rsplit(".", 1)[-1]
+
+
+def _conv_records(record, prefix):
+    """(prefix, Conv record) of every Ultralytics Conv / DWConv below `record`."""
+    for name, child in record.children().items():
+        if not isinstance(child, ModuleRecord):
+            continue
+        here = f"{prefix}.{name}"
+        if child.type_name in CONV_TYPES:
+            yield here, child
+        yield from _conv_records(child, here)
+
+
+def _from_checkpoint(path):
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict) or not (checkpoint.get("ema") or checkpoint.get("model")):
+        raise ModelError(f"{path}: holds no model (expected an Ultralytics checkpoint dict with 'model' or 'ema').")
+    record = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones Ultralytics validates
+    if not getattr(record, "type_name", "").endswith("DetectionModel"):
+        found = getattr(record, "type_name", type(record).__name__)
+        raise ModelError(f"{path}: holds a {found}, not a detection model.")
+    layers = record.children().get("model")
+    if not isinstance(layers, ModuleRecord):
+        raise ModelError(f"{path}: its model has no layer list.")
+    modules, activations, epsilons = {}, {}, {}
+    for index, layer in layers.children().items():
+        if not (isinstance(layer, ModuleRecord) and str(index).isdigit()):
+            raise ModelError(f"{path}: its layer list holds {index!r}, not a module.")
+        modules[int(index)] = _short_type(layer.type_name)
+        convs = list(_conv_records(layer, f"model.{index}"))
+        if layer.type_name in CONV_TYPES:
+            convs.insert(0, (f"model.{index}", layer))
+        for prefix, conv in convs:
+            activation = conv.children().get("act")
+            kind = getattr(activation, "type_name", None)
+            if kind not in TORCH_ACTIVATIONS:
+                raise ModelError(f"{path}: {prefix} uses activation {kind}; tfyolo builds {sorted(TORCH_ACTIVATIONS)}.")
+            activations[prefix] = TORCH_ACTIVATIONS[kind]
+            batch_norm = conv.children().get("bn")
+            epsilon = getattr(batch_norm, "eps", None)
+            if isinstance(epsilon, float):
+                epsilons[prefix] = epsilon
+    names = record.__dict__.get("names")
+    names = list(names) if isinstance(names, (list, tuple)) else [names[i] for i in range(len(names or {}))]
+    imgsz = (checkpoint.get("train_args") or {}).get("imgsz")
+    return UltralyticsSource(
+        path=path,
+        format="ultralytics checkpoint",
+        state=record.state_dict(),
+        fused=False,
+        modules=modules,
+        activations=activations,
+        batch_norm_eps=epsilons,
+        names=names or None,
+        imgsz=imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz,
+        version=checkpoint.get("version"),
+    )
+
+
+def _onnx_activations(graph):
+    """{Conv prefix: activation} from an export's graph: what consumes each `model.*.conv.weight` convolution's output
+    (Sigmoid and Mul: SiLU; Relu; Clip 0..6: ReLU6; HardSwish; nothing of these: no activation)."""
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    activations = {}
+    for node in graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2 or not node.input[1].endswith(".conv.weight"):
+            continue
+        output = node.output[0]
+        after = {consumer.op_type: consumer for consumer in consumers.get(output, [])}
+        if "Sigmoid" in after and any(
+            output in mul.input and after["Sigmoid"].output[0] in mul.input
+            for mul in consumers.get(after["Sigmoid"].output[0], [])
+            if mul.op_type == "Mul"
+        ):
+            activation = "silu"
+        else:
+            activation = next(
+                (
+                    name
+                    for op, name in (("Relu", "relu"), ("Clip", "relu6"), ("HardSwish", "hard_swish"))
+                    if op in after
+                ),
+                None,
+            )
+        activations[node.input[1][: -len(".conv.weight")]] = activation
+    return activations
+
+
+def _from_onnx(path):
+    """An Ultralytics ONNX export: initializers keep the module names (`model.2.cv1.conv.weight`), BatchNorm is
+    folded into each convolution's bias, and the class names and imgsz are in the metadata properties."""
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise ModelError(f"{path}: importing ONNX needs the onnx package.")
+    try:
+        graph_model = onnx.load(str(path))
+    except Exception as error:  # onnx raises protobuf's DecodeError, ValueError or its own errors for a bad file
+        raise ModelError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error}).")
+    properties = {prop.key: prop.value for prop in graph_model.metadata_props}
+    if properties.get("task", "detect") != "detect":
+        raise ModelError(f"{path}: an Ultralytics {properties['task']} model; only detection is supported.")
+    # Weights keep their module names; the other initializers are graph constants (anchor grids, shapes).
+    state = {
+        item.name: numpy_helper.to_array(item)
+        for item in graph_model.graph.initializer
+        if item.name.startswith("model.")
+    }
+    if "model.0.conv.weight" not in state:
+        raise ModelError(f"{path}: no Ultralytics module names among its initializers; not an Ultralytics export.")
+    try:
+        names = ast.literal_eval(properties["names"]) if "names" in properties else None
+        imgsz = ast.literal_eval(properties["imgsz"]) if "imgsz" in properties else None
+    except (ValueError, SyntaxError):
+        raise ModelError(f"{path}: its metadata's names / imgsz are not Python literals, as Ultralytics writes them.")
+    if isinstance(names, dict):
+        names = [names[index] for index in range(len(names))]
+    return UltralyticsSource(
+        path=path,
+        format="ultralytics onnx export",
+        state=state,
+        fused=True,
+        modules=None,
+        activations=_onnx_activations(graph_model.graph),
+        batch_norm_eps={},
+        names=names,
+        imgsz=imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz,
+        version=properties.get("version"),
+    )

@@ -1,0 +1,39 @@
+"""A runner for whatever model file a user points at: a .tflite, a SavedModel folder, a float or QAT Keras model,
+optionally rebuilt at another input size."""
+
+from pathlib import Path
+
+from tfyolo.errors import ModelError
+from tfyolo.evaluation.runners import KerasRunner, SavedModelRunner, TFLiteRunner
+from tfyolo.models.detector_metadata import detector_config
+from tfyolo.models.resize import resize_detector
+from tfyolo.qat.qat_io import load_any_detector
+
+
+def open_runner(path, num_threads=2, layout="auto", input_size=None):
+    """The runner of `path`, chosen by what it is; `input_size` rebuilds a Keras model at that size (its metadata
+    says what to rebuild); a converted model's size is fixed."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"{path}: model not found.")
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise ModelError(f"{path}: a folder, but not a SavedModel (no saved_model.pb).")
+        runner = SavedModelRunner(path)
+    elif path.suffix == ".tflite":
+        runner = TFLiteRunner(path, num_threads=num_threads, layout=layout)
+    elif path.suffix in (".keras", ".h5"):
+        runner = KerasRunner(load_any_detector(path), description=str(path))
+    else:
+        raise ModelError(
+            f"{path}: unknown model type {path.suffix!r}; expected .keras, .tflite or a SavedModel folder."
+        )
+    if input_size is None or input_size == runner.input_size:
+        return runner
+    if type(runner) is KerasRunner:
+        resized = resize_detector(runner.model, detector_config(path), input_size)
+        return KerasRunner(resized, description=f"{path} @ {input_size}px")
+    raise ModelError(
+        f"{path}: this model takes {runner.input_size}x{runner.input_size} inputs; --imgsz {input_size} does not fit "
+        "(a converted model's input size is fixed; convert again at that size)."
+    )

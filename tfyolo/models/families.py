@@ -1,0 +1,16 @@
+"""The model families tfyolo builds, imports and quantizes, by name. Data only (no TensorFlow): the builders are
+dispatched by `tfyolo.models.yolo_detector.build_yolo_detector`."""
+
+from tfyolo.errors import ConfigError
+from tfyolo.models.yolo11.yolo11_presets import YOLO11
+from tfyolo.models.yolov8.yolov8_presets import YOLOV8
+
+FAMILIES = {family.name: family for family in (YOLOV8, YOLO11)}
+# A model saved before families existed (its metadata names none) is a YOLOv8.
+LEGACY_FAMILY = "yolov8"
+
+
+def model_family(name):
+    if name not in FAMILIES:
+        raise ConfigError(f"family must be one of {sorted(FAMILIES)}, received {name!r}.")
+    return FAMILIES[name]

@@ -1,0 +1,83 @@
+"""What defines a detector's architecture: a typed, frozen record, validated once when built."""
+
+import dataclasses
+from typing import Any, Mapping, Optional
+
+from tfyolo.config import ACTIVATION_NAMES, PADDINGS, STRIDES, strict_fields
+from tfyolo.errors import ConfigError
+from tfyolo.models.families import FAMILIES, model_family
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What defines a detector's architecture.
+
+    Args:
+        num_classes: int. Number of object classes.
+        family: str. One of `tfyolo.models.families.FAMILIES` ("yolov8", "yolo11").
+        scale: str. One of the family's scales ("n", "s", "m", "l", "x").
+        activation: str. One of `ACTIVATION_NAMES`; "silu" is Ultralytics' own.
+        input_size: int. Square input side in pixels, a multiple of 32 (the coarsest stride).
+        reg_max: int or None. Bins of the distribution focal loss box regression; None takes the family's (16 for
+            YOLOv8 and YOLO11).
+        padding: str. How the stride-2 3x3 convolutions pad: "same" (Keras: 0 before, 1 after on even inputs) or
+            "symmetric" (PyTorch's padding=1: one pixel on every side, an explicit ZeroPadding2D + "valid"
+            convolution), which imported Ultralytics weights need to compute what they computed there.
+    """
+
+    num_classes: int
+    family: str = "yolov8"
+    scale: str = "n"
+    activation: str = "silu"
+    input_size: int = 320
+    reg_max: Optional[int] = None
+    padding: str = "same"
+
+    def __post_init__(self):
+        if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 1:
+            raise ConfigError(f"num_classes must be a positive integer, received {self.num_classes!r}.")
+        if self.family not in FAMILIES:
+            raise ConfigError(f"family must be one of {sorted(FAMILIES)}, received {self.family!r}.")
+        family = model_family(self.family)
+        if self.scale not in family.scales:
+            raise ConfigError(
+                f"scale must be one of {sorted(family.scales)} for {self.family}, received {self.scale!r}."
+            )
+        if self.activation not in ACTIVATION_NAMES:
+            raise ConfigError(f"activation must be one of {list(ACTIVATION_NAMES)}, received {self.activation!r}.")
+        if not isinstance(self.input_size, int) or self.input_size < 32 or self.input_size % 32:
+            raise ConfigError(
+                f"input_size must be a positive multiple of 32 (the largest stride), received {self.input_size!r}. "
+                f"Hint: the nearest valid sizes are {max(32, self.input_size // 32 * 32)} and "
+                f"{(self.input_size // 32 + 1) * 32}."
+            )
+        if self.padding not in PADDINGS:
+            raise ConfigError(f"padding must be one of {PADDINGS}, received {self.padding!r}.")
+        if self.reg_max is None:
+            object.__setattr__(self, "reg_max", family.reg_max or family.default_reg_max)
+        if family.reg_max is not None and self.reg_max != family.reg_max:
+            raise ConfigError(f"reg_max of {self.family} is {family.reg_max}, received {self.reg_max!r}.")
+        if family.reg_max is None and (not isinstance(self.reg_max, int) or self.reg_max < 2):
+            raise ConfigError(f"reg_max must be an integer >= 2 for {self.family}, received {self.reg_max!r}.")
+
+    @property
+    def strides(self) -> tuple:
+        return STRIDES
+
+    @property
+    def num_anchors(self) -> int:
+        return sum((self.input_size // stride) ** 2 for stride in STRIDES)
+
+    @property
+    def model_family(self):
+        return model_family(self.family)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "model config") -> "ModelConfig":
+        return cls(**strict_fields(cls, values, source))
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
