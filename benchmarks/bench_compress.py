@@ -167,11 +167,12 @@ def pennfudan(epochs, qat_epochs):
     from tfyolo.jobs.run import run_job
     from tfyolo.jobs.spec import JobSpec
     from tfyolo.models.model_io import load_keras_model
+    from tfyolo.qat.qat_training import trainer_for
     from tfyolo.quantization.weight_stats import gzip_size, kernel_stats
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer
 
-    base = WORK / "import_pennfudan" / "ul_penn.keras"
+    base = WORK / "import_pennfudan_yolov8" / "ul_penn.keras"
     if not base.is_file():
         raise SystemExit(f"{base} not found: `make bench-import` imports the model this part starts from.")
     data = str(require_dataset(PENNFUDAN))
@@ -212,7 +213,7 @@ def pennfudan(epochs, qat_epochs):
         ).fit()
         compressed = out / method / "best.keras"
         # Structure-preserving QAT (tfmot's cluster- or sparsity-preserving scheme), then int8 from its ranges.
-        Trainer(
+        trainer_for(
             TrainConfig(
                 out=str(out / f"{method}_qat"),
                 epochs=qat_epochs,

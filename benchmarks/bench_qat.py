@@ -16,8 +16,8 @@ from benchmarks.common import PENNFUDAN, WORK, machine, markdown_table, require_
 
 def qat_finetune(float_model, data, out, epochs, batch):
     from tfyolo.console import TqdmTrainingReporter
+    from tfyolo.qat.qat_training import trainer_for
     from tfyolo.training.train_config import TrainConfig
-    from tfyolo.training.trainer import Trainer
 
     config = TrainConfig(
         data=str(data),
@@ -34,7 +34,7 @@ def qat_finetune(float_model, data, out, epochs, batch):
         qat_calibration_images=64,
     )
     started = time.perf_counter()
-    history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
+    history = trainer_for(config, reporter=TqdmTrainingReporter()).fit()
     return history, time.perf_counter() - started
 
 

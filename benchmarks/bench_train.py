@@ -5,7 +5,7 @@
 2. Accuracy: a full from-scratch run for a fixed epoch budget, validated with pycocotools on PennFudan val.
    The model lands in benchmarks/work/pennfudan_n_320/ where the PTQ/QAT benchmarks pick it up.
 
-Usage: python benchmarks/bench_train.py [--epochs 120] [--skip-throughput] [--skip-accuracy]
+Usage: python benchmarks/bench_train.py [--family yolov8|yolo11] [--epochs 120] [--skip-throughput] [--skip-accuracy]
 """
 
 import shutil
@@ -31,9 +31,10 @@ def train(config):
 @click.option("--batch", default=8, show_default=True)
 @click.option("--imgsz", default=320, show_default=True)
 @click.option("--activation", default="silu", show_default=True)
+@click.option("--family", default="yolov8", show_default=True, type=click.Choice(["yolov8", "yolo11"]))
 @click.option("--skip-throughput", is_flag=True)
 @click.option("--skip-accuracy", is_flag=True)
-def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
+def main(epochs, batch, imgsz, activation, family, skip_throughput, skip_accuracy):
     from tfyolo.training.train_config import TrainConfig
 
     data = require_dataset(PENNFUDAN)
@@ -52,6 +53,7 @@ def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
                     mixed_precision=precision,
                     val_interval=0,
                     activation=activation,
+                    family=family,
                 )
                 history, seconds = train(config)
                 row = {
@@ -63,7 +65,11 @@ def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
                 results["throughput"].append(row)
                 click.echo(f"throughput {row}", err=True)
     if not skip_accuracy:
-        out = WORK / (f"pennfudan_n_{imgsz}" + ("" if activation == "silu" else f"_{activation}"))
+        out = WORK / (
+            f"pennfudan_n_{imgsz}"
+            + ("" if activation == "silu" else f"_{activation}")
+            + ("" if family == "yolov8" else f"_{family}")
+        )
         config = TrainConfig(
             data=str(data),
             out=str(out),
@@ -71,6 +77,7 @@ def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
             epochs=epochs,
             batch=batch,
             activation=activation,
+            family=family,
             val_interval=5,
             close_mosaic=10,
         )
@@ -81,6 +88,7 @@ def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
         validated = [row for row in history if row["map50_95"] is not None]
         results["accuracy"] = {
             "model": str(out / "best.keras"),
+            "family": family,
             "epochs": epochs,
             "batch": batch,
             "imgsz": imgsz,
@@ -95,7 +103,7 @@ def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
             "curve": [(row["epoch"], row["map50"], row["map50_95"]) for row in validated],
         }
     markdown = [
-        "# Training benchmark: PennFudan, YOLOv8n-style, from scratch",
+        f"# Training benchmark: PennFudan, {family}n, from scratch",
         "",
         f"Machine: {results['machine']}",
         "",
@@ -136,7 +144,11 @@ def main(epochs, batch, imgsz, activation, skip_throughput, skip_accuracy):
             "Validation every 5 epochs (pycocotools, conf 0.001, IoU 0.7, 300 dets); the best of those is kept.",
             "",
         ]
-    name = "train_pennfudan" + ("" if activation == "silu" else f"_{activation}")
+    name = (
+        "train_pennfudan"
+        + ("" if activation == "silu" else f"_{activation}")
+        + ("" if family == "yolov8" else f"_{family}")
+    )
     if skip_accuracy:
         name += "_throughput"
     elif skip_throughput:

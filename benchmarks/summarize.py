@@ -30,10 +30,10 @@ def headline():
                 lines.append(
                     f"| QAT ({row['activation']}) | {row['model']} delta mAP50-95 vs float | {row['delta']:+.2f} pt |"
                 )
-    imported = RESULTS / "import_pennfudan.json"
-    if imported.is_file():
+    for imported in sorted(RESULTS.glob("import_pennfudan_*.json")):
+        family = load_json(imported).get("family", imported.stem.rsplit("_", 1)[-1])
         for goal, value in load_json(imported)["goals"].items():
-            lines.append(f"| import (same Ultralytics weights) | {goal} | {value} |")
+            lines.append(f"| import {family} (same Ultralytics weights) | {goal} | {value} |")
     service = RESULTS / "service_load.json"
     if service.is_file():
         load = load_json(service)

@@ -1,6 +1,8 @@
 """Clustering and pruning: what the int8 kernels hold is read back from the flatbuffer and checked against what
 was asked for."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -219,3 +221,24 @@ def test_an_artifact_that_lost_its_clusters_or_zeros_is_refused():
     qat_metadata = {"qat_preserve": "prune", "qat_from": "float.keras"}
     assert promised_structure(qat_metadata, {"float.keras": float_metadata}.get) == prune
     assert promised_structure({"qat_from": "float.keras"}, {"float.keras": float_metadata}.get) is None
+
+
+@pytest.mark.large
+def test_a_prune_int8_recipe_runs_its_three_stages_in_one_convert(tiny_float_run, tiny_synthetic, tmp_path):
+    """`convert --recipe prune_int8`: fine-tune to 50% zeros, sparsity-preserving QAT, int8 from the learned ranges;
+    the artifact's int8 kernels keep the zeros (the conversion refuses it otherwise)."""
+    from click.testing import CliRunner
+
+    from tfyolo.cli.main import cli
+
+    recipe = tmp_path / "prune_int8.yaml"
+    recipe.write_text(
+        "name: prune_int8\nmode: int8\ncompress: prune\nsparsity: 0.5\ncompress_epochs: 1\nqat_epochs: 1\n"
+    )
+    arguments = ["convert", "--model", str(tiny_float_run), "--recipe", str(recipe), "--data", str(tiny_synthetic)]
+    result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    (row,) = [r for r in json.loads((tmp_path / "out" / "report.json").read_text())["rows"] if r["recipe"] != "float"]
+    assert row["full_integer"] and row["error"] is None
+    assert row["kernels"]["sparsity"] >= 0.5 - 0.02
+    assert (tmp_path / "out" / "prune_int8_stages" / "qat" / "last.h5").is_file()

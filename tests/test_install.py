@@ -40,7 +40,16 @@ def test_wheel_install_ships_recipes_and_calibration_data(tmp_path):
     )
     found = json.loads(found.stdout.strip().splitlines()[-1])
     assert Path(found["module"]).is_relative_to(venv)
-    assert found["recipes"] == ["fp32", "fp16", "dynamic", "int8", "int8_int8io", "int16x8"]
+    assert found["recipes"] == [
+        "fp32",
+        "fp16",
+        "dynamic",
+        "int8",
+        "int8_int8io",
+        "int16x8",
+        "cluster_int8",
+        "prune_int8",
+    ]
     assert found["calibration"] == len(list((PROJECT / "calibration_data").glob("*.png"))) == 64
     assert found["templates"] == sorted(p.name for p in (PROJECT / "tfyolo" / "service" / "templates").glob("*.html"))
 

@@ -40,7 +40,14 @@ def test_images(tiny_synthetic):
 
 
 def test_builtin_recipes_load_strictly():
+    from tfyolo.quantization.recipes_dir import default_recipe_names
+
     assert builtin_recipe_names()[:6] == ["fp32", "fp16", "dynamic", "int8", "int8_int8io", "int16x8"]
+    # The recipes that fine-tune first (minutes of training) run only when named.
+    assert set(builtin_recipe_names()) - set(default_recipe_names()) == {"cluster_int8", "prune_int8"}
+    assert resolve_recipe("prune_int8").compress == "prune" and resolve_recipe("cluster_int8").clusters == 16
+    with pytest.raises(ConfigError, match="compress 'prune' makes an int8 artifact"):
+        Recipe(name="x", mode="fp16", compress="prune")
     for name in builtin_recipe_names():
         recipe = resolve_recipe(name)
         assert recipe.name == name and Recipe.from_dict(recipe.to_dict()) == recipe

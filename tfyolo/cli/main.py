@@ -19,7 +19,7 @@ from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import TqdmTrainingReporter, progress_bar
 from tfyolo.io_utils import ensure_writable_folder
 from tfyolo.models.families import FAMILIES
-from tfyolo.training.train_config import COMPRESSIONS, PRESERVED_IN_QAT, QAT_FINE_TUNE
+from tfyolo.training.train_config import COMPRESS_FINE_TUNE, COMPRESSIONS, PRESERVED_IN_QAT, QAT_FINE_TUNE
 
 SCALE_NAMES = sorted({scale for family in FAMILIES.values() for scale in family.scales}, key="nsmlx".index)
 
@@ -360,8 +360,14 @@ def import_command(weights, out, imgsz):
 )
 @click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
 @click.option("--epochs", default=10, show_default=True, type=AT_LEAST_ONE)
-@click.option("--batch", default=16, show_default=True, type=AT_LEAST_ONE)
-@click.option("--lr0", default=1e-4, show_default=True, type=POSITIVE_FLOAT, help="Fine-tuning learning rate (AdamW).")
+@click.option("--batch", default=COMPRESS_FINE_TUNE["batch"], show_default=True, type=AT_LEAST_ONE)
+@click.option(
+    "--lr0",
+    default=COMPRESS_FINE_TUNE["lr0"],
+    show_default=True,
+    type=POSITIVE_FLOAT,
+    help="Fine-tuning learning rate (AdamW).",
+)
 @click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -385,16 +391,10 @@ def compress(model, method, clusters, sparsity, data_yaml, epochs, batch, lr0, s
             out=str(out),
             imgsz=int(load_keras_model(model).input_shape[1]),
             epochs=epochs,
-            batch=batch,
-            optimizer="adamw",
-            lr0=lr0,
-            warmup_epochs=0.0,
-            mosaic=0.0,
-            close_mosaic=0,
-            ema=False,
             seed=seed,
             init_weights=str(model),
             compress=method,
+            **dict(COMPRESS_FINE_TUNE, batch=batch, lr0=lr0),
             clusters=clusters,
             sparsity=sparsity,
         )

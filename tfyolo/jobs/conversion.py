@@ -12,13 +12,14 @@ from tfyolo.errors import TfyoloError
 from tfyolo.evaluation.model_evaluation import evaluate_models
 from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
 from tfyolo.io_utils import atomic_write_bytes
+from tfyolo.jobs.compression_pipeline import fine_tune_for
 from tfyolo.jobs.report import INT16_NOTE, format_row
 from tfyolo.metadata import find_model_metadata, resolve_data
 from tfyolo.qat.qat_io import load_any_detector
 from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, finalize_artifact
 from tfyolo.quantization.calibration import default_calibration_source
 from tfyolo.quantization.isolated import ConversionError, convert_isolated
-from tfyolo.quantization.recipes_dir import builtin_recipe_names, resolve_recipe
+from tfyolo.quantization.recipes_dir import default_recipe_names, resolve_recipe
 from tfyolo.quantization.weight_stats import broken_promise, gzip_size, kernel_stats, promised_structure
 
 QAT_RECIPES = ("int8", "int8_int8io")
@@ -55,7 +56,7 @@ def float_row(model, metrics):
 
 def convert_recipes(spec, out, progress):
     """Runs a convert job's recipes into folder `out`; returns (report dict, {row name: artifact bytes})."""
-    recipes = [resolve_recipe(value) for value in (spec.recipes or builtin_recipe_names())]
+    recipes = [resolve_recipe(value) for value in (spec.recipes or default_recipe_names())]
     model_metadata = find_model_metadata(spec.model)
     progress.stage(f"loading {Path(spec.model).name}", 1, unit="model")
     float_runner = KerasRunner(load_any_detector(spec.model), description=str(spec.model))
@@ -88,9 +89,16 @@ def convert_recipes(spec, out, progress):
             f"[{position}/{len(work)}] {row_name}: {recipe.description}"
             + (" (QAT model: no calibration needed, its ranges were learned)" if is_qat else "")
         )
-        progress.stage(f"converting {row_name} ({position}/{len(work)})", 1, unit="recipe")
         row = empty_row(row_name, INT16_NOTE if recipe.mode == "int16x8" else None)
+        converting, started = f"converting {row_name} ({position}/{len(work)})", False
         try:
+            if recipe.trains:
+                # cluster_int8 / prune_int8: the artifact is int8 of the QAT model its training stages make.
+                trained_on = (model_metadata or {}).get("data") or data
+                source = fine_tune_for(recipe, spec.model, trained_on, float_runner.input_size, out, progress)
+                is_qat = True
+            progress.stage(converting, 1, unit="recipe")
+            started = True
             images = None
             if recipe.needs_calibration and not is_qat:
                 key = (recipe.calibration_images, recipe.calibration_seed)
@@ -138,6 +146,8 @@ def convert_recipes(spec, out, progress):
         except TfyoloError as error:
             row["error"] = str(error)
             progress.message(f"    FAILED: {error}")
+            if not started:  # failed in its training stages, before its conversion began
+                progress.stage(converting, 1, unit="recipe")
         progress.advance()
         progress.end_stage()
         report["rows"].append(row)

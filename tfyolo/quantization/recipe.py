@@ -2,11 +2,13 @@
 
 import dataclasses
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
 from tfyolo.config import check_plain_name, strict_fields
 from tfyolo.errors import ConfigError
+from tfyolo.training.train_config import COMPRESSIONS
 
 # mode -> what the converter must do. The dispatch table of `tfyolo.quantization.converter` keys on these.
 MODES = ("fp32", "fp16", "dynamic", "int8", "int16x8")
@@ -41,6 +43,14 @@ FIELD_TYPES = {
         "a list of layer names or patterns",
         lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value),
     ),
+    "compress": (f"one of {COMPRESSIONS} or null", lambda value: value is None or value in COMPRESSIONS),
+    "clusters": ("an integer from 2 to 256", lambda value: _is_int(value) and 2 <= value <= 256),
+    "sparsity": (
+        "a share between 0 and 1",
+        lambda value: isinstance(value, float) and not isinstance(value, bool) and 0 < value < 1,
+    ),
+    "compress_epochs": ("a positive integer", lambda value: _is_int(value) and value >= 1),
+    "qat_epochs": ("a positive integer", lambda value: _is_int(value) and value >= 1),
 }
 
 
@@ -60,6 +70,11 @@ class Recipe:
         quantizer: str. One of `QUANTIZERS`.
         int16_layers: tuple of str. Layer names or fnmatch patterns whose activations are 16-bit (int8 weights):
             mixed int8 / int16, with quantizer "ai_edge_quantizer".
+        compress: str or None. "cluster" or "prune": the artifact is int8 of a model fine-tuned first into shared
+            weights or zeros (`compress_epochs`, tfyolo compress), then through structure-preserving QAT
+            (`qat_epochs`), on the train split of the model's data. None: a plain conversion.
+        clusters: int. Shared values per layer (compress "cluster").
+        sparsity: float. Share of zero weights (compress "prune").
     """
 
     name: str
@@ -72,6 +87,11 @@ class Recipe:
     description: str = ""
     quantizer: str = "tflite_converter"
     int16_layers: tuple = ()
+    compress: Optional[str] = None
+    clusters: int = 16
+    sparsity: float = 0.5
+    compress_epochs: int = 5
+    qat_epochs: int = 3
 
     def __post_init__(self):
         check_plain_name(self.name, "recipe name")
@@ -105,12 +125,28 @@ class Recipe:
                 f"recipe {self.name!r}: int16_layers needs quantizer: ai_edge_quantizer (TFLiteConverter has no "
                 "per-layer activation width)."
             )
+        if self.compress is not None and (
+            self.compress not in COMPRESSIONS
+            or self.mode != "int8"
+            or self.quantizer != "tflite_converter"
+            or self.keep_float
+        ):
+            raise ConfigError(
+                f"recipe {self.name!r}: compress {self.compress!r} makes an int8 artifact (TFLiteConverter, no "
+                f"keep_float) of a {' or '.join(COMPRESSIONS)} fine-tune; received mode {self.mode!r}, quantizer "
+                f"{self.quantizer!r}."
+            )
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "int16_layers", tuple(self.int16_layers))
 
     @property
     def needs_calibration(self):
         return self.mode in FULL_INTEGER_MODES
+
+    @property
+    def trains(self):
+        """True for a recipe whose artifact comes from fine-tuning (compress): it is run only when named."""
+        return self.compress is not None
 
     @property
     def promises_full_integer(self):

@@ -36,6 +36,12 @@ def builtin_recipe_names():
     return [name for name in DEFAULT_ORDER if name in names] + [n for n in names if n not in DEFAULT_ORDER]
 
 
+def default_recipe_names():
+    """The built-in recipes a conversion runs when it names none: all but those that fine-tune the model first
+    (cluster_int8, prune_int8), which take minutes of training and run only when named."""
+    return [name for name in builtin_recipe_names() if not resolve_recipe(name).trains]
+
+
 def resolve_recipe(value):
     """A recipe YAML path, or the name of a built-in recipe."""
     path = Path(value)

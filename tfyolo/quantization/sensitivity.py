@@ -8,6 +8,7 @@ noise; larger values mean the range or the inputs make the layer lose more than 
 import csv
 import math
 import tempfile
+import warnings
 from pathlib import Path
 
 from tfyolo.compat import tf
@@ -37,8 +38,11 @@ def layer_sensitivity(model, calibration_images, debug_images=None, family=None)
     recipe = Recipe(name="int8_debug", mode="int8")
     converter, _ = make_converter(model, recipe, representative_dataset(calibration_images))
     debug_data = representative_dataset(debug_images if debug_images is not None else calibration_images)
-    debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_data)
-    debugger.run()
+    with warnings.catch_warnings():
+        # The debugger runs its models on tf.lite.Interpreter, whose deprecation notice is TensorFlow's to fix.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_data)
+        debugger.run()
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "layer_stats.csv"
         with open(path, "w") as stream:

@@ -1,19 +1,19 @@
 """Weight clustering and magnitude pruning (tfmot) as a fine-tuning stage of a trained detector.
 
-The trained float model is wrapped layer by layer (every trainable Conv2D; depthwise convolutions are excluded,
-though YOLOv8 has none), fine-tuned with the same loss and loop as training, and saved stripped: a plain float
-model whose kernels hold `clusters` shared values per layer, or are `sparsity` zeros overall. Pruning is global
-magnitude pruning carried out with tfmot's per-layer schedules: the share of each layer comes from one threshold on
-the weights as the converter folds them (kernel times the BatchNorm scale that follows), so a 1-class head that
-needs few of its 80-class-sized channels gives up more than a 16-filter stem. Then structure-preserving QAT
-(tfmot's collaborative-optimization schemes, `qat_preserve`): sparsity-preserving for a pruned model, so its int8
-kernels keep the same zeros; cluster-preserving (CQAT) for a clustered one, which keeps every weight on one of its
-layer's centroids (held at their clustered values, `hold_centroids`), so its int8 kernels keep k values per channel.
-A clustered model also takes PTQ directly: per-channel int8 maps equal floats to equal integers, and folding
-BatchNorm scales each output channel as a whole.
+The trained float model is wrapped layer by layer (every trainable Conv2D; depthwise convolutions are excluded:
+YOLOv8 has none, and YOLO11's few hold about 0.1% of its weights), fine-tuned with the same loss and loop as
+training, and saved stripped: a plain float model whose kernels hold `clusters` shared values per layer, or are
+`sparsity` zeros overall. Pruning is global magnitude pruning carried out with tfmot's per-layer schedules: the
+share of each layer comes from one threshold on the weights as the converter folds them (kernel times the BatchNorm
+scale that follows), so a 1-class head that needs few of its 80-class-sized channels gives up more than a 16-filter
+stem. Then structure-preserving QAT (tfmot's collaborative-optimization schemes, `qat_preserve`): sparsity-
+preserving for a pruned model, so its int8 kernels keep the same zeros; cluster-preserving (CQAT) for a clustered
+one, which keeps every weight on one of its layer's centroids (held at their clustered values, `hold_centroids`), so
+its int8 kernels keep k values per channel. A clustered model also takes PTQ directly: per-channel int8 maps equal
+floats to equal integers, and folding BatchNorm scales each output channel as a whole.
 
-TFLite stores clustered or pruned weights at full size; what shrinks is the compressed file (gzip), which is what
-an app bundle or an over-the-air update ships.
+TFLite stores clustered or pruned weights at full size; what shrinks is the compressed file (gzip), which is what an
+app bundle or an over-the-air update ships.
 """
 
 import numpy as np

@@ -17,6 +17,11 @@ PRESERVED_IN_QAT = ("prune", "cluster")
 QAT_FINE_TUNE = dict(
     batch=16, optimizer="adamw", lr0=1e-4, warmup_epochs=0.0, mosaic=0.0, close_mosaic=0, qat_calibration_images=64
 )
+# How `tfyolo compress` (and a cluster_int8 / prune_int8 recipe) fine-tunes a trained model into shared weights or
+# zeros: the same low rate, and no EMA (it would average weights that moved between centroids).
+COMPRESS_FINE_TUNE = dict(
+    batch=16, optimizer="adamw", lr0=1e-4, warmup_epochs=0.0, mosaic=0.0, close_mosaic=0, ema=False
+)
 
 
 @dataclasses.dataclass(frozen=True)
