@@ -5,7 +5,8 @@
 2. Accuracy: a full from-scratch run for a fixed epoch budget, validated with pycocotools on PennFudan val.
    The model lands in benchmarks/work/pennfudan_n_320/ where the PTQ/QAT benchmarks pick it up.
 
-Usage: python benchmarks/bench_train.py [--family yolov8|yolo11] [--epochs 120] [--skip-throughput] [--skip-accuracy]
+Usage: python -m benchmarks.bench_train [--family yolov8|yolo11] [--epochs 120] [--precision float32 ...]
+    [--skip-throughput] [--skip-accuracy]
 """
 
 import shutil
@@ -32,17 +33,24 @@ def train(config):
 @click.option("--imgsz", default=320, show_default=True)
 @click.option("--activation", default="silu", show_default=True)
 @click.option("--family", default="yolov8", show_default=True, type=click.Choice(["yolov8", "yolo11"]))
+@click.option(
+    "--precision",
+    "precisions",
+    multiple=True,
+    type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
+    help="Throughput rows to measure [default: all three].",
+)
 @click.option("--skip-throughput", is_flag=True)
 @click.option("--skip-accuracy", is_flag=True)
-def main(epochs, batch, imgsz, activation, family, skip_throughput, skip_accuracy):
+def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, skip_accuracy):
     from tfyolo.training.train_config import TrainConfig
 
     data = require_dataset(PENNFUDAN)
     results = {"machine": machine(), "throughput": [], "accuracy": None}
     if not skip_throughput:
-        for precision in (None, "mixed_float16", "mixed_bfloat16"):
+        for precision in precisions or ("float32", "mixed_float16", "mixed_bfloat16"):
             for throughput_batch in (8, 16):
-                out = WORK / f"throughput_{precision or 'float32'}_{throughput_batch}"
+                out = WORK / f"throughput_{family}_{precision}_{throughput_batch}"
                 shutil.rmtree(out, ignore_errors=True)
                 config = TrainConfig(
                     data=str(data),
@@ -50,14 +58,14 @@ def main(epochs, batch, imgsz, activation, family, skip_throughput, skip_accurac
                     imgsz=imgsz,
                     epochs=1,
                     batch=throughput_batch,
-                    mixed_precision=precision,
+                    mixed_precision=None if precision == "float32" else precision,
                     val_interval=0,
                     activation=activation,
                     family=family,
                 )
                 history, seconds = train(config)
                 row = {
-                    "precision": precision or "float32",
+                    "precision": precision,
                     "batch": throughput_batch,
                     "images_per_second": history[0]["images_per_second"],
                     "epoch_seconds": seconds,
@@ -149,6 +157,8 @@ def main(epochs, batch, imgsz, activation, family, skip_throughput, skip_accurac
         + ("" if activation == "silu" else f"_{activation}")
         + ("" if family == "yolov8" else f"_{family}")
     )
+    if precisions:
+        name += "_" + "_".join(precisions)
     if skip_accuracy:
         name += "_throughput"
     elif skip_throughput:

@@ -802,3 +802,42 @@ def test_a_convert_job_reports_a_stage_for_all_of_its_work(squares, tmp_path):
         "writing the edge bundle",
     ]
     assert all(done == total for _, total, done in recorder.stages), recorder.stages
+
+
+# === The terminal: one clear line ===
+
+
+def test_native_noise_is_dropped_from_stderr_and_everything_else_kept():
+    from tfyolo.cli.quiet import _forward
+
+    text = (
+        b"W0000 00:00:1795000000.123456   31094 port.cc:153] oneDNN custom operations are on.\n"
+        b"fully_quantize: 0, inference_type: 6, input_inference_type: INT8, output_inference_type: INT8\n"
+        b"converting int8\r"
+        b"50%INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n|####\r"
+        b"Error: recipe 'int8': the calibration folder holds no image.\n"
+    )
+    source_read, source_write = os.pipe()
+    sink_read, sink_write = os.pipe()
+    os.write(source_write, text)
+    os.close(source_write)
+    _forward(source_read, sink_write)
+    os.close(sink_write)
+    forwarded = os.read(sink_read, 65536)
+    os.close(source_read)
+    os.close(sink_read)
+    assert forwarded == (b"converting int8\r50%|####\rError: recipe 'int8': the calibration folder holds no image.\n")
+
+
+def test_a_conversion_child_ignores_ctrl_c_so_only_the_parent_reports_it():
+    import signal
+
+    from tfyolo.processes import children_ignore_sigint
+
+    before = signal.getsignal(signal.SIGINT)
+    probe = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+    with children_ignore_sigint():
+        inside = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    after = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    assert (inside, after) == ("True", "False")
+    assert signal.getsignal(signal.SIGINT) is before

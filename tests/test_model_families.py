@@ -21,7 +21,12 @@ YOLO11_GRADIENTS = {"n": 2_624_064, "s": 9_458_736, "m": 20_114_672, "l": 25_372
 YOLOV8_LARGE = {"l": 43_691_504, "x": 68_229_632}
 
 
-@pytest.mark.parametrize("scale", sorted(YOLO11_GRADIENTS, key="nsmlx".index))
+def scales(names, fast):
+    """The fast suite builds the small scales; the big ones (seconds each, mostly weight initialization) are large."""
+    return [name if name in fast else pytest.param(name, marks=pytest.mark.large) for name in names]
+
+
+@pytest.mark.parametrize("scale", scales("nsmlx", fast="ns"))
 def test_yolo11_parameter_counts_equal_ultralytics(scale):
     from tfyolo.models.yolo_detector import build_yolo_detector
 
@@ -29,7 +34,7 @@ def test_yolo11_parameter_counts_equal_ultralytics(scale):
     assert trainable_parameters(model) == YOLO11_GRADIENTS[scale]
 
 
-@pytest.mark.parametrize("scale", ["l", "x"])
+@pytest.mark.parametrize("scale", scales("lx", fast=""))
 def test_yolov8_large_scales_equal_ultralytics(scale):
     from tfyolo.models.yolo_detector import build_yolo_detector
 

@@ -213,3 +213,82 @@ def _status(url):
             return response.status
     except (urllib.error.URLError, ConnectionError):
         return None
+
+
+def descendants(pid):
+    """Every live process below `pid` (read from /proc: the test needs no psutil)."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                # The command name may hold spaces and parentheses: the fields after its last ")" are fixed.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def command_line(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_serve_stops_its_worker_and_the_conversion_child(data_dir, squares, tmp_path, signum):
+    model, _ = squares
+    port = free_port()
+    # Not in a session of its own: the signal goes to the server's pid only, as `kill PID` or systemd send it.
+    environment = dict(os.environ, TFYOLO_API_TOKEN=TOKEN, PYTHONPATH=str(ROOT))
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tfyolo", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=environment,
+    )
+    below = []
+    try:
+        client = client_for(data_dir)
+        wait_for(lambda: client.get("/readyz", headers=AUTH).status_code, lambda code: code == 200, 120, "a worker")
+        job_id = submit_squares(client, model, recipes="fp32,int8,int16x8")
+        wait_for(
+            lambda: job(client, job_id),
+            lambda j: j["state"] == "running" and j["stage"] not in ("", "starting"),
+            180,
+            "the worker to be mid-job",
+        )
+        # serve -> worker -> the job's process group -> the spawned conversion child (multiprocessing's spawn_main).
+        below = wait_for(
+            lambda: descendants(server.pid),
+            lambda pids: any(b"spawn_main" in command_line(pid) for pid in pids),
+            180,
+            "a conversion child below the job",
+        )
+        server.send_signal(signum)
+        server.wait(timeout=60)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(alive(pid) for pid in below):
+            time.sleep(0.2)
+        assert not [pid for pid in below if alive(pid)], (tmp_path / "serve.log").read_text()[-2000:]
+    finally:
+        for pid in [server.pid, *below]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        server.wait()
