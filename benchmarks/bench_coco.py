@@ -41,13 +41,19 @@ def half_split_datasets(work):
 
 
 def recipes(work):
-    """The int8 recipes measured: TFLiteConverter's and ai-edge-quantizer's, each on all of a half's images."""
+    """The int8 recipes measured, each calibrated on all of a half's images: TFLiteConverter's, ai-edge-quantizer's,
+    ai-edge-quantizer's with the class logits' range floored at a score of 1e-4 (`Recipe.min_score`), and
+    ai-edge-quantizer's with 16-bit activations in the layers that make the class logits."""
+    from tfyolo.models.detect_head import CLASS_OUTPUT, OUTPUT_LAYERS
     from tfyolo.quantization.recipe import Recipe
 
+    aeq = dict(mode="int8", quantizer="ai_edge_quantizer", calibration_images=64)
     paths = []
     for recipe in (
         Recipe(name="int8", mode="int8", calibration_images=64),
-        Recipe(name="int8_aeq", mode="int8", quantizer="ai_edge_quantizer", calibration_images=64),
+        Recipe(name="int8_aeq", **aeq),
+        Recipe(name="int8_aeq_floor", min_score=1e-4, **aeq),
+        Recipe(name="int8_aeq_int16cls", int16_layers=OUTPUT_LAYERS[CLASS_OUTPUT], **aeq),
     ):
         path = work / f"{recipe.name}.yaml"
         path.write_text(recipe.to_yaml())
@@ -98,7 +104,9 @@ def main():
             )
         if latency is None:
             contents = {
-                f"tfyolo {name}": Path(row["path"]).read_bytes() for name, row in by_recipe.items() if row.get("path")
+                f"tfyolo {name}": Path(row["path"]).read_bytes()
+                for name, row in by_recipe.items()
+                if name != "float" and row.get("path")
             }
             contents["ultralytics int8"] = ULTRALYTICS_INT8.read_bytes()
             latency = interleaved_latency(contents, num_threads=2, rounds=10)

@@ -26,7 +26,7 @@ def fake_measure(drops):
 
 
 def test_search_stops_at_the_first_candidate_within_budget():
-    drops = {"int8": 2.0, "int8_float1": 1.5, "int8_float2": 0.4, "int8_float4": 0.1, "int16x8": 0.05, "fp16": 0.0}
+    drops = {"int8": 2.0, "int8_aeq": 1.0, "int8_float1": 1.5, "int8_float2": 0.4, "int8_float4": 0.1, "fp16": 0.0}
     ranked_calls = []
 
     def ranked():
@@ -35,8 +35,17 @@ def test_search_stops_at_the_first_candidate_within_budget():
 
     chosen, tried, _ = search(Recipe(name="int8", mode="int8"), ranked, fake_measure(drops), max_drop=0.5)
     assert chosen.recipe.name == "int8_float2" and chosen.keep_float == ("a", "b")
-    assert [c.recipe.name for c in tried] == ["int8", "int8_float1", "int8_float2"]
+    assert [c.recipe.name for c in tried] == ["int8", "int8_aeq", "int8_float1", "int8_float2"]
     assert len(ranked_calls) == 1
+
+
+def test_an_integer_only_candidate_within_budget_comes_before_any_ranking():
+    def ranked():
+        raise AssertionError("the ranking must not run when ai-edge-quantizer's int8 meets the budget")
+
+    drops = {"int8": 2.0, "int8_aeq": 0.4}
+    chosen, tried, _ = search(Recipe(name="int8", mode="int8"), ranked, fake_measure(drops), max_drop=0.5)
+    assert chosen.recipe.name == "int8_aeq" and chosen.recipe.quantizer == "ai_edge_quantizer" and len(tried) == 2
 
 
 def test_plain_int8_within_budget_never_ranks_layers():
@@ -60,16 +69,16 @@ def test_mixed_int16_and_qat_candidates_come_after_the_float_layer_ones():
     recipes = list(candidate_recipes(Recipe(name="int8", mode="int8"), lambda: ["stage2_cv1a_conv", "head_cls0_pred"]))
     assert [recipe.name for recipe in recipes] == [
         "int8",
+        "int8_aeq",
         "int8_float1",
         "int8_float2",
-        "int8_aeq",
         "int8_int16act1",
         "int8_int16act2",
         "int16x8",
         "fp16",
     ]
     with_qat = [recipe.name for recipe in candidate_recipes(Recipe(name="int8", mode="int8"), lambda: ["a"], 3)]
-    assert with_qat == ["int8", "int8_float1", "int8_aeq", "int8_qat", "int8_int16act1", "int16x8", "fp16"]
+    assert with_qat == ["int8", "int8_aeq", "int8_float1", "int8_qat", "int8_int16act1", "int16x8", "fp16"]
     mixed = {recipe.name: recipe for recipe in recipes}
     assert mixed["int8_int16act2"].int16_layers == ("stage2_cv1a_*", "head_cls0_pred")
     assert {mixed[name].quantizer for name in ("int8_aeq", "int8_int16act1")} == {"ai_edge_quantizer"}

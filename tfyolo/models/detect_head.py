@@ -13,6 +13,12 @@ CLASS_OUTPUT = "class_logits"
 # How the class branch's two blocks are made: YOLOv8's two 3x3 convolutions, or YOLO11's depthwise-separable pairs
 # (a 3x3 depthwise, then a 1x1 convolution), Ultralytics' `legacy=False`.
 CLASS_BRANCHES = ("conv", "depthwise")
+# The head's layers that make each output, as layer-name patterns (fnmatch): every level's final 1x1 prediction
+# and the concatenation over the levels. Recipes name them to give an output its own precision.
+OUTPUT_LAYERS = {
+    BOX_OUTPUT: ("head*_box_pred", BOX_OUTPUT),
+    CLASS_OUTPUT: ("head*_cls_pred", CLASS_OUTPUT),
+}
 
 
 def _class_block(x, filters, activation, name, branch):

@@ -49,6 +49,10 @@ def quantize(fp32_content, recipe, calibration_images):
         )
     samples = [{INPUT_NAME: image[None].astype("float32")} for image in calibration_images]
     calibration = engine.calibrate({SIGNATURE_KEY: samples}, num_threads=1)
+    if recipe.min_score is not None:
+        from tfyolo.quantization.score_floor import floor_calibration_result
+
+        calibration = floor_calibration_result(fp32_content, calibration, recipe.min_score)
     return bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model)
 
 

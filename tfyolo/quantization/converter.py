@@ -113,9 +113,33 @@ def convert(model, recipe, calibration_images=None):
         from tfyolo.quantization.selective import convert_keeping_float
 
         content = convert_keeping_float(converter, recipe, representative)
+    elif recipe.min_score is not None:
+        if qat_kind(model):
+            raise ConfigError(
+                f"recipe {recipe.name!r}: min_score sets calibrated ranges; a QAT model carries the ranges it "
+                "learned. Convert it with a recipe without min_score."
+            )
+        content = _convert_with_score_floor(converter, recipe)
     else:
         content = converter.convert()
     return add_signature(content, outputs, INPUT_NAME)
+
+
+def _convert_with_score_floor(converter, recipe):
+    """TFLiteConverter's int8 in its two halves, the class logits' calibrated floor raised between them
+    (`tfyolo.quantization.score_floor`). The quantize call is the one `TFLiteConverter.convert` makes for int8."""
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    from tfyolo.quantization.score_floor import floor_calibrated_model
+
+    converter._experimental_calibrate_only = True
+    calibrated = floor_calibrated_model(converter.convert(), recipe.min_score)
+    return mlir_quantize(
+        calibrated,
+        disable_per_channel=not recipe.per_channel,
+        input_data_type=IO_DTYPES[recipe.io_type],
+        output_data_type=IO_DTYPES[recipe.io_type],
+    )
 
 
 def _convert_with_aeq(model, recipe, calibration_images):

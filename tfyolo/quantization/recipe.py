@@ -18,6 +18,9 @@ IO_TYPES = ("float32", "int8", "uint8", "int16")
 QUANTIZERS = ("tflite_converter", "ai_edge_quantizer")
 # Modes whose artifact promises integer-only compute (checked after conversion).
 FULL_INTEGER_MODES = ("int8", "int16x8")
+# The highest score floor a recipe may set: Ultralytics' val keeps scores from 0.001 and NMS at 0.01 is common,
+# so a floor above that would change what a user's threshold keeps.
+MAX_MIN_SCORE = 0.01
 
 
 def _is_int(value):
@@ -51,6 +54,10 @@ FIELD_TYPES = {
     ),
     "compress_epochs": ("a positive integer", lambda value: _is_int(value) and value >= 1),
     "qat_epochs": ("a positive integer", lambda value: _is_int(value) and value >= 1),
+    "min_score": (
+        "a score above 0 and at most 0.01, or null",
+        lambda value: value is None or (isinstance(value, float) and 0 < value <= MAX_MIN_SCORE),
+    ),
 }
 
 
@@ -75,6 +82,9 @@ class Recipe:
             (`qat_epochs`), on the train split of the model's data. None: a plain conversion.
         clusters: int. Shared values per layer (compress "cluster").
         sparsity: float. Share of zero weights (compress "prune").
+        min_score: float or None. The lowest class score the int8 artifact resolves: the class logits' calibrated
+            range starts at logit(min_score), so their 256 steps cover the scores a threshold keeps
+            (`tfyolo.quantization.score_floor`); a lower score reads as min_score. None: the calibrated min-max.
     """
 
     name: str
@@ -92,6 +102,7 @@ class Recipe:
     sparsity: float = 0.5
     compress_epochs: int = 5
     qat_epochs: int = 3
+    min_score: Optional[float] = None
 
     def __post_init__(self):
         check_plain_name(self.name, "recipe name")
@@ -135,6 +146,11 @@ class Recipe:
                 f"recipe {self.name!r}: compress {self.compress!r} makes an int8 artifact (TFLiteConverter, no "
                 f"keep_float) of a {' or '.join(COMPRESSIONS)} fine-tune; received mode {self.mode!r}, quantizer "
                 f"{self.quantizer!r}."
+            )
+        if self.min_score is not None and (self.mode != "int8" or self.keep_float or self.compress is not None):
+            raise ConfigError(
+                f"recipe {self.name!r}: min_score sets the calibrated range of int8 class logits; it takes mode "
+                f"int8 without keep_float or compress, received mode {self.mode!r}."
             )
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "int16_layers", tuple(self.int16_layers))

@@ -1,0 +1,85 @@
+"""Where the 80-class int8 loss goes (the findings behind `make bench-coco`): the shared COCO YOLOv8n calibrated on
+half A of coco128 and scored on half B, one recipe change at a time, each through the same conversion, integer-only
+check, evaluation and timing as `tfyolo convert --auto`'s candidates.
+
+Rows: the class logits' score floor with each quantizer, 16-bit activations on the box output's layers, and half
+the calibration images. Plain ai-edge-quantizer and 16-bit class logits are rows of `make bench-coco`. (Keeping an
+output in float is not a row: TFLiteConverter's denylist does not reach the concatenation over the levels, which
+stays int8 on the shared scale; a 16-bit output is the measurement instead.)
+
+Usage: python -m benchmarks.study_coco_int8
+Results: benchmarks/results/coco_yolov8n_study.{json,md}
+"""
+
+import click
+
+from benchmarks.bench_coco import COCO128, SOURCE, half_split_datasets
+from benchmarks.common import WORK, machine, markdown_table, write_results
+
+
+def study_recipes():
+    """(calibration images, Recipe) pairs, the plain int8 first."""
+    from tfyolo.models.detect_head import BOX_OUTPUT, OUTPUT_LAYERS
+    from tfyolo.quantization.recipe import Recipe
+
+    aeq = dict(mode="int8", quantizer="ai_edge_quantizer")
+    floor = 1e-4
+    return [
+        (64, Recipe(name="int8", mode="int8")),
+        (64, Recipe(name="int8_floor", mode="int8", min_score=floor)),
+        (64, Recipe(name="int8_aeq_floor", min_score=floor, **aeq)),
+        (64, Recipe(name="int8_aeq_floor_int16box", min_score=floor, int16_layers=OUTPUT_LAYERS[BOX_OUTPUT], **aeq)),
+        (32, Recipe(name="int8_floor", mode="int8", min_score=floor)),
+        (32, Recipe(name="int8_aeq_floor", min_score=floor, **aeq)),
+    ]
+
+
+@click.command()
+@click.option("--only", multiple=True, help="Run only these recipe names.")
+def main(only):
+    from tfyolo.console import TqdmProgress
+    from tfyolo.jobs.auto_session import AutoSession
+
+    if not (SOURCE / "yolov8n_coco.keras").is_file() or not COCO128.is_dir():
+        raise SystemExit("this study needs ../shared/weights and ../shared/datasets beside the project.")
+    work = WORK / "coco_yolov8n"
+    work.mkdir(parents=True, exist_ok=True)
+    directions, _ = half_split_datasets(work)
+    direction, data = next(iter(directions.items()))
+    session = AutoSession(
+        str(SOURCE / "yolov8n_coco.keras"), str(data), str(data), "val", 64, 2, False, progress=TqdmProgress()
+    )
+    all_images = session.images
+    rows = []
+    for count, recipe in study_recipes():
+        if only and recipe.name not in only:
+            continue
+        session.images = all_images[:count]
+        candidate = session.measure(recipe)
+        row = {"calibration_images": count, **candidate.row()}
+        rows.append(row)
+        outcome = row["error"] or f"{row['delta_map50_95']:+.2f} pt"
+        print(f"{recipe.name} ({count} images): {outcome}", flush=True)
+    columns = [
+        ("recipe", "recipe", None),
+        ("calibration_images", "calibration images", None),
+        ("map50_95", "mAP50-95", "{:.4f}"),
+        ("delta_map50_95", "vs float (pt)", "{:+.2f}"),
+        ("latency_ms_p50", "p50 ms", "{:.1f}"),
+        ("error", "error", None),
+    ]
+    markdown = "\n".join(
+        [
+            f"# Where the 80-class int8 loss goes: COCO YOLOv8n at 640 px, {direction}",
+            "",
+            f"Float (Keras) mAP50-95 {session.reference_metrics['map50_95']:.4f} on {len(session.dataset)} images.",
+            "",
+            markdown_table(rows, columns),
+        ]
+    )
+    write_results("coco_yolov8n_study", {"machine": machine(), "direction": direction, "rows": rows}, markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""The class logits' int8 range, chosen for what the scores mean: its floor raised to the lowest score kept.
+
+Min-max calibration gives the class logits a range that runs down to the most confident negative it saw. On the
+COCO YOLOv8n (80 classes x 8,400 anchors, nearly all of them sure negatives) that is about -55: TFLiteConverter's
+shared scale for the concatenated logits is then 0.23 logit per step, 0.057 of score per step around 0.5, so
+detections of different quality tie and AP loses its ordering. No consumer reads a score below the NMS confidence
+threshold (Ultralytics' val uses 0.001, deployments far more), so every step spent below it is wasted: with the floor
+at logit(min_score) the same 256 steps cover only the scores anyone keeps. A logit under the floor reads as the
+floor, a score of min_score, which a threshold at or above min_score drops exactly as it drops the true score.
+
+The floor is applied between calibration and quantization, on the calibrated range of every tensor from the
+class-prediction convolutions to the class output (the reshapes and the concatenation over the levels carry the
+same values), for both quantizers: TFLiteConverter's calibrate-only pass, then its MLIR quantizer, and
+ai-edge-quantizer's calibration result.
+"""
+
+import math
+
+import numpy as np
+
+from tfyolo.errors import ConfigError
+from tfyolo.models.detect_head import CLASS_OUTPUT, OUTPUT_LAYERS
+from tfyolo.quantization.aeq import layer_regex
+
+# Ops whose output holds the same values as their (first) input: the floor passes through them to the output.
+VALUE_CARRIERS = ("RESHAPE", "CONCATENATION")
+
+
+def logit(probability):
+    return math.log(probability / (1.0 - probability))
+
+
+def _op_names():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def class_logit_tensors(model):
+    """Indices of subgraph 0's tensors that hold class logits, in a flatbuffer object-API `model`: the outputs of
+    the class-prediction layers (`OUTPUT_LAYERS[CLASS_OUTPUT]`), then every tensor reached from them through
+    `VALUE_CARRIERS` ops."""
+    import re
+
+    names = _op_names()
+    subgraph = model.subgraphs[0]
+    pattern = re.compile(layer_regex(OUTPUT_LAYERS[CLASS_OUTPUT]))
+    found = {
+        index
+        for op in subgraph.operators
+        for index in op.outputs
+        if pattern.match(subgraph.tensors[index].name.decode())
+    }
+    if not found:
+        raise ConfigError(f"the model has no class-prediction layers {OUTPUT_LAYERS[CLASS_OUTPUT]} to floor.")
+    changed = True
+    while changed:
+        changed = False
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if kind in VALUE_CARRIERS and set(op.inputs) & found and not set(op.outputs) <= found:
+                found.update(op.outputs)
+                changed = True
+    return sorted(found)
+
+
+def _floored(minimum, maximum, floor):
+    """The new (minimum, maximum), shapes kept: the minimum raised to the floor where the calibrated range reaches
+    below it; a range wholly below the floor (a level that saw only sure negatives) becomes the floor itself, so
+    its logits read as the floor too (both quantizers then widen a range to hold zero)."""
+    minimum, maximum = np.asarray(minimum), np.asarray(maximum)
+    raised = np.maximum(minimum, floor).astype(minimum.dtype)
+    return raised, np.maximum(maximum, raised).astype(maximum.dtype)
+
+
+def floor_calibrated_model(calibrated_content, min_score):
+    """TFLiteConverter's calibrate-only model (float, each tensor's min/max in its quantization parameters) with
+    the class logits' minimum raised to logit(`min_score`)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    floor = logit(min_score)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(calibrated_content))
+    tensors = model.subgraphs[0].tensors
+    for index in class_logit_tensors(model):
+        quantization = tensors[index].quantization
+        if quantization is not None and quantization.min is not None and quantization.max is not None:
+            quantization.min, quantization.max = _floored(quantization.min, quantization.max, floor)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def floor_calibration_result(fp32_content, calibration, min_score):
+    """ai-edge-quantizer's calibration result ({tensor name: {"min", "max"}}) for the fp32 model at
+    `fp32_content`, with the class logits' minimum raised to logit(`min_score`)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    floor = logit(min_score)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(fp32_content))
+    tensors = model.subgraphs[0].tensors
+    for index in class_logit_tensors(model):
+        name = tensors[index].name.decode()
+        if name in calibration:
+            entry = calibration[name]
+            entry["min"], entry["max"] = _floored(entry["min"], entry["max"], floor)
+    return calibration
