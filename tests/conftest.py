@@ -61,3 +61,23 @@ def squares(tmp_path_factory):
 
     data = write_squares_dataset(tmp_path_factory.mktemp("squares_data"))
     return save_square_detector(tmp_path_factory.mktemp("squares") / "squares", data), data
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tiny_float_run, tiny_synthetic, tmp_path_factory):
+    """The tiny trained model as int8 with int8 I/O (`int8_int8io`), with its embedded metadata."""
+    from tfyolo.data.calibration_images import load_calibration_images
+    from tfyolo.metadata import embed_metadata
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.quantization.artifact import artifact_metadata
+    from tfyolo.quantization.converter import convert
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+
+    model = load_keras_model(tiny_float_run)
+    images, summary = load_calibration_images(tiny_synthetic, 64, 2)
+    recipe = resolve_recipe("int8_int8io")
+    content = convert(model, recipe, images)
+    metadata = artifact_metadata({"names": ["circle", "square"]}, recipe, summary, 64, 2, tiny_float_run)
+    path = tmp_path_factory.mktemp("int8") / "tiny_int8_int8io.tflite"
+    path.write_bytes(embed_metadata(content, metadata))
+    return path

@@ -11,25 +11,6 @@ from tfyolo.bundle import MANIFEST, make_bundle, verify_bundle
 
 
 @pytest.fixture(scope="module")
-def tiny_int8(tiny_float_run, tiny_synthetic, tmp_path_factory):
-    from tfyolo.data.calibration_images import load_calibration_images
-    from tfyolo.metadata import embed_metadata
-    from tfyolo.models.model_io import load_keras_model
-    from tfyolo.quantization.artifact import artifact_metadata
-    from tfyolo.quantization.converter import convert
-    from tfyolo.quantization.recipes_dir import resolve_recipe
-
-    model = load_keras_model(tiny_float_run)
-    images, summary = load_calibration_images(tiny_synthetic, 64, 2)
-    recipe = resolve_recipe("int8_int8io")
-    content = convert(model, recipe, images)
-    metadata = artifact_metadata({"names": ["circle", "square"]}, recipe, summary, 64, 2, tiny_float_run)
-    path = tmp_path_factory.mktemp("int8") / "tiny_int8_int8io.tflite"
-    path.write_bytes(embed_metadata(content, metadata))
-    return path
-
-
-@pytest.fixture(scope="module")
 def val_images(tiny_synthetic):
     from tfyolo.data.detection_dataset import DetectionDataset
 

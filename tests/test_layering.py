@@ -28,7 +28,14 @@ LAYERS = (
     ("models", ("tfyolo.models",)),
     (
         "readers and evaluation",
-        ("tfyolo.losses", "tfyolo.importers", "tfyolo.evaluation", "tfyolo.benchmark", "tfyolo.plots"),
+        (
+            "tfyolo.losses",
+            "tfyolo.importers",
+            "tfyolo.evaluation",
+            "tfyolo.benchmark",
+            "tfyolo.plots",
+            "tfyolo.targets",
+        ),
     ),
     ("training", ("tfyolo.training",)),
     ("quantization-aware training", ("tfyolo.qat",)),

@@ -28,6 +28,7 @@ REFERENCE_SCRIPT = Path(__file__).with_name("bundle_files") / "reference_infer.p
 # range), integer outputs to one quantization step (XNNPACK and reference kernels may round differently).
 FLOAT_TOLERANCE = 1e-4
 INTEGER_TOLERANCE_STEPS = 1
+TARGETS_FOLDER = "targets"
 
 
 def _sha256(data):
@@ -143,6 +144,8 @@ def make_bundle(
     evaluation=None,
     latency=None,
     nms_config=NMSConfig(confidence_threshold=0.25, iou_threshold=0.7, max_detections=300),
+    npu_targets=(),
+    mcu=False,
 ):
     """Builds the bundle of `model_path` (.tflite); returns {relative path: bytes}.
 
@@ -150,6 +153,8 @@ def make_bundle(
         themselves go into the bundle too, so that `verify_bundle` can derive each golden input again from the
         manifest's preprocessing.
     evaluation / latency: optional dicts (from tfyolo-eval --json / tfyolo bench) copied into the manifest.
+    npu_targets: NpuTarget instances: the model compiled by Vela for each (`targets/<stem>_vela_<npu>.tflite`)
+        and Vela's estimates go into the bundle. mcu: TFLite Micro runs the golden inputs (parity, arena size).
     """
     model_path = Path(model_path)
     content = model_path.read_bytes()
@@ -159,10 +164,11 @@ def make_bundle(
     files = {model_path.name: content, "labels.txt": ("\n".join(names) + "\n").encode()}
     input_spec, outputs, decode = describe_model(runner)
 
-    golden = []
+    golden, fed_inputs = [], []
     for index, image_path in enumerate(golden_images):
         image_path = Path(image_path)
         fed = golden_input(read_image_rgb(image_path), input_spec, runner.input_detail)
+        fed_inputs.append(fed)
         interpreter = runner.interpreter
         interpreter.set_tensor(runner.input_detail["index"], fed)
         interpreter.invoke()
@@ -177,6 +183,15 @@ def make_bundle(
             entry["outputs"][name] = relative
         golden.append(entry)
     files["reference_infer.py"] = REFERENCE_SCRIPT.read_bytes()
+    targets = None
+    if npu_targets or mcu:
+        from tfyolo.targets.target_check import check_targets
+
+        targets, compiled = check_targets(content, model_path.stem, npu_targets, fed_inputs if mcu else None)
+        for accelerator, compiled_content in compiled.items():
+            relative = f"{TARGETS_FOLDER}/{model_path.stem}_vela_{accelerator}.tflite"
+            files[relative] = compiled_content
+            targets["npu"][accelerator]["compiled_model"] = relative
 
     manifest = {
         "format": "tfyolo-edge-bundle/1",
@@ -200,6 +215,7 @@ def make_bundle(
         "latency": latency,
         "versions": _versions(),
         "tflite_op_versions": op_versions(content),
+        "targets": targets,
         "golden": golden,
         "golden_tolerance": {"float_relative": FLOAT_TOLERANCE, "integer_steps": INTEGER_TOLERANCE_STEPS},
         "sha256": {name: _sha256(data) for name, data in sorted(files.items())},
@@ -281,7 +297,9 @@ def verify_bundle(directory):
         return [f"{directory / manifest['model']}: cannot load ({error})."]
     try:
         problems = _consistency_problems(directory, manifest, runner)
-        return problems + _replay_golden(directory, manifest, runner.interpreter)
+        return (
+            problems + _replay_golden(directory, manifest, runner.interpreter) + _target_problems(directory, manifest)
+        )
     except (KeyError, TypeError, ValueError, OSError, IndexError) as error:
         return [f"{manifest_path}: its golden vectors cannot be replayed ({type(error).__name__}: {error})."]
 
@@ -352,6 +370,43 @@ def _replay_golden(directory, manifest, interpreter):
                         f"{directory / relative}: output differs by {worst:.2e} of its range "
                         f"(tolerance {FLOAT_TOLERANCE})."
                     )
+    return problems
+
+
+def _target_problems(directory, manifest):
+    """Each Vela-compiled model compiled again from the bundle's model with the target recorded for it (Vela is
+    deterministic: the same input, version and options give the same bytes), and its recorded estimates against
+    the new ones. Needs the targets extra when the bundle has NPU targets."""
+    npu = (manifest.get("targets") or {}).get("npu") or {}
+    if not npu:
+        return []
+    from tfyolo.errors import ConfigError
+    from tfyolo.targets.npu_target import VELA_VERSION, NpuTarget, compile_for_npu
+
+    problems = []
+    content = (directory / manifest["model"]).read_bytes()
+    for accelerator, recorded in npu.items():
+        if recorded.get("vela_version") != VELA_VERSION:
+            problems.append(
+                f"{directory / MANIFEST}: target {accelerator} was compiled by Vela {recorded.get('vela_version')}; "
+                f"this tfyolo verifies with Vela {VELA_VERSION}."
+            )
+            continue
+        target = NpuTarget(accelerator, recorded["system_config"], recorded["memory_mode"])
+        try:
+            compiled, report = compile_for_npu(content, target, Path(manifest["model"]).stem)
+        except ConfigError as error:
+            problems.append(f"{directory / MANIFEST}: target {accelerator} cannot be verified here: {error}")
+            continue
+        if _sha256(compiled) != manifest["sha256"].get(recorded.get("compiled_model")):
+            problems.append(
+                f"{directory / recorded.get('compiled_model', '?')}: is not what Vela {VELA_VERSION} compiles from "
+                f"{manifest['model']} for {accelerator}."
+            )
+        fresh = report.to_dict()
+        changed = [key for key, value in fresh.items() if recorded.get(key) != value]
+        if changed:
+            problems.append(f"{directory / MANIFEST}: target {accelerator}: {changed} differ from Vela's figures.")
     return problems
 
 

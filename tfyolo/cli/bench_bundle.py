@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from tfyolo.cli.common import AT_LEAST_ONE, NON_NEGATIVE, user_errors, verify_and_report
+from tfyolo.cli.target import npu_options, npu_targets
 
 
 def _thread_counts(context, parameter, value):
@@ -68,9 +69,13 @@ def bench_command(models, threads, warmup, runs, no_xnnpack, json_path, report_d
 @click.option("--golden", default=3, show_default=True, type=AT_LEAST_ONE, help="Number of golden vectors.")
 @click.option("--eval-json", type=click.Path(exists=True, dir_okay=False), help="tfyolo-eval --json to include.")
 @click.option("--bench-json", type=click.Path(exists=True, dir_okay=False), help="tfyolo bench --json to include.")
+@npu_options
+@click.option("--mcu", is_flag=True, help="Run the golden inputs in TFLite Micro; its parity and arena go in too.")
 @click.option("--verify", is_flag=True, help="Verify the bundle folder TARGET instead of making one.")
 @user_errors
-def bundle_command(target, out, make_zip, image_source, golden, eval_json, bench_json, verify):
+def bundle_command(
+    target, out, make_zip, image_source, golden, eval_json, bench_json, npus, system_config, memory_mode, mcu, verify
+):
     """Write the edge handoff bundle of TARGET (.tflite), or --verify a bundle folder."""
     from tfyolo.bundle import golden_image_paths, make_bundle, write_bundle
     from tfyolo.io_utils import ensure_writable_folder
@@ -84,9 +89,17 @@ def bundle_command(target, out, make_zip, image_source, golden, eval_json, bench
     images = golden_image_paths(target, image_source, golden)
     evaluation = json.loads(Path(eval_json).read_text()) if eval_json else None
     latency = json.loads(Path(bench_json).read_text()) if bench_json else None
-    files = make_bundle(target, images, evaluation=evaluation, latency=latency)
+    targets = npu_targets(npus, system_config, memory_mode)
+    files = make_bundle(target, images, evaluation=evaluation, latency=latency, npu_targets=targets, mcu=mcu)
     write_bundle(out, files)
     click.echo(f"Wrote {len(files)} files to {out}")
+    manifest = json.loads(files["manifest.json"])
+    if manifest["targets"]:
+        from tfyolo.targets.target_check import targets_markdown
+
+        click.echo(targets_markdown(manifest["targets"]))
+        if mcu and not manifest["targets"]["mcu"]["parity"]:
+            raise click.ClickException(f"{out}: written, but TFLite Micro's outputs do not match LiteRT's.")
     if make_zip:
         archive_path = out.with_suffix(".zip")
         from tfyolo.io_utils import atomic_path

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from tfyolo.cli.common import user_errors
+from tfyolo.targets.npu_target import ACCELERATORS
 
 AUTO_DEFAULT_MAX_DROP = 0.5
 
@@ -59,6 +60,12 @@ AUTO_DEFAULT_MAX_DROP = 0.5
     help="--auto: epochs of quantization-aware training for the QAT candidate (train split of the model's data, "
     "tried after int8_aeq); 0 leaves it out.",
 )
+@click.option(
+    "--target",
+    type=click.Choice(ACCELERATORS),
+    default=None,
+    help="--auto: search for this Ethos-U NPU: candidates it can run, chosen by Vela's estimated time.",
+)
 @user_errors
 def convert_command(
     model,
@@ -76,6 +83,7 @@ def convert_command(
     max_drop,
     prefer,
     auto_qat_epochs,
+    target,
 ):
     """Convert MODEL to TFLite with each recipe, verify it, and report accuracy against the float model."""
     from tfyolo.console import TqdmProgress
@@ -88,6 +96,7 @@ def convert_command(
         auto_max_drop=(AUTO_DEFAULT_MAX_DROP if max_drop is None else max_drop) if auto else None,
         prefer=prefer,
         auto_qat_epochs=auto_qat_epochs,
+        target=target,
         calibration=calibration,
         data=data_yaml,
         split=split,
@@ -120,6 +129,8 @@ def _auto_summary(report, spec, out):
         raise SystemExit(1)
     click.echo(
         f"Chosen: {chosen['recipe']} (mAP50-95 {chosen['map50_95']:.4f}, {chosen['delta_map50_95']:+.2f} pt, "
-        f"{chosen['latency_ms_p50']:.2f} ms) after {len(report.auto['candidates'])} candidate(s); recipe saved as "
+        f"{chosen['latency_ms_p50']:.2f} ms"
+        + (f", {spec.target} est. {chosen['target_ms']:.2f} ms" if spec.target else "")
+        + f") after {len(report.auto['candidates'])} candidate(s); recipe saved as "
         f"{Path(out) / 'auto_recipe.yaml'} ({chosen['reuse']})."
     )

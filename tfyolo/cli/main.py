@@ -420,6 +420,7 @@ def _register_subcommands():
     from tfyolo.cli.evaluate import main as evaluate_command
     from tfyolo.cli.sensitivity import sensitivity_command
     from tfyolo.cli.serve import serve_command, worker_command
+    from tfyolo.cli.target import target_command
 
     cli.add_command(evaluate_command, name="eval")
     cli.add_command(convert_command, name="convert")
@@ -428,6 +429,7 @@ def _register_subcommands():
     cli.add_command(sensitivity_command, name="sensitivity")
     cli.add_command(serve_command, name="serve")
     cli.add_command(worker_command, name="worker")
+    cli.add_command(target_command, name="target")
 
 
 _register_subcommands()

@@ -7,7 +7,7 @@ from pathlib import Path
 from tfyolo.benchmark import benchmark_tflite
 from tfyolo.data.calibration_images import load_calibration_images
 from tfyolo.data.detection_dataset import DetectionDataset
-from tfyolo.errors import TfyoloError
+from tfyolo.errors import ConfigError, TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import evaluate_model
 from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
@@ -19,7 +19,7 @@ from tfyolo.models.detector_metadata import family_of
 from tfyolo.models.model_io import load_keras_model
 from tfyolo.qat.qat_training import trainer_for
 from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
-from tfyolo.quantization.auto import QAT_CANDIDATE, Candidate, search
+from tfyolo.quantization.auto import Candidate, is_qat_candidate, search
 from tfyolo.quantization.calibration import default_calibration_source
 from tfyolo.quantization.isolated import convert_isolated
 from tfyolo.quantization.recipe import Recipe
@@ -34,6 +34,12 @@ CANDIDATE_COLUMNS = [
     ("latency_ms_p50", "p50 ms", "{:.2f}"),
     ("size_bytes", "size (bytes)", "{:,}"),
     ("error", "error", None),
+]
+# An NPU search adds Vela's estimate and what it leaves on the CPU.
+TARGET_COLUMNS = [
+    ("target_ms", "NPU est. ms", "{:.2f}"),
+    ("target_cpu_operators", "ops left on the CPU", None),
+    ("target_error", "not for the NPU", None),
 ]
 
 
@@ -56,6 +62,7 @@ class AutoSession:
         progress=Progress(),
         qat_epochs=0,
         work=None,
+        npu_target=None,
     ):
         self.model_path = model
         progress.stage(f"loading {Path(model).name}", 1, unit="model")
@@ -70,6 +77,7 @@ class AutoSession:
         self.qat_epochs = qat_epochs
         self.force_overlap = force_overlap
         self.work = Path(work) if work else None
+        self.npu_target = npu_target
         self._qat_model = None
         self.data_yaml = resolve_data(data_yaml, model)
         self.dataset = DetectionDataset.from_data_yaml(self.data_yaml, split)
@@ -126,7 +134,7 @@ class AutoSession:
     def measure(self, recipe):
         """Converts, checks, embeds, evaluates against the float model and times one candidate."""
         candidate = Candidate(recipe=recipe, keep_float=recipe.keep_float)
-        is_qat = recipe.name == QAT_CANDIDATE
+        is_qat = is_qat_candidate(recipe)
         # A QAT model learned its ranges: it converts without calibration images.
         calibrated = recipe.needs_calibration and not is_qat
         try:
@@ -155,11 +163,26 @@ class AutoSession:
             candidate.map50_95, candidate.delta_map50_95 = report["map50_95"], report["delta_map50_95"]
             candidate.latency_ms_p50, candidate.size_bytes = latency["latency_ms_p50"], len(content)
             candidate.content = content
+            if self.npu_target is not None:
+                self._estimate_on_npu(candidate)
         except TfyoloError as error:
             candidate.error = str(error)
         self.progress.advance()
         self.progress.end_stage()
         return candidate
+
+    def _estimate_on_npu(self, candidate):
+        from tfyolo.targets.npu_target import compile_for_npu
+
+        self.progress.advance()  # the timing stage's one step
+        self.progress.stage(
+            f"candidate {candidate.recipe.name}: Vela for {self.npu_target.accelerator}", 1, unit="model"
+        )
+        try:
+            _, npu = compile_for_npu(candidate.content, self.npu_target, candidate.recipe.name)
+            candidate.target_ms, candidate.target_cpu_operators = npu.inference_ms, npu.cpu_operators
+        except ConfigError as error:
+            candidate.target_error = str(error)
 
 
 def run_auto(session, max_drop, prefer, out, top_layers=8):
@@ -185,9 +208,16 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
             row["error"]
             or f"mAP50-95 {row['map50_95']:.4f} ({row['delta_map50_95']:+.2f} pt), {row['latency_ms_p50']:.2f} ms"
         )
+        if row["target_ms"] is not None:
+            status += f", {session.npu_target.accelerator} est. {row['target_ms']:.2f} ms"
+            status += f" (CPU: {row['target_cpu_operators']})" if row["target_cpu_operators"] else " (all on the NPU)"
         progress.message(f"  {row['recipe']}{' ' + str(row['keep_float']) if row['keep_float'] else ''}: {status}")
 
-    base = Recipe(name="int8", mode="int8", calibration_images=len(session.images))
+    for_npu = session.npu_target is not None
+    base = Recipe(
+        name="int8", mode="int8", calibration_images=len(session.images), io_type="int8" if for_npu else "float32"
+    )
+    prefer = "target" if for_npu else prefer
     chosen, tried, closest = search(
         base, ranked, session.measure, max_drop, prefer, progress=report, qat_epochs=session.qat_epochs
     )
@@ -195,6 +225,7 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
         "model": str(session.model_path),
         "max_drop": max_drop,
         "prefer": prefer,
+        "target": session.npu_target.accelerator if for_npu else None,
         "reference_map50_95": session.reference_metrics["map50_95"],
         "calibration": session.calibration,
         "search_seconds": time.perf_counter() - started,
@@ -209,7 +240,7 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
             [
                 f"# Auto quantization of `{session.model_path}` (max drop {max_drop} pt, prefer {prefer})",
                 "",
-                markdown_table(result["candidates"], CANDIDATE_COLUMNS),
+                markdown_table(result["candidates"], CANDIDATE_COLUMNS + (TARGET_COLUMNS if for_npu else [])),
                 "",
                 f"Chosen: {result['chosen']['recipe'] if chosen else 'none within the budget'}; "
                 f"search took {result['search_seconds']:.0f} s.",
@@ -219,7 +250,7 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
     )
     if chosen:
         recipe = chosen.recipe
-        if recipe.name == QAT_CANDIDATE:
+        if is_qat_candidate(recipe):
             reuse = (
                 f"its QAT model is {session.qat_model()}: `tfyolo convert --model {session.model_path} --qat-model "
                 f"{session.qat_model()} --recipe fp32` converts it again"

@@ -97,6 +97,15 @@ def _convert(spec, out, progress):
     )
 
 
+def _npu_target(accelerator):
+    if accelerator is None:
+        return None
+    from tfyolo.targets.npu_target import NpuTarget, require_vela
+
+    require_vela()
+    return NpuTarget(accelerator)
+
+
 def _auto(spec, out, progress):
     session = AutoSession(
         spec.model,
@@ -109,6 +118,7 @@ def _auto(spec, out, progress):
         progress,
         qat_epochs=spec.auto_qat_epochs,
         work=out,
+        npu_target=_npu_target(spec.target),
     )
     chosen, result = run_auto(session, spec.auto_max_drop, spec.prefer, out)
     rows = [float_row(spec.model, session.reference_metrics)]

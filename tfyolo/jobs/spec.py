@@ -31,6 +31,8 @@ class JobSpec:
             many points, instead of running `recipes`.
         prefer: str. The auto search's stopping rule, one of `PREFERENCES`.
         auto_qat_epochs: int. Epochs of quantization-aware training for the auto search's QAT candidate; 0: none.
+        target: str or None. An Ethos-U NPU (`tfyolo.targets.npu_target.ACCELERATORS`): the auto search keeps what
+            the NPU runs and chooses by Vela's estimate for it, at Vela's default system config and memory mode.
         calibration: str or None. Image folder or data.yaml (its train split); None: the model's own default.
         data: str or None. Evaluation data.yaml; None: the one the model's metadata names.
         split: str. The evaluation split.
@@ -49,6 +51,7 @@ class JobSpec:
     auto_max_drop: Optional[float] = None
     prefer: str = "int8"
     auto_qat_epochs: int = 3
+    target: Optional[str] = None
     calibration: Optional[str] = None
     data: Optional[str] = None
     split: str = "val"
@@ -94,6 +97,13 @@ class JobSpec:
             raise ConfigError(
                 f"auto_qat_epochs: expected an integer from 0 to 1000, received {self.auto_qat_epochs!r}."
             )
+        if self.target is not None:
+            from tfyolo.targets.npu_target import ACCELERATORS
+
+            if self.target not in ACCELERATORS:
+                raise ConfigError(f"target: expected one of {list(ACCELERATORS)}, received {self.target!r}.")
+            if self.auto_max_drop is None:
+                raise ConfigError("target: chooses among the auto search's candidates; it needs auto_max_drop.")
         if isinstance(self.threads, bool) or not isinstance(self.threads, int) or not 1 <= self.threads <= 64:
             raise ConfigError(f"threads: expected an integer from 1 to 64, received {self.threads!r}.")
         if self.kind != "convert" and (self.recipes or self.auto_max_drop is not None or self.qat_model):

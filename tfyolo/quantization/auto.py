@@ -7,7 +7,11 @@ int16x8; fp16. With prefer="int8" the search stops at the first candidate within
 is already fastest-first on CPUs: QAT costs training time, but its artifact is all int8 and runs at int8's
 speed, on CPUs, where 16-bit activations run on reference kernels, and on NPUs without a 16-bit path);
 prefer="latency" or "size"
-evaluates them all and picks the best within budget. Evaluation always runs on the validation split, never on the
+evaluates them all and picks the best within budget. prefer="target" searches for an Ethos-U NPU: only the
+candidates an NPU can run at all (integer compute; int8 I/O where the quantizer offers it), all evaluated, and the
+one within budget with every operator on the NPU and the lowest Vela estimate chosen (a candidate that leaves its
+float I/O's QUANTIZE / DEQUANTIZE to the CPU only when none runs wholly on the NPU: Vela's estimate leaves out
+the CPU's share). Evaluation always runs on the validation split, never on the
 calibration images, and the QAT candidate never validates on it while training.
 """
 
@@ -16,7 +20,7 @@ import dataclasses
 from tfyolo.quantization.aeq import block_pattern
 from tfyolo.quantization.recipe import Recipe
 
-PREFERENCES = ("int8", "latency", "size")
+PREFERENCES = ("int8", "latency", "size", "target")
 FLOAT_LAYER_STEPS = (1, 2, 4, 8)
 # The candidate whose int8 artifact is converted from a QAT model trained by the search, not from the float model.
 QAT_CANDIDATE = "int8_qat"
@@ -32,6 +36,10 @@ class Candidate:
     size_bytes: int = None
     content: bytes = None
     error: str = None
+    # prefer="target": Vela's estimate for the search's NPU, the operators it leaves on the CPU, or why it cannot.
+    target_ms: float = None
+    target_cpu_operators: dict = None
+    target_error: str = None
 
     def row(self):
         return {
@@ -44,33 +52,50 @@ class Candidate:
             "latency_ms_p50": self.latency_ms_p50,
             "size_bytes": self.size_bytes,
             "error": self.error,
+            "target_ms": self.target_ms,
+            "target_cpu_operators": self.target_cpu_operators,
+            "target_error": self.target_error,
         }
 
+    @property
+    def all_on_npu(self):
+        return self.target_ms is not None and not self.target_cpu_operators
 
-def candidate_recipes(base, ranked_layers, qat_epochs=0):
+
+def is_qat_candidate(recipe):
+    """The candidate converted from the QAT model the search trains (with float or int8 I/O)."""
+    return recipe.name in (QAT_CANDIDATE, QAT_CANDIDATE + "_int8io")
+
+
+def candidate_recipes(base, ranked_layers, qat_epochs=0, for_npu=False):
     """Yields the search's recipes lazily: the sensitivity ranking is only computed if plain int8 misses.
-    qat_epochs: 0 leaves the QAT candidate out."""
-    yield Recipe(**{**base.to_dict(), "name": "int8"})
+    qat_epochs: 0 leaves the QAT candidate out. for_npu: only what an NPU can run (no float layers, no fp16;
+    int16x8 with int16 I/O)."""
+    # Artifact names say their I/O type: int8 I/O for an NPU search.
+    io_suffix = "_int8io" if base.io_type == "int8" else ""
+    yield Recipe(**{**base.to_dict(), "name": f"int8{io_suffix}"})
     # Integer-only, at int8's speed and on every int8 target: ahead of anything that keeps layers in float. Its
     # per-input requantization of each concatenation recovers most of an 80-class model's loss (README).
     aeq = {**base.to_dict(), "quantizer": "ai_edge_quantizer", "io_type": "float32"}
     yield Recipe(**{**aeq, "name": "int8_aeq"})
     layers = ranked_layers()
-    for count in FLOAT_LAYER_STEPS:
+    for count in () if for_npu else FLOAT_LAYER_STEPS:
         if count > len(layers):
             break
         keep = tuple(layers[:count])
         yield Recipe(**{**base.to_dict(), "name": f"int8_float{count}", "keep_float": keep})
     if qat_epochs:
         description = f"int8 from the model after {qat_epochs} epoch(s) of quantization-aware training"
-        yield Recipe(**{**base.to_dict(), "name": QAT_CANDIDATE, "description": description})
+        yield Recipe(**{**base.to_dict(), "name": QAT_CANDIDATE + io_suffix, "description": description})
     for count in FLOAT_LAYER_STEPS:
         if count > len(layers):
             break
         blocks = tuple(block_pattern(layer) for layer in layers[:count])
         yield Recipe(**{**aeq, "name": f"int8_int16act{count}", "int16_layers": blocks})
-    yield Recipe(**{**base.to_dict(), "name": "int16x8", "mode": "int16x8", "io_type": "float32"})
-    yield Recipe(name="fp16", mode="fp16", description="float16 weights")
+    int16_io = {"io_type": "int16", "name": "int16x8_int16io"} if for_npu else {"io_type": "float32", "name": "int16x8"}
+    yield Recipe(**{**base.to_dict(), "mode": "int16x8", **int16_io})
+    if not for_npu:
+        yield Recipe(name="fp16", mode="fp16", description="float16 weights")
 
 
 def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progress=None, qat_epochs=0):
@@ -85,7 +110,7 @@ def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progres
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer must be one of {PREFERENCES}, received {prefer!r}")
     tried = []
-    for recipe in candidate_recipes(base_recipe, ranked_layers, qat_epochs):
+    for recipe in candidate_recipes(base_recipe, ranked_layers, qat_epochs, for_npu=prefer == "target"):
         candidate = measure(recipe)
         tried.append(candidate)
         if progress:
@@ -94,7 +119,14 @@ def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progres
         if meets and prefer == "int8":
             return candidate, tried, candidate
     within = [c for c in tried if c.error is None and -c.delta_map50_95 <= max_drop + 1e-9]
-    key = (lambda c: c.latency_ms_p50) if prefer == "latency" else (lambda c: c.size_bytes)
+    if prefer == "target":
+        within = [c for c in within if c.target_ms is not None]
+    keys = {
+        "latency": lambda c: c.latency_ms_p50,
+        "size": lambda c: c.size_bytes,
+        "target": lambda c: (not c.all_on_npu, c.target_ms),
+    }
+    key = keys.get(prefer, keys["size"])
     valid = [c for c in tried if c.error is None]
     closest = max(valid, key=lambda c: c.delta_map50_95) if valid else None
     return (min(within, key=key) if within else None), tried, closest
