@@ -30,7 +30,7 @@ DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
 
 .PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-eval-memory bench-finetune \
-	bench-import bench-coco bench-service bench-compress serve system-packages \
+	bench-import bench-coco bench-targets bench-service bench-compress serve system-packages \
 	bench-latency clean help
 
 help:
@@ -44,6 +44,7 @@ help:
 	@echo "make bench-qat   PennFudan QAT vs PTQ, SiLU vs ReLU -> benchmarks/results/"
 	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
 	@echo "make bench-import    the same Ultralytics weights: its own TFLite exports vs tfyolo import + convert"
+	@echo "make bench-targets   Ethos-U (Vela) estimates and TFLite Micro parity of every family's PennFudan int8 vs Ultralytics'"
 	@echo "make bench-coco      80-class int8: the shared COCO YOLOv8n, calibrated on one half of coco128, scored on the other"
 	@echo "make bench-finetune  PennFudan: short training from scratch vs from imported Ultralytics weights"
 	@echo "make bench-compress  cluster_int8 / prune_int8 on PennFudan (from bench-import), mixed int8/int16 on the default model"
@@ -132,6 +133,9 @@ bench-import: | $(STAMP)
 
 bench-coco: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_coco
+
+bench-targets: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_targets
 
 bench-compress: $(DEFAULT)/.done | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_compress

@@ -47,13 +47,13 @@ def recipes(work):
     from tfyolo.models.detect_head import CLASS_OUTPUT, OUTPUT_LAYERS
     from tfyolo.quantization.recipe import Recipe
 
-    aeq = dict(mode="int8", quantizer="ai_edge_quantizer", calibration_images=64)
+    aeq = dict(mode="int8", quantizer="ai_edge_quantizer", io_type="int8", calibration_images=64)
     paths = []
     for recipe in (
         Recipe(name="int8", mode="int8", calibration_images=64),
-        Recipe(name="int8_aeq", **aeq),
-        Recipe(name="int8_aeq_floor", min_score=1e-4, **aeq),
-        Recipe(name="int8_aeq_int16cls", int16_layers=OUTPUT_LAYERS[CLASS_OUTPUT], **aeq),
+        Recipe(name="int8_aeq_int8io", **aeq),
+        Recipe(name="int8_aeq_floor_int8io", min_score=1e-4, **aeq),
+        Recipe(name="int8_aeq_int16cls_int8io", int16_layers=OUTPUT_LAYERS[CLASS_OUTPUT], **aeq),
     ):
         path = work / f"{recipe.name}.yaml"
         path.write_text(recipe.to_yaml())

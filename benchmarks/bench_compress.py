@@ -9,8 +9,9 @@ the rows are scored on: each takes its last epoch.
 mixed: int8 / int16 activations on the default synthetic model, where plain int8 loses the most.
 
 Candidates, converted, evaluated against the float model and timed interleaved in one `run_job`:
-int8 (TFLiteConverter), int8_aeq (ai-edge-quantizer, all int8), int8_int16act{1,2,4} (ai-edge-quantizer with the
-1/2/4 blocks the sensitivity ranking puts worst at 16-bit activations), int16x8 (every activation 16-bit), fp32.
+int8 (TFLiteConverter), int8_aeq_int8io (ai-edge-quantizer, all int8), int8_int16act{1,2,4}_int8io
+(ai-edge-quantizer with the 1/2/4 blocks the sensitivity ranking puts worst at 16-bit activations), int16x8
+(every activation 16-bit), fp32.
 Sizes are reported raw and gzip-compressed.
 
 Usage: python -m benchmarks.bench_compress [--part all|mixed|pennfudan] [--cluster-epochs 5] [--prune-epochs 10]
@@ -85,8 +86,9 @@ def mixed(model, calibration):
     recipe_paths = []
     for count in STEPS:
         recipe = Recipe(
-            name=f"int8_int16act{count}",
+            name=f"int8_int16act{count}_int8io",
             mode="int8",
+            io_type="int8",
             quantizer="ai_edge_quantizer",
             int16_layers=tuple(block_pattern(layer) for layer in worst[:count]),
             description=f"int8, 16-bit activations in the {count} worst block(s)",
@@ -94,8 +96,8 @@ def mixed(model, calibration):
         path = out / f"{recipe.name}.yaml"
         path.write_text(recipe.to_yaml())
         recipe_paths.append(str(path))
-    aeq = out / "int8_aeq.yaml"
-    aeq.write_text(Recipe(name="int8_aeq", mode="int8", quantizer="ai_edge_quantizer").to_yaml())
+    aeq = out / "int8_aeq_int8io.yaml"
+    aeq.write_text(Recipe(name="int8_aeq_int8io", mode="int8", io_type="int8", quantizer="ai_edge_quantizer").to_yaml())
     spec = JobSpec(
         model=model,
         recipes=("fp32", "int8", str(aeq), *recipe_paths, "int16x8"),

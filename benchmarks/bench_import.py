@@ -32,6 +32,23 @@ GOALS = {
 }
 
 
+def family_weights(family):
+    """(the family's folder of Ultralytics artifacts in ../shared/weights, the file prefix of its exports there)."""
+    folder, prefix = SOURCES[family]
+    weights = SHARED_WEIGHTS / folder
+    if not (weights / "best.pt").is_file():
+        raise SystemExit(f"{weights} not found: this benchmark needs ../shared/weights beside the project.")
+    return weights, prefix
+
+
+def fresh_work(name):
+    """An empty benchmarks/work/<name>."""
+    work = WORK / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    return work
+
+
 def auto_artifact(model, data, out, max_drop):
     """`convert --auto --max-drop` as a job; returns (artifact path, chosen candidate row)."""
     from tfyolo.console import TqdmProgress
@@ -88,13 +105,8 @@ def head_to_head(family, qat_epochs):
     from tfyolo.models.model_io import save_model_atomic
 
     data = require_dataset(PENNFUDAN)
-    folder, prefix = SOURCES[family]
-    weights = SHARED_WEIGHTS / folder
-    if not (weights / "best.pt").is_file():
-        raise SystemExit(f"{weights} not found: this benchmark needs ../shared/weights beside the project.")
-    work = WORK / f"import_pennfudan_{family}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    weights, prefix = family_weights(family)
+    work = fresh_work(f"import_pennfudan_{family}")
     model, metadata = import_weights(weights / "best.pt")
     save_model_atomic(model, work / "ul_penn.keras", dict(metadata, data=str(data)))
     qat_history, qat_seconds = qat_finetune(work / "ul_penn.keras", data, work / "qat", qat_epochs, batch=8)

@@ -22,15 +22,20 @@ def study_recipes():
     from tfyolo.models.detect_head import BOX_OUTPUT, OUTPUT_LAYERS
     from tfyolo.quantization.recipe import Recipe
 
-    aeq = dict(mode="int8", quantizer="ai_edge_quantizer")
+    aeq = dict(mode="int8", quantizer="ai_edge_quantizer", io_type="int8")
     floor = 1e-4
     return [
         (64, Recipe(name="int8", mode="int8")),
         (64, Recipe(name="int8_floor", mode="int8", min_score=floor)),
-        (64, Recipe(name="int8_aeq_floor", min_score=floor, **aeq)),
-        (64, Recipe(name="int8_aeq_floor_int16box", min_score=floor, int16_layers=OUTPUT_LAYERS[BOX_OUTPUT], **aeq)),
+        (64, Recipe(name="int8_aeq_floor_int8io", min_score=floor, **aeq)),
+        (
+            64,
+            Recipe(
+                name="int8_aeq_floor_int16box_int8io", min_score=floor, int16_layers=OUTPUT_LAYERS[BOX_OUTPUT], **aeq
+            ),
+        ),
         (32, Recipe(name="int8_floor", mode="int8", min_score=floor)),
-        (32, Recipe(name="int8_aeq_floor", min_score=floor, **aeq)),
+        (32, Recipe(name="int8_aeq_floor_int8io", min_score=floor, **aeq)),
     ]
 
 

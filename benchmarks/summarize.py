@@ -45,7 +45,7 @@ def headline():
         path = RESULTS / f"{name}.json"
         if path.is_file():
             for row in load_json(path)["rows"]:
-                if row["recipe"] in ("cluster_int8", "prune_int8", "int8_aeq"):
+                if row["recipe"] in ("cluster_int8", "prune_int8", "int8_aeq", "int8_aeq_int8io"):
                     ratio = f" ({row['gzip_vs_int8']:.2f}x int8's)" if "gzip_vs_int8" in row else ""
                     lines.append(
                         f"| {name} | {row['recipe']} mAP50-95 vs float / gzip bytes | {row['delta']:+.2f} pt / "

@@ -433,6 +433,23 @@ def test_auto_with_recipes_is_refused_for_a_convert_upload(service, tiny_model, 
     assert response.status_code == 422 and "recipes and auto=true: give one or the other" in response.text
 
 
+def test_an_npu_target_reaches_the_auto_job_and_a_probing_one_is_not_echoed(service, tiny_model, tmp_path):
+    from tfyolo.models.model_io import save_model_atomic
+
+    save_model_atomic(tiny_model, tmp_path / "m.keras")
+    upload = {"model": ("m.keras", (tmp_path / "m.keras").read_bytes())}
+    auto = {"data_dataset": "tiny", "auto": "true", "max_drop": "0.5"}
+    response = service.post("/jobs", headers=AUTH, files=upload, data=auto | {"target": "ethos-u55-128"})
+    assert response.status_code == 201, response.text
+    assert response.json()["spec"]["target"] == "ethos-u55-128"
+    response = service.post("/jobs", headers=AUTH, files=upload, data=auto | {"target": "../../etc/passwd"})
+    assert response.status_code == 422 and "not an Ethos-U" in response.text and "passwd" not in response.text
+    response = service.post(
+        "/jobs", headers=AUTH, files=upload, data={"data_dataset": "tiny", "target": "ethos-u55-128"}
+    )
+    assert response.status_code == 422 and "send auto=true and max_drop" in response.text
+
+
 # === Zips from other tools ===
 
 

@@ -22,6 +22,11 @@ from tfyolo.jobs.spec import JobSpec
         ({"model": "m.keras", "threads": 0}, "threads: expected an integer from 1 to 64, received 0"),
         ({"model": "m.tflite", "kind": "bench", "qat_model": "q.h5"}, "belong to convert jobs, not bench"),
         ({"recipes": ["int8"]}, "'model' is required"),
+        (
+            {"model": "m.keras", "auto_max_drop": 0.5, "target": "ethos-u55"},
+            r"target: expected one of \['ethos-u55-32'",
+        ),
+        ({"model": "m.keras", "target": "ethos-u55-128"}, "target: chooses among the auto search's candidates"),
     ],
 )
 def test_a_bad_spec_is_refused_naming_the_field(values, message):

@@ -29,8 +29,8 @@ def test_layer_patterns_select_whole_blocks_and_nothing_else():
     "values, message",
     [
         ({"int16_layers": ("a_*",)}, "int16_layers needs quantizer: ai_edge_quantizer"),
-        ({"quantizer": "ai_edge_quantizer", "mode": "int16x8"}, "it takes mode int8, io_type float32"),
-        ({"quantizer": "ai_edge_quantizer", "io_type": "int8"}, "it takes mode int8, io_type float32"),
+        ({"quantizer": "ai_edge_quantizer", "mode": "int16x8", "io_type": "int16"}, "it takes mode int8, io_type int8"),
+        ({"quantizer": "ai_edge_quantizer"}, "it takes mode int8, io_type int8 .*io_type 'float32'"),
         ({"quantizer": "xla"}, "quantizer must be one of"),
     ],
 )
@@ -67,8 +67,9 @@ def test_the_chosen_block_runs_16_bit_and_the_rest_int8(tiny_float_run, calibrat
     from tfyolo.quantization.isolated import convert_isolated
 
     recipe = Recipe(
-        name="int8_int16act1",
+        name="int8_int16act1_int8io",
         mode="int8",
+        io_type="int8",
         quantizer="ai_edge_quantizer",
         int16_layers=(block_pattern(f"{BLOCK}_conv"),),
     )
@@ -87,6 +88,6 @@ def test_the_chosen_block_runs_16_bit_and_the_rest_int8(tiny_float_run, calibrat
 def test_patterns_that_match_no_layer_are_an_error(tiny_float_run, calibration):
     from tfyolo.quantization.isolated import ConversionError, convert_isolated
 
-    recipe = Recipe(name="typo", mode="int8", quantizer="ai_edge_quantizer", int16_layers=("stage9_*",))
+    recipe = Recipe(name="typo", mode="int8", io_type="int8", quantizer="ai_edge_quantizer", int16_layers=("stage9_*",))
     with pytest.raises(ConversionError, match=r"int16_layers \['stage9_\*'\] match no layer of this model"):
         convert_isolated(tiny_float_run, recipe, calibration)

@@ -59,10 +59,12 @@ def test_the_class_logits_range_starts_at_the_floor_and_nothing_else_moves(deep_
     from tfyolo.quantization.converter import convert
 
     model = deep_negative_model
-    plain, plain_names = quantized_ranges(convert(model, Recipe(name="int8", mode="int8", quantizer=quantizer), images))
-    floored, floored_names = quantized_ranges(
-        convert(model, Recipe(name="int8_floor", mode="int8", quantizer=quantizer, min_score=MIN_SCORE), images)
-    )
+    # ai-edge-quantizer quantizes the graph's input and outputs too: its recipes say int8 I/O.
+    io_type = "int8" if quantizer == "ai_edge_quantizer" else "float32"
+    plain_recipe = Recipe(name="int8", mode="int8", quantizer=quantizer, io_type=io_type)
+    plain, plain_names = quantized_ranges(convert(model, plain_recipe, images))
+    floored_recipe = Recipe(name="int8_floor", mode="int8", quantizer=quantizer, io_type=io_type, min_score=MIN_SCORE)
+    floored, floored_names = quantized_ranges(convert(model, floored_recipe, images))
     floor = math.log(MIN_SCORE / (1 - MIN_SCORE))
     # Three levels' convolutions and reshapes and the concatenation (ai-edge-quantizer adds requantized copies of the
     # reshapes in front of the concatenation).

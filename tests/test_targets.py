@@ -44,9 +44,9 @@ def tiny_int8_float_io(tiny_float_run, tiny_synthetic):
 
 @pytest.fixture(scope="module")
 def inputs(tiny_int8, tiny_synthetic):
-    from tfyolo.cli.target import mcu_inputs
+    from tfyolo.bundle import golden_inputs
 
-    return mcu_inputs(tiny_int8, str(tiny_synthetic), 2)
+    return golden_inputs(tiny_int8, str(tiny_synthetic), 2)
 
 
 def test_int8_with_int8_io_runs_every_operator_on_the_npu(tiny_int8):

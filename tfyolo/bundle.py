@@ -410,6 +410,15 @@ def _target_problems(directory, manifest):
     return problems
 
 
+def golden_inputs(model_path, image_source, count):
+    """The input tensors of `count` golden vectors for the .tflite at `model_path` (the images `golden_image_paths`
+    picks, preprocessed as its manifest would say): what TFLite Micro runs."""
+    runner = TFLiteRunner(model_path, num_threads=1)
+    input_spec, _, _ = describe_model(runner)
+    images = golden_image_paths(model_path, image_source, count)
+    return [golden_input(read_image_rgb(path), input_spec, runner.input_detail) for path in images]
+
+
 def golden_image_paths(model_path, image_source, count):
     """The first `count` images for the golden vectors: from `image_source` (folder or data.yaml), else the val
     split of the model's dataset, else calibration_data/."""

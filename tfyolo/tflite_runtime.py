@@ -35,8 +35,9 @@ def read_graph(model_content):
 
 
 def inspect_tflite(model_content):
-    """Returns {"ops": {op: count}, "tensor_types": {dtype: count}, "float_compute_ops": [...], ...}."""
-    _, ops, tensors = read_graph(model_content)
+    """Returns {"io_types": {input or output name: dtype}, "ops": {op: count}, "tensor_types": {dtype: count},
+    "float_compute_ops": [...], ...}."""
+    interpreter, ops, tensors = read_graph(model_content)
     op_counts = collections.Counter(op["op_name"] for op in ops)
     tensor_types = collections.Counter(np.dtype(detail["dtype"]).name for detail in tensors.values())
     float_compute = []
@@ -46,7 +47,9 @@ def inspect_tflite(model_content):
         types = {np.dtype(tensors[index]["dtype"]) for index in list(op["inputs"]) + list(op["outputs"]) if index >= 0}
         if any(np.issubdtype(dtype, np.floating) for dtype in types):
             float_compute.append(op["op_name"])
+    boundary = list(interpreter.get_input_details()) + list(interpreter.get_output_details())
     return {
+        "io_types": {detail["name"]: np.dtype(detail["dtype"]).name for detail in boundary},
         "ops": dict(sorted(op_counts.items())),
         "tensor_types": dict(sorted(tensor_types.items())),
         "float_compute_ops": float_compute,

@@ -35,19 +35,6 @@ def npu_targets(npus, system_config, memory_mode):
     return tuple(NpuTarget(npu, system_config=system_config, memory_mode=memory_mode) for npu in npus)
 
 
-def mcu_inputs(model_path, image_source, count):
-    """The tensors TFLite Micro runs on: `count` images (the bundle's golden-vector rule for which ones), each
-    preprocessed as the model's bundle manifest says."""
-    from tfyolo.bundle import describe_model, golden_image_paths, golden_input
-    from tfyolo.data.images import read_image_rgb
-    from tfyolo.evaluation.runners import TFLiteRunner
-
-    runner = TFLiteRunner(model_path, num_threads=1)
-    input_spec, _, _ = describe_model(runner)
-    images = golden_image_paths(model_path, image_source, count)
-    return [golden_input(read_image_rgb(path), input_spec, runner.input_detail) for path in images]
-
-
 @click.command("target")
 @click.argument("artifact", type=click.Path(exists=True, dir_okay=False))
 @npu_options
@@ -65,6 +52,7 @@ def target_command(artifact, npus, system_config, memory_mode, mcu, image_source
     """ARTIFACT (.tflite) on its targets: for each --npu, Vela's operator placement, SRAM and flash, MACs and
     estimated time, and the Vela-compiled model beside ARTIFACT (<stem>_vela_<npu>.tflite); with --mcu, TFLite
     Micro's parity with LiteRT, its arena size and any operator it lacks. Writes <stem>_targets.json and .md."""
+    from tfyolo.bundle import golden_inputs
     from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
     from tfyolo.targets.target_check import check_targets, targets_markdown
 
@@ -74,7 +62,7 @@ def target_command(artifact, npus, system_config, memory_mode, mcu, image_source
     out = Path(out) if out else artifact.parent
     out.mkdir(parents=True, exist_ok=True)
     targets = npu_targets(npus, system_config, memory_mode)
-    inputs = mcu_inputs(artifact, image_source, golden) if mcu else None
+    inputs = golden_inputs(artifact, image_source, golden) if mcu else None
     if mcu:
         click.echo(f"TFLite Micro: running {len(inputs)} input(s), a few seconds each on a CPU ...", err=True)
     report, compiled = check_targets(artifact.read_bytes(), artifact.stem, targets, inputs)

@@ -76,6 +76,15 @@ def letterbox(image, size, pad_value=PAD_VALUE):
     return padded, LetterboxInfo(scale, left, top, height, width)
 
 
+def resize_square_inputs(images, size):
+    """Square model inputs (N, S, S, 3), letterboxed at side S, at side `size` instead: what a letterbox at `size`
+    gives, up to interpolation and a pixel of padding (a square scales to a square). For calibration images."""
+    interpolation = cv2.INTER_AREA if size < images.shape[1] else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(image, (size, size), interpolation=interpolation) for image in images]).astype(
+        images.dtype
+    )
+
+
 def to_model_input(images_uint8):
     """uint8 RGB (..., H, W, 3) -> float32 in [0, 1]: the only normalization the models ever see."""
     return np.asarray(images_uint8, dtype=np.float32) / 255.0

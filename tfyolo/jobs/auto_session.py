@@ -37,6 +37,7 @@ CANDIDATE_COLUMNS = [
 ]
 # An NPU search adds Vela's estimate and what it leaves on the CPU.
 TARGET_COLUMNS = [
+    ("input_size", "input px", None),
     ("target_ms", "NPU est. ms", "{:.2f}"),
     ("target_cpu_operators", "ops left on the CPU", None),
     ("target_error", "not for the NPU", None),
@@ -146,7 +147,7 @@ class AutoSession:
                 self.model_metadata,
                 recipe,
                 self.calibration if calibrated else None,
-                self.reference_runner.input_size,
+                recipe.input_size or self.reference_runner.input_size,
                 self.reference_runner.num_classes,
                 source,
                 qat=is_qat,
@@ -154,9 +155,16 @@ class AutoSession:
             content, _ = finalize_artifact(content, recipe, metadata)
             runner = TFLiteRunner(model_content=content, num_threads=self.threads)
             self.progress.stage(f"candidate {recipe.name}: evaluating", len(self.dataset))
-            report, _, _ = evaluate_model(
-                runner, self.dataset, self.split, self.reference_runner, progress=self.progress.advance
-            )
+            if runner.input_size == self.reference_runner.input_size:
+                report, _, _ = evaluate_model(
+                    runner, self.dataset, self.split, self.reference_runner, progress=self.progress.advance
+                )
+            else:
+                # At another input size it cannot run in lockstep with the float model: scored alone, against the
+                # float model's figures at its own size (the budget is against the model as given).
+                metrics = evaluate(runner, self.dataset, progress=self.progress.advance).metrics
+                reference = self.reference_metrics["map50_95"]
+                report = {"map50_95": metrics["map50_95"], "delta_map50_95": 100 * (metrics["map50_95"] - reference)}
             self.progress.stage(f"candidate {recipe.name}: timing", 1, unit="model")
             slow = recipe.mode == "int16x8"
             latency = benchmark_tflite(content, self.threads, warmup=2 if slow else 5, runs=3 if slow else 30)
@@ -183,6 +191,13 @@ class AutoSession:
             candidate.target_ms, candidate.target_cpu_operators = npu.inference_ms, npu.cpu_operators
         except ConfigError as error:
             candidate.target_error = str(error)
+
+
+def smaller_input_sizes(size):
+    """The smaller input side an NPU search tries too: 0.8x the model's, on the stride-32 grid (320 -> 256, 640 ->
+    512); a quarter fewer pixels at least wherever the grid allows, so about that much less NPU time."""
+    smaller = int(size * 0.8) // 32 * 32
+    return (smaller,) if 32 <= smaller < size else ()
 
 
 def run_auto(session, max_drop, prefer, out, top_layers=8):
@@ -219,7 +234,14 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
     )
     prefer = "target" if for_npu else prefer
     chosen, tried, closest = search(
-        base, ranked, session.measure, max_drop, prefer, progress=report, qat_epochs=session.qat_epochs
+        base,
+        ranked,
+        session.measure,
+        max_drop,
+        prefer,
+        progress=report,
+        qat_epochs=session.qat_epochs,
+        smaller_sizes=smaller_input_sizes(session.reference_runner.input_size) if for_npu else (),
     )
     result = {
         "model": str(session.model_path),

@@ -1,6 +1,7 @@
 """Accuracy-aware quantization: the fastest recipe whose measured mAP50-95 drop stays within a budget.
 
-Candidates, in order: full int8; int8 through ai-edge-quantizer; int8 with the most sensitive layers kept in float
+Candidates, in order: full int8; int8 through ai-edge-quantizer (int8 I/O: it quantizes the graph's input and
+outputs too); int8 with the most sensitive layers kept in float
 (1, 2, 4, 8 of them); int8 after a short quantization-aware training (QAT, when the search is given epochs
 for it); int8 through ai-edge-quantizer with the most sensitive blocks at 16-bit activations (1, 2, 4, 8);
 int16x8; fp16. With prefer="int8" the search stops at the first candidate within the budget (the order above
@@ -8,7 +9,7 @@ is already fastest-first on CPUs: QAT costs training time, but its artifact is a
 speed, on CPUs, where 16-bit activations run on reference kernels, and on NPUs without a 16-bit path);
 prefer="latency" or "size"
 evaluates them all and picks the best within budget. prefer="target" searches for an Ethos-U NPU: only the
-candidates an NPU can run at all (integer compute; int8 I/O where the quantizer offers it), all evaluated, and the
+candidates an NPU can run at all (integer compute, integer I/O), all evaluated, and the
 one within budget with every operator on the NPU and the lowest Vela estimate chosen (a candidate that leaves its
 float I/O's QUANTIZE / DEQUANTIZE to the CPU only when none runs wholly on the NPU: Vela's estimate leaves out
 the CPU's share). Evaluation always runs on the validation split, never on the
@@ -46,6 +47,7 @@ class Candidate:
             "recipe": self.recipe.name,
             "mode": self.recipe.mode,
             "keep_float": list(self.keep_float),
+            "input_size": self.recipe.input_size,
             "int16_layers": list(self.recipe.int16_layers),
             "map50_95": self.map50_95,
             "delta_map50_95": self.delta_map50_95,
@@ -67,17 +69,18 @@ def is_qat_candidate(recipe):
     return recipe.name in (QAT_CANDIDATE, QAT_CANDIDATE + "_int8io")
 
 
-def candidate_recipes(base, ranked_layers, qat_epochs=0, for_npu=False):
+def candidate_recipes(base, ranked_layers, qat_epochs=0, for_npu=False, smaller_sizes=()):
     """Yields the search's recipes lazily: the sensitivity ranking is only computed if plain int8 misses.
     qat_epochs: 0 leaves the QAT candidate out. for_npu: only what an NPU can run (no float layers, no fp16;
-    int16x8 with int16 I/O)."""
+    int16x8 with int16 I/O). smaller_sizes: input sides at which the int8 candidates are tried again last (an NPU
+    search: the input size is the largest lever on an NPU's time)."""
     # Artifact names say their I/O type: int8 I/O for an NPU search.
     io_suffix = "_int8io" if base.io_type == "int8" else ""
     yield Recipe(**{**base.to_dict(), "name": f"int8{io_suffix}"})
     # Integer-only, at int8's speed and on every int8 target: ahead of anything that keeps layers in float. Its
     # per-input requantization of each concatenation recovers most of an 80-class model's loss (README).
-    aeq = {**base.to_dict(), "quantizer": "ai_edge_quantizer", "io_type": "float32"}
-    yield Recipe(**{**aeq, "name": "int8_aeq"})
+    aeq = {**base.to_dict(), "quantizer": "ai_edge_quantizer", "io_type": "int8"}
+    yield Recipe(**{**aeq, "name": "int8_aeq_int8io"})
     layers = ranked_layers()
     for count in () if for_npu else FLOAT_LAYER_STEPS:
         if count > len(layers):
@@ -91,26 +94,32 @@ def candidate_recipes(base, ranked_layers, qat_epochs=0, for_npu=False):
         if count > len(layers):
             break
         blocks = tuple(block_pattern(layer) for layer in layers[:count])
-        yield Recipe(**{**aeq, "name": f"int8_int16act{count}", "int16_layers": blocks})
+        yield Recipe(**{**aeq, "name": f"int8_int16act{count}_int8io", "int16_layers": blocks})
     int16_io = {"io_type": "int16", "name": "int16x8_int16io"} if for_npu else {"io_type": "float32", "name": "int16x8"}
     yield Recipe(**{**base.to_dict(), "mode": "int16x8", **int16_io})
     if not for_npu:
         yield Recipe(name="fp16", mode="fp16", description="float16 weights")
+    for size in smaller_sizes:
+        yield Recipe(**{**base.to_dict(), "name": f"int8{io_suffix}_{size}px", "input_size": size})
+        yield Recipe(**{**aeq, "name": f"int8_aeq_int8io_{size}px", "input_size": size})
 
 
-def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progress=None, qat_epochs=0):
+def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progress=None, qat_epochs=0, smaller_sizes=()):
     """Runs the search.
 
     ranked_layers: callable -> layer names, most sensitive first.
     measure: callable(Recipe) -> Candidate with map50_95 / delta / latency / size filled in (or error); for the
         recipe named QAT_CANDIDATE it trains the QAT model first.
     qat_epochs: the QAT candidate's training epochs; 0 leaves it out.
+    smaller_sizes: input sides tried last, for prefer="target" only.
     Returns (chosen Candidate or None, every Candidate tried, closest Candidate).
     """
     if prefer not in PREFERENCES:
         raise ValueError(f"prefer must be one of {PREFERENCES}, received {prefer!r}")
     tried = []
-    for recipe in candidate_recipes(base_recipe, ranked_layers, qat_epochs, for_npu=prefer == "target"):
+    for_npu = prefer == "target"
+    sizes = smaller_sizes if for_npu else ()
+    for recipe in candidate_recipes(base_recipe, ranked_layers, qat_epochs, for_npu, sizes):
         candidate = measure(recipe)
         tried.append(candidate)
         if progress:

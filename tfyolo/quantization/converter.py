@@ -100,11 +100,14 @@ def representative_dataset(images):
     return generate
 
 
-def convert(model, recipe, calibration_images=None):
+def convert(model, recipe, calibration_images=None, model_config=None):
     """Converts `model` with `recipe`; returns the .tflite bytes.
 
     calibration_images: float32 (N, H, W, 3) letterboxed inputs in [0, 1] for full-integer recipes.
+    model_config: the model's ModelConfig, needed only to rebuild it at a recipe's `input_size`.
     """
+    if recipe.input_size and recipe.input_size != int(model.input_shape[1]):
+        model, calibration_images = _at_input_size(model, recipe, calibration_images, model_config)
     if recipe.quantizer == "ai_edge_quantizer":
         return _convert_with_aeq(model, recipe, calibration_images)
     representative = None if calibration_images is None else representative_dataset(calibration_images)
@@ -123,6 +126,26 @@ def convert(model, recipe, calibration_images=None):
     else:
         content = converter.convert()
     return add_signature(content, outputs, INPUT_NAME)
+
+
+def _at_input_size(model, recipe, calibration_images, model_config):
+    """The model rebuilt at the recipe's input size with the same weights, and the calibration images at it."""
+    from tfyolo.data.images import resize_square_inputs
+    from tfyolo.models.resize import resize_detector
+
+    if qat_kind(model):
+        raise ConfigError(
+            f"recipe {recipe.name!r}: input_size rebuilds the float model; a QAT model is converted at the size it "
+            "was trained at. Convert it with a recipe without input_size."
+        )
+    if model_config is None:
+        raise ConfigError(
+            f"recipe {recipe.name!r}: input_size rebuilds the model from its architecture, which its file's "
+            "metadata holds: convert the model file (tfyolo convert), not a model in memory."
+        )
+    resized = resize_detector(model, model_config, recipe.input_size)
+    images = None if calibration_images is None else resize_square_inputs(calibration_images, recipe.input_size)
+    return resized, images
 
 
 def _convert_with_score_floor(converter, recipe):

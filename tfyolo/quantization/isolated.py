@@ -34,9 +34,15 @@ def _convert_in_child(model_path, recipe_values, calibration_path, output_path, 
         from tfyolo.quantization.converter import convert
         from tfyolo.quantization.recipe import Recipe
 
+        recipe = Recipe.from_dict(recipe_values)
         model = load_any_detector(model_path)
         images = np.load(calibration_path) if calibration_path else None
-        Path(output_path).write_bytes(convert(model, Recipe.from_dict(recipe_values), images))
+        config = None
+        if recipe.input_size:
+            from tfyolo.models.detector_metadata import detector_config
+
+            config = detector_config(model_path)
+        Path(output_path).write_bytes(convert(model, recipe, images, model_config=config))
     except BaseException as error:  # everything must reach the parent as text
         message = str(error).strip().splitlines()
         Path(error_path).write_text(
@@ -91,6 +97,12 @@ def check_artifact(model_content, recipe, allow_float=False):
 
     inspection = inspect_tflite(model_content)
     inspection["full_integer"] = not inspection["float_compute_ops"]
+    io_types = inspection["io_types"]
+    if any(dtype != recipe.io_type for dtype in io_types.values()):
+        raise ConversionError(
+            f"recipe {recipe.name!r} promises {recipe.io_type} I/O but the model's input and outputs are "
+            f"{io_types}; the artifact's name and metadata would not say what it is."
+        )
     if recipe.promises_full_integer and not allow_float and inspection["float_compute_ops"]:
         found = sorted(set(inspection["float_compute_ops"]))
         raise ConversionError(

@@ -54,6 +54,10 @@ FIELD_TYPES = {
     ),
     "compress_epochs": ("a positive integer", lambda value: _is_int(value) and value >= 1),
     "qat_epochs": ("a positive integer", lambda value: _is_int(value) and value >= 1),
+    "input_size": (
+        "a multiple of 32 from 32 to 8192, or null",
+        lambda value: value is None or (_is_int(value) and 32 <= value <= 8192 and value % 32 == 0),
+    ),
     "min_score": (
         "a score above 0 and at most 0.01, or null",
         lambda value: value is None or (isinstance(value, float) and 0 < value <= MAX_MIN_SCORE),
@@ -85,6 +89,9 @@ class Recipe:
         min_score: float or None. The lowest class score the int8 artifact resolves: the class logits' calibrated
             range starts at logit(min_score), so their 256 steps cover the scores a threshold keeps
             (`tfyolo.quantization.score_floor`); a lower score reads as min_score. None: the calibrated min-max.
+        input_size: int or None. Convert the model rebuilt at this square input side (its convolution weights do
+            not depend on the size; calibration images are resized to it): the smaller inputs an NPU or MCU
+            team ships. None: the model's own size.
     """
 
     name: str
@@ -103,6 +110,7 @@ class Recipe:
     compress_epochs: int = 5
     qat_epochs: int = 3
     min_score: Optional[float] = None
+    input_size: Optional[int] = None
 
     def __post_init__(self):
         check_plain_name(self.name, "recipe name")
@@ -124,12 +132,11 @@ class Recipe:
             raise ConfigError(
                 f"recipe {self.name!r}: quantizer must be one of {QUANTIZERS}, received {self.quantizer!r}."
             )
-        if self.quantizer == "ai_edge_quantizer" and (
-            self.mode != "int8" or self.io_type != "float32" or self.keep_float
-        ):
+        if self.quantizer == "ai_edge_quantizer" and (self.mode != "int8" or self.io_type != "int8" or self.keep_float):
             raise ConfigError(
-                f"recipe {self.name!r}: quantizer ai_edge_quantizer makes static int8 with float32 I/O (16-bit "
-                "activations through int16_layers); it takes mode int8, io_type float32 and no keep_float."
+                f"recipe {self.name!r}: quantizer ai_edge_quantizer makes static int8 with int8 I/O (it quantizes "
+                "the graph's input and outputs too; 16-bit activations through int16_layers); it takes mode int8, "
+                f"io_type int8 and no keep_float, received mode {self.mode!r}, io_type {self.io_type!r}."
             )
         if self.int16_layers and self.quantizer != "ai_edge_quantizer":
             raise ConfigError(
@@ -151,6 +158,11 @@ class Recipe:
             raise ConfigError(
                 f"recipe {self.name!r}: min_score sets the calibrated range of int8 class logits; it takes mode "
                 f"int8 without keep_float or compress, received mode {self.mode!r}."
+            )
+        if self.input_size is not None and self.compress is not None:
+            raise ConfigError(
+                f"recipe {self.name!r}: input_size rebuilds the model for a plain conversion; a {self.compress} "
+                "fine-tune trains at the model's own size. Compress first, then convert with input_size."
             )
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "int16_layers", tuple(self.int16_layers))

@@ -156,6 +156,7 @@ def create_app(config, huey=None):
         data_dataset: Optional[str] = Form(None),
         threads: int = Form(2),
         bundle: bool = Form(True),
+        target: Optional[str] = Form(None),
     ):
         submission = Submission(
             kind=kind,
@@ -166,6 +167,7 @@ def create_app(config, huey=None):
             data_dataset=data_dataset,
             threads=threads,
             bundle=bundle,
+            target=target or None,
         )
         job_id = accept(submission, model, calibration)
         return public(store.get(job_id))

@@ -7,7 +7,7 @@ import shutil
 from typing import Optional
 
 from tfyolo.config import PLAIN_NAME
-from tfyolo.errors import TfyoloError, one_line
+from tfyolo.errors import ConfigError, TfyoloError, one_line
 from tfyolo.jobs.spec import KINDS, JobSpec
 from tfyolo.metadata import read_model_file_metadata, replace_model_file_metadata
 from tfyolo.models.model_file_check import check_model_config
@@ -46,6 +46,7 @@ class Submission:
     data_dataset: Optional[str] = None
     threads: int = 2
     bundle: bool = True
+    target: Optional[str] = None
 
 
 # Keys of a model's own metadata that name files: on the machine that saved it, its dataset and its float model;
@@ -103,6 +104,18 @@ def submit(store, config, submission, model, calibration=None):
     return job_id
 
 
+def _npu_target(name):
+    from tfyolo.targets.npu_target import ACCELERATORS, require_vela
+
+    if name not in ACCELERATORS:
+        raise UploadRefused(422, f"target: {_shown(name)} is not an Ethos-U this server knows; one of {ACCELERATORS}.")
+    try:
+        require_vela()
+    except ConfigError as error:
+        raise UploadRefused(422, f"target: this server cannot compile for an NPU ({error})") from None
+    return name
+
+
 def _prepare(config, submission, model, calibration, uploads):
     uploads.mkdir()
     kind = submission.kind
@@ -145,8 +158,12 @@ def _prepare(config, submission, model, calibration, uploads):
             if submission.max_drop is None:
                 raise UploadRefused(422, "max_drop: auto needs a budget in mAP50-95 points.")
             values["auto_max_drop"] = submission.max_drop
+            if submission.target:
+                values["target"] = _npu_target(submission.target)
         else:
             values["recipes"], values["max_drop"] = recipes, submission.max_drop
+    if submission.target and not (kind == "convert" and submission.auto):
+        raise UploadRefused(422, "target: chooses among the auto search's candidates; send auto=true and max_drop.")
     uploaded = {"model": MODEL_UPLOADS[found]}
     if calibration is not None and calibration.filename:
         archive = uploads / "calibration.upload"
