@@ -70,3 +70,20 @@ def test_input_size_is_checked_and_needs_the_model_file(tiny_model):
         Recipe(name="r", mode="int8", compress="cluster", input_size=32)
     with pytest.raises(ConfigError, match="convert the model file"):
         convert(tiny_model, Recipe(name="r", mode="fp32", input_size=32))
+
+
+@pytest.mark.large
+def test_a_recipe_job_scores_an_artifact_at_another_size_against_the_float_model(
+    tiny_float_run, tiny_synthetic, tmp_path
+):
+    from tfyolo.jobs.run import run_job
+    from tfyolo.jobs.spec import JobSpec
+
+    recipe = tmp_path / "fp32_128px.yaml"
+    recipe.write_text(Recipe(name="fp32_128px", mode="fp32", input_size=128).to_yaml())
+    spec = JobSpec(model=str(tiny_float_run), recipes=("fp32", str(recipe)), data=str(tiny_synthetic))
+    rows = {row["recipe"]: row for row in run_job(spec, tmp_path / "out").rows}
+    resized = rows["fp32_128px"]
+    assert resized["note"] == "at 128 px, against the float model at 64 px" and resized["error"] is None
+    assert resized["delta_map50_95"] == pytest.approx(100 * (resized["map50_95"] - rows["float"]["map50_95"]))
+    assert rows["fp32"]["delta_map50_95"] == pytest.approx(0, abs=0.01)

@@ -9,6 +9,7 @@ from tfyolo.benchmark import interleaved_latency
 from tfyolo.data.calibration_images import evaluation_image_paths, load_calibration_images
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import TfyoloError
+from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import evaluate_models
 from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
 from tfyolo.io_utils import atomic_write_bytes
@@ -122,7 +123,7 @@ def convert_recipes(spec, out, progress):
                 model_metadata,
                 recipe,
                 calibration_summary if images is not None else None,
-                float_runner.input_size,
+                recipe.input_size or float_runner.input_size,
                 float_runner.num_classes,
                 source,
                 qat=is_qat,
@@ -157,11 +158,28 @@ def convert_recipes(spec, out, progress):
         runners = {
             name: TFLiteRunner(model_content=content, num_threads=spec.threads) for name, content in artifacts.items()
         }
-        progress.stage(f"evaluating float + {len(runners)} artifact(s)", len(dataset))
+        # An artifact at another input size (a recipe's input_size) cannot run in lockstep with the float model:
+        # it is scored alone, against the float model's figures at its own size.
+        resized = {name: runner for name, runner in runners.items() if runner.input_size != float_runner.input_size}
+        progress.stage(f"evaluating float + {len(runners) - len(resized)} artifact(s)", len(dataset))
         results, evaluations, reference = evaluate_models(
-            runners, dataset, spec.split, float_runner, progress=progress.advance
+            {name: runner for name, runner in runners.items() if name not in resized},
+            dataset,
+            spec.split,
+            float_runner,
+            progress=progress.advance,
         )
         progress.end_stage()
+        for name, runner in resized.items():
+            progress.stage(f"evaluating {name} at {runner.input_size} px", len(dataset))
+            metrics = evaluate(runner, dataset, progress=progress.advance).metrics
+            progress.end_stage()
+            rows[name].update(
+                map50_95=metrics["map50_95"],
+                map50=metrics["map50"],
+                delta_map50_95=100 * (metrics["map50_95"] - reference.metrics["map50_95"]),
+                note=f"at {runner.input_size} px, against the float model at {float_runner.input_size} px",
+            )
         report["rows"].insert(0, float_row(spec.model, reference.metrics))
         for name, result in results.items():
             rows[name].update(
