@@ -67,6 +67,7 @@ class OnnxRuntimeRunner:
     so this runner lives here, not in the library."""
 
     layout = "ultralytics"
+    postprocess = "nms"
 
     def __init__(self, path):
         import onnxruntime

@@ -56,6 +56,7 @@ class GroundTruthRunner:
 
     layout = "tfyolo"
     reg_max = REG_MAX
+    postprocess = "nms"
     description = "ground truth"
 
     def __init__(self, dataset, size, shift=0.0, batch_size=8):

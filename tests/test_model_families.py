@@ -73,7 +73,7 @@ def test_yolo11_layer_roles_and_freezing_the_backbone(tmp_path):
 
 def test_scales_are_checked_against_the_family():
     assert ModelConfig(num_classes=1, family="yolo11", scale="x").reg_max == 16
-    with pytest.raises(ConfigError, match=r"family must be one of \['yolo11', 'yolov8'\], received 'yolo9'"):
+    with pytest.raises(ConfigError, match=r"family must be one of \['yolo11', 'yolo26', 'yolov8'\], received 'yolo9'"):
         ModelConfig(num_classes=1, family="yolo9")
     with pytest.raises(ConfigError, match="scale must be one of"):
         ModelConfig(num_classes=1, family="yolo11", scale="xl")

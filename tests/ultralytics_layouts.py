@@ -100,15 +100,22 @@ class Builder:
         children = {"cv1": self.conv(c1, c, 1), "cv2": self.conv(c1, c, 1), "cv3": self.conv(2 * c, c2, 1)}
         return Node("C3k", dict(children, m=inner))
 
-    def c3k2(self, c1, c2, n, c3k, e=0.5):
+    def c3k2(self, c1, c2, n, c3k, e=0.5, attn=False):
         c = int(c2 * e)
-        blocks = {str(i): self.c3k(c, c) if c3k else self.bottleneck(c, c) for i in range(n)}
+
+        def inner():
+            if attn:  # YOLO26: Sequential(Bottleneck(c, c), PSABlock(c, 0.5, max(c // 64, 1)))
+                return Node("Sequential", {"0": self.bottleneck(c, c), "1": self.psa_block(c)})
+            return self.c3k(c, c) if c3k else self.bottleneck(c, c)
+
+        blocks = {str(i): inner() for i in range(n)}
         children = {"cv1": self.conv(c1, 2 * c, 1), "cv2": self.conv((2 + n) * c, c2, 1)}
         return Node("C3k2", dict(children, m=Node("ModuleList", blocks)))
 
-    def sppf(self, c1, c2):
+    def sppf(self, c1, c2, linear_cv1=False):
         c = c1 // 2
-        return Node("SPPF", {"cv1": self.conv(c1, c, 1), "cv2": self.conv(4 * c, c2, 1), "m": Node("MaxPool2d")})
+        children = {"cv1": self.conv(c1, c, 1, act=not linear_cv1), "cv2": self.conv(4 * c, c2, 1)}
+        return Node("SPPF", dict(children, m=Node("MaxPool2d")), add=linear_cv1 and c1 == c2)
 
     def attention(self, dim, heads):
         key_dim = int(dim // heads * 0.5)
@@ -119,17 +126,18 @@ class Builder:
         }
         return Node("Attention", children, num_heads=heads, key_dim=key_dim, head_dim=dim // heads)
 
+    def psa_block(self, c):
+        ffn = Node("Sequential", {"0": self.conv(c, 2 * c, 1), "1": self.conv(2 * c, c, 1, act=False)})
+        return Node("PSABlock", {"attn": self.attention(c, max(c // 64, 1)), "ffn": ffn})
+
     def c2psa(self, c1, n):
         c = int(c1 * 0.5)
-        blocks = {}
-        for i in range(n):
-            ffn = Node("Sequential", {"0": self.conv(c, 2 * c, 1), "1": self.conv(2 * c, c, 1, act=False)})
-            blocks[str(i)] = Node("PSABlock", {"attn": self.attention(c, max(c // 64, 1)), "ffn": ffn})
+        blocks = {str(i): self.psa_block(c) for i in range(n)}
         children = {"cv1": self.conv(c1, 2 * c, 1), "cv2": self.conv(2 * c, c1, 1)}
         return Node("C2PSA", dict(children, m=Node("Sequential", blocks)))
 
-    def detect(self, nc, channels, legacy):
-        c2, c3 = max(16, channels[0] // 4, 64), max(channels[0], min(nc, 100))
+    def detect(self, nc, channels, legacy, reg_max=16, end2end=False):
+        c2, c3 = max(16, channels[0] // 4, 4 * reg_max), max(channels[0], min(nc, 100))
 
         def prediction(c_in, c_out):
             return Node("Conv2d", parameters={"weight": self.weight(c_out, c_in, 1, 1), "bias": self.weight(c_out)})
@@ -137,7 +145,7 @@ class Builder:
         boxes, classes = {}, {}
         for level, x in enumerate(channels):
             boxes[str(level)] = Node(
-                "Sequential", {"0": self.conv(x, c2, 3), "1": self.conv(c2, c2, 3), "2": prediction(c2, 64)}
+                "Sequential", {"0": self.conv(x, c2, 3), "1": self.conv(c2, c2, 3), "2": prediction(c2, 4 * reg_max)}
             )
             if legacy:
                 first, second = self.conv(x, c3, 3), self.conv(c3, c3, 3)
@@ -147,15 +155,22 @@ class Builder:
                     "Sequential", {"0": self.conv(c3, c3, 3, groups=c3, kind="DWConv"), "1": self.conv(c3, c3, 1)}
                 )
             classes[str(level)] = Node("Sequential", {"0": first, "1": second, "2": prediction(c3, nc)})
-        dfl = Node(
-            "DFL", {"conv": Node("Conv2d", parameters={"weight": np.arange(16, dtype=np.float16).reshape(1, 16, 1, 1)})}
-        )
-        return Node("Detect", {"cv2": Node("ModuleList", boxes), "cv3": Node("ModuleList", classes), "dfl": dfl})
+        if reg_max == 1:  # YOLO26: no DFL, an Identity
+            dfl = Node("Identity")
+        else:
+            weight = np.arange(reg_max, dtype=np.float16).reshape(1, reg_max, 1, 1)
+            dfl = Node("DFL", {"conv": Node("Conv2d", parameters={"weight": weight})})
+        children = {"cv2": Node("ModuleList", boxes), "cv3": Node("ModuleList", classes), "dfl": dfl}
+        if end2end:  # copy.deepcopy of cv2 / cv3 in Ultralytics: the same shapes, here weights of their own
+            one2one = self.detect(nc, channels, legacy, reg_max)
+            children.update(one2one_cv2=one2one.children["cv2"], one2one_cv3=one2one.children["cv3"])
+        return Node("Detect", children)
 
 
 # (depth, width, max_channels) of Ultralytics' yaml scales
 YOLOV8_SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024)}
 YOLO11_SCALES = {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512)}
+YOLO26_SCALES = YOLO11_SCALES
 
 
 def yolo11_layers(builder, scale, nc):
@@ -223,7 +238,42 @@ def yolov8_layers(builder, scale, nc):
     ]
 
 
-FAMILY_LAYERS = {"yolov8": yolov8_layers, "yolo11": yolo11_layers}
+def yolo26_layers(builder, scale, nc):
+    """cfg/models/26/yolo26.yaml: YOLO11's backbone with SPPF(1024, 5, 3, True) (linear cv1, residual), every neck
+    C3k2 with c3k True, the last one C3k2(1024, True, 0.5, True) once (attention), Detect(reg_max 1, end2end)."""
+    depth, width, max_channels = YOLO26_SCALES[scale]
+    ch = lambda c: make_divisible(min(c, max_channels) * width)  # noqa: E731
+    reps = lambda n: max(round(n * depth), 1) if n > 1 else n  # noqa: E731
+    c3k = scale in ("m", "l", "x")
+    return [
+        builder.conv(3, ch(64), 3),
+        builder.conv(ch(64), ch(128), 3),
+        builder.c3k2(ch(128), ch(256), reps(2), c3k, 0.25),
+        builder.conv(ch(256), ch(256), 3),
+        builder.c3k2(ch(256), ch(512), reps(2), c3k, 0.25),
+        builder.conv(ch(512), ch(512), 3),
+        builder.c3k2(ch(512), ch(512), reps(2), True),
+        builder.conv(ch(512), ch(1024), 3),
+        builder.c3k2(ch(1024), ch(1024), reps(2), True),
+        builder.sppf(ch(1024), ch(1024), linear_cv1=True),
+        builder.c2psa(ch(1024), reps(2)),
+        Node("Upsample"),
+        Node("Concat"),
+        builder.c3k2(ch(1024) + ch(512), ch(512), reps(2), True),
+        Node("Upsample"),
+        Node("Concat"),
+        builder.c3k2(ch(512) + ch(512), ch(256), reps(2), True),
+        builder.conv(ch(256), ch(256), 3),
+        Node("Concat"),
+        builder.c3k2(ch(256) + ch(512), ch(512), reps(2), True),
+        builder.conv(ch(512), ch(512), 3),
+        Node("Concat"),
+        builder.c3k2(ch(512) + ch(1024), ch(1024), reps(1), True, attn=True),
+        builder.detect(nc, (ch(256), ch(512), ch(1024)), legacy=False, reg_max=1, end2end=True),
+    ]
+
+
+FAMILY_LAYERS = {"yolov8": yolov8_layers, "yolo11": yolo11_layers, "yolo26": yolo26_layers}
 
 
 @contextlib.contextmanager

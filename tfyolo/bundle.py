@@ -112,8 +112,16 @@ def describe_model(runner):
                 "anchor_offset": 0.5,
                 "anchor_order": "stride 8, 16, 32; row-major within a level; points in grid units",
                 "boxes": "softmax over reg_max bins per side -> expectation = distance (grid units) left, top, right, "
-                "bottom; box = (point - left/top, point + right/bottom) * stride, in input pixels",
+                "bottom (reg_max 1: the four values are the distances); box = (point - left/top, "
+                "point + right/bottom) * stride, in input pixels",
                 "scores": "sigmoid(class_logits)",
+            }
+        )
+    elif runner.layout == "ultralytics_end2end":
+        decode.update(
+            {
+                "boxes": "output0[:, :4] = x1, y1, x2, y2 in input pixels",
+                "scores": "output0[:, 4] (already sigmoid) at class output0[:, 5]; top-k already applied",
             }
         )
     else:
@@ -200,6 +208,10 @@ def make_bundle(
         "input": input_spec,
         "outputs": outputs,
         "decode": decode,
+        # "nms": class-aware NMS with the settings below; "topk" (a one-to-one head): the max_detections anchors
+        # with the best class score, then the max_detections best (anchor, class) pairs among them, kept above the
+        # confidence threshold, no IoU suppression.
+        "postprocess": runner.postprocess,
         "nms": {
             "class_aware": True,
             "multi_label": True,

@@ -4,8 +4,9 @@
     python reference_infer.py IMAGE [--conf 0.25] [--iou 0.7] [--json]
 
 Runs exactly what the manifest describes: letterbox (gray 114, RGB, /255, NHWC or NCHW) -> quantize input -> model ->
-dequantize outputs -> decode (DFL expectation + anchors for the tfyolo layout) -> class-aware NMS, and prints
-each detection as class name, score and box in the original image's pixels.
+dequantize outputs -> decode (DFL expectation, or plain distances for reg_max 1, + anchors for the tfyolo layout) ->
+class-aware NMS, or top-k for a one-to-one head (the manifest's `postprocess`), and prints each detection as class
+name, score and box in the original image's pixels.
 """
 
 import argparse
@@ -69,16 +70,26 @@ def anchor_points(size, strides):
 def decode(outputs, manifest):
     """-> boxes (A, 4) xyxy in input pixels, scores (A, classes)."""
     size, decoding = input_size(manifest["input"]), manifest["decode"]
+    if decoding["layout"] == "ultralytics_end2end":
+        rows = outputs["output0"][0]
+        scores = np.zeros((len(rows), len(manifest["names"])), np.float32)
+        scores[np.arange(len(rows)), np.clip(np.round(rows[:, 5]).astype(np.int64), 0, scores.shape[1] - 1)] = rows[
+            :, 4
+        ]
+        return rows[:, :4], scores
     if decoding["layout"] == "ultralytics":
         rows = outputs["output0"][0].T
         boxes = rows[:, :4] * (size if decoding["box_units"] == "normalized" else 1.0)
         xyxy = np.c_[boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2]
         return xyxy, rows[:, 4:]
     reg_max = decoding["reg_max"]
-    logits = outputs["box_distribution"][0].reshape(-1, 4, reg_max)
-    logits = logits - logits.max(-1, keepdims=True)
-    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    distances = probabilities @ np.arange(reg_max, dtype=np.float32)
+    if reg_max == 1:
+        distances = outputs["box_distribution"][0]
+    else:
+        logits = outputs["box_distribution"][0].reshape(-1, 4, reg_max)
+        logits = logits - logits.max(-1, keepdims=True)
+        probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        distances = probabilities @ np.arange(reg_max, dtype=np.float32)
     points, strides = anchor_points(size, decoding["strides"])
     boxes = np.c_[points - distances[:, :2], points + distances[:, 2:]] * strides
     scores = 0.5 * (1.0 + np.tanh(0.5 * outputs["class_logits"][0]))
@@ -102,6 +113,17 @@ def nms(boxes, scores, conf, iou_threshold, max_detections):
         order = rest[inter / np.maximum(areas[best] + areas[rest] - inter, 1e-12) <= iou_threshold]
     keep = np.asarray(keep, dtype=np.int64)
     return candidates[keep], confidences[keep], class_ids[keep]
+
+
+def top_k(boxes, scores, conf, max_detections):
+    """A one-to-one head's selection: the best anchors by their best class score, then the best (anchor, class)
+    pairs among them, above the threshold; no NMS."""
+    k = min(max_detections, len(scores))
+    anchors = np.argsort(-scores.max(-1), kind="stable")[:k]
+    pairs = scores[anchors].reshape(-1)
+    order = np.argsort(-pairs, kind="stable")[:k]
+    order = order[pairs[order] > conf]
+    return boxes[anchors[order // scores.shape[1]]].astype(np.float64), pairs[order], order % scores.shape[1]
 
 
 def run(image_path, conf=None, iou=None, bundle=HERE):
@@ -128,13 +150,13 @@ def run(image_path, conf=None, iou=None, bundle=HERE):
     }
     boxes, scores = decode(outputs, manifest)
     nms_spec = manifest["nms"]
-    kept_boxes, kept_scores, kept_classes = nms(
-        boxes,
-        scores,
-        nms_spec["confidence_threshold"] if conf is None else conf,
-        nms_spec["iou_threshold"] if iou is None else iou,
-        nms_spec["max_detections"],
-    )
+    threshold = nms_spec["confidence_threshold"] if conf is None else conf
+    if manifest.get("postprocess", "nms") == "topk":
+        kept_boxes, kept_scores, kept_classes = top_k(boxes, scores, threshold, nms_spec["max_detections"])
+    else:
+        kept_boxes, kept_scores, kept_classes = nms(
+            boxes, scores, threshold, nms_spec["iou_threshold"] if iou is None else iou, nms_spec["max_detections"]
+        )
     height, width = rgb.shape[:2]
     kept_boxes[:, [0, 2]] = ((kept_boxes[:, [0, 2]] - pad_x) / scale).clip(0, width)
     kept_boxes[:, [1, 3]] = ((kept_boxes[:, [1, 3]] - pad_y) / scale).clip(0, height)

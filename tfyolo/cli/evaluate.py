@@ -59,7 +59,12 @@ def print_table(report):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write summary.md and PNG plots.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="TFLite interpreter threads.")
-@click.option("--layout", default="auto", show_default=True, type=click.Choice(["auto", "tfyolo", "ultralytics"]))
+@click.option(
+    "--layout",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "tfyolo", "ultralytics", "ultralytics_end2end"]),
+)
 @click.option("--batch", default=8, show_default=True, type=AT_LEAST_ONE)
 @click.option("--debug", is_flag=True, help="Show tracebacks and TensorFlow's native log lines (or TFYOLO_DEBUG=1).")
 @user_errors

@@ -322,12 +322,19 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
 @click.option(
     "--imgsz", type=MODEL_INPUT_SIZE, default=None, help="Input size [default: the checkpoint's training imgsz]."
 )
+@click.option(
+    "--head",
+    type=click.Choice(["one2one", "one2many", "both"]),
+    default=None,
+    help="YOLO26: the head the model ends in: one2one (top-k, no NMS), one2many (NMS) or both (training) "
+    "[default: one2one where the file holds it].",
+)
 @user_errors
-def import_command(weights, out, imgsz):
-    """Import an Ultralytics detector (YOLOv8, YOLO11; .pt checkpoint or .onnx export) as a tfyolo detector, no
-    PyTorch.
+def import_command(weights, out, imgsz, head):
+    """Import an Ultralytics detector (YOLOv8, YOLO11, YOLO26; .pt checkpoint or .onnx export) as a tfyolo detector,
+    no PyTorch.
 
-    Writes OUT with its metadata inside (family, scale, class names, imgsz, the source's sha256)."""
+    Writes OUT with its metadata inside (family, scale, class names, imgsz, head, the source's sha256)."""
     from tfyolo.importers.ultralytics_import import import_weights
     from tfyolo.models.model_io import save_model_atomic
 
@@ -335,11 +342,13 @@ def import_command(weights, out, imgsz):
     if out.suffix != ".keras":
         raise click.UsageError(f"--out must end in .keras, received {out.name!r}.")
     ensure_writable_folder(out.parent)
-    model, metadata = import_weights(weights, imgsz)
+    model, metadata = import_weights(weights, imgsz, head)
     save_model_atomic(model, out, metadata)
+    left_out = metadata["source"].get("left_out")
+    used = f"left out: {left_out['why']}" if left_out else "every tensor used"
     click.echo(
         f"Imported {weights} ({metadata['family']} {metadata['scale']}, {len(metadata['names'])} classes, "
-        f"{metadata['imgsz']} px, every tensor used) into "
+        f"{metadata['imgsz']} px, {metadata['head']} head ({metadata['postprocess']}), {used}) into "
         f"{out}. Calibrate its conversion on its training images: `tfyolo convert --model {out} --calibration "
         "DATA.yaml ...`."
     )

@@ -10,7 +10,8 @@ import dataclasses
 from tfyolo.data.pipeline import evaluation_batches
 from tfyolo.errors import DataError
 from tfyolo.evaluation.coco_metrics import coco_detections, coco_evaluate, coco_ground_truth
-from tfyolo.ops.nms import NMSConfig, non_max_suppression
+from tfyolo.ops.nms import NMSConfig
+from tfyolo.ops.topk import select_detections
 
 
 @dataclasses.dataclass
@@ -27,8 +28,9 @@ def evaluate_runners(
 ):
     """Runs every runner of `runners` ({name: runner}, same input size) over `dataset`; returns {name: Evaluation}.
 
-    A runner is any object with `input_size`, `num_classes`, `predict_raw(float32 batch) -> {output: array}` and
-    `decode(raw) -> (boxes xyxy normalized to the input, class probabilities)` (see `tfyolo.evaluation.runners`).
+    A runner is any object with `input_size`, `num_classes`, `predict_raw(float32 batch) -> {output: array}`,
+    `decode(raw) -> (boxes xyxy normalized to the input, class probabilities)` and `postprocess` ("nms", or "topk"
+    for a one-to-one head; see `tfyolo.evaluation.runners`).
     progress: optional callable(number of images done) for a progress bar.
     on_batch: optional callable(sample indices, {name: (raw, boxes, scores)}), e.g. to compare the models.
     cache_images: keep the letterboxed images for another pass (a trainer's per-epoch validation); one pass over
@@ -47,6 +49,7 @@ def evaluate_runners(
     detections = {name: {} for name in runners}
     results = {name: [] for name in runners}
     image_sizes = {}
+    selectors = {name: select_detections(runner.postprocess) for name, runner in runners.items()}
     for chunk, batch, infos in evaluation_batches(dataset, size, batch_size, cache=cache_images):
         outputs = {}
         for name, runner in runners.items():
@@ -54,9 +57,7 @@ def evaluate_runners(
             boxes, scores = runner.decode(raw)
             outputs[name] = (raw, boxes, scores)
             for index, image_boxes, image_scores, info in zip(chunk, boxes, scores, infos):
-                kept_boxes, kept_scores, kept_classes = non_max_suppression(
-                    image_boxes * size, image_scores, nms_config
-                )
+                kept_boxes, kept_scores, kept_classes = selectors[name](image_boxes * size, image_scores, nms_config)
                 original = info.to_original(kept_boxes)
                 detections[name][index] = (original, kept_scores, kept_classes)
                 results[name].extend(coco_detections(index, original, kept_scores, kept_classes))

@@ -17,8 +17,10 @@ from tfyolo.ops.boxes import convert_format
 from tfyolo.ops.decode import decode_predictions
 from tfyolo.tflite_runtime import signature_outputs
 
-LAYOUTS = ("tfyolo", "ultralytics")
+LAYOUTS = ("tfyolo", "ultralytics", "ultralytics_end2end")
 ULTRALYTICS_OUTPUT = "output0"
+# Ultralytics' end-to-end exports (YOLO26 `nms=False`): (1, max_det, 6) rows x1 y1 x2 y2 score class, top-k applied.
+END2END_WIDTH = 6
 
 
 def decode_tfyolo(raw, input_size, reg_max=16, strides=STRIDES):
@@ -36,21 +38,35 @@ def decode_ultralytics(raw, input_size, normalized):
     return convert_format(boxes, "cxcywh", "xyxy").astype(np.float32), output[..., 4:]
 
 
+def decode_ultralytics_end2end(raw, input_size, num_classes):
+    """Ultralytics' end-to-end export: (B, k, 6) x1 y1 x2 y2 (input pixels) score class. Each row becomes a box and a
+    score row holding its score at its class and 0 elsewhere, so the shared top-k selection (`postprocess` "topk")
+    keeps exactly the rows above the threshold, in the export's own order."""
+    output = raw[ULTRALYTICS_OUTPUT].astype(np.float32)
+    boxes = output[..., :4] / input_size
+    classes = np.clip(np.round(output[..., 5]).astype(np.int64), 0, num_classes - 1)
+    scores = np.zeros((*output.shape[:2], num_classes), np.float32)
+    np.put_along_axis(scores, classes[..., None], output[..., 4:5], axis=-1)
+    return boxes, scores
+
+
 class KerasRunner:
     """Runs an in-memory Keras detector (float or QAT) in inference mode.
 
     Args:
         model: keras.Model with the `box_distribution` and `class_logits` outputs.
-        reg_max: int. DFL bins of the model.
+        reg_max: int or None. Box bins of the model; None reads them off its box output (4 * reg_max wide).
+        postprocess: "nms" or "topk" (a one-to-one head): the model config's `postprocess`.
     """
 
     layout = "tfyolo"
 
-    def __init__(self, model, reg_max=16, description="keras model"):
+    def __init__(self, model, reg_max=None, description="keras model", postprocess="nms"):
         from tfyolo.compat import tf
 
         self.model = model
-        self.reg_max = reg_max
+        self.reg_max = reg_max or int(model.output_shape[BOX_OUTPUT][-1]) // 4
+        self.postprocess = postprocess
         self.description = description
         self.input_size = int(model.input_shape[1])
         self.num_classes = int(model.output_shape[CLASS_OUTPUT][-1])
@@ -70,7 +86,7 @@ class KerasRunner:
 class SavedModelRunner(KerasRunner):
     """Runs a SavedModel's serving signature (as exported by `tfyolo.export`)."""
 
-    def __init__(self, path, reg_max=16):
+    def __init__(self, path, reg_max=16, postprocess="nms"):
         from tfyolo.compat import tf
 
         try:
@@ -86,6 +102,7 @@ class SavedModelRunner(KerasRunner):
             raise ModelError(f"{path}: outputs {sorted(outputs)} are not a tfyolo detector's.")
         spec = list(self._signature.structured_input_signature[1].values())[0]
         self.reg_max = reg_max
+        self.postprocess = postprocess
         self.description = str(path)
         self.input_size = int(spec.shape[1])
         self.num_classes = int(outputs[CLASS_OUTPUT].shape[-1])
@@ -138,6 +155,8 @@ def _identify_outputs(interpreter, metadata, input_size, path):
         shape = tuple(details[0]["shape"])
         if len(shape) == 3 and shape[2] == anchors and shape[1] > 4:
             return "ultralytics", {ULTRALYTICS_OUTPUT: details[0]}
+        if len(shape) == 3 and shape[2] == END2END_WIDTH and shape[1] <= anchors:
+            return "ultralytics_end2end", {ULTRALYTICS_OUTPUT: details[0]}
     shapes = [tuple(detail["shape"]) for detail in details]
     if len(details) == 2 and all(len(shape) == 3 and shape[1] == anchors for shape in shapes):
         names, reg_max = (metadata or {}).get("names"), (metadata or {}).get("reg_max")
@@ -158,8 +177,8 @@ def _identify_outputs(interpreter, metadata, input_size, path):
             return "tfyolo", {name: found[0] for name, found in matched.items()}
     raise ModelError(
         f"{path}: outputs {_describe(details)} are not a detector this tool understands; expected tfyolo's "
-        f"(1, {anchors}, 4*reg_max) + (1, {anchors}, classes) or Ultralytics' (1, 4 + classes, {anchors}) for a "
-        f"{input_size}px input."
+        f"(1, {anchors}, 4*reg_max) + (1, {anchors}, classes), Ultralytics' (1, 4 + classes, {anchors}) or its "
+        f"end-to-end (1, 300, 6) for a {input_size}px input."
     )
 
 
@@ -208,19 +227,29 @@ class TFLiteRunner:
         self.input_size = int(self.input_detail["shape"][-1 if self.channels_first else 1])
         detected, outputs = _identify_outputs(self.interpreter, self.metadata, self.input_size, self.description)
         if layout not in ("auto", *LAYOUTS):
-            raise ModelError(f"--layout must be auto, tfyolo or ultralytics, received {layout!r}.")
+            raise ModelError(f"--layout must be auto or one of {', '.join(LAYOUTS)}, received {layout!r}.")
         if layout != "auto" and layout != detected:
             raise ModelError(f"{self.description}: --layout {layout} was asked for, but its outputs are {detected}'s.")
         self.layout = detected
         self.outputs = outputs
+        self.reg_max, self.normalized_boxes = None, None
+        # tfyolo's artifacts say how their head's outputs become detections; Ultralytics' one-to-many exports need
+        # NMS and its end-to-end ones only the threshold (their top-k is in the graph).
+        self.postprocess = self.metadata.get("postprocess", "nms") if detected == "tfyolo" else "nms"
         if detected == "tfyolo":
             self.reg_max = int(outputs[BOX_OUTPUT]["shape"][2] // 4)
             self.num_classes = int(outputs[CLASS_OUTPUT]["shape"][2])
-            self.normalized_boxes = None
-        else:
-            self.reg_max = None
+        elif detected == "ultralytics":
             self.num_classes = int(outputs[ULTRALYTICS_OUTPUT]["shape"][1] - 4)
             self.normalized_boxes = self._boxes_are_normalized()
+        else:
+            names = _metadata_names(self.metadata, len(self.metadata.get("names") or {}))
+            if not names:
+                raise ModelError(
+                    f"{self.description}: an end-to-end (1, 300, 6) output, but no embedded class names to say how "
+                    "many classes it scores; pass a file exported by Ultralytics with its metadata."
+                )
+            self.num_classes, self.postprocess = len(names), "topk"
         self.names = _metadata_names(self.metadata, self.num_classes)
 
     def _boxes_are_normalized(self):
@@ -249,6 +278,8 @@ class TFLiteRunner:
     def decode(self, raw):
         if self.layout == "ultralytics":
             return decode_ultralytics(raw, self.input_size, self.normalized_boxes)
+        if self.layout == "ultralytics_end2end":
+            return decode_ultralytics_end2end(raw, self.input_size, self.num_classes)
         return decode_tfyolo(raw, self.input_size, self.reg_max)
 
     def predict(self, batch):

@@ -20,6 +20,8 @@ class FamilyImport:
             recognized).
         first_block_repeats: int. Repeats of module 2 in the yaml, before the scale's depth applies.
         c3k_scales: tuple of str. Scales whose C3k2 blocks are all C3k ones (parse_model forces it).
+        absent: tuple of str. Tensors this family's files never hold: another family's marker where the module
+            lists agree (YOLO11 and YOLO26 have the same module kinds at the same indices).
     """
 
     family: str
@@ -27,18 +29,22 @@ class FamilyImport:
     marker: str
     first_block_repeats: int
     c3k_scales: Tuple[str, ...] = ()
+    absent: Tuple[str, ...] = ()
 
     @property
     def detect_index(self):
         return max(index for index, (kind, _) in self.layout.items() if kind == "Detect")
 
     def matches(self, source):
-        """True when `source` is this family's: its module kinds (a checkpoint), or its marker tensor (an export)."""
+        """True when `source` is this family's: its module kinds (a checkpoint) or its layer indices (an export, which
+        keeps no module types), its marker tensor, and none of the tensors it never holds."""
+        if any(source.has(name) for name in self.absent) or not source.has(self.marker):
+            return False
         if source.modules is not None:
             return [source.modules.get(index) for index in sorted(self.layout)] == [
                 kind for _, (kind, _) in sorted(self.layout.items())
             ] and len(source.modules) == len(self.layout)
-        return source.has(self.marker) and source.module_indices[-1] == self.detect_index
+        return source.module_indices[-1] == self.detect_index
 
     def scale_of(self, source):
         """The family's scales whose stem width, first-block repeats and C3k use fit the file's tensors."""

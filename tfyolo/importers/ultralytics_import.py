@@ -15,13 +15,19 @@ from tfyolo.importers.family_import import WEIGHTLESS
 from tfyolo.importers.ultralytics_source import read_source
 from tfyolo.importers.weight_filler import FILLERS, WeightFiller
 from tfyolo.importers.yolo11_import import YOLO11_IMPORT
+from tfyolo.importers.yolo26_import import YOLO26_IMPORT
 from tfyolo.importers.yolov8_import import YOLOV8_IMPORT
 from tfyolo.models.detector_metadata import detector_metadata
+from tfyolo.models.families import model_family
 from tfyolo.models.model_config import ModelConfig
+from tfyolo.models.model_family import ALL_HEADS
 from tfyolo.models.yolo_detector import build_yolo_detector
 
-IMPORTS = (YOLOV8_IMPORT, YOLO11_IMPORT)
+IMPORTS = (YOLOV8_IMPORT, YOLO11_IMPORT, YOLO26_IMPORT)
 DEFAULT_IMGSZ = 640
+# Each head's box and class branches in Ultralytics' Detect module.
+HEAD_MODULES = {"one2many": ("cv2", "cv3"), "one2one": ("one2one_cv2", "one2one_cv3")}
+HEAD_NAMES = {"one2many": "the one-to-many head (NMS)", "one2one": "the one-to-one head (top-k, no NMS)"}
 
 
 def family_import_for(source):
@@ -36,9 +42,31 @@ def family_import_for(source):
     )
 
 
-def import_weights(path, input_size=None):
+def choose_head(source, detect, family, head):
+    """(the head to import, the heads the file holds): `head` if the file holds it (ALL_HEADS: every head of the
+    family), otherwise the family's default inference head, or the one head an export kept."""
+    held = [name for name in family.heads if source.has(f"{detect}.{HEAD_MODULES[name][0]}.0.2.weight")]
+    if not held:
+        raise ModelError(f"{source.path}: its Detect module holds no prediction branch tfyolo knows.")
+    if head is None:
+        return (family.heads[0] if family.heads[0] in held else held[0]), held
+    wanted = family.heads if head == ALL_HEADS else (head,)
+    missing = [name for name in wanted if name not in held]
+    if head not in family.head_choices or missing:
+        raise ModelError(
+            f"{source.path}: --head {head} asks for {', '.join(HEAD_NAMES.get(m, m) for m in missing or [head])}, "
+            f"which this {family.name} file does not hold; it holds {', '.join(HEAD_NAMES[h] for h in held)}."
+        )
+    return head, held
+
+
+def import_weights(path, input_size=None, head=None):
     """Imports an Ultralytics detector from its `.pt` checkpoint or `.onnx` export; returns (Keras detector, its
-    metadata dict: `tfyolo.models.detector_metadata.detector_metadata` with the source's provenance)."""
+    metadata dict: `tfyolo.models.detector_metadata.detector_metadata` with the source's provenance).
+
+    head: which of a YOLO26's heads the model ends in ("one2one", "one2many" or "both"); None: the family's default
+    inference head where the file holds it (YOLO26: the one-to-one), else the one it holds. A head the file holds
+    but the model does not take is named in the metadata (`source.left_out`), never silently dropped."""
     source = read_source(path)
     plan = family_import_for(source)
     scales = plan.scale_of(source)
@@ -48,8 +76,11 @@ def import_weights(path, input_size=None):
             "this tfyolo can rebuild."
         )
     detect = f"model.{plan.detect_index}"
-    num_classes = int(source.state[f"{detect}.cv3.0.2.weight"].shape[0])
-    reg_max = int(source.state[f"{detect}.cv2.0.2.weight"].shape[0]) // 4
+    family = model_family(plan.family)
+    head, held = choose_head(source, detect, family, head)
+    box_module, class_module = HEAD_MODULES[held[0]]
+    num_classes = int(source.state[f"{detect}.{class_module}.0.2.weight"].shape[0])
+    reg_max = int(source.state[f"{detect}.{box_module}.0.2.weight"].shape[0]) // 4
     activation = source.activations.get("model.0", "silu")
     if activation is None:
         raise ModelError(f"{source.path}: its stem convolution has no activation; not a detector tfyolo builds.")
@@ -61,9 +92,11 @@ def import_weights(path, input_size=None):
         input_size=int(input_size or source.imgsz or DEFAULT_IMGSZ),
         reg_max=reg_max,
         padding="symmetric",
+        head=head,
     )
     model = build_yolo_detector(config)
-    filler = WeightFiller(model, source)
+    imported = family.heads if head == ALL_HEADS else (head,)
+    filler = WeightFiller(model, source, heads={name: HEAD_MODULES[name] for name in imported})
     for index, (kind, block) in sorted(plan.layout.items()):
         if kind not in WEIGHTLESS:
             FILLERS[kind](filler, f"model.{index}", block)
@@ -72,6 +105,14 @@ def import_weights(path, input_size=None):
         raise ModelError(
             f"{source.path}: {projection} is not the fixed projection 0..{reg_max - 1} of tfyolo's decode."
         )
-    filler.check_complete(fixed=(projection,))
+    left_out = [f"{detect}.{module}" for name in held if name not in imported for module in HEAD_MODULES[name]]
+    filler.check_complete(fixed=(projection,), left_out=left_out)
     names = source.names or [f"class{index}" for index in range(num_classes)]
-    return model, detector_metadata(config, names, source=source.provenance())
+    provenance = source.provenance()
+    if left_out:
+        provenance["left_out"] = {
+            "modules": left_out,
+            "why": f"{', '.join(HEAD_NAMES[h] for h in held if h not in imported)} not imported (--head {head}; "
+            f"--head {ALL_HEADS} keeps every head)",
+        }
+    return model, detector_metadata(config, names, source=provenance)

@@ -9,6 +9,7 @@ import numpy as np
 
 from tfyolo.errors import ModelError
 from tfyolo.models.blocks import BATCH_NORM_EPSILON
+from tfyolo.models.detect_head import BRANCH_INFIX
 
 IGNORED = ("num_batches_tracked",)
 
@@ -26,8 +27,11 @@ def keras_activation(layer):
 class WeightFiller:
     """Assigns source tensors to Keras layers, remembering what was used and what was filled."""
 
-    def __init__(self, model, source):
+    def __init__(self, model, source, heads=None):
+        """heads: {head name: (its box module, its class module) in Ultralytics' Detect} for the heads the Keras
+        model has (`tfyolo.models.detect_head.BRANCH_INFIX` names their layers); default the one-to-many head."""
         self.model, self.source = model, source
+        self.heads = heads or {"one2many": ("cv2", "cv3")}
         self.state = source.state
         self.used, self.filled = set(), set()
         self.layer_names = {layer.name for layer in model.layers}
@@ -93,11 +97,13 @@ class WeightFiller:
         """How many inner blocks `prefix.m.<i>` the file holds."""
         return len({name[len(prefix) + 3 :].split(".")[0] for name in self.state if name.startswith(f"{prefix}.m.")})
 
-    def check_complete(self, fixed=()):
+    def check_complete(self, fixed=(), left_out=()):
         """Refuses unless every Keras variable was filled and every source tensor used (`fixed`: tensors that are
-        arithmetic in tfyolo, checked by the caller)."""
+        arithmetic in tfyolo, checked by the caller; `left_out`: module prefixes the caller chose not to import and
+        records, a YOLO26 head the model does not end in)."""
         unfilled = [layer.name for layer in self.model.layers if layer.weights and layer.name not in self.filled]
-        unused = sorted(set(self.state) - self.used - set(fixed) - {k for k in self.state if k.endswith(IGNORED)})
+        skipped = {k for k in self.state if k.endswith(IGNORED) or k.startswith(tuple(f"{p}." for p in left_out))}
+        unused = sorted(set(self.state) - self.used - set(fixed) - skipped)
         if unfilled or unused:
             raise ModelError(
                 f"{self.source.path}: incomplete import, refused: Keras layers left unfilled {unfilled[:8]}, source "
@@ -193,21 +199,24 @@ def fill_c2psa(filler, prefix, name):
 
 
 def fill_detect(filler, prefix, name):
-    """Per level: the box branch (two Convs, a biased 1x1), the class branch (two Convs, or YOLO11's two
-    depthwise-separable pairs), a biased 1x1. `name` is unused: the head's layers are named per level."""
-    for level in range(3):
-        box, cls = f"{prefix}.cv2.{level}", f"{prefix}.cv3.{level}"
-        filler.conv_bn(f"{box}.0", f"head{level}_box1")
-        filler.conv_bn(f"{box}.1", f"head{level}_box2")
-        filler.conv_with_bias(f"{box}.2", f"head{level}_box_pred")
-        for block in (0, 1):
-            target = f"head{level}_cls{block + 1}"
-            if filler.source.has(f"{cls}.{block}.0.conv.weight"):
-                filler.conv_bn(f"{cls}.{block}.0", f"{target}_dw")
-                filler.conv_bn(f"{cls}.{block}.1", f"{target}_pw")
-            else:
-                filler.conv_bn(f"{cls}.{block}", target)
-        filler.conv_with_bias(f"{cls}.2", f"head{level}_cls_pred")
+    """Per head the model has and per level: the box branch (two Convs, a biased 1x1), the class branch (two Convs,
+    or YOLO11's and YOLO26's two depthwise-separable pairs), a biased 1x1. `name` is unused: the head's layers are
+    named per level and branch."""
+    for head, (box_module, class_module) in filler.heads.items():
+        for level in range(3):
+            box, cls = f"{prefix}.{box_module}.{level}", f"{prefix}.{class_module}.{level}"
+            target_prefix = f"head{level}{BRANCH_INFIX[head]}"
+            filler.conv_bn(f"{box}.0", f"{target_prefix}_box1")
+            filler.conv_bn(f"{box}.1", f"{target_prefix}_box2")
+            filler.conv_with_bias(f"{box}.2", f"{target_prefix}_box_pred")
+            for block in (0, 1):
+                target = f"{target_prefix}_cls{block + 1}"
+                if filler.source.has(f"{cls}.{block}.0.conv.weight"):
+                    filler.conv_bn(f"{cls}.{block}.0", f"{target}_dw")
+                    filler.conv_bn(f"{cls}.{block}.1", f"{target}_pw")
+                else:
+                    filler.conv_bn(f"{cls}.{block}", target)
+            filler.conv_with_bias(f"{cls}.2", f"{target_prefix}_cls_pred")
 
 
 FILLERS = {

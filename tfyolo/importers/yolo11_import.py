@@ -32,6 +32,8 @@ YOLO11_IMPORT = FamilyImport(
         23: ("Detect", "head"),
     },
     marker="model.10.m.0.attn.qkv.conv.weight",
+    # YOLO26's last neck block holds attention; YOLO11's never does.
+    absent=("model.22.m.0.1.attn.qkv.conv.weight",),
     first_block_repeats=2,
     c3k_scales=C3K_SCALES,
 )

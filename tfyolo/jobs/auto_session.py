@@ -10,8 +10,9 @@ from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import ConfigError, TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import evaluate_model
-from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
+from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tfyolo.jobs.model_runner import keras_runner
 from tfyolo.jobs.progress import Progress, TrainingProgress
 from tfyolo.markdown import markdown_table
 from tfyolo.metadata import find_model_metadata, resolve_data
@@ -25,6 +26,7 @@ from tfyolo.quantization.isolated import convert_isolated
 from tfyolo.quantization.recipe import Recipe
 from tfyolo.quantization.sensitivity import layer_sensitivity
 from tfyolo.training.train_config import QAT_FINE_TUNE, TrainConfig
+from tfyolo.training.trainable import trains, untrained_family_message
 
 CANDIDATE_COLUMNS = [
     ("recipe", "candidate", None),
@@ -75,7 +77,10 @@ class AutoSession:
         self.threads = threads
         self.split = split
         self.progress = progress
-        self.qat_epochs = qat_epochs
+        # The QAT candidate trains with tfyolo's loss: a family it does not train yet gets none, and is told so.
+        self.qat_epochs = qat_epochs if trains(self.family) else 0
+        if qat_epochs and not self.qat_epochs:
+            progress.message(f"no QAT candidate: {untrained_family_message(self.family.name)}")
         self.force_overlap = force_overlap
         self.work = Path(work) if work else None
         self.npu_target = npu_target
@@ -100,7 +105,7 @@ class AutoSession:
             f"calibration: {self.calibration['images_used']} images from {self.calibration['source']}; "
             f"evaluation: {len(self.dataset)} images of {self.dataset.description}"
         )
-        self.reference_runner = KerasRunner(self.model, description=str(model))
+        self.reference_runner = keras_runner(model, self.model)
         progress.stage("float reference", len(self.dataset))
         self.reference_metrics = evaluate(self.reference_runner, self.dataset, progress=progress.advance).metrics
         progress.end_stage()

@@ -11,12 +11,12 @@ from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import evaluate_models
-from tfyolo.evaluation.runners import KerasRunner, TFLiteRunner
+from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.io_utils import atomic_write_bytes
 from tfyolo.jobs.compression_pipeline import fine_tune_for
+from tfyolo.jobs.model_runner import keras_runner
 from tfyolo.jobs.report import INT16_NOTE, format_row
 from tfyolo.metadata import find_model_metadata, resolve_data
-from tfyolo.qat.qat_io import load_any_detector
 from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, finalize_artifact
 from tfyolo.quantization.calibration import default_calibration_source
 from tfyolo.quantization.isolated import ConversionError, convert_isolated
@@ -60,7 +60,7 @@ def convert_recipes(spec, out, progress):
     recipes = [resolve_recipe(value) for value in (spec.recipes or default_recipe_names())]
     model_metadata = find_model_metadata(spec.model)
     progress.stage(f"loading {Path(spec.model).name}", 1, unit="model")
-    float_runner = KerasRunner(load_any_detector(spec.model), description=str(spec.model))
+    float_runner = keras_runner(spec.model)
     progress.advance()
     progress.end_stage()
     stem = artifact_stem(spec.model, spec.name)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from tfyolo.errors import ModelError
 from tfyolo.evaluation.runners import KerasRunner, SavedModelRunner, TFLiteRunner
-from tfyolo.models.detector_metadata import detector_config
+from tfyolo.metadata import find_model_metadata
+from tfyolo.models.detector_metadata import detector_config, postprocess_of
 from tfyolo.models.resize import resize_detector
 from tfyolo.qat.qat_io import load_any_detector
 
@@ -23,7 +24,7 @@ def open_runner(path, num_threads=2, layout="auto", input_size=None):
     elif path.suffix == ".tflite":
         runner = TFLiteRunner(path, num_threads=num_threads, layout=layout)
     elif path.suffix in (".keras", ".h5"):
-        runner = KerasRunner(load_any_detector(path), description=str(path))
+        runner = keras_runner(path)
     else:
         raise ModelError(
             f"{path}: unknown model type {path.suffix!r}; expected .keras, .tflite or a SavedModel folder."
@@ -32,8 +33,18 @@ def open_runner(path, num_threads=2, layout="auto", input_size=None):
         return runner
     if type(runner) is KerasRunner:
         resized = resize_detector(runner.model, detector_config(path), input_size)
-        return KerasRunner(resized, description=f"{path} @ {input_size}px")
+        return keras_runner(path, resized, description=f"{path} @ {input_size}px")
     raise ModelError(
         f"{path}: this model takes {runner.input_size}x{runner.input_size} inputs; --imgsz {input_size} does not fit "
         "(a converted model's input size is fixed; convert again at that size)."
+    )
+
+
+def keras_runner(path, model=None, description=None):
+    """The KerasRunner of the detector file `path` (or of `model`, already loaded from it), whose outputs become
+    detections as its metadata says (NMS, or top-k for a one-to-one head)."""
+    return KerasRunner(
+        model if model is not None else load_any_detector(path),
+        description=description or str(path),
+        postprocess=postprocess_of(find_model_metadata(path)),
     )

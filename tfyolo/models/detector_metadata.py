@@ -38,6 +38,8 @@ def detector_metadata(config, names, source=None, data=None, **details):
         "strides": list(config.strides),
         "padding": config.padding,
         "activation": config.activation,
+        "head": config.head,
+        "postprocess": config.postprocess,
         "model": config.to_dict(),
         "source": source or {"kind": "trained by tfyolo"},
         "data": data,
@@ -65,3 +67,12 @@ def family_of(metadata):
     """The ModelFamily a metadata dict names (YOLOv8 for a model saved before families, or with no metadata)."""
     values = (metadata or {}).get("model") or (metadata or {}).get("model_config") or {}
     return model_family((metadata or {}).get("family") or values.get("family") or LEGACY_FAMILY)
+
+
+def postprocess_of(metadata):
+    """How a saved detector's outputs become detections ("nms" or "topk"), from its metadata; "nms" for a model
+    saved before heads were recorded (every one of them ended in a one-to-many head)."""
+    values = (metadata or {}).get("model") or (metadata or {}).get("model_config")
+    if not isinstance(values, dict):
+        return "nms"
+    return config_from_metadata(metadata, "model").postprocess

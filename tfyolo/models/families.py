@@ -3,9 +3,10 @@ dispatched by `tfyolo.models.yolo_detector.build_yolo_detector`."""
 
 from tfyolo.errors import ConfigError
 from tfyolo.models.yolo11.yolo11_presets import YOLO11
+from tfyolo.models.yolo26.yolo26_presets import YOLO26
 from tfyolo.models.yolov8.yolov8_presets import YOLOV8
 
-FAMILIES = {family.name: family for family in (YOLOV8, YOLO11)}
+FAMILIES = {family.name: family for family in (YOLOV8, YOLO11, YOLO26)}
 # A model saved before families existed (its metadata names none) is a YOLOv8.
 LEGACY_FAMILY = "yolov8"
 

@@ -6,6 +6,7 @@ from typing import Any, Mapping, Optional
 from tfyolo.config import ACTIVATION_NAMES, PADDINGS, STRIDES, strict_fields
 from tfyolo.errors import ConfigError
 from tfyolo.models.families import FAMILIES, model_family
+from tfyolo.models.model_family import ALL_HEADS, POSTPROCESS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,7 +15,7 @@ class ModelConfig:
 
     Args:
         num_classes: int. Number of object classes.
-        family: str. One of `tfyolo.models.families.FAMILIES` ("yolov8", "yolo11").
+        family: str. One of `tfyolo.models.families.FAMILIES` ("yolov8", "yolo11", "yolo26").
         scale: str. One of the family's scales ("n", "s", "m", "l", "x").
         activation: str. One of `ACTIVATION_NAMES`; "silu" is Ultralytics' own.
         input_size: int. Square input side in pixels, a multiple of 32 (the coarsest stride).
@@ -23,6 +24,8 @@ class ModelConfig:
         padding: str. How the stride-2 3x3 convolutions pad: "same" (Keras: 0 before, 1 after on even inputs) or
             "symmetric" (PyTorch's padding=1: one pixel on every side, an explicit ZeroPadding2D + "valid"
             convolution), which imported Ultralytics weights need to compute what they computed there.
+        head: str or None. Which head the graph ends in: one of the family's heads ("one2many"; YOLO26 also
+            "one2one", its default), or "both" (every head, as training needs); None takes the family's default.
     """
 
     num_classes: int
@@ -32,6 +35,7 @@ class ModelConfig:
     input_size: int = 320
     reg_max: Optional[int] = None
     padding: str = "same"
+    head: Optional[str] = None
 
     def __post_init__(self):
         if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 1:
@@ -53,6 +57,12 @@ class ModelConfig:
             )
         if self.padding not in PADDINGS:
             raise ConfigError(f"padding must be one of {PADDINGS}, received {self.padding!r}.")
+        if self.head is None:
+            object.__setattr__(self, "head", family.heads[0])
+        if self.head not in family.head_choices:
+            raise ConfigError(
+                f"head must be one of {list(family.head_choices)} for {self.family}, received {self.head!r}."
+            )
         if self.reg_max is None:
             object.__setattr__(self, "reg_max", family.reg_max or family.default_reg_max)
         if family.reg_max is not None and self.reg_max != family.reg_max:
@@ -67,6 +77,16 @@ class ModelConfig:
     @property
     def num_anchors(self) -> int:
         return sum((self.input_size // stride) ** 2 for stride in STRIDES)
+
+    @property
+    def inference_head(self) -> str:
+        """The head whose outputs are `box_distribution` / `class_logits` (a model with both: the one-to-many)."""
+        return "one2many" if self.head == ALL_HEADS else self.head
+
+    @property
+    def postprocess(self) -> str:
+        """How its outputs become detections: "nms" or "topk" (`tfyolo.models.model_family.POSTPROCESS`)."""
+        return POSTPROCESS[self.inference_head]
 
     @property
     def model_family(self):

@@ -7,6 +7,12 @@ import math
 from typing import Mapping, Optional, Tuple
 
 SECTIONS = ("backbone", "neck", "head")
+# The heads a Detect module can carry and how each one's predictions become detections: the one-to-many head
+# (YOLOv8, YOLO11, YOLO26's auxiliary) predicts several boxes per object and needs NMS; the one-to-one head
+# (YOLO26's end-to-end) is trained to predict one box per object, so a top-k over the best class scores suffices.
+POSTPROCESS = {"one2many": "nms", "one2one": "topk"}
+# A model holding every head of its family (training optimises them together); it is evaluated by its first one.
+ALL_HEADS = "both"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +44,7 @@ class ModelFamily:
         reg_max: int or None. Bins of the box distribution: fixed by the family (YOLO26's 1: plain distances), or
             None for a DFL family whose configs choose it (>= 2).
         default_reg_max: int. reg_max of a config that does not say.
+        heads: tuple of `POSTPROCESS` keys. The heads its Detect carries, the default inference head first.
         ultralytics_yaml: str. The Ultralytics model yaml its scales and layout come from.
         description: str. One line for help texts.
     """
@@ -47,12 +54,20 @@ class ModelFamily:
     sections: Tuple[Tuple[str, str], ...]
     reg_max: Optional[int] = None
     default_reg_max: int = 16
+    heads: Tuple[str, ...] = ("one2many",)
     ultralytics_yaml: str = ""
     description: str = ""
 
     def __post_init__(self):
         if not self.sections or self.sections[-1][0] != "" or {s for _, s in self.sections} - set(SECTIONS):
             raise ValueError(f"family {self.name}: sections must end with a catch-all '' prefix: {self.sections}")
+        if not self.heads or set(self.heads) - set(POSTPROCESS):
+            raise ValueError(f"family {self.name}: heads must be among {sorted(POSTPROCESS)}: {self.heads}")
+
+    @property
+    def head_choices(self):
+        """What `ModelConfig.head` may be: one of the heads, or all of them together where there are several."""
+        return self.heads + ((ALL_HEADS,) if len(self.heads) > 1 else ())
 
     def section_of(self, layer_name):
         """ "backbone", "neck" or "head" for a layer of this family's detectors."""

@@ -25,8 +25,11 @@ def distribution_to_distances(box_distribution, reg_max):
     """(..., 4 * reg_max) logits -> (..., 4) expected (left, top, right, bottom) distances in grid units.
 
     Each side's logits are a distribution over the integer distances 0 .. reg_max - 1; the distance is its
-    expectation (YOLOv8's DFL layer, a fixed 1x1 conv with weights 0..15).
+    expectation (YOLOv8's DFL layer, a fixed 1x1 conv with weights 0..15). reg_max 1 (YOLO26, no DFL): the four
+    values are the distances themselves.
     """
+    if reg_max == 1:
+        return box_distribution.astype(np.float32)
     logits = box_distribution.reshape(*box_distribution.shape[:-1], 4, reg_max)
     return softmax(logits.astype(np.float32), axis=-1) @ np.arange(reg_max, dtype=np.float32)
 
@@ -35,7 +38,7 @@ def decode_predictions(box_distribution, class_logits, input_size, strides=(8, 1
     """Decodes a batch of raw head outputs.
 
     Args:
-        box_distribution: float array (batch, anchors, 4 * reg_max).
+        box_distribution: float array (batch, anchors, 4 * reg_max) (reg_max 1: the distances).
         class_logits: float array (batch, anchors, num_classes).
         input_size: int. Square model input side in pixels.
     Returns:

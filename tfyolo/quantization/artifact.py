@@ -4,6 +4,7 @@ from pathlib import Path
 
 import tfyolo
 from tfyolo.compat import tf
+from tfyolo.models.detector_metadata import postprocess_of
 
 
 def artifact_stem(model_path, name=None):
@@ -18,8 +19,9 @@ def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, n
     """The essentials embedded in every .tflite, with Ultralytics' keys (stride, imgsz, names, task, batch).
     qat: the source is a quantization-aware-trained model (its ranges were learned, not calibrated)."""
     names = (model_metadata or {}).get("names") or [f"class{i}" for i in range(num_classes)]
+    family = (model_metadata or {}).get("family") or "yolov8"
     return {
-        "description": f"tfyolo YOLOv8-style detector, recipe {recipe.name}: {recipe.description}",
+        "description": f"tfyolo {family} detector, recipe {recipe.name}: {recipe.description}",
         "author": "tfyolo",
         "version": tfyolo.__version__,
         "task": "detect",
@@ -30,10 +32,15 @@ def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, n
         "names": {str(index): name for index, name in enumerate(names)},
         "layout": "tfyolo",
         "outputs": {
-            "box_distribution": "DFL logits (1, anchors, 4*reg_max)",
+            "box_distribution": "DFL logits (1, anchors, 4*reg_max); reg_max 1: left/top/right/bottom distances",
             "class_logits": "class logits before sigmoid (1, anchors, classes)",
         },
         "reg_max": (model_metadata or {}).get("reg_max", 16),
+        "family": family,
+        # How the outputs become detections: "nms" (one-to-many head) or "topk" (one-to-one head: the k best
+        # class scores, no NMS); read back by every runner, the bundle and reference_infer.py.
+        "head": (model_metadata or {}).get("head", "one2many"),
+        "postprocess": postprocess_of(model_metadata),
         "preprocess": {"letterbox": True, "pad_value": 114, "color": "RGB", "scale": "1/255"},
         "recipe": recipe.to_dict(),
         "calibration": calibration_summary,

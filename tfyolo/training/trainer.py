@@ -26,6 +26,7 @@ from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT, build_yolo_det
 from tfyolo.training import compression
 from tfyolo.training.model_ema import ModelEMA, warmup_and_decay
 from tfyolo.training.train_config import TrainConfig
+from tfyolo.training.trainable import trains, untrained_family_message
 
 TRAIN_ARGS_NAME = "train_args.json"
 
@@ -134,6 +135,8 @@ class Trainer:
             )
         if config.init_weights and models is None:
             self.source_model, self.model_config = self._load_source(self.model_config)
+        if not trains(self.model_config.model_family):
+            raise ConfigError(untrained_family_message(self.model_config.family))
         self.max_boxes = config.max_boxes or max(1, self.train_data.max_boxes_per_image * (4 if config.mosaic else 1))
 
     # === Setup ===

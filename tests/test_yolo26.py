@@ -1,0 +1,242 @@
+"""YOLO26 in the registry: its builder against Ultralytics' parameter counts, its two heads, the DFL-free decode, top-k
+instead of NMS, and the import of both heads from a checkpoint the test writes and from the shipped PennFudan model."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED, shared_dataset
+from tests.ultralytics_layouts import write_ultralytics_checkpoint
+from tfyolo.errors import ConfigError
+from tfyolo.models.model_config import ModelConfig
+
+WEIGHTS = SHARED / "weights" / "ultralytics_yolo26n_pennfudan"
+
+# Ultralytics' summaries in cfg/models/26/yolo26.yaml at 80 classes, both heads (training holds both; nothing is
+# fixed: reg_max 1 has no DFL convolution).
+YOLO26_PARAMETERS = {"n": 2_572_280, "s": 10_009_784, "m": 21_896_248, "l": 26_299_704, "x": 58_993_368}
+
+
+def trainable_parameters(model):
+    return sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+
+
+def shipped(name):
+    if not (WEIGHTS / name).is_file():
+        pytest.skip("needs ../shared/weights/ultralytics_yolo26n_pennfudan beside the project (present in CI)")
+    return WEIGHTS / name
+
+
+@pytest.mark.parametrize("scale", ["n", "s", *(pytest.param(scale, marks=pytest.mark.large) for scale in "mlx")])
+def test_yolo26_parameter_counts_equal_ultralytics(scale):
+    from tfyolo.models.yolo_detector import build_yolo_detector
+
+    model = build_yolo_detector(ModelConfig(num_classes=80, family="yolo26", scale=scale, head="both", input_size=64))
+    assert trainable_parameters(model) == YOLO26_PARAMETERS[scale]
+    # One head alone drops exactly the other head's layers: the two are the same shapes.
+    one2one = build_yolo_detector(ModelConfig(num_classes=80, family="yolo26", scale=scale, input_size=64))
+    head_layers = [layer for layer in model.layers if layer.name.startswith("head") and "_o2o_" not in layer.name]
+    head = sum(int(np.prod(w.shape)) for layer in head_layers for w in layer.trainable_weights)
+    assert trainable_parameters(one2one) == YOLO26_PARAMETERS[scale] - head
+
+
+def test_heads_belong_to_their_family():
+    config = ModelConfig(num_classes=1, family="yolo26")
+    assert (config.head, config.postprocess, config.reg_max) == ("one2one", "topk", 1)
+    both = ModelConfig(num_classes=1, family="yolo26", head="both")
+    assert (both.inference_head, both.postprocess) == ("one2many", "nms")
+    assert ModelConfig(num_classes=1, family="yolo11").postprocess == "nms"
+    with pytest.raises(ConfigError, match=r"head must be one of \['one2many'\] for yolov8, received 'one2one'"):
+        ModelConfig(num_classes=1, family="yolov8", head="one2one")
+    with pytest.raises(ConfigError, match="reg_max of yolo26 is 1, received 16"):
+        ModelConfig(num_classes=1, family="yolo26", reg_max=16)
+
+
+def test_training_a_yolo26_is_refused_before_any_work():
+    from tfyolo.training.train_config import TrainConfig
+
+    with pytest.raises(ConfigError, match="family yolo26: tfyolo does not train it yet"):
+        TrainConfig(data="d.yaml", out="o", family="yolo26")
+
+
+def test_reg_max_1_boxes_are_the_distances_themselves():
+    """64 px input: the first anchor is cell (0, 0) of stride 8, its point (0.5, 0.5) cells = (4, 4) px. Distances
+    (1, 2, 3, 4) cells are 8, 16, 24, 32 px: box (4 - 8, 4 - 16, 4 + 24, 4 + 32) = (-4, -12, 28, 36) px."""
+    from tfyolo.ops.decode import decode_predictions
+
+    anchors = 8 * 8 + 4 * 4 + 2 * 2
+    distances = np.zeros((1, anchors, 4), np.float32)
+    distances[0, 0] = (1, 2, 3, 4)
+    boxes, scores = decode_predictions(distances, np.zeros((1, anchors, 1), np.float32), 64, reg_max=1)
+    np.testing.assert_allclose(boxes[0, 0] * 64, (-4, -12, 28, 36), atol=1e-5)
+    assert scores[0, 0, 0] == 0.5
+
+
+def test_top_k_keeps_several_classes_of_one_anchor_and_suppresses_nothing():
+    """k = 3 of 5 anchors, 2 classes. Best class score per anchor: 0.9, 0.2, 0.7, 0.65, 0.3, so anchors 0, 2, 3 go
+    on; their pairs ranked: 0.9 (anchor 0, class 0), 0.8 (0, 1), 0.7 (2, 0), then 0.65, 0.6, 0.05 are cut at k.
+    Anchors 0 and 2 hold the same box: NMS would keep one of them per class; top-k keeps both."""
+    from tfyolo.ops.nms import NMSConfig, non_max_suppression
+    from tfyolo.ops.topk import top_k_detections
+
+    scores = np.array([[0.9, 0.8], [0.1, 0.2], [0.7, 0.05], [0.6, 0.65], [0.3, 0.0]], np.float32)
+    boxes = np.array([[0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 10], [20, 20, 30, 30], [70, 70, 80, 80]], float)
+    kept_boxes, kept_scores, classes = top_k_detections(boxes, scores, NMSConfig(max_detections=3))
+    np.testing.assert_allclose(kept_scores, [0.9, 0.8, 0.7])
+    assert classes.tolist() == [0, 1, 0]
+    np.testing.assert_array_equal(kept_boxes, boxes[[0, 0, 2]])
+    _, threshold_scores, _ = top_k_detections(boxes, scores, NMSConfig(max_detections=3, confidence_threshold=0.75))
+    np.testing.assert_allclose(threshold_scores, [0.9, 0.8])
+    _, nms_scores, _ = non_max_suppression(boxes, scores, NMSConfig(max_detections=3))
+    assert 0.7 not in nms_scores  # the same box as anchor 0's, suppressed
+
+
+# === YOLO26 imported from a checkpoint the test writes itself ===
+
+
+@pytest.fixture(scope="module")
+def yolo26_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("y26") / "best.pt"
+    return path, write_ultralytics_checkpoint(path, "yolo26", "n", num_classes=2)
+
+
+def test_a_yolo26_checkpoint_imports_both_heads_completely(yolo26_checkpoint):
+    from tfyolo.importers.ultralytics_import import import_weights
+
+    path, state = yolo26_checkpoint
+    model, metadata = import_weights(path, input_size=64, head="both")
+    assert (metadata["family"], metadata["scale"], metadata["head"], metadata["reg_max"]) == ("yolo26", "n", "both", 1)
+    assert "left_out" not in metadata["source"]
+    learned = sum(array.size for key, array in state.items() if not key.endswith("num_batches_tracked"))
+    assert sum(int(np.prod(w.shape)) for w in model.weights) == learned
+    # The one-to-one head's own weights, not the one-to-many head's.
+    kernel = state["model.23.one2one_cv3.1.2.weight"].astype(np.float32).transpose(2, 3, 1, 0)
+    np.testing.assert_array_equal(model.get_layer("head1_o2o_cls_pred").get_weights()[0], kernel)
+    assert not np.array_equal(model.get_layer("head1_cls_pred").get_weights()[0], kernel)
+    # SPPF: the checkpoint's Identity cv1 became a graph without an activation there, and the residual is there.
+    names = {layer.name for layer in model.layers}
+    assert "sppf_cv1_act" not in names and "sppf_add" in names and "neck_out5_m0_psa_attn_add" in names
+
+
+def test_the_default_import_is_the_one_to_one_head_and_names_what_it_left_out(yolo26_checkpoint):
+    from tfyolo.importers.ultralytics_import import import_weights
+
+    path, state = yolo26_checkpoint
+    model, metadata = import_weights(path, input_size=64)
+    assert (metadata["head"], metadata["postprocess"]) == ("one2one", "topk")
+    assert metadata["source"]["left_out"]["modules"] == ["model.23.cv2", "model.23.cv3"]
+    assert list(model.output_names) == ["box_distribution", "class_logits"]
+    np.testing.assert_array_equal(
+        model.get_layer("head0_o2o_box_pred").get_weights()[1],
+        state["model.23.one2one_cv2.0.2.bias"].astype(np.float32),
+    )
+
+
+def test_a_head_the_file_does_not_hold_is_refused(yolo26_checkpoint, monkeypatch):
+    """An end-to-end export keeps the one-to-one head only: asking it for the one-to-many head names what it holds."""
+    from tfyolo.errors import ModelError
+    from tfyolo.importers import ultralytics_source
+    from tfyolo.importers.ultralytics_import import import_weights
+
+    path, _ = yolo26_checkpoint
+    original = ultralytics_source._from_checkpoint
+
+    def end2end_only(source_path):
+        source = original(source_path)
+        state = {k: v for k, v in source.state.items() if not k.startswith(("model.23.cv2", "model.23.cv3"))}
+        return source.__class__(**{**source.__dict__, "state": state})
+
+    monkeypatch.setattr(ultralytics_source, "_from_checkpoint", end2end_only)
+    with pytest.raises(ModelError, match=r"--head one2many asks for the one-to-many head \(NMS\), which this yolo26"):
+        import_weights(path, input_size=64, head="one2many")
+
+
+# === The shipped Ultralytics YOLO26n (PennFudan), against ONNX Runtime's golden outputs ===
+
+
+def decoded(model, images):
+    from tfyolo.evaluation.runners import KerasRunner
+
+    return KerasRunner(model).predict(images)
+
+
+@pytest.mark.parametrize("source", ["best.pt", "best_one2many.onnx"])
+def test_the_one_to_many_head_matches_onnx_runtime(source):
+    from tfyolo.importers.ultralytics_import import import_weights
+    from tfyolo.ops.boxes import convert_format
+
+    model, metadata = import_weights(shipped(source), head="one2many")
+    golden = np.load(WEIGHTS / "golden_io.npz")
+    boxes, scores = decoded(model, golden["images"])
+    expected = golden["output0_one2many"].transpose(0, 2, 1)  # (2, 2100, 5): cx cy w h px, score
+    np.testing.assert_allclose(boxes * 320, convert_format(expected[..., :4], "cxcywh", "xyxy"), atol=1e-3)
+    np.testing.assert_allclose(scores, expected[..., 4:], atol=1e-3)
+    assert metadata["postprocess"] == "nms"
+
+
+@pytest.mark.parametrize("source", ["best.pt", "best.onnx"])
+def test_the_one_to_one_head_with_top_k_matches_the_end_to_end_export(source):
+    """ONNX Runtime's (300, 6) rows of the end-to-end export against tfyolo's decode + top-k outside the graph. Rows
+    scoring under 0.01 are left out: there the top-k order of near-ties differs between any two runtimes (PyTorch
+    against ONNX Runtime too, SOURCE.md)."""
+    from tfyolo.importers.ultralytics_import import import_weights
+    from tfyolo.ops.nms import NMSConfig
+    from tfyolo.ops.topk import top_k_detections
+
+    model, metadata = import_weights(shipped(source))
+    assert (metadata["head"], metadata["postprocess"]) == ("one2one", "topk")
+    golden = np.load(WEIGHTS / "golden_io.npz")
+    boxes, scores = decoded(model, golden["images"])
+    for image in range(2):
+        kept_boxes, kept_scores, classes = top_k_detections(
+            boxes[image] * 320, scores[image], NMSConfig(confidence_threshold=0.01)
+        )
+        expected = golden["output0"][image]
+        expected = expected[expected[:, 4] > 0.01]
+        assert len(kept_scores) == len(expected) > 0
+        np.testing.assert_allclose(kept_boxes, expected[:, :4], atol=1e-3)
+        np.testing.assert_allclose(kept_scores, expected[:, 4], atol=1e-3)
+        np.testing.assert_array_equal(classes, expected[:, 5])
+
+
+def test_ultralytics_end_to_end_litert_export_is_read_with_its_top_k_rows():
+    from tfyolo.evaluation.runners import TFLiteRunner
+
+    runner = TFLiteRunner(shipped("yolo26n_pennfudan_320_fp32_end2end.tflite"))
+    assert (runner.layout, runner.postprocess, runner.num_classes, runner.names) == (
+        "ultralytics_end2end",
+        "topk",
+        1,
+        ["person"],
+    )
+    golden = np.load(WEIGHTS / "golden_io.npz")
+    boxes, scores = runner.predict(golden["images"])
+    confident = golden["output0"][..., 4] > 0.01
+    np.testing.assert_allclose((boxes * 320)[confident], golden["output0"][..., :4][confident], atol=1e-3)
+    np.testing.assert_allclose(scores[..., 0][confident], golden["output0"][..., 4][confident], atol=1e-5)
+
+
+@pytest.mark.large
+@pytest.mark.parametrize(
+    "export, key",
+    [
+        ("yolo26n_pennfudan_320_fp32.tflite", "val_y26_pf_tfl_fp32"),
+        ("yolo26n_pennfudan_320_int8.tflite", "val_y26_pf_tfl_int8"),
+        ("yolo26n_pennfudan_320_fp32_end2end.tflite", "val_y26_pf_tfl_fp32_e2e"),
+    ],
+)
+def test_tfyolo_eval_reads_ultralytics_yolo26_exports(export, key, tmp_path):
+    """Each export scored by tfyolo-eval on the 51 val images, against Ultralytics' own val of it; the bound (2
+    points) is the one of the other families' exports (see tests/test_ultralytics_exports.py)."""
+    from click.testing import CliRunner
+
+    from tfyolo.cli.evaluate import main
+
+    data = shared_dataset("pennfudan") / "data.yaml"
+    expected = json.loads((WEIGHTS / "ul_results.json").read_text())["val_ultralytics"]["results"][key]
+    result = CliRunner().invoke(main, [str(shipped(export)), "--data", str(data), "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["num_images"] == 51
+    assert report["map50_95"] == pytest.approx(expected["map50_95"], abs=0.02)

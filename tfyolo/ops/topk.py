@@ -1,0 +1,44 @@
+"""Top-k selection for one-to-one heads (YOLO26's end-to-end branch), in numpy: what replaces NMS for a head trained
+to predict one box per object. It stays outside the quantized graph, as NMS does.
+
+Ultralytics' `Detect.postprocess` (8.4): the k = min(300, anchors) anchors with the best class score, then the k
+best (anchor, class) pairs among those, so one anchor may give several classes; `val` then keeps the pairs scoring
+above its confidence threshold (0.001). No IoU suppression at all.
+"""
+
+import numpy as np
+
+from tfyolo.ops.nms import NMSConfig, non_max_suppression
+
+
+def top_k_detections(boxes, scores, config=NMSConfig()):
+    """Selects one image's detections from a one-to-one head.
+
+    Args:
+        boxes: (anchors, 4) xyxy, any units.
+        scores: (anchors, num_classes) probabilities.
+        config: NMSConfig. `max_detections` is k, `confidence_threshold` the score a pair must exceed; the IoU and
+            candidate settings play no part.
+    Returns:
+        (boxes (K, 4), scores (K,), class_ids (K,)) sorted by descending score, K <= max_detections.
+    """
+    anchors, num_classes = scores.shape
+    k = min(config.max_detections, anchors)
+    # A stable sort on the negated scores keeps ties in anchor order, as torch.topk does on CPU for these sizes.
+    best_anchors = np.argsort(-scores.max(axis=-1), kind="stable")[:k]
+    pairs = scores[best_anchors].reshape(-1)
+    order = np.argsort(-pairs, kind="stable")[:k]
+    order = order[pairs[order] > config.confidence_threshold]
+    anchor_index, class_ids = best_anchors[order // num_classes], order % num_classes
+    return boxes[anchor_index], pairs[order], class_ids.astype(np.int64)
+
+
+# How each `postprocess` kind (`tfyolo.models.model_family.POSTPROCESS`) turns decoded predictions into detections.
+SELECTORS = {"nms": non_max_suppression, "topk": top_k_detections}
+
+
+def select_detections(postprocess):
+    """The selection function (boxes, scores, config) -> (boxes, scores, class_ids) of a `postprocess` kind."""
+    if postprocess not in SELECTORS:
+        raise ValueError(f"postprocess must be one of {sorted(SELECTORS)}, received {postprocess!r}.")
+    return SELECTORS[postprocess]
