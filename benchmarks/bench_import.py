@@ -1,14 +1,16 @@
-"""The head-to-head on the same weights, for every family: Ultralytics' own TFLite exports of its PennFudan YOLOv8n and
-YOLO11n against the same checkpoints brought in with `tfyolo import` and converted by tfyolo.
+"""The head-to-head on the same weights, for every family: Ultralytics' own TFLite exports of its PennFudan YOLOv8n,
+YOLO11n and YOLO26n against the same checkpoints brought in with `tfyolo import` and converted by tfyolo (YOLO26,
+with its two heads: `benchmarks/bench_import_yolo26.py`).
 
 tfyolo's candidates: fp32, int8 PTQ, int8 QAT (a short fine-tune of the imported model) and `tfyolo convert
 --auto --max-drop 0.3`. Every artifact is scored with tfyolo's evaluator on the same 51 val images and timed in one
 interleaved run. tfyolo's int8 is calibrated on the train split, as Ultralytics' was.
 
-Usage: python -m benchmarks.bench_import [--family yolov8 --family yolo11] [--qat-epochs 5]
+Usage: python -m benchmarks.bench_import [--family yolov8 --family yolo11 --family yolo26] [--qat-epochs 5]
 Results: benchmarks/results/import_pennfudan_<family>.{json,md}
 """
 
+import ast
 import shutil
 from pathlib import Path
 
@@ -17,13 +19,14 @@ import numpy as np
 
 from benchmarks.bench_qat import qat_finetune
 from benchmarks.common import PENNFUDAN, ROOT, WORK, machine, markdown_table, require_dataset, write_results
-from tfyolo.evaluation.runners import ULTRALYTICS_OUTPUT, decode_ultralytics
+from tfyolo.evaluation.runners import END2END_WIDTH, ULTRALYTICS_OUTPUT, decode_ultralytics, decode_ultralytics_end2end
 
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights"
 # family -> (its shared folder, the file prefix of Ultralytics' exports there)
 SOURCES = {
     "yolov8": ("ultralytics_yolov8n_pennfudan", "yolov8n_pennfudan_320"),
     "yolo11": ("ultralytics_yolo11n_pennfudan", "yolo11n_pennfudan_320"),
+    "yolo26": ("ultralytics_yolo26n_pennfudan", "yolo26n_pennfudan_320"),
 }
 # Goals of the issues that asked for each family's head-to-head.
 GOALS = {
@@ -64,10 +67,8 @@ def auto_artifact(model, data, out, max_drop):
 
 class OnnxRuntimeRunner:
     """The source ONNX under ONNX Runtime: the float reference the import must match. onnxruntime is a test extra,
-    so this runner lives here, not in the library."""
-
-    layout = "ultralytics"
-    postprocess = "nms"
+    so this runner lives here, not in the library. A YOLO26 end-to-end export's (1, 300, 6) rows are read as
+    tfyolo-eval reads its LiteRT twin (top-k already applied)."""
 
     def __init__(self, path):
         import onnxruntime
@@ -76,13 +77,20 @@ class OnnxRuntimeRunner:
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         shape = self.session.get_inputs()[0].shape
         self.input_size = int(shape[-1])
-        self.num_classes = int(self.session.get_outputs()[0].shape[1]) - 4
+        output_shape = self.session.get_outputs()[0].shape
+        self.end2end = output_shape[-1] == END2END_WIDTH
+        self.layout = "ultralytics_end2end" if self.end2end else "ultralytics"
+        self.postprocess = "topk" if self.end2end else "nms"
+        names = self.session.get_modelmeta().custom_metadata_map.get("names", "{}")
+        self.num_classes = len(ast.literal_eval(names)) if self.end2end else int(output_shape[1]) - 4
 
     def predict_raw(self, batch):
         outputs = [self.session.run(None, {"images": image[None].transpose(0, 3, 1, 2)})[0] for image in batch]
         return {ULTRALYTICS_OUTPUT: np.concatenate(outputs)}
 
     def decode(self, raw):
+        if self.end2end:
+            return decode_ultralytics_end2end(raw, self.input_size, self.num_classes)
         return decode_ultralytics(raw, self.input_size, normalized=False)
 
 
@@ -108,6 +116,10 @@ def head_to_head(family, qat_epochs):
     data = require_dataset(PENNFUDAN)
     weights, prefix = family_weights(family)
     work = fresh_work(f"import_pennfudan_{family}")
+    if family == "yolo26":
+        from benchmarks.bench_import_yolo26 import head_to_head_yolo26
+
+        return head_to_head_yolo26(weights, prefix, work)
     model, metadata = import_weights(weights / "best.pt")
     save_model_atomic(model, work / "ul_penn.keras", dict(metadata, data=str(data)))
     qat_history, qat_seconds = qat_finetune(work / "ul_penn.keras", data, work / "qat", qat_epochs, batch=8)
