@@ -240,3 +240,19 @@ def test_tfyolo_eval_reads_ultralytics_yolo26_exports(export, key, tmp_path):
     report = json.loads((tmp_path / "e.json").read_text())
     assert report["num_images"] == 51
     assert report["map50_95"] == pytest.approx(expected["map50_95"], abs=0.02)
+
+
+def test_a_model_holding_both_heads_is_not_converted(yolo26_checkpoint, tmp_path):
+    """An artifact ends in one head, post-processed as its metadata says: the training form is refused with the way
+    out, before any conversion starts."""
+    from tfyolo.importers.ultralytics_import import import_weights
+    from tfyolo.jobs.run import run_job
+    from tfyolo.jobs.spec import JobSpec
+    from tfyolo.models.model_io import save_model_atomic
+
+    path, _ = yolo26_checkpoint
+    model, metadata = import_weights(path, input_size=64, head="both")
+    save_model_atomic(model, tmp_path / "both.keras", metadata)
+    with pytest.raises(ConfigError, match="holds both of its heads.*Import it with --head one2one"):
+        run_job(JobSpec(model=str(tmp_path / "both.keras"), recipes=("fp32",), evaluate=False), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 from tfyolo.benchmark import benchmark_models
 from tfyolo.bundle import golden_image_paths, make_bundle, write_bundle
 from tfyolo.data.detection_dataset import DetectionDataset
+from tfyolo.errors import ConfigError
 from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing
 from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.io_utils import (
@@ -22,7 +23,7 @@ from tfyolo.jobs.auto_session import AutoSession, run_auto
 from tfyolo.jobs.conversion import convert_recipes, empty_row, float_row, merge_reports
 from tfyolo.jobs.progress import Progress
 from tfyolo.jobs.report import JOB_REPORT_JSON, JOB_REPORT_MD, Artifact, JobReport, Verdict, markdown_report
-from tfyolo.metadata import resolve_data
+from tfyolo.metadata import find_model_metadata, resolve_data
 
 AUTO_CALIBRATION_IMAGES = 100
 GOLDEN_IMAGES = 3
@@ -32,6 +33,8 @@ def run_job(spec, out, progress=None):
     """Runs `spec` into folder `out` (job_report.json and .md, artifacts, bundle; a convert job also merges its rows
     into report.json and .md there); returns its `JobReport`."""
     progress = progress or Progress()
+    if spec.kind == "convert":
+        check_one_head(spec.model)
     out = ensure_writable_folder(out)
     handlers = {
         "convert": _auto if spec.is_auto else _convert,
@@ -45,6 +48,18 @@ def run_job(spec, out, progress=None):
     atomic_write_json(out / JOB_REPORT_JSON, report.to_dict())
     atomic_write_text(out / JOB_REPORT_MD, report.to_markdown())
     return report
+
+
+def check_one_head(model_path):
+    """A converted model ends in one head, the one its metadata says its outputs are post-processed for. A model
+    holding both of YOLO26's heads (`import --head both`, the training form) is refused with the two ways out."""
+    from tfyolo.models.model_family import ALL_HEADS
+
+    if str(model_path).endswith((".keras", ".h5")) and (find_model_metadata(model_path) or {}).get("head") == ALL_HEADS:
+        raise ConfigError(
+            f"{model_path}: holds both of its heads (one-to-one and one-to-many), the form training uses; an "
+            "artifact ends in one. Import it with --head one2one (top-k, no NMS) or --head one2many (NMS)."
+        )
 
 
 def _artifact(name, path, kind="tflite"):
