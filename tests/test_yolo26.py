@@ -53,13 +53,6 @@ def test_heads_belong_to_their_family():
         ModelConfig(num_classes=1, family="yolo26", reg_max=16)
 
 
-def test_training_a_yolo26_is_refused_before_any_work():
-    from tfyolo.training.train_config import TrainConfig
-
-    with pytest.raises(ConfigError, match="family yolo26: tfyolo does not train it yet"):
-        TrainConfig(data="d.yaml", out="o", family="yolo26")
-
-
 def test_reg_max_1_boxes_are_the_distances_themselves():
     """64 px input: the first anchor is cell (0, 0) of stride 8, its point (0.5, 0.5) cells = (4, 4) px. Distances
     (1, 2, 3, 4) cells are 8, 16, 24, 32 px: box (4 - 8, 4 - 16, 4 + 24, 4 + 32) = (-4, -12, 28, 36) px."""
@@ -253,6 +246,122 @@ def test_a_model_holding_both_heads_is_not_converted(yolo26_checkpoint, tmp_path
     path, _ = yolo26_checkpoint
     model, metadata = import_weights(path, input_size=64, head="both")
     save_model_atomic(model, tmp_path / "both.keras", metadata)
-    with pytest.raises(ConfigError, match="holds both of its heads.*Import it with --head one2one"):
+    with pytest.raises(ConfigError, match="holds both of its heads.*best_one2one.keras.*--head one2one"):
         run_job(JobSpec(model=str(tmp_path / "both.keras"), recipes=("fp32",), evaluate=False), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# === Training: both heads, ProgLoss, one anchor per object for the one-to-one head, STAL ===
+
+
+def test_progloss_moves_the_one_to_many_weight_from_0_8_to_0_1():
+    """Ultralytics' E2ELoss over 10 epochs: 0.8 in epoch 0, (1 - e / 9) * 0.7 + 0.1 after, 0.1 in epoch 9."""
+    from tfyolo.losses.detection_loss import DetectionLoss
+
+    loss = DetectionLoss(ModelConfig(num_classes=1, family="yolo26", head="both", input_size=64), 64, epochs=10)
+    assert loss.one2many_weight_at(0) == pytest.approx(0.8)
+    assert loss.one2many_weight_at(3) == pytest.approx((1 - 3 / 9) * 0.7 + 0.1)
+    assert loss.one2many_weight_at(9) == pytest.approx(0.1)
+    loss.start_epoch(9)
+    assert float(loss.one2many_weight.numpy()) == pytest.approx(0.1)
+    single = DetectionLoss(ModelConfig(num_classes=1, family="yolo26", input_size=64), 64, epochs=10)
+    assert (single.heads, single.has_head_only_term, single.one2many_weight_at(0)) == (("one2one",), False, 1.0)
+
+
+def assign(min_side=None, top_k2=None):
+    """One 2x2 px object at (9..11, 9..11) among four anchors at (4, 4), (12, 4), (4, 12), (12, 12) px, scores 0.5;
+    each anchor predicts the object's box shifted by 0, 1, 2, 3 px (anchor 0 is exact, so the best aligned)."""
+    from tfyolo.compat import tf
+    from tfyolo.losses.task_aligned_assigner import TaskAlignedAssigner
+
+    points = tf.constant([[4.0, 4.0], [12.0, 4.0], [4.0, 12.0], [12.0, 12.0]])
+    gt = tf.constant([[[9.0, 9.0, 11.0, 11.0]]])
+    predicted = tf.constant([[[9.0 + s, 9.0, 11.0 + s, 11.0] for s in (0, 1, 2, 3)]])
+    assigner = TaskAlignedAssigner(1, top_k=7, top_k2=top_k2, min_side=min_side)
+    _, _, foreground = assigner(
+        tf.fill([1, 4, 1], 0.5), predicted, points, tf.zeros([1, 1], tf.int32), gt, tf.ones([1, 1])
+    )
+    return foreground.numpy()[0].tolist()
+
+
+def test_stal_gives_a_tiny_object_candidates_and_top_k2_keeps_one():
+    """No anchor centre lies inside a 2 px box: without STAL it has no positive at all. Widened to 16 px about its
+    centre (2..18), all four centres are inside; top-k 7 keeps those whose prediction overlaps the box (shifted by 0
+    and 1 px; by 2 or 3 px the IoU is 0); top_k2 1 keeps the best aligned, the exact one, anchor 0."""
+    assert assign() == [False] * 4
+    assert assign(min_side=16) == [True, True, False, False]
+    assert assign(min_side=16, top_k2=1) == [True, False, False, False]
+
+
+def test_reg_max_1_distance_loss_is_l1_on_fractions_of_the_input():
+    """One anchor at (4, 4) px (stride 8, 64 px input) assigned a box whose distances are (1, 1, 1, 1) cells; it
+    predicts (1, 1, 1, 2): the mean absolute error over the 4 sides is 1 cell / 4 = 0.25 cells = 2 px = 2 / 64 of the
+    input, weighted by its class target and normalised by the sum of class targets (the same), times the gain 1.5."""
+    from tfyolo.compat import tf
+    from tfyolo.losses.yolo_loss import YOLOLoss
+
+    class OneAnchor:
+        def __call__(self, scores, boxes, points, gt_classes, gt_boxes, gt_mask):
+            target_boxes = tf.tile(gt_boxes[:, :1], [1, tf.shape(points)[0], 1])
+            foreground = tf.one_hot([0], tf.shape(points)[0], on_value=True, off_value=False)
+            return target_boxes, tf.cast(foreground, tf.float32)[..., None], foreground
+
+    loss = YOLOLoss(1, 64, reg_max=1, assigner=OneAnchor())
+    distances = np.zeros((1, 84, 4), np.float32)
+    distances[0, 0] = (1, 1, 1, 2)
+    _, parts = loss(
+        tf.constant(distances),
+        tf.zeros((1, 84, 1)),
+        tf.constant([[[-4.0, -4.0, 12.0, 12.0]]]),
+        tf.zeros((1, 1), tf.int32),
+        tf.ones((1, 1)),
+    )
+    assert float(parts["dfl"]) == pytest.approx(1.5 * 2 / 64, rel=1e-5)
+
+
+def test_training_both_heads_the_one_to_one_loss_never_reaches_the_backbone(
+    yolo26_checkpoint, tiny_synthetic, tmp_path, monkeypatch
+):
+    """With ProgLoss' one-to-many weight held at 0, only the one-to-one term is left, and it trains the one-to-one
+    head alone (Ultralytics detaches its input): SGD without weight decay from imported weights leaves the backbone
+    and the one-to-many head exactly as they were and moves the one-to-one head. The run saves both heads' model
+    and each head alone."""
+    from tfyolo.importers.ultralytics_import import import_weights
+    from tfyolo.losses.detection_loss import DetectionLoss
+    from tfyolo.metadata import find_model_metadata
+    from tfyolo.models.model_io import load_keras_model, save_model_atomic
+    from tfyolo.training.train_config import TrainConfig
+    from tfyolo.training.trainer import Trainer
+
+    path, _ = yolo26_checkpoint
+    start, metadata = import_weights(path, input_size=64, head="both")
+    save_model_atomic(start, tmp_path / "start.keras", metadata)
+    monkeypatch.setattr(DetectionLoss, "one2many_weight_at", lambda self, epoch: 0.0)
+    config = TrainConfig(
+        data=str(tiny_synthetic),
+        out=str(tmp_path / "run"),
+        family="yolo26",
+        imgsz=64,
+        epochs=1,
+        batch=4,
+        optimizer="sgd",
+        weight_decay=0.0,
+        ema=False,
+        init_weights=str(tmp_path / "start.keras"),
+        lr0=0.01,
+    )
+    Trainer(config).fit()
+    trained = load_keras_model(tmp_path / "run" / "last.keras")
+    for name in ("stem_conv", "neck_out5_m0_psa_attn_h0_q_conv", "head0_cls_pred"):
+        np.testing.assert_array_equal(trained.get_layer(name).get_weights()[0], start.get_layer(name).get_weights()[0])
+    moved = (
+        trained.get_layer("head0_o2o_cls_pred").get_weights()[0]
+        - start.get_layer("head0_o2o_cls_pred").get_weights()[0]
+    )
+    assert np.abs(moved).max() > 0
+    heads = {head: find_model_metadata(tmp_path / "run" / f"best_{head}.keras") for head in ("one2one", "one2many")}
+    assert {head: (m["head"], m["postprocess"]) for head, m in heads.items()} == {
+        "one2one": ("one2one", "topk"),
+        "one2many": ("one2many", "nms"),
+    }
+    assert find_model_metadata(tmp_path / "run" / "best.keras")["head"] == "both"

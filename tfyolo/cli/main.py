@@ -236,7 +236,13 @@ def train(
         if best
         else "No epoch was validated (--val-interval); best.keras is the last epoch."
     )
-    click.echo(f"Done in {time.perf_counter() - started:.0f} s. {summary} Saved {Path(out) / 'best.keras'}")
+    saved = f"Saved {Path(out) / 'best.keras'}"
+    if trainer.model_config.head == "both":
+        saved += (
+            f" (both heads; validated on the one-to-many head) and each head alone to convert: "
+            f"{Path(out) / 'best_one2one.keras'} (top-k, no NMS), {Path(out) / 'best_one2many.keras'} (NMS)"
+        )
+    click.echo(f"Done in {time.perf_counter() - started:.0f} s. {summary} {saved}")
 
 
 @cli.command()

@@ -26,7 +26,6 @@ from tfyolo.quantization.isolated import convert_isolated
 from tfyolo.quantization.recipe import Recipe
 from tfyolo.quantization.sensitivity import layer_sensitivity
 from tfyolo.training.train_config import QAT_FINE_TUNE, TrainConfig
-from tfyolo.training.trainable import trains, untrained_family_message
 
 CANDIDATE_COLUMNS = [
     ("recipe", "candidate", None),
@@ -77,10 +76,7 @@ class AutoSession:
         self.threads = threads
         self.split = split
         self.progress = progress
-        # The QAT candidate trains with tfyolo's loss: a family it does not train yet gets none, and is told so.
-        self.qat_epochs = qat_epochs if trains(self.family) else 0
-        if qat_epochs and not self.qat_epochs:
-            progress.message(f"no QAT candidate: {untrained_family_message(self.family.name)}")
+        self.qat_epochs = qat_epochs
         self.force_overlap = force_overlap
         self.work = Path(work) if work else None
         self.npu_target = npu_target

@@ -58,7 +58,8 @@ def check_one_head(model_path):
     if str(model_path).endswith((".keras", ".h5")) and (find_model_metadata(model_path) or {}).get("head") == ALL_HEADS:
         raise ConfigError(
             f"{model_path}: holds both of its heads (one-to-one and one-to-many), the form training uses; an "
-            "artifact ends in one. Import it with --head one2one (top-k, no NMS) or --head one2many (NMS)."
+            "artifact ends in one. Convert the run's best_one2one.keras (top-k, no NMS) or best_one2many.keras "
+            "(NMS), or import with --head one2one / one2many."
         )
 
 

@@ -35,6 +35,9 @@ def distances_to_boxes(points, distances):
 
 
 def boxes_to_distances(points, boxes, max_distance):
-    """xyxy boxes -> distances from `points`, clipped just below `max_distance` so both DFL bins exist."""
+    """xyxy boxes -> distances from `points`, clipped just below `max_distance` so both DFL bins exist (None:
+    not clipped, plain distances)."""
     distances = tf.concat([points - boxes[..., :2], boxes[..., 2:] - points], axis=-1)
+    if max_distance is None:
+        return distances
     return tf.clip_by_value(distances, 0.0, max_distance - 0.01)

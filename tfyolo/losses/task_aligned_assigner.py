@@ -16,17 +16,31 @@ class TaskAlignedAssigner:
         top_k: int. Positives per ground-truth box (YOLOv8: 10).
         alpha: float. Exponent of the class score (YOLOv8: 0.5).
         beta: float. Exponent of the IoU (YOLOv8: 6.0).
+        top_k2: int or None. After conflicts are resolved, keep only each box's `top_k2` best positives (YOLO26's
+            one-to-one head: 7 candidates narrowed to 1, so every object has one anchor to predict it).
+        min_side: float or None. Small-target-aware assignment (STAL, YOLO26): for choosing candidates only, a box
+            side shorter than this (pixels) is widened to it about the box's centre, so a tiny object still has
+            anchor centres inside it; its targets stay the real box.
     """
 
-    def __init__(self, num_classes, top_k=10, alpha=0.5, beta=6.0, eps=1e-9):
+    def __init__(self, num_classes, top_k=10, alpha=0.5, beta=6.0, eps=1e-9, top_k2=None, min_side=None):
         self.num_classes = num_classes
         self.top_k = top_k
         self.alpha = alpha
         self.beta = beta
         self.eps = eps
+        self.top_k2 = top_k2
+        self.min_side = min_side
 
     def get_config(self):
-        return {"num_classes": self.num_classes, "top_k": self.top_k, "alpha": self.alpha, "beta": self.beta}
+        return {
+            "num_classes": self.num_classes,
+            "top_k": self.top_k,
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "top_k2": self.top_k2,
+            "min_side": self.min_side,
+        }
 
     def __call__(self, pred_scores, pred_boxes, anchor_points, gt_classes, gt_boxes, gt_mask):
         """Assigns targets; every input and output is in pixels of the model input.
@@ -42,9 +56,13 @@ class TaskAlignedAssigner:
         num_anchors = tf.shape(anchor_points)[0]
         num_gt = tf.shape(gt_boxes)[1]
 
-        # 1. Candidates: anchors whose center is strictly inside a real ground-truth box.  (B, M, A)
+        # 1. Candidates: anchors whose center is strictly inside a real ground-truth box (STAL: widened to
+        # min_side).  (B, M, A)
         points = anchor_points[None, None]
-        inside = tf.concat([points - gt_boxes[:, :, None, :2], gt_boxes[:, :, None, 2:] - points], axis=-1)
+        candidate_boxes = gt_boxes if self.min_side is None else widen_to(gt_boxes, self.min_side)
+        inside = tf.concat(
+            [points - candidate_boxes[:, :, None, :2], candidate_boxes[:, :, None, 2:] - points], axis=-1
+        )
         candidate = tf.cast(tf.reduce_min(inside, axis=-1) > self.eps, tf.float32) * gt_mask[:, :, None]
 
         # 2. Alignment metric of every (box, anchor) pair.
@@ -61,6 +79,10 @@ class TaskAlignedAssigner:
         claims = tf.reduce_sum(positive, axis=1, keepdims=True)
         best_box = tf.one_hot(tf.argmax(overlaps, axis=1), num_gt, axis=1)
         positive = tf.where(claims > 1, best_box, positive)
+        if self.top_k2 is not None and self.top_k2 < self.top_k:
+            # 4b. One-to-one: each box keeps its top_k2 remaining positives by metric (Ultralytics' topk2).
+            best = tf.math.top_k(metric * positive, k=tf.minimum(self.top_k2, num_anchors)).indices
+            positive = positive * tf.reduce_max(tf.one_hot(best, num_anchors), axis=-2)
         foreground = tf.reduce_sum(positive, axis=1) > 0
         assigned = tf.argmax(positive, axis=1, output_type=tf.int32)
 
@@ -73,3 +95,10 @@ class TaskAlignedAssigner:
         best_overlap = tf.reduce_max(overlaps * positive, axis=-1, keepdims=True)
         normalized = tf.reduce_max(metric * best_overlap / (best_metric + self.eps), axis=1)
         return target_boxes, target_scores * normalized[..., None], foreground
+
+
+def widen_to(boxes, min_side):
+    """xyxy `boxes` with every side shorter than `min_side` widened to it about the box's centre."""
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2.0
+    half = tf.maximum(boxes[..., 2:] - boxes[..., :2], min_side) / 2.0
+    return tf.concat([centre - half, centre + half], axis=-1)

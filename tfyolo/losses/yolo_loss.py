@@ -5,7 +5,8 @@ from tfyolo.ops.anchors import anchor_points
 
 
 class YOLOLoss:
-    """YOLOv8's detection loss: CIoU box loss, distribution focal loss (DFL) and BCE class loss.
+    """YOLOv8's detection loss: CIoU box loss, distribution focal loss (DFL) and BCE class loss. With reg_max 1
+    (YOLO26, no DFL) the distance term is an L1 loss on the plain distances, as fractions of the input side.
 
     Reads top to bottom as the paper's recipe: decode the predictions, assign targets with the task-aligned
     assigner, then weight each positive by its soft class target and normalize by the sum of class targets.
@@ -14,8 +15,10 @@ class YOLOLoss:
         num_classes: int.
         input_size: int. Square model input side in pixels.
         strides: tuple of int.
-        reg_max: int. DFL bins.
-        box_gain, class_gain, dfl_gain: float. YOLOv8's 7.5, 0.5, 1.5.
+        reg_max: int. DFL bins (1: plain distances).
+        box_gain, class_gain, dfl_gain: float. YOLOv8's 7.5, 0.5, 1.5 (Ultralytics' `dfl` gain weighs the L1
+            distance loss of reg_max 1 too).
+        assigner: TaskAlignedAssigner or None (YOLOv8's: top-k 10).
     """
 
     def __init__(
@@ -42,7 +45,8 @@ class YOLOLoss:
         self.anchor_strides = tf.constant(anchor_strides)
 
     def __call__(self, box_distribution, class_logits, gt_boxes, gt_classes, gt_mask):
-        """Returns (total loss, {"box": ..., "class": ..., "dfl": ...}) for one batch.
+        """Returns (total loss, {"box": ..., "class": ..., "dfl": ...}) for one batch ("dfl": the distance loss,
+        DFL or, for reg_max 1, L1).
 
         gt_boxes: (B, M, 4) xyxy in input pixels; gt_classes: (B, M) int32; gt_mask: (B, M) float.
         """
@@ -51,9 +55,12 @@ class YOLOLoss:
         batch = tf.shape(box_distribution)[0]
 
         # === Decode: expected distances (grid units) -> boxes ===
-        logits = tf.reshape(box_distribution, [batch, -1, 4, self.reg_max])
-        bins = tf.range(self.reg_max, dtype=tf.float32)
-        distances = tf.reduce_sum(tf.nn.softmax(logits, axis=-1) * bins, axis=-1)
+        if self.reg_max == 1:
+            distances = box_distribution
+        else:
+            logits = tf.reshape(box_distribution, [batch, -1, 4, self.reg_max])
+            bins = tf.range(self.reg_max, dtype=tf.float32)
+            distances = tf.reduce_sum(tf.nn.softmax(logits, axis=-1) * bins, axis=-1)
         pred_boxes = distances_to_boxes(self.anchor_points, distances)
 
         # === Assign, in pixels ===
@@ -79,9 +86,15 @@ class YOLOLoss:
         iou = complete_iou(pred_boxes, target_boxes)
         box_loss = tf.reduce_sum((1.0 - iou) * weight) / target_scores_sum
 
-        target_distances = boxes_to_distances(self.anchor_points, target_boxes, float(self.reg_max - 1))
-        dfl = self.distribution_focal_loss(logits, target_distances)
-        dfl_loss = tf.reduce_sum(dfl * weight) / target_scores_sum
+        if self.reg_max == 1:
+            # Ultralytics' L1 on DFL-free distances: both sides in pixels over the input side, unclipped.
+            target_distances = boxes_to_distances(self.anchor_points, target_boxes, None)
+            scale = self.anchor_strides / self.input_size
+            distance_error = tf.reduce_mean(tf.abs((distances - target_distances) * scale), axis=-1)
+        else:
+            target_distances = boxes_to_distances(self.anchor_points, target_boxes, float(self.reg_max - 1))
+            distance_error = self.distribution_focal_loss(logits, target_distances)
+        dfl_loss = tf.reduce_sum(distance_error * weight) / target_scores_sum
 
         parts = {
             "box": box_loss * self.box_gain,

@@ -93,3 +93,11 @@ def detect_heads(features, config, class_branch):
     outputs = detect_head(features, config, class_branch, "one2many")
     one2one = detect_head(features, config, class_branch, "one2one", ONE2ONE_OUTPUTS)
     return {**outputs, **{ONE2ONE_OUTPUTS[key]: tensor for key, tensor in one2one.items()}}
+
+
+def branch_layers(model, head):
+    """The layers of `model` that belong to `head`'s branches only (for a model holding both of YOLO26's heads,
+    `head0_o2o_box1` ... for "one2one"); none for a head whose layers carry no infix (the one-to-many head shares
+    its names' shape with every other family's single head, so it is never told apart this way)."""
+    infix = BRANCH_INFIX[head]
+    return [layer for layer in model.layers if infix and layer.name.startswith("head") and f"{infix}_" in layer.name]

@@ -17,16 +17,19 @@ from tfyolo.errors import ConfigError
 from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.runners import KerasRunner
 from tfyolo.io_utils import atomic_write_json
-from tfyolo.losses.yolo_loss import YOLOLoss
+from tfyolo.losses.detection_loss import DetectionLoss
 from tfyolo.metadata import read_model_file_metadata
+from tfyolo.models.detect_head import branch_layers
 from tfyolo.models.detector_metadata import config_from_metadata, detector_metadata
+from tfyolo.models.families import FAMILIES
 from tfyolo.models.model_config import ModelConfig
+from tfyolo.models.model_family import ALL_HEADS
 from tfyolo.models.model_io import save_model_atomic
-from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT, build_yolo_detector
+from tfyolo.models.transfer import transfer_weights
+from tfyolo.models.yolo_detector import build_yolo_detector
 from tfyolo.training import compression
 from tfyolo.training.model_ema import ModelEMA, warmup_and_decay
 from tfyolo.training.train_config import TrainConfig
-from tfyolo.training.trainable import trains, untrained_family_message
 
 TRAIN_ARGS_NAME = "train_args.json"
 
@@ -126,17 +129,18 @@ class Trainer:
         if models is not None:
             self.model_config = models.model_config
         else:
+            family = FAMILIES[config.family]
             self.model_config = ModelConfig(
                 num_classes=self.train_data.num_classes,
                 family=config.family,
                 scale=config.scale,
                 activation=config.activation,
                 input_size=config.imgsz,
+                # A family with two heads (YOLO26) trains both; each is saved alone beside the model.
+                head=ALL_HEADS if len(family.heads) > 1 else None,
             )
         if config.init_weights and models is None:
             self.source_model, self.model_config = self._load_source(self.model_config)
-        if not trains(self.model_config.model_family):
-            raise ConfigError(untrained_family_message(self.model_config.family))
         self.max_boxes = config.max_boxes or max(1, self.train_data.max_boxes_per_image * (4 if config.mosaic else 1))
 
     # === Setup ===
@@ -198,8 +202,6 @@ class Trainer:
         model = build_yolo_detector(self.model_config)
         ema_model = build_yolo_detector(self.model_config, name="yolo_detector_ema")
         if self.source_model is not None:
-            from tfyolo.models.transfer import transfer_weights
-
             transferred = transfer_weights(model, self.source_model)
             kept = transferred["kept_initial"]
             self.reporter.message(
@@ -315,18 +317,33 @@ class Trainer:
         if manager.checkpoints:
             self._restore(checkpoint, manager, epoch_counter)
 
-        loss_fn = YOLOLoss(self.model_config.num_classes, config.imgsz, reg_max=self.model_config.reg_max)
+        with strategy.scope():
+            loss_fn = DetectionLoss(self.model_config, config.imgsz, config.epochs)
         replicas = strategy.num_replicas_in_sync
+        scaling = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+        # The one-to-one head's variables: its own loss term trains them alone (Ultralytics detaches its input).
+        head_only = {id(v) for layer in branch_layers(model, "one2one") for v in layer.trainable_variables}
+        head_only_variables = [v for v in model.trainable_variables if id(v) in head_only]
 
         def replica_step(images, boxes, classes, mask):
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(persistent=loss_fn.has_head_only_term) as tape:
                 outputs = model(images, training=True)
-                loss, parts = loss_fn(outputs[BOX_OUTPUT], outputs[CLASS_OUTPUT], boxes, classes, mask)
-                scaled = loss / replicas
-                if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
-                    scaled = optimizer.get_scaled_loss(scaled)
+                loss, head_loss, parts = loss_fn(outputs, boxes, classes, mask)
+                scaled = optimizer.get_scaled_loss(loss / replicas) if scaling else loss / replicas
+                if head_loss is not None:
+                    scaled_head = head_loss / replicas
+                    scaled_head = optimizer.get_scaled_loss(scaled_head) if scaling else scaled_head
             gradients = tape.gradient(scaled, model.trainable_variables)
-            if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+            if head_loss is not None:
+                head_gradients = dict(
+                    zip(map(id, head_only_variables), tape.gradient(scaled_head, head_only_variables))
+                )
+                gradients = [
+                    head_gradients[id(v)] if id(v) in head_gradients and gradient is None else gradient
+                    for v, gradient in zip(model.trainable_variables, gradients)
+                ]
+                loss = loss + head_loss
+            if scaling:
                 gradients = optimizer.get_unscaled_gradients(gradients)
             gradients, _ = tf.clip_by_global_norm(gradients, config.max_grad_norm)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
@@ -369,6 +386,7 @@ class Trainer:
                 self.train_data, config.imgsz, config.batch, self.max_boxes, augment, use_mosaic, config.seed, epoch
             )
             data = strategy.experimental_distribute_dataset(data)
+            loss_fn.start_epoch(epoch)
             self.reporter.epoch_start(epoch, config.epochs, batches_per_epoch)
             totals, started, step_times = np.zeros(4), time.perf_counter(), []
             for step, batch in enumerate(data):
@@ -443,6 +461,8 @@ class Trainer:
                 # Nothing validated yet (val_interval): best follows last until a validated epoch says otherwise.
                 metadata = self._metadata(best_epoch or epoch + 1, best_metrics, best_epoch)
                 save_model_atomic(export, self.out / f"best{suffix}", metadata)
+                if self.model_config.head == ALL_HEADS:
+                    self._save_each_head(export, best_epoch or epoch + 1, best_metrics, best_epoch)
             atomic_write_json(history_path, history)
             # The checkpoint goes last: a crash before it replays this epoch, never skips it.
             manager.save(checkpoint_number=epoch + 1)
@@ -451,12 +471,27 @@ class Trainer:
         writer.flush()
         return history
 
-    def _metadata(self, epoch, metrics, best_epoch):
+    def _save_each_head(self, model, epoch, metrics, best_epoch):
+        """A model holding both heads (YOLO26) is also saved once per head, `best_one2one.keras` and
+        `best_one2many.keras`: the same weights ending in one head, which is what `tfyolo convert` takes (its
+        metadata says how its outputs are post-processed). The validation metrics are the one-to-many head's."""
+        for head in self.model_config.model_family.heads:
+            config = self.model_config.replace(head=head)
+            single = build_yolo_detector(config)
+            transferred = transfer_weights(single, model)
+            if transferred["kept_initial"]:
+                raise ConfigError(f"the {head} model lacks layers of the trained one: {transferred['kept_initial']}")
+            save_model_atomic(
+                single, self.out / f"best_{head}.keras", self._metadata(epoch, metrics, best_epoch, config)
+            )
+
+    def _metadata(self, epoch, metrics, best_epoch, model_config=None):
         """The metadata saved inside a model file of this run: its weights are from `epoch`, which scored
-        `metrics` (None: not validated); `best_epoch` is the run's best validated epoch so far (None: none yet)."""
+        `metrics` (None: not validated); `best_epoch` is the run's best validated epoch so far (None: none yet).
+        model_config: the saved model's architecture, when it is not the trained one (one of its heads)."""
         config = self.config
         return detector_metadata(
-            self.model_config,
+            model_config or self.model_config,
             self.train_data.names,
             data=str(Path(config.data).resolve()),
             data_sha256=dataset_fingerprint(self.train_data, self.val_data),
