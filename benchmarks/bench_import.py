@@ -119,7 +119,7 @@ def head_to_head(family, qat_epochs):
     if family == "yolo26":
         from benchmarks.bench_import_yolo26 import head_to_head_yolo26
 
-        return head_to_head_yolo26(weights, prefix, work)
+        return head_to_head_yolo26(weights, prefix, work, qat_epochs)
     model, metadata = import_weights(weights / "best.pt")
     save_model_atomic(model, work / "ul_penn.keras", dict(metadata, data=str(data)))
     qat_history, qat_seconds = qat_finetune(work / "ul_penn.keras", data, work / "qat", qat_epochs, batch=8)

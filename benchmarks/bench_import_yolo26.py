@@ -4,8 +4,7 @@ converted by tfyolo, beside Ultralytics' own exports of the same weights: fp32 e
 its int8 (one-to-many: Ultralytics exports no int8 of the one-to-one head). Each branch is compared with its own
 float; every artifact is scored by tfyolo-eval on the 51 val images and timed in one interleaved run, and the
 post-processing (top-k against NMS, at confidence 0.001 and 0.25) is timed interleaved on the same decoded outputs.
-
-No QAT row: tfyolo does not train YOLO26 yet (its end-to-end loss is not built).
+The one-to-one head also gets a short QAT fine-tune (its own loss: one anchor per object) and its int8.
 
 Usage: python -m benchmarks.bench_import --family yolo26
 Results: benchmarks/results/import_pennfudan_yolo26.{json,md}
@@ -57,8 +56,9 @@ def postprocess_latency(decoded, rounds=15):
     return {f"{name} @ {conf}": float(np.median(values)) for (name, conf), values in times.items()}
 
 
-def head_to_head_yolo26(weights, prefix, work):
+def head_to_head_yolo26(weights, prefix, work, qat_epochs):
     from benchmarks.bench_import import OnnxRuntimeRunner, auto_artifact
+    from benchmarks.bench_qat import qat_finetune
     from tfyolo.benchmark import interleaved_latency
     from tfyolo.console import TqdmProgress
     from tfyolo.data.detection_dataset import DetectionDataset
@@ -72,13 +72,25 @@ def head_to_head_yolo26(weights, prefix, work):
 
     data = require_dataset(PENNFUDAN)
     dataset = DetectionDataset.from_data_yaml(data, "val")
-    rows, contents, auto = [], {}, {}
+    rows, contents, auto, qat = [], {}, {}, {}
     for head in HEADS:
         model_path = work / f"ul_penn_{head}.keras"
         model, metadata = import_weights(weights / "best.pt", head=head)
         save_model_atomic(model, model_path, dict(metadata, data=str(data)))
         auto_path, auto[head] = auto_artifact(model_path, data, work / f"auto_{head}", max_drop=AUTO_MAX_DROP)
-        spec = JobSpec(model=str(model_path), recipes=recipes(work), calibration=str(data), data=str(data), name=head)
+        qat_model = None
+        if head == "one2one" and qat_epochs:
+            history, seconds = qat_finetune(model_path, data, work / "qat_one2one", qat_epochs, batch=8)
+            qat_model, qat = str(work / "qat_one2one" / "best.h5"), {"epochs": qat_epochs, "seconds": seconds}
+            qat["history"] = history
+        spec = JobSpec(
+            model=str(model_path),
+            recipes=recipes(work),
+            calibration=str(data),
+            data=str(data),
+            name=head,
+            qat_model=qat_model,
+        )
         report = run_job(spec, work / head, progress=TqdmProgress())
         failed = {row["recipe"]: row["error"] for row in report.rows if row.get("error")}
         if failed:
@@ -129,10 +141,10 @@ def head_to_head_yolo26(weights, prefix, work):
             ]
         decoded[f"{head} ({runner.postprocess})"] = (runner.postprocess, images)
     post = postprocess_latency(decoded)
-    report(rows, latency, post, auto)
+    report(rows, latency, post, auto, qat)
 
 
-def report(rows, latency, post, auto):
+def report(rows, latency, post, auto, qat):
     by_name = {row["artifact"]: row for row in rows}
     ul_int8 = by_name["ultralytics one2many int8 (LiteRT)"]
 
@@ -160,7 +172,12 @@ def report(rows, latency, post, auto):
             "one2many int8 at or above Ultralytics' int8 (same branch, same weights)",
             f"{best_o2m['artifact']}: {100 * (best_o2m['map50_95'] - ul_int8['map50_95']):+.2f} pt",
         ),
-        ("one2one QAT int8 at or above its float", "not measured: tfyolo does not train YOLO26 yet"),
+        (
+            "one2one QAT int8 at or above its float",
+            f"{by_name['tfyolo one2one qat_int8']['delta_vs_branch_float']:+.2f} pt ({qat['epochs']} epochs)"
+            if qat
+            else "not measured (--qat-epochs 0)",
+        ),
     ]
     columns = [
         ("artifact", "artifact", None),
@@ -190,10 +207,16 @@ def report(rows, latency, post, auto):
             f"{latency['load_average'][0]:.2f} -> {latency['load_average'][1]:.2f}. tfyolo int8 calibrated on the "
             "train split (as Ultralytics' int8 was). --auto chose: "
             + "; ".join(f"{head} {chosen['recipe']}" for head, chosen in auto.items())
-            + ". No QAT row: tfyolo does not train YOLO26 yet.",
+            + "."
+            + (
+                f" QAT: {qat['epochs']} epochs of the one-to-one head's loss from the imported one-to-one model "
+                f"({qat['seconds']:.0f} s), int8 from its learned ranges."
+                if qat
+                else ""
+            ),
         ]
     )
     results = {"machine": machine(), "family": "yolo26", "rows": rows, "goals": dict(goals), "latency": latency}
-    results.update(postprocess_ms=post, auto_chosen=auto)
+    results.update(postprocess_ms=post, auto_chosen=auto, qat=qat)
     write_results("import_pennfudan_yolo26", results, markdown)
     print(markdown)

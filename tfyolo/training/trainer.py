@@ -369,7 +369,11 @@ class Trainer:
         )
         batches_per_epoch = len(self.train_data) // config.batch
         warmup_iterations = round(config.warmup_epochs * batches_per_epoch)
-        runner = KerasRunner(ema_model if config.ema else model, reg_max=self.model_config.reg_max)
+        runner = KerasRunner(
+            ema_model if config.ema else model,
+            reg_max=self.model_config.reg_max,
+            postprocess=self.model_config.postprocess,
+        )
         history_path = self.out / "history.json"
         start_epoch = int(epoch_counter.numpy())
         history = json.loads(history_path.read_text()) if history_path.is_file() and start_epoch else []
