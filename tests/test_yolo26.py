@@ -365,3 +365,49 @@ def test_training_both_heads_the_one_to_one_loss_never_reaches_the_backbone(
         "one2many": ("one2many", "nms"),
     }
     assert find_model_metadata(tmp_path / "run" / "best.keras")["head"] == "both"
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("size", [320, 640])
+@pytest.mark.parametrize(
+    "source, head, export",
+    [
+        ("best.pt", "one2many", "best_one2many.onnx"),
+        ("best_one2many.onnx", "one2many", "best_one2many.onnx"),
+        ("best.pt", "one2one", "best.onnx"),
+        ("best.onnx", "one2one", "best.onnx"),
+    ],
+)
+def test_both_heads_match_onnx_runtime_on_real_images(size, source, head, export):
+    """Acceptance at 320 and 640 for both heads and both source formats: imported at `size`, against ONNX Runtime
+    running the shipped export at `size` (its baked anchor constants regenerated, as for the other families) on 8
+    PennFudan val images letterboxed as tfyolo evaluates them. One-to-one: tfyolo's top-k against the export's own
+    (1, 300, 6) rows, those scoring >= 0.01."""
+    ort = pytest.importorskip("onnxruntime")
+    from tests.test_ultralytics_import import onnx_at_size
+    from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
+    from tfyolo.importers.ultralytics_import import import_weights
+    from tfyolo.ops.boxes import convert_format
+    from tfyolo.ops.nms import NMSConfig
+    from tfyolo.ops.topk import top_k_detections
+
+    model, _ = import_weights(shipped(source), input_size=size, head=head)
+    session = ort.InferenceSession(onnx_at_size(WEIGHTS / export, size), providers=["CPUExecutionProvider"])
+    val = SHARED / "datasets" / "pennfudan"
+    paths = [val / line.strip() for line in (val / "val.txt").read_text().split()][:8]
+    images = to_model_input(np.stack([letterbox(read_image_rgb(path), size)[0] for path in paths]))
+    expected = np.concatenate([session.run(None, {"images": image[None].transpose(0, 3, 1, 2)})[0] for image in images])
+    boxes, scores = decoded(model, images)
+    if head == "one2many":
+        expected = expected.transpose(0, 2, 1)
+        np.testing.assert_allclose(boxes * size, convert_format(expected[..., :4], "cxcywh", "xyxy"), atol=1e-3)
+        np.testing.assert_allclose(scores, expected[..., 4:], atol=1e-3)
+        return
+    for image_boxes, image_scores, rows in zip(boxes, scores, expected):
+        kept_boxes, kept_scores, _ = top_k_detections(
+            image_boxes * size, image_scores, NMSConfig(confidence_threshold=0.01)
+        )
+        rows = rows[rows[:, 4] > 0.01]
+        assert len(kept_scores) == len(rows)
+        np.testing.assert_allclose(kept_boxes, rows[:, :4], atol=1e-3)
+        np.testing.assert_allclose(kept_scores, rows[:, 4], atol=1e-3)
