@@ -1,83 +1,25 @@
-"""YOLO26 (Ultralytics' `cfg/models/26/yolo26.yaml`) as one flat functional Keras model."""
+"""YOLO26 (Ultralytics' `cfg/models/26/yolo26.yaml`) as one flat functional Keras model: YOLO11's layout
+(`tfyolo.models.yolo11.yolo11_detector.yolo11_body`) with the rows yolo26.yaml changes, and its DFL-free head."""
 
 from tfyolo.compat import keras
-from tfyolo.models.attention import c2psa
-from tfyolo.models.blocks import c3k2, conv_bn_act, sppf
 from tfyolo.models.detect_head import detect_heads
-from tfyolo.models.yolo26.yolo26_presets import C3K_SCALES
+from tfyolo.models.yolo11.yolo11_detector import yolo11_body
 
-layers = keras.layers
-
-# The yaml's rows before the scale applies. Backbone as YOLO11's: Conv 64, Conv 128, C3k2(256, False, 0.25),
-# Conv 256, C3k2(512, False, 0.25), Conv 512, C3k2(512, True), Conv 1024, C3k2(1024, True), then
-# SPPF(1024, 5, 3, True) (linear cv1, residual) and C2PSA(1024).
-BACKBONE_CONVS = (64, 128, 256, 512, 1024)
-BACKBONE_C3K2 = ((256, 2, False, 0.25), (512, 2, False, 0.25), (512, 2, True, 0.5), (1024, 2, True, 0.5))
-PSA_CHANNELS, PSA_REPEATS = 1024, 2
-# Neck: every C3k2 is a C3k one: (channels, repeats, attention). The P5 output, C3k2(1024, True, 0.5, True), runs
-# once, its inner block a Bottleneck then a PSABlock.
-NECK_C3K2 = {"td4": (512, 2, False), "out3": (256, 2, False), "out4": (512, 2, False), "out5": (1024, 1, True)}
+# SPPF(1024, 5, 3, True): cv1 without activation, the input added to the output.
+SPPF_OPTIONS = {"linear_cv1": True, "shortcut": True}
+# Neck rows before the scale applies, (channels, repeats, c3k, attention): every C3k2 is a C3k one, and the P5
+# output, C3k2(1024, True, 0.5, True), runs once, its inner block a Bottleneck then a PSABlock.
+NECK_C3K2 = {
+    "td4": (512, 2, True, False),
+    "out3": (256, 2, True, False),
+    "out4": (512, 2, True, False),
+    "out5": (1024, 1, True, True),
+}
 
 
 def build_yolo26_detector(config, name="yolo_detector"):
     """The YOLO26 detector for `config` (family "yolo26"), uncompiled; outputs as `tfyolo.models.detect_head`:
     the head `config.head` names, or both heads."""
-    scale = config.model_family.scales[config.scale]
-    activation, padding = config.activation, config.padding
-    forced_c3k = config.scale in C3K_SCALES
-
-    def stage(x, base_channels, repeats, use_c3k, expansion, block_name):
-        return c3k2(
-            x,
-            scale.channels(base_channels),
-            scale.repeats(repeats),
-            use_c3k or forced_c3k,
-            activation,
-            block_name,
-            expansion=expansion,
-        )
-
-    def neck(x, key):
-        base_channels, repeats, attention = NECK_C3K2[key]
-        return c3k2(
-            x,
-            scale.channels(base_channels),
-            scale.repeats(repeats),
-            True,
-            activation,
-            f"neck_{key}",
-            attention=attention,
-        )
-
-    convs = [scale.channels(c) for c in BACKBONE_CONVS]
-
-    # === Functional Model: backbone ===
-    images = keras.Input((config.input_size, config.input_size, 3), name="images")
-    x = conv_bn_act(images, convs[0], 3, 2, activation, "stem", padding)
-    x = conv_bn_act(x, convs[1], 3, 2, activation, "down1", padding)
-    x = stage(x, *BACKBONE_C3K2[0], "stage1")
-    x = conv_bn_act(x, convs[2], 3, 2, activation, "down2", padding)
-    backbone_p3 = stage(x, *BACKBONE_C3K2[1], "stage2")
-    x = conv_bn_act(backbone_p3, convs[3], 3, 2, activation, "down3", padding)
-    backbone_p4 = stage(x, *BACKBONE_C3K2[2], "stage3")
-    x = conv_bn_act(backbone_p4, convs[4], 3, 2, activation, "down4", padding)
-    x = stage(x, *BACKBONE_C3K2[3], "stage4")
-    x = sppf(x, convs[4], 5, activation, "sppf", linear_cv1=True, shortcut=True)
-    backbone_p5 = c2psa(x, scale.channels(PSA_CHANNELS), scale.repeats(PSA_REPEATS), activation, "psa")
-
-    # === Functional Model: PAN-FPN neck ===
-    x = layers.UpSampling2D(2, interpolation="nearest", name="neck_up1")(backbone_p5)
-    x = layers.Concatenate(axis=-1, name="neck_cat1")([x, backbone_p4])
-    top_down_p4 = neck(x, "td4")
-    x = layers.UpSampling2D(2, interpolation="nearest", name="neck_up2")(top_down_p4)
-    x = layers.Concatenate(axis=-1, name="neck_cat2")([x, backbone_p3])
-    out_p3 = neck(x, "out3")
-    x = conv_bn_act(out_p3, scale.channels(256), 3, 2, activation, "neck_down3", padding)
-    x = layers.Concatenate(axis=-1, name="neck_cat3")([x, top_down_p4])
-    out_p4 = neck(x, "out4")
-    x = conv_bn_act(out_p4, scale.channels(512), 3, 2, activation, "neck_down4", padding)
-    x = layers.Concatenate(axis=-1, name="neck_cat4")([x, backbone_p5])
-    out_p5 = neck(x, "out5")
-
+    images, features = yolo11_body(config, sppf_options=SPPF_OPTIONS, neck_c3k2=NECK_C3K2)
     # === Functional Model: DFL-free head, one branch or both ===
-    return keras.Model(images, detect_heads((out_p3, out_p4, out_p5), config, class_branch="depthwise"), name=name)
+    return keras.Model(images, detect_heads(features, config, class_branch="depthwise"), name=name)
