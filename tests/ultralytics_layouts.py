@@ -170,14 +170,17 @@ class Builder:
 # (depth, width, max_channels) of Ultralytics' yaml scales
 YOLOV8_SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024)}
 YOLO11_SCALES = {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512)}
-YOLO26_SCALES = YOLO11_SCALES
 
 
-def yolo11_layers(builder, scale, nc):
+def yolo11_layers(builder, scale, nc, yolo26=False):
+    """cfg/models/11/yolo11.yaml, or with `yolo26` cfg/models/26/yolo26.yaml: the same rows except SPPF(1024, 5, 3,
+    True) (linear cv1, residual), every neck C3k2 with c3k True, the last one C3k2(1024, True, 0.5, True) once
+    (attention), and Detect(reg_max 1, end2end)."""
     depth, width, max_channels = YOLO11_SCALES[scale]
     ch = lambda c: make_divisible(min(c, max_channels) * width)  # noqa: E731
     reps = lambda n: max(round(n * depth), 1) if n > 1 else n  # noqa: E731
     c3k = scale in ("m", "l", "x")
+    neck_c3k = c3k or yolo26
     layers = [
         builder.conv(3, ch(64), 3),
         builder.conv(ch(64), ch(128), 3),
@@ -188,21 +191,21 @@ def yolo11_layers(builder, scale, nc):
         builder.c3k2(ch(512), ch(512), reps(2), True),
         builder.conv(ch(512), ch(1024), 3),
         builder.c3k2(ch(1024), ch(1024), reps(2), True),
-        builder.sppf(ch(1024), ch(1024)),
+        builder.sppf(ch(1024), ch(1024), linear_cv1=yolo26),
         builder.c2psa(ch(1024), reps(2)),
         Node("Upsample"),
         Node("Concat"),
-        builder.c3k2(ch(1024) + ch(512), ch(512), reps(2), c3k),
+        builder.c3k2(ch(1024) + ch(512), ch(512), reps(2), neck_c3k),
         Node("Upsample"),
         Node("Concat"),
-        builder.c3k2(ch(512) + ch(512), ch(256), reps(2), c3k),
+        builder.c3k2(ch(512) + ch(512), ch(256), reps(2), neck_c3k),
         builder.conv(ch(256), ch(256), 3),
         Node("Concat"),
-        builder.c3k2(ch(256) + ch(512), ch(512), reps(2), c3k),
+        builder.c3k2(ch(256) + ch(512), ch(512), reps(2), neck_c3k),
         builder.conv(ch(512), ch(512), 3),
         Node("Concat"),
-        builder.c3k2(ch(512) + ch(1024), ch(1024), reps(2), True),
-        builder.detect(nc, (ch(256), ch(512), ch(1024)), legacy=False),
+        builder.c3k2(ch(512) + ch(1024), ch(1024), reps(1 if yolo26 else 2), True, attn=yolo26),
+        builder.detect(nc, (ch(256), ch(512), ch(1024)), legacy=False, reg_max=1 if yolo26 else 16, end2end=yolo26),
     ]
     return layers
 
@@ -239,38 +242,7 @@ def yolov8_layers(builder, scale, nc):
 
 
 def yolo26_layers(builder, scale, nc):
-    """cfg/models/26/yolo26.yaml: YOLO11's backbone with SPPF(1024, 5, 3, True) (linear cv1, residual), every neck
-    C3k2 with c3k True, the last one C3k2(1024, True, 0.5, True) once (attention), Detect(reg_max 1, end2end)."""
-    depth, width, max_channels = YOLO26_SCALES[scale]
-    ch = lambda c: make_divisible(min(c, max_channels) * width)  # noqa: E731
-    reps = lambda n: max(round(n * depth), 1) if n > 1 else n  # noqa: E731
-    c3k = scale in ("m", "l", "x")
-    return [
-        builder.conv(3, ch(64), 3),
-        builder.conv(ch(64), ch(128), 3),
-        builder.c3k2(ch(128), ch(256), reps(2), c3k, 0.25),
-        builder.conv(ch(256), ch(256), 3),
-        builder.c3k2(ch(256), ch(512), reps(2), c3k, 0.25),
-        builder.conv(ch(512), ch(512), 3),
-        builder.c3k2(ch(512), ch(512), reps(2), True),
-        builder.conv(ch(512), ch(1024), 3),
-        builder.c3k2(ch(1024), ch(1024), reps(2), True),
-        builder.sppf(ch(1024), ch(1024), linear_cv1=True),
-        builder.c2psa(ch(1024), reps(2)),
-        Node("Upsample"),
-        Node("Concat"),
-        builder.c3k2(ch(1024) + ch(512), ch(512), reps(2), True),
-        Node("Upsample"),
-        Node("Concat"),
-        builder.c3k2(ch(512) + ch(512), ch(256), reps(2), True),
-        builder.conv(ch(256), ch(256), 3),
-        Node("Concat"),
-        builder.c3k2(ch(256) + ch(512), ch(512), reps(2), True),
-        builder.conv(ch(512), ch(512), 3),
-        Node("Concat"),
-        builder.c3k2(ch(512) + ch(1024), ch(1024), reps(1), True, attn=True),
-        builder.detect(nc, (ch(256), ch(512), ch(1024)), legacy=False, reg_max=1, end2end=True),
-    ]
+    return yolo11_layers(builder, scale, nc, yolo26=True)
 
 
 FAMILY_LAYERS = {"yolov8": yolov8_layers, "yolo11": yolo11_layers, "yolo26": yolo26_layers}
