@@ -91,3 +91,33 @@ def test_patterns_that_match_no_layer_are_an_error(tiny_float_run, calibration):
     recipe = Recipe(name="typo", mode="int8", io_type="int8", quantizer="ai_edge_quantizer", int16_layers=("stage9_*",))
     with pytest.raises(ConversionError, match=r"int16_layers \['stage9_\*'\] match no layer of this model"):
         convert_isolated(tiny_float_run, recipe, calibration)
+
+
+def test_min_max_ranges_keep_the_largest_logit_the_moving_average_pulls_down(tiny_float_run, calibration):
+    """ai-edge-quantizer averages each tensor's per-image maxima by default; `range_statistic: min_max` keeps the
+    largest. Oracle: the float Keras model's class logits on the same calibration images. The int8 output's top
+    (127 - zero point) x scale must reach their maximum (within one step, and at least 0: a range holds zero), and
+    the moving average's top must not exceed min-max's."""
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.quantization.isolated import convert_isolated
+    from tfyolo.tflite_runtime import make_interpreter
+
+    logits = load_keras_model(tiny_float_run)(calibration, training=False)["class_logits"].numpy()
+    tops = {}
+    for statistic in ("min_max", "moving_average"):
+        recipe = Recipe(
+            name=f"int8_aeq_{statistic}_int8io",
+            mode="int8",
+            io_type="int8",
+            quantizer="ai_edge_quantizer",
+            range_statistic=statistic,
+        )
+        interpreter = make_interpreter(model_content=convert_isolated(tiny_float_run, recipe, calibration))
+        detail = next(d for d in interpreter.get_output_details() if "class_logits" in d["name"])
+        scale, zero_point = detail["quantization"]
+        tops[statistic] = (scale, (127 - zero_point) * scale)
+    scale, top = tops["min_max"]
+    assert top == pytest.approx(max(float(logits.max()), 0.0), abs=scale)
+    assert tops["moving_average"][1] <= top + tops["moving_average"][0]
+    with pytest.raises(ConfigError, match="range_statistic chooses how ai-edge-quantizer summarizes"):
+        Recipe(name="r", mode="int8", range_statistic="min_max")

@@ -48,12 +48,27 @@ def quantize(fp32_content, recipe, calibration_images):
             weight_granularity=granularity,
         )
     samples = [{INPUT_NAME: image[None].astype("float32")} for image in calibration_images]
-    calibration = engine.calibrate({SIGNATURE_KEY: samples}, num_threads=1)
+    if recipe.range_statistic == "min_max":
+        calibration = extreme_ranges(fp32_content, engine, samples)
+    else:
+        calibration = engine.calibrate({SIGNATURE_KEY: samples}, num_threads=1)
     if recipe.min_score is not None:
         from tfyolo.quantization.score_floor import floor_calibration_result
 
         calibration = floor_calibration_result(fp32_content, calibration, recipe.min_score)
     return inline_buffers(bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model))
+
+
+def extreme_ranges(fp32_content, engine, samples):
+    """Calibration that keeps each tensor's minimum and maximum over every sample. `Quantizer.calibrate` always
+    averages them (moving average, smoothing 0.95); its Calibrator takes the update function, so it is built here
+    with the engine's own recipe (a private attribute of the pinned ai-edge-quantizer)."""
+    from ai_edge_quantizer import calibrator
+    from ai_edge_quantizer.utils import qsv_utils
+
+    calibration = calibrator.Calibrator(fp32_content, num_threads=1, qsv_update_func=qsv_utils.min_max_update)
+    calibration.calibrate({SIGNATURE_KEY: samples}, engine._recipe_manager)
+    return calibration.get_model_qsvs()
 
 
 def inline_buffers(model_content):
