@@ -100,4 +100,6 @@ def branch_layers(model, head):
     `head0_o2o_box1` ... for "one2one"); none for a head whose layers carry no infix (the one-to-many head shares
     its names' shape with every other family's single head, so it is never told apart this way)."""
     infix = BRANCH_INFIX[head]
-    return [layer for layer in model.layers if infix and layer.name.startswith("head") and f"{infix}_" in layer.name]
+    # A QAT model wraps each layer (tfmot's `quant_<name>`); the wrapped layer keeps the builder's name.
+    names = {layer: getattr(layer, "layer", layer).name for layer in model.layers}
+    return [layer for layer, name in names.items() if infix and name.startswith("head") and f"{infix}_" in name]
