@@ -159,15 +159,23 @@ def test_class_count_mismatch_is_a_clear_error(tiny_model, tiny_synthetic):
 
 
 @pytest.mark.large
-def test_saved_model_runner_matches_keras(tiny_model, tmp_path):
-    from tfyolo.evaluation.runners import KerasRunner, open_runner
+@pytest.mark.parametrize("family", ["yolov8", "yolo26"])
+def test_saved_model_runner_matches_keras(tiny_model, family, tmp_path):
+    """The SavedModel runner reads the box bins off its box output as the Keras runner does: 16 for YOLOv8, 1 for
+    YOLO26 (plain distances)."""
+    from tfyolo.evaluation.runners import KerasRunner
     from tfyolo.export import export_saved_model
+    from tfyolo.jobs.model_runner import open_runner
+    from tfyolo.models.model_config import ModelConfig
+    from tfyolo.models.yolo_detector import build_yolo_detector
 
-    export_saved_model(tiny_model, tmp_path / "saved")
+    model = tiny_model if family == "yolov8" else build_yolo_detector(ModelConfig(2, family=family, input_size=64))
+    export_saved_model(model, tmp_path / "saved")
     runner = open_runner(tmp_path / "saved")
     assert runner.input_size == 64 and runner.num_classes == 2
+    assert runner.reg_max == {"yolov8": 16, "yolo26": 1}[family]
     images = np.random.default_rng(3).uniform(0, 1, (2, 64, 64, 3)).astype(np.float32)
     boxes, scores = runner.predict(images)
-    expected_boxes, expected_scores = KerasRunner(tiny_model).predict(images)
+    expected_boxes, expected_scores = KerasRunner(model).predict(images)
     np.testing.assert_allclose(boxes, expected_boxes, atol=1e-5)
     np.testing.assert_allclose(scores, expected_scores, atol=1e-6)

@@ -86,7 +86,7 @@ class KerasRunner:
 class SavedModelRunner(KerasRunner):
     """Runs a SavedModel's serving signature (as exported by `tfyolo.export`)."""
 
-    def __init__(self, path, reg_max=16, postprocess="nms"):
+    def __init__(self, path, reg_max=None, postprocess="nms"):
         from tfyolo.compat import tf
 
         try:
@@ -101,7 +101,8 @@ class SavedModelRunner(KerasRunner):
         if set(outputs) != {BOX_OUTPUT, CLASS_OUTPUT}:
             raise ModelError(f"{path}: outputs {sorted(outputs)} are not a tfyolo detector's.")
         spec = list(self._signature.structured_input_signature[1].values())[0]
-        self.reg_max = reg_max
+        # As for a Keras model: the box output is 4 * reg_max wide (a YOLO26 SavedModel's is 4).
+        self.reg_max = reg_max or int(outputs[BOX_OUTPUT].shape[-1]) // 4
         self.postprocess = postprocess
         self.description = str(path)
         self.input_size = int(spec.shape[1])
