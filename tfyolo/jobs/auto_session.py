@@ -101,7 +101,7 @@ class AutoSession:
             f"calibration: {self.calibration['images_used']} images from {self.calibration['source']}; "
             f"evaluation: {len(self.dataset)} images of {self.dataset.description}"
         )
-        self.reference_runner = keras_runner(model, self.model)
+        self.reference_runner = keras_runner(model, self.model, metadata=self.model_metadata)
         progress.stage("float reference", len(self.dataset))
         self.reference_metrics = evaluate(self.reference_runner, self.dataset, progress=progress.advance).metrics
         progress.end_stage()

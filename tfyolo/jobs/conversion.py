@@ -60,7 +60,7 @@ def convert_recipes(spec, out, progress):
     recipes = [resolve_recipe(value) for value in (spec.recipes or default_recipe_names())]
     model_metadata = find_model_metadata(spec.model)
     progress.stage(f"loading {Path(spec.model).name}", 1, unit="model")
-    float_runner = keras_runner(spec.model)
+    float_runner = keras_runner(spec.model, metadata=model_metadata)
     progress.advance()
     progress.end_stage()
     stem = artifact_stem(spec.model, spec.name)

@@ -40,11 +40,12 @@ def open_runner(path, num_threads=2, layout="auto", input_size=None):
     )
 
 
-def keras_runner(path, model=None, description=None):
+def keras_runner(path, model=None, description=None, metadata=None):
     """The KerasRunner of the detector file `path` (or of `model`, already loaded from it), whose outputs become
-    detections as its metadata says (NMS, or top-k for a one-to-one head)."""
+    detections as its metadata says (NMS, or top-k for a one-to-one head); `metadata`: the file's, where the caller
+    has read it already."""
     return KerasRunner(
         model if model is not None else load_any_detector(path),
         description=description or str(path),
-        postprocess=postprocess_of(find_model_metadata(path)),
+        postprocess=postprocess_of(metadata if metadata is not None else find_model_metadata(path)),
     )
