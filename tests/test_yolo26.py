@@ -210,6 +210,36 @@ def test_ultralytics_end_to_end_litert_export_is_read_with_its_top_k_rows():
     np.testing.assert_allclose(scores[..., 0][confident], golden["output0"][..., 4][confident], atol=1e-5)
 
 
+def test_an_end_to_end_export_without_class_names_is_refused_in_one_line(monkeypatch):
+    """(1, 300, 6) rows carry a class index, not a class count: without the names Ultralytics embeds, the evaluator
+    cannot know how many classes to score, and says so rather than guessing."""
+    from tfyolo import metadata
+    from tfyolo.errors import ModelError
+    from tfyolo.evaluation.runners import TFLiteRunner
+
+    path = shipped("yolo26n_pennfudan_320_fp32_end2end.tflite")
+    monkeypatch.setattr(metadata, "read_embedded_metadata", lambda content: {})
+    with pytest.raises(ModelError, match=r"an end-to-end \(1, 300, 6\) output, but no embedded class names"):
+        TFLiteRunner(path)
+
+
+def test_the_one_to_one_head_s_variables_are_found_inside_qat_wrappers():
+    """The trainer routes the one-to-one loss term to `branch_layers(model, "one2one")`; a QAT model wraps every
+    layer as `quant_<name>`, and the wrapped layers must still be found (else that head would not train in QAT)."""
+    import tensorflow_model_optimization as tfmot
+
+    from tfyolo.compat import keras
+    from tfyolo.models.detect_head import branch_layers
+
+    images = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="stem_conv")(images)
+    outputs = [keras.layers.Conv2D(2, 1, name=name)(x) for name in ("head0_box_pred", "head0_o2o_box_pred")]
+    quantized = tfmot.quantization.keras.quantize_model(keras.Model(images, outputs))
+    found = [layer.name for layer in branch_layers(quantized, "one2one")]
+    assert found == ["quant_head0_o2o_box_pred"]
+    assert branch_layers(quantized, "one2many") == []
+
+
 @pytest.mark.large
 @pytest.mark.parametrize(
     "export, key",

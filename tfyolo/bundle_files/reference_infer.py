@@ -73,9 +73,8 @@ def decode(outputs, manifest):
     if decoding["layout"] == "ultralytics_end2end":
         rows = outputs["output0"][0]
         scores = np.zeros((len(rows), len(manifest["names"])), np.float32)
-        scores[np.arange(len(rows)), np.clip(np.round(rows[:, 5]).astype(np.int64), 0, scores.shape[1] - 1)] = rows[
-            :, 4
-        ]
+        classes = np.clip(np.round(rows[:, 5]).astype(np.int64), 0, scores.shape[1] - 1)
+        scores[np.arange(len(rows)), classes] = rows[:, 4]
         return rows[:, :4], scores
     if decoding["layout"] == "ultralytics":
         rows = outputs["output0"][0].T
