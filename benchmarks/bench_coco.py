@@ -16,10 +16,12 @@ from pathlib import Path
 import click
 import yaml
 
+from benchmarks.bench_import import auto_artifact
 from benchmarks.common import ROOT, SHARED, WORK, machine, markdown_table, require_dataset, write_results
 
 COCO128 = SHARED / "coco128"
 SOURCE = ROOT.parent / "shared" / "weights" / "ultralytics_yolov8n_coco_dequantized"
+AUTO_MAX_DROP = 0.5
 ULTRALYTICS_INT8 = SOURCE / "ultralytics_exports" / "yolov8n_full_integer_quant.tflite"
 
 
@@ -41,9 +43,11 @@ def half_split_datasets(work):
 
 
 def recipes(work):
-    """The int8 recipes measured, each calibrated on all of a half's images: TFLiteConverter's, ai-edge-quantizer's,
-    ai-edge-quantizer's with the class logits' range floored at a score of 1e-4 (`Recipe.min_score`), and
-    ai-edge-quantizer's with 16-bit activations in the layers that make the class logits."""
+    """The int8 recipes measured, each calibrated on all of a half's images: TFLiteConverter's; ai-edge-quantizer's
+    with its own ranges (the moving average on every tensor) and with tfyolo's default (the extremes on the
+    prediction outputs, `tfyolo.quantization.aeq.choose_ranges`); the default with the class logits' range floored
+    at a score of 1e-4 (`Recipe.min_score`); and the default with 16-bit activations in the layers that make the
+    class logits."""
     from tfyolo.models.detect_head import CLASS_OUTPUT, OUTPUT_LAYERS
     from tfyolo.quantization.recipe import Recipe
 
@@ -51,6 +55,7 @@ def recipes(work):
     paths = []
     for recipe in (
         Recipe(name="int8", mode="int8", calibration_images=64),
+        Recipe(name="int8_aeq_average_int8io", range_statistic="moving_average", **aeq),
         Recipe(name="int8_aeq_int8io", **aeq),
         Recipe(name="int8_aeq_floor_int8io", min_score=1e-4, **aeq),
         Recipe(name="int8_aeq_int16cls_int8io", int16_layers=OUTPUT_LAYERS[CLASS_OUTPUT], **aeq),
@@ -102,6 +107,17 @@ def main():
                     "path": row.get("path"),
                 }
             )
+        _, chosen = auto_artifact(model, data, out / "auto", max_drop=AUTO_MAX_DROP)
+        rows.append(
+            {
+                "direction": direction,
+                "artifact": f"tfyolo --auto --max-drop {AUTO_MAX_DROP} (chose {chosen['recipe']})",
+                "map50_95": chosen["map50_95"],
+                "map50": None,
+                "delta_vs_float": chosen["delta_map50_95"],
+                "path": None,
+            }
+        )
         if latency is None:
             contents = {
                 f"tfyolo {name}": Path(row["path"]).read_bytes()
@@ -115,6 +131,19 @@ def main():
     int8_latency = latency["models"]["tfyolo int8"]["latency_ms_p50"]
     for row in rows:
         row["latency_vs_int8"] = row["latency_ms_p50"] and row["latency_ms_p50"] / int8_latency
+    goals = []
+    for direction in directions:
+        here = {row["artifact"]: row for row in rows if row["direction"] == direction}
+        int8, int16 = here["tfyolo int8_aeq_int8io"], here["tfyolo int8_aeq_int16cls_int8io"]
+        auto = next(row for name, row in here.items() if name.startswith("tfyolo --auto"))
+        goals += [
+            (f"{direction}: full int8 (int8_aeq_int8io) drop <= 0.5 pt", f"{int8['delta_vs_float']:+.2f} pt"),
+            (
+                f"{direction}: 16-bit class logits drop <= 0.3 pt at <= 1.3x int8's latency",
+                f"{int16['delta_vs_float']:+.2f} pt at {int16['latency_vs_int8']:.2f}x",
+            ),
+            (f"{direction}: {auto['artifact']} within {AUTO_MAX_DROP} pt", f"{auto['delta_vs_float']:+.2f} pt"),
+        ]
     columns = [
         ("direction", "calibration / scoring halves", None),
         ("artifact", "artifact", None),
@@ -130,13 +159,19 @@ def main():
             "",
             markdown_table(rows, columns),
             "",
+            markdown_table(
+                [{"goal": goal, "measured": value} for goal, value in goals],
+                [("goal", "goal", None), ("measured", "measured", None)],
+            ),
+            "",
             f"coco128 split by file name into halves A ({sizes['a']} images) and B ({sizes['b']}); each recipe is "
             "calibrated on one half and scored on the other. The images are COCO train2017: the float model has seen "
             "them. Latency: the first direction's artifacts in one interleaved run, load average "
             f"{latency['load_average'][0]:.2f} -> {latency['load_average'][1]:.2f}.",
         ]
     )
-    write_results("coco_yolov8n", {"machine": machine(), "rows": rows, "latency": latency}, markdown)
+    results = {"machine": machine(), "rows": rows, "goals": dict(goals), "latency": latency}
+    write_results("coco_yolov8n", results, markdown)
     print(markdown)
 
 

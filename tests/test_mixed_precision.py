@@ -93,18 +93,21 @@ def test_patterns_that_match_no_layer_are_an_error(tiny_float_run, calibration):
         convert_isolated(tiny_float_run, recipe, calibration)
 
 
-def test_min_max_ranges_keep_the_largest_logit_the_moving_average_pulls_down(tiny_float_run, calibration):
-    """ai-edge-quantizer averages each tensor's per-image maxima by default; `range_statistic: min_max` keeps the
-    largest. Oracle: the float Keras model's class logits on the same calibration images. The int8 output's top
-    (127 - zero point) x scale must reach their maximum (within one step, and at least 0: a range holds zero), and
-    the moving average's top must not exceed min-max's."""
+def test_range_statistics_against_the_float_outputs(tiny_float_run, calibration):
+    """ai-edge-quantizer averages each tensor's per-image minima and maxima; `range_statistic: min_max` keeps the
+    extremes everywhere and the default, `outputs_min_max`, on the prediction outputs only. Oracle: the float Keras
+    model's outputs on the same calibration images. With the extremes, an int8 output's top ((127 - zero point) x
+    scale) must reach the float maximum and the box output's bottom the float minimum (within one step; a range
+    holds zero); the average's top must not exceed them; inside the network the default's ranges are the
+    average's, so no tensor's step is wider than with the extremes and some step is narrower."""
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.tflite_runtime import make_interpreter
 
-    logits = load_keras_model(tiny_float_run)(calibration, training=False)["class_logits"].numpy()
-    tops = {}
-    for statistic in ("min_max", "moving_average"):
+    outputs = load_keras_model(tiny_float_run)(calibration, training=False)
+    float_ranges = {name: (float(outputs[name].numpy().min()), float(outputs[name].numpy().max())) for name in outputs}
+    ranges, inner_steps = {}, {}
+    for statistic in ("min_max", "moving_average", None):
         recipe = Recipe(
             name=f"int8_aeq_{statistic}_int8io",
             mode="int8",
@@ -112,12 +115,74 @@ def test_min_max_ranges_keep_the_largest_logit_the_moving_average_pulls_down(tin
             quantizer="ai_edge_quantizer",
             range_statistic=statistic,
         )
+        statistic = recipe.range_statistic
         interpreter = make_interpreter(model_content=convert_isolated(tiny_float_run, recipe, calibration))
-        detail = next(d for d in interpreter.get_output_details() if "class_logits" in d["name"])
-        scale, zero_point = detail["quantization"]
-        tops[statistic] = (scale, (127 - zero_point) * scale)
-    scale, top = tops["min_max"]
-    assert top == pytest.approx(max(float(logits.max()), 0.0), abs=scale)
-    assert tops["moving_average"][1] <= top + tops["moving_average"][0]
+        ranges[statistic] = {}
+        for detail in interpreter.get_output_details():
+            name = next(name for name in outputs if name in detail["name"])
+            scale, zero_point = detail["quantization"]
+            ranges[statistic][name] = (scale, (-128 - zero_point) * scale, (127 - zero_point) * scale)
+        output_indices = {detail["index"] for detail in interpreter.get_output_details()}
+        inner_steps[statistic] = {
+            detail["name"]: detail["quantization"][0]
+            for detail in interpreter.get_tensor_details()
+            if detail["dtype"] == np.int8 and "stage" in detail["name"] and detail["index"] not in output_indices
+        }
+    assert recipe.range_statistic == "outputs_min_max"
+    for statistic in ("min_max", "outputs_min_max"):
+        (_, _, class_top), (box_step, box_bottom, box_top) = (
+            ranges[statistic]["class_logits"],
+            ranges[statistic]["box_distribution"],
+        )
+        class_step = ranges[statistic]["class_logits"][0]
+        assert class_top == pytest.approx(max(float_ranges["class_logits"][1], 0.0), abs=class_step)
+        assert box_top == pytest.approx(max(float_ranges["box_distribution"][1], 0.0), abs=box_step)
+        assert box_bottom == pytest.approx(min(float_ranges["box_distribution"][0], 0.0), abs=box_step)
+        step, _, top = ranges["moving_average"]["class_logits"]
+        assert top <= class_top + step
+    # Where scales differ ai-edge-quantizer inserts its own requantize tensors; the layers' tensors are in both.
+    shared = inner_steps["outputs_min_max"].keys() & inner_steps["min_max"].keys()
+    assert len(shared) >= 20
+    widths = [(inner_steps["outputs_min_max"][name], inner_steps["min_max"][name]) for name in shared]
+    assert all(average <= extreme * (1 + 1e-6) for average, extreme in widths)
+    assert any(average < extreme * 0.99 for average, extreme in widths)
     with pytest.raises(ConfigError, match="range_statistic chooses how ai-edge-quantizer summarizes"):
         Recipe(name="r", mode="int8", range_statistic="min_max")
+
+
+def test_outputs_min_max_takes_the_extremes_on_the_prediction_tensors_only(tiny_float_run):
+    """`choose_ranges` on a made-up calibration of the tiny model's fp32 TFLite (every activation: average [-1, 1],
+    extremes [-2, 2]). Oracle: the tensors named after the prediction layers, their reshapes and the two outputs
+    (`head*_box_*` / `box_distribution`, `head*_cls_*` / `class_logits`), found by name, not by the graph walk the
+    code does. The box tensors get both extremes, the class tensors the top one, every other tensor the average."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from tfyolo.quantization.aeq import choose_ranges
+    from tfyolo.quantization.isolated import convert_isolated
+
+    fp32 = convert_isolated(tiny_float_run, Recipe(name="fp32", mode="fp32"), None)
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(fp32))
+    subgraph = model.subgraphs[0]
+    # Calibration covers activations (op outputs), not the weights' constants.
+    names = [subgraph.tensors[index].name.decode() for op in subgraph.operators for index in op.outputs]
+    calibration = {
+        name: {
+            "min": np.array([-1.0]),
+            "max": np.array([1.0]),
+            "extreme_min": np.array([-2.0]),
+            "extreme_max": np.array([2.0]),
+        }
+        for name in names
+    }
+    boxes = {name for name in names if re.search(r"(^|/)(head\d+_box_[a-z]+/|box_distribution$)", name)}
+    classes = {name for name in names if re.search(r"(^|/)(head\d+_cls_[a-z]+/|class_logits$)", name)}
+    assert len(boxes) >= 4 and len(classes) >= 4
+    chosen = choose_ranges(fp32, calibration, "outputs_min_max")
+    ranges = {name: (float(entry["min"][0]), float(entry["max"][0])) for name, entry in chosen.items()}
+    assert {name for name, span in ranges.items() if span == (-2.0, 2.0)} == boxes
+    assert {name for name, span in ranges.items() if span == (-1.0, 2.0)} == classes
+    assert all(span == (-1.0, 1.0) for name, span in ranges.items() if name not in boxes | classes)
+    for statistic, expected in (("min_max", (-2.0, 2.0)), ("moving_average", (-1.0, 1.0))):
+        chosen = choose_ranges(fp32, calibration, statistic)
+        assert all((float(entry["min"][0]), float(entry["max"][0])) == expected for entry in chosen.values())
+        assert all(set(entry) == {"min", "max"} for entry in chosen.values())

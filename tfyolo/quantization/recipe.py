@@ -16,9 +16,10 @@ IO_TYPES = ("float32", "int8", "uint8", "int16")
 # Who quantizes: TFLiteConverter (one pass over the Keras graph) or ai-edge-quantizer (op by op on the fp32 TFLite,
 # per-layer 16-bit activations; tfyolo.quantization.aeq).
 QUANTIZERS = ("tflite_converter", "ai_edge_quantizer")
-# How ai-edge-quantizer summarizes each tensor's range over the calibration images: its default moving average of
-# the per-image minima and maxima (smoothing 0.95), or their extremes, as TFLiteConverter keeps them.
-RANGE_STATISTICS = ("moving_average", "min_max")
+# How ai-edge-quantizer summarizes each tensor's range over the calibration images (tfyolo.quantization.aeq): the
+# extremes on the prediction outputs and its moving average of the per-image minima and maxima elsewhere (the
+# default), the moving average everywhere, or the extremes everywhere (as TFLiteConverter keeps them).
+RANGE_STATISTICS = ("outputs_min_max", "moving_average", "min_max")
 # Modes whose artifact promises integer-only compute (checked after conversion).
 FULL_INTEGER_MODES = ("int8", "int16x8")
 # The highest score floor a recipe may set: Ultralytics' val keeps scores from 0.001 and NMS at 0.01 is common,
@@ -61,7 +62,7 @@ FIELD_TYPES = {
         "a multiple of 32 from 32 to 8192, or null",
         lambda value: value is None or (_is_int(value) and 32 <= value <= 8192 and value % 32 == 0),
     ),
-    "range_statistic": (f"one of {RANGE_STATISTICS}", lambda value: value in RANGE_STATISTICS),
+    "range_statistic": (f"one of {RANGE_STATISTICS} or null", lambda value: value is None or value in RANGE_STATISTICS),
     "min_score": (
         "a score above 0 and at most 0.01, or null",
         lambda value: value is None or (isinstance(value, float) and 0 < value <= MAX_MIN_SCORE),
@@ -90,10 +91,11 @@ class Recipe:
             (`qat_epochs`), on the train split of the model's data. None: a plain conversion.
         clusters: int. Shared values per layer (compress "cluster").
         sparsity: float. Share of zero weights (compress "prune").
-        range_statistic: str. One of `RANGE_STATISTICS`, ai-edge-quantizer only: "min_max" keeps each tensor's
-            extremes over the calibration images instead of ai-edge-quantizer's moving average, which pulls a
-            maximum reached on few images down (YOLO26's one-to-one class logits: true maximum +2.14 logit, the
-            average -0.10, so every score above 0.5 read as 0.5).
+        range_statistic: str or None. One of `RANGE_STATISTICS`, ai-edge-quantizer only (None there means
+            "outputs_min_max"; TFLiteConverter always keeps the extremes and takes None). ai-edge-quantizer's own
+            moving average pulls a maximum reached on few images down (YOLO26's one-to-one class logits: true
+            maximum +2.14 logit, the average -0.10, so every score above 0.5 read as 0.5); "outputs_min_max" keeps
+            the extremes on the prediction outputs only (`tfyolo.quantization.aeq.choose_ranges`).
         min_score: float or None. The lowest class score the int8 artifact resolves: the class logits' calibrated
             range starts at logit(min_score), so their 256 steps cover the scores a threshold keeps
             (`tfyolo.quantization.score_floor`); a lower score reads as min_score. None: the calibrated min-max.
@@ -119,7 +121,7 @@ class Recipe:
     qat_epochs: int = 3
     min_score: Optional[float] = None
     input_size: Optional[int] = None
-    range_statistic: str = "moving_average"
+    range_statistic: Optional[str] = None
 
     def __post_init__(self):
         check_plain_name(self.name, "recipe name")
@@ -152,14 +154,16 @@ class Recipe:
                 f"recipe {self.name!r}: int16_layers needs quantizer: ai_edge_quantizer (TFLiteConverter has no "
                 "per-layer activation width)."
             )
-        if self.range_statistic not in RANGE_STATISTICS or (
-            self.range_statistic != "moving_average" and self.quantizer != "ai_edge_quantizer"
+        if (self.range_statistic is not None and self.range_statistic not in RANGE_STATISTICS) or (
+            self.range_statistic is not None and self.quantizer != "ai_edge_quantizer"
         ):
             raise ConfigError(
                 f"recipe {self.name!r}: range_statistic chooses how ai-edge-quantizer summarizes its calibration "
-                f"ranges, one of {RANGE_STATISTICS} with quantizer: ai_edge_quantizer; received "
-                f"{self.range_statistic!r} with quantizer {self.quantizer!r}."
+                f"ranges, one of {RANGE_STATISTICS} with quantizer: ai_edge_quantizer (TFLiteConverter keeps the "
+                f"extremes); received {self.range_statistic!r} with quantizer {self.quantizer!r}."
             )
+        if self.quantizer == "ai_edge_quantizer" and self.range_statistic is None:
+            object.__setattr__(self, "range_statistic", RANGE_STATISTICS[0])
         if self.compress is not None and (
             self.compress not in COMPRESSIONS
             or self.mode != "int8"

@@ -18,51 +18,17 @@ import math
 
 import numpy as np
 
-from tfyolo.errors import ConfigError
-from tfyolo.models.detect_head import CLASS_OUTPUT, OUTPUT_LAYERS
-from tfyolo.quantization.aeq import layer_regex
-
-# Ops whose output holds the same values as their (first) input: the floor passes through them to the output.
-VALUE_CARRIERS = ("RESHAPE", "CONCATENATION")
+from tfyolo.models.detect_head import CLASS_OUTPUT
+from tfyolo.quantization.head_tensors import prediction_tensors
 
 
 def logit(probability):
     return math.log(probability / (1.0 - probability))
 
 
-def _op_names():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
-
-
 def class_logit_tensors(model):
-    """Indices of subgraph 0's tensors that hold class logits, in a flatbuffer object-API `model`: the outputs of
-    the class-prediction layers (`OUTPUT_LAYERS[CLASS_OUTPUT]`), then every tensor reached from them through
-    `VALUE_CARRIERS` ops."""
-    import re
-
-    names = _op_names()
-    subgraph = model.subgraphs[0]
-    pattern = re.compile(layer_regex(OUTPUT_LAYERS[CLASS_OUTPUT]))
-    found = {
-        index
-        for op in subgraph.operators
-        for index in op.outputs
-        if pattern.match(subgraph.tensors[index].name.decode())
-    }
-    if not found:
-        raise ConfigError(f"the model has no class-prediction layers {OUTPUT_LAYERS[CLASS_OUTPUT]} to floor.")
-    changed = True
-    while changed:
-        changed = False
-        for op in subgraph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-            if kind in VALUE_CARRIERS and set(op.inputs) & found and not set(op.outputs) <= found:
-                found.update(op.outputs)
-                changed = True
-    return sorted(found)
+    """Indices of the tensors that hold class logits in a flatbuffer object-API `model`."""
+    return prediction_tensors(model, CLASS_OUTPUT)
 
 
 def _floored(minimum, maximum, floor):

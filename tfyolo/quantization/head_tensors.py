@@ -1,0 +1,46 @@
+"""The TFLite tensors that hold a detector's predictions: the outputs of its prediction convolutions and every tensor
+that carries their values on to the model's outputs (reshapes, the concatenation over the levels). What the decode
+reads is exactly these values, so calibration treats them apart (`tfyolo.quantization.score_floor`,
+`tfyolo.quantization.aeq.choose_ranges`)."""
+
+import re
+
+from tfyolo.errors import ConfigError
+from tfyolo.models.detect_head import OUTPUT_LAYERS
+from tfyolo.quantization.aeq import layer_regex
+
+# Ops whose output holds the same values as their (first) input: a prediction passes through them to the output.
+VALUE_CARRIERS = ("RESHAPE", "CONCATENATION")
+
+
+def _op_names():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
+def prediction_tensors(model, output):
+    """Indices of subgraph 0's tensors that hold `output` (a key of `OUTPUT_LAYERS`: the box distribution or the
+    class logits) in a flatbuffer object-API `model`: the outputs of that output's prediction layers, then every
+    tensor reached from them through `VALUE_CARRIERS` ops."""
+    names = _op_names()
+    subgraph = model.subgraphs[0]
+    pattern = re.compile(layer_regex(OUTPUT_LAYERS[output]))
+    found = {
+        index
+        for op in subgraph.operators
+        for index in op.outputs
+        if pattern.match(subgraph.tensors[index].name.decode())
+    }
+    if not found:
+        raise ConfigError(f"the model has no prediction layers {OUTPUT_LAYERS[output]} for its {output} output.")
+    changed = True
+    while changed:
+        changed = False
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if kind in VALUE_CARRIERS and set(op.inputs) & found and not set(op.outputs) <= found:
+                found.update(op.outputs)
+                changed = True
+    return sorted(found)
