@@ -160,7 +160,9 @@ class Recipe:
             raise ConfigError(
                 f"recipe {self.name!r}: range_statistic chooses how ai-edge-quantizer summarizes its calibration "
                 f"ranges, one of {RANGE_STATISTICS} with quantizer: ai_edge_quantizer (TFLiteConverter keeps the "
-                f"extremes); received {self.range_statistic!r} with quantizer {self.quantizer!r}."
+                f"extremes); received {self.range_statistic!r} with quantizer {self.quantizer!r}. Hint: recipe "
+                "files that --auto wrote before tfyolo chose ranges per tensor carry `range_statistic: "
+                "moving_average` on every recipe; for TFLiteConverter delete that line."
             )
         if self.quantizer == "ai_edge_quantizer" and self.range_statistic is None:
             object.__setattr__(self, "range_statistic", RANGE_STATISTICS[0])
