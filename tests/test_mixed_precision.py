@@ -156,6 +156,7 @@ def test_outputs_min_max_takes_the_extremes_on_the_prediction_tensors_only(tiny_
     from tensorflow.lite.tools import flatbuffer_utils
 
     from tfyolo.quantization.aeq import choose_ranges
+    from tfyolo.quantization.head_tensors import prediction_tensor_names
     from tfyolo.quantization.isolated import convert_isolated
 
     fp32 = convert_isolated(tiny_float_run, Recipe(name="fp32", mode="fp32"), None)
@@ -175,12 +176,12 @@ def test_outputs_min_max_takes_the_extremes_on_the_prediction_tensors_only(tiny_
     boxes = {name for name in names if re.search(r"(^|/)(head\d+_box_[a-z]+/|box_distribution$)", name)}
     classes = {name for name in names if re.search(r"(^|/)(head\d+_cls_[a-z]+/|class_logits$)", name)}
     assert len(boxes) >= 4 and len(classes) >= 4
-    chosen = choose_ranges(fp32, calibration, "outputs_min_max")
+    chosen = choose_ranges(calibration, "outputs_min_max", prediction_tensor_names(fp32))
     ranges = {name: (float(entry["min"][0]), float(entry["max"][0])) for name, entry in chosen.items()}
     assert {name for name, span in ranges.items() if span == (-2.0, 2.0)} == boxes
     assert {name for name, span in ranges.items() if span == (-1.0, 2.0)} == classes
     assert all(span == (-1.0, 1.0) for name, span in ranges.items() if name not in boxes | classes)
     for statistic, expected in (("min_max", (-2.0, 2.0)), ("moving_average", (-1.0, 1.0))):
-        chosen = choose_ranges(fp32, calibration, statistic)
+        chosen = choose_ranges(calibration, statistic)
         assert all((float(entry["min"][0]), float(entry["max"][0])) == expected for entry in chosen.values())
         assert all(set(entry) == {"min", "max"} for entry in chosen.values())

@@ -57,11 +57,17 @@ def quantize(fp32_content, recipe, calibration_images):
             weight_granularity=granularity,
         )
     samples = [{INPUT_NAME: image[None].astype("float32")} for image in calibration_images]
-    calibration = choose_ranges(fp32_content, calibrate(fp32_content, engine, samples), recipe.range_statistic)
+    predictions = None
+    if recipe.range_statistic == "outputs_min_max" or recipe.min_score is not None:
+        from tfyolo.quantization.head_tensors import prediction_tensor_names
+
+        predictions = prediction_tensor_names(fp32_content)
+    calibration = choose_ranges(calibrate(fp32_content, engine, samples), recipe.range_statistic, predictions)
     if recipe.min_score is not None:
+        from tfyolo.models.detect_head import CLASS_OUTPUT
         from tfyolo.quantization.score_floor import floor_calibration_result
 
-        calibration = floor_calibration_result(fp32_content, calibration, recipe.min_score)
+        calibration = floor_calibration_result(calibration, predictions[CLASS_OUTPUT], recipe.min_score)
     return inline_buffers(bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model))
 
 
@@ -88,33 +94,27 @@ def calibrate(fp32_content, engine, samples):
     return calibration.get_model_qsvs()
 
 
-def choose_ranges(fp32_content, calibration, statistic):
+def choose_ranges(calibration, statistic, predictions=None):
     """The calibration ai-edge-quantizer quantizes with ({tensor name: {"min", "max"}}) for a recipe's
     `range_statistic`: "moving_average" everywhere, "min_max" (the extremes) everywhere, or "outputs_min_max": the
     extremes on the box outputs (every DFL bin or distance is an answer) and the top extreme on the class logits
     (their bottom holds only sure negatives, where the average's tighter floor costs nothing), the average
-    elsewhere."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
+    elsewhere. predictions: `head_tensors.prediction_tensor_names` of the model, for "outputs_min_max"."""
     from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT
-    from tfyolo.quantization.head_tensors import prediction_tensors
 
-    extreme_min, extreme_max = set(), set()
-    if statistic == "outputs_min_max":
-        model = flatbuffer_utils.read_model_from_bytearray(bytearray(fp32_content))
-        tensors = model.subgraphs[0].tensors
-        boxes = {tensors[index].name.decode() for index in prediction_tensors(model, BOX_OUTPUT)}
-        classes = {tensors[index].name.decode() for index in prediction_tensors(model, CLASS_OUTPUT)}
-        extreme_min, extreme_max = boxes, boxes | classes
-    chosen = {}
-    for name, summary in calibration.items():
-        low = summary.get("extreme_min", summary["min"])
-        high = summary.get("extreme_max", summary["max"])
-        chosen[name] = {
-            "min": low if statistic == "min_max" or name in extreme_min else summary["min"],
-            "max": high if statistic == "min_max" or name in extreme_max else summary["max"],
+    if statistic == "min_max":
+        extreme_min = extreme_max = set(calibration)
+    elif statistic == "outputs_min_max":
+        extreme_min, extreme_max = predictions[BOX_OUTPUT], predictions[BOX_OUTPUT] | predictions[CLASS_OUTPUT]
+    else:
+        extreme_min = extreme_max = set()
+    return {
+        name: {
+            "min": summary.get("extreme_min", summary["min"]) if name in extreme_min else summary["min"],
+            "max": summary.get("extreme_max", summary["max"]) if name in extreme_max else summary["max"],
         }
-    return chosen
+        for name, summary in calibration.items()
+    }
 
 
 def inline_buffers(model_content):

@@ -44,3 +44,16 @@ def prediction_tensors(model, output):
                 found.update(op.outputs)
                 changed = True
     return sorted(found)
+
+
+def prediction_tensor_names(content):
+    """{output: names of the tensors that hold it} for each output of `OUTPUT_LAYERS`, in the TFLite model at
+    `content`: one parse and one walk, for every range rule that treats the predictions apart."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    tensors = model.subgraphs[0].tensors
+    return {
+        output: {tensors[index].name.decode() for index in prediction_tensors(model, output)}
+        for output in OUTPUT_LAYERS
+    }

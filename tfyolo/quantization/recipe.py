@@ -154,8 +154,8 @@ class Recipe:
                 f"recipe {self.name!r}: int16_layers needs quantizer: ai_edge_quantizer (TFLiteConverter has no "
                 "per-layer activation width)."
             )
-        if (self.range_statistic is not None and self.range_statistic not in RANGE_STATISTICS) or (
-            self.range_statistic is not None and self.quantizer != "ai_edge_quantizer"
+        if self.range_statistic is not None and (
+            self.range_statistic not in RANGE_STATISTICS or self.quantizer != "ai_edge_quantizer"
         ):
             raise ConfigError(
                 f"recipe {self.name!r}: range_statistic chooses how ai-edge-quantizer summarizes its calibration "

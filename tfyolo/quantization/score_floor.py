@@ -55,17 +55,11 @@ def floor_calibrated_model(calibrated_content, min_score):
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def floor_calibration_result(fp32_content, calibration, min_score):
-    """ai-edge-quantizer's calibration result ({tensor name: {"min", "max"}}) for the fp32 model at
-    `fp32_content`, with the class logits' minimum raised to logit(`min_score`)."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
+def floor_calibration_result(calibration, class_tensor_names, min_score):
+    """ai-edge-quantizer's calibration result ({tensor name: {"min", "max"}}) with the minimum of the class-logit
+    tensors named in `class_tensor_names` (`head_tensors.prediction_tensor_names`) raised to logit(`min_score`)."""
     floor = logit(min_score)
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(fp32_content))
-    tensors = model.subgraphs[0].tensors
-    for index in class_logit_tensors(model):
-        name = tensors[index].name.decode()
-        if name in calibration:
-            entry = calibration[name]
-            entry["min"], entry["max"] = _floored(entry["min"], entry["max"], floor)
+    for name in class_tensor_names & calibration.keys():
+        entry = calibration[name]
+        entry["min"], entry["max"] = _floored(entry["min"], entry["max"], floor)
     return calibration
