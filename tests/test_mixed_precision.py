@@ -185,3 +185,23 @@ def test_outputs_min_max_takes_the_extremes_on_the_prediction_tensors_only(tiny_
         chosen = choose_ranges(calibration, statistic)
         assert all((float(entry["min"][0]), float(entry["max"][0])) == expected for entry in chosen.values())
         assert all(set(entry) == {"min", "max"} for entry in chosen.values())
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("percentile", r"'range_statistic' must be one of \('outputs_min_max', 'moving_average', 'min_max'\) or null"),
+        (["min_max"], r"'range_statistic' must be one of .* received list"),
+        (7, r"'range_statistic' must be one of .* received int 7"),
+    ],
+)
+def test_a_range_statistic_from_a_recipe_file_is_checked_before_any_work(value, expected):
+    """A recipe file's range_statistic is user input: anything but a named statistic (or null) is one line naming the
+    field, what it must be and what was received; TFLiteConverter, which keeps the extremes, takes none."""
+    base = dict(name="r", mode="int8", io_type="int8", quantizer="ai_edge_quantizer")
+    with pytest.raises(ConfigError, match=expected):
+        Recipe.from_dict({**base, "range_statistic": value}, source="r.yaml")
+    with pytest.raises(ConfigError, match="delete that line"):
+        Recipe.from_dict({"name": "r", "mode": "int8", "range_statistic": "moving_average"}, source="r.yaml")
+    assert Recipe.from_dict(base, source="r.yaml").range_statistic == "outputs_min_max"
+    assert Recipe.from_dict({"name": "r", "mode": "int8"}, source="r.yaml").range_statistic is None
