@@ -14,7 +14,7 @@ import click
 from benchmarks.common import PENNFUDAN, WORK, machine, markdown_table, require_dataset, write_results
 
 
-def qat_finetune(float_model, data, out, epochs, batch):
+def qat_finetune(float_model, data, out, epochs, batch, seed=0):
     from tfyolo.console import TqdmTrainingReporter
     from tfyolo.qat.qat_training import trainer_for
     from tfyolo.training.train_config import TrainConfig
@@ -32,6 +32,7 @@ def qat_finetune(float_model, data, out, epochs, batch):
         close_mosaic=0,
         qat_from=str(float_model),
         qat_calibration_images=64,
+        seed=seed,
     )
     started = time.perf_counter()
     history = trainer_for(config, reporter=TqdmTrainingReporter()).fit()
