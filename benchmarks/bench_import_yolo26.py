@@ -74,24 +74,37 @@ def qat_rows(model_path, work, data, dataset, float_map, qat, contents):
     from tfyolo.evaluation.model_evaluation import evaluate_models
     from tfyolo.evaluation.runners import TFLiteRunner
     from tfyolo.metadata import find_model_metadata
+    from tfyolo.models.detect_head import CLASS_OUTPUT
     from tfyolo.models.detector_metadata import family_of
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.qat.qat_io import load_any_detector
     from tfyolo.qat.qat_model import build_qat_model, seed_quantization_ranges
+    from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
     from tfyolo.quantization.converter import convert
     from tfyolo.quantization.recipes_dir import resolve_recipe
 
     recipe = resolve_recipe("int8_int8io")
+    metadata = find_model_metadata(model_path)
     float_model = load_keras_model(model_path)
-    start = build_qat_model(float_model, family=family_of(find_model_metadata(model_path)))
-    images, _ = load_calibration_images(data, int(float_model.input_shape[1]), 64, seed=QAT_SEEDS[0])
+    size, classes = int(float_model.input_shape[1]), int(float_model.output_shape[CLASS_OUTPUT][-1])
+
+    def artifact(model):
+        """The int8 bytes as `tfyolo convert` writes them: checked integer-only, the metadata (its head, hence
+        top-k) embedded."""
+        described = artifact_metadata(metadata, recipe, None, size, classes, str(model_path), qat=True)
+        return finalize_artifact(convert(model, recipe), recipe, described)[0]
+
+    start = build_qat_model(float_model, family=family_of(metadata))
+    images, _ = load_calibration_images(data, size, 64, seed=QAT_SEEDS[0])
     seed_quantization_ranges(start, float_model, images)
-    artifacts = {"tfyolo one2one qat start (seeded ranges, no fine-tune) int8_int8io": convert(start, recipe)}
+    artifacts = {"tfyolo one2one qat start (seeded ranges, no fine-tune) int8_int8io": artifact(start)}
     for seed in QAT_SEEDS[1:]:
         model = load_any_detector(work / f"qat_one2one_{seed}" / "best.h5")
-        artifacts[f"tfyolo one2one qat_int8_int8io (seed {seed})"] = convert(model, recipe)
+        artifacts[f"tfyolo one2one qat_int8_int8io (seed {seed})"] = artifact(model)
     contents.update(artifacts)
     runners = {name: TFLiteRunner(model_content=content) for name, content in artifacts.items()}
+    if any(runner.postprocess != "topk" for runner in runners.values()):
+        raise SystemExit("one-to-one QAT artifacts must be scored with top-k; their metadata says otherwise.")
     scored, _, _ = evaluate_models(runners, dataset, "val")
     return [
         {

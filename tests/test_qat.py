@@ -79,10 +79,11 @@ def test_seeded_ranges_follow_the_default_ptq_rule(float_run, tiny_synthetic):
 
     float_model = load_keras_model(float_run)
     images, _ = load_calibration_images(tiny_synthetic, 64, 6)
-    # One epoch leaves every box prediction above zero, where any rule for their bottom reads 0: centre them
-    # on zero so that the extremes and the average differ at both ends.
+    # One epoch leaves every box prediction above zero and every class logit below it, where any rule reads 0 at
+    # that end: centre them on zero so that the extremes and the average differ at both ends of the boxes and at
+    # the top of the class logits.
     for layer in float_model.layers:
-        if layer.name.endswith("_box_pred"):
+        if layer.name.endswith(("_box_pred", "_cls_pred")):
             outputs = keras.Model(float_model.input, layer.output)(images).numpy()
             layer.bias.assign(layer.bias - float(np.median(outputs)))
     model = build_qat_model(float_model)
@@ -102,7 +103,7 @@ def test_seeded_ranges_follow_the_default_ptq_rule(float_run, tiny_synthetic):
     box_layers = [n for n in names if n.endswith("_box_pred") or n == "box_distribution"]
     class_layers = [n for n in names if n.endswith("_cls_pred") or n == "class_logits"]
     assert len(box_layers) == len(class_layers) == 4
-    widened = lowered = 0
+    widened, lowered = [0, 0], 0
     for index, name in enumerate(names):
         minima = [outputs[index].min() for outputs in per_image]
         maxima = [outputs[index].max() for outputs in per_image]
@@ -110,10 +111,11 @@ def test_seeded_ranges_follow_the_default_ptq_rule(float_run, tiny_synthetic):
         high = max(maxima) if name in box_layers + class_layers else _moving_average_oracle(maxima)
         np.testing.assert_allclose(seeded[name][0], min(0.0, low), rtol=1e-4, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(seeded[name][1], max(0.0, high), rtol=1e-4, atol=1e-6, err_msg=name)
-        widened += high > _moving_average_oracle(maxima) + 1e-6
+        widened[name in class_layers] += high > max(0.0, _moving_average_oracle(maxima)) + 1e-6
         lowered += low < min(0.0, _moving_average_oracle(minima)) - 1e-6
-    # The extremes must differ from the average at both ends somewhere, or the test could not tell them apart.
-    assert widened >= 2 and lowered >= 2
+    # The extremes must differ from the average where the rule takes them (the boxes' ends, the class logits'
+    # top), or the test could not tell the rules apart.
+    assert widened[False] >= 2 and widened[True] >= 2 and lowered >= 2
     quantize_max = [
         v for layer in model.layers for v in layer.weights if "quantize_layer" in v.name and "max" in v.name
     ]

@@ -7,7 +7,7 @@ import tensorflow_model_optimization as tfmot
 
 from tfyolo.compat import keras
 from tfyolo.errors import ModelError
-from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT, OUTPUT_LAYERS
+from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT, ONE2ONE_OUTPUTS, OUTPUT_LAYERS
 from tfyolo.models.families import LEGACY_FAMILY, model_family
 from tfyolo.qat.quantize_configs import quantize_scope, rule_for
 from tfyolo.training.compression import hold_centroids, preserve_scheme
@@ -72,7 +72,10 @@ RANGE_SMOOTHING = 0.95
 
 
 def _is_prediction_layer(name, output):
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in OUTPUT_LAYERS[output])
+    """A layer that holds `output`'s predictions: a level's prediction conv or the concatenation of the levels (a
+    model holding both of YOLO26's heads names its one-to-one concatenation apart)."""
+    patterns = (*OUTPUT_LAYERS[output], ONE2ONE_OUTPUTS[output])
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def activation_range(name, minima, maxima):
@@ -95,15 +98,17 @@ def activation_range(name, minima, maxima):
 
 def seed_quantization_ranges(qat_model, float_model, images):
     """Sets every fake-quant range from the float model's outputs on `images` (calibration, like PTQ): activation
-    ranges by `activation_range`, so the QAT model starts where tfyolo's default int8 PTQ would.
+    ranges by `activation_range`, the rule of tfyolo's default int8 PTQ (on the images given here).
 
     tfmot's activation ranges start at [-6, 6] and follow an EMA with decay 0.999: a short fine-tune would
     spend its first thousand steps learning what one calibration pass measures. The extremes everywhere (this
-    function's rule before) started the imported YOLO26n's QAT models lower on the PennFudan val images: one-to-one
-    1.4 pt (fake-quant) and 1.0 pt (its int8) below this rule, one-to-many 1.5 pt (fake-quant). Weight ranges are
+    function's rule before) started the imported YOLO26n's QAT models lower on the PennFudan val images, as their
+    fake-quant models score: one-to-one 1.4 pt and one-to-many 1.5 pt below this rule. Weight ranges are
     set to the per-channel absolute maximum of each kernel, as tfmot's symmetric LastValueQuantizer would compute.
     Returns the number of ranges set.
     """
+    if not len(images):
+        raise ModelError("seeding the QAT model's ranges needs at least one calibration image; received none.")
     targets = {}
     for layer in qat_model.layers:
         variables = {v.name.split("/")[-1].split(":")[0]: v for v in layer.weights}
