@@ -42,9 +42,25 @@ def test_qat_training_steps_are_finite_and_the_model_reloads(qat_run):
     from tfyolo.qat.qat_io import load_any_detector
 
     out, history = qat_run
-    assert np.isfinite(history[0]["loss"]) and history[0]["map50_95"] is not None
+    assert np.isfinite(history[-1]["loss"]) and history[-1]["map50_95"] is not None
     model = load_any_detector(out / "best.h5")
     assert is_qat_model(model) and not has_float_layers(model)
+
+
+def test_qat_keeps_its_start_unless_an_epoch_beats_it_on_val(qat_run):
+    from tfyolo.metadata import find_model_metadata
+
+    out, history = qat_run
+    start, trained = history
+    # Epoch 0 is the seeded model before any step: scored, no training figures, the same keys as an epoch's row.
+    assert start["epoch"] == 0 and start["map50_95"] is not None and start["loss"] is None
+    assert set(start) == set(trained) and trained["epoch"] == 1
+    # best.h5 is whichever scored higher (the start on a tie), and says so.
+    best = start if start["map50_95"] >= trained["map50_95"] else trained
+    metadata = find_model_metadata(out / "best.h5")
+    assert metadata["epoch"] == metadata["best_epoch"] == best["epoch"]
+    assert metadata["val_metrics"]["map50_95"] == pytest.approx(best["map50_95"])
+    assert trained["best"] == (best is trained)
 
 
 def test_gradients_through_fake_quant_are_finite(float_run):

@@ -32,6 +32,23 @@ from tfyolo.training.model_ema import ModelEMA, warmup_and_decay
 from tfyolo.training.train_config import TrainConfig
 
 TRAIN_ARGS_NAME = "train_args.json"
+# A row of history.json: one per epoch, and epoch 0 for a run that validates its start (its training keys None).
+HISTORY_KEYS = (
+    "epoch",
+    "loss",
+    "box_loss",
+    "class_loss",
+    "dfl_loss",
+    "map50_95",
+    "map50",
+    "precision",
+    "recall",
+    "learning_rate",
+    "train_seconds",
+    "images_per_second",
+    "mosaic",
+)
+VALIDATION_KEYS = ("map50_95", "map50", "precision", "recall")
 
 
 class SilentReporter:
@@ -384,6 +401,13 @@ class Trainer:
         suffix = self.models.suffix if self.models is not None else ".keras"  # see save_model_atomic for .h5
         previous = (read_model_file_metadata(self.out / f"best{suffix}") if start_epoch else None) or {}
         best_epoch, best_metrics = previous.get("best_epoch"), previous.get("val_metrics")
+        if start_epoch == 0 and config.val_interval > 0 and getattr(self.models, "validates_start", False):
+            best_epoch, best_metrics = 0, self._validate_start(runner, ema_model if config.ema else model, suffix)
+            best_fitness.assign(best_metrics["map50_95"])
+            # Epoch 0 in the history: the start's scores, and no training figures (no step was taken).
+            history = [dict.fromkeys(HISTORY_KEYS) | {key: best_metrics[key] for key in VALIDATION_KEYS}]
+            history[0].update(epoch=0, best=True)
+            atomic_write_json(history_path, history)
         for epoch in range(start_epoch, config.epochs):
             use_mosaic = config.mosaic > 0 and epoch < config.epochs - config.close_mosaic
             data = training_dataset(
@@ -474,6 +498,20 @@ class Trainer:
             self.reporter.epoch_end(summary)
         writer.flush()
         return history
+
+    def _validate_start(self, runner, export, suffix):
+        """Validates the model as it starts, before any step, and saves it as the run's best so far: a model that
+        starts trained (QAT's) then has to beat its own start on val to replace it, and a fine-tune that only
+        loses returns its start. Returns the start's metrics."""
+        metrics = evaluate(runner, self.val_data, batch_size=self.config.val_batch, cache_images=True).metrics
+        save_model_atomic(export, self.out / f"best{suffix}", self._metadata(0, metrics, 0))
+        if self.model_config.head == ALL_HEADS:
+            self._save_each_head(export, 0, metrics, 0)
+        self.reporter.message(
+            f"epoch   0  (the start, before any step)  val mAP50 {metrics['map50']:.3f} "
+            f"mAP50-95 {metrics['map50_95']:.3f}"
+        )
+        return metrics
 
     def _save_each_head(self, model, epoch, metrics, best_epoch):
         """A model holding both heads (YOLO26) is also saved once per head, `best_one2one.keras` and
