@@ -281,8 +281,8 @@ def report(rows, latency, post, auto, qat):
                 f" QAT: {qat['epochs']} epochs of the one-to-one head's loss from the imported one-to-one model, "
                 f"ranges seeded by the default PTQ rule, per seed "
                 + ", ".join(f"{seed}: {run['seconds']:.0f} s" for seed, run in qat["seeds"].items())
-                + "; the best epoch by the fake-quant model's val mAP, int8 from its learned ranges (the unlabelled "
-                "qat rows are seed 0's)."
+                + "; best.h5 is the best by the fake-quant model's val mAP of the seeded start (epoch 0) and "
+                "the epochs, int8 from its learned ranges (the unlabelled qat rows are seed 0's)."
                 if qat
                 else ""
             ),

@@ -313,8 +313,9 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
     history = trainer_for(config, reporter=TqdmTrainingReporter()).fit()
     best = best_validated(history)
     if best:
+        which = "the seeded start, which no epoch beat" if best["epoch"] == 0 else f"epoch {best['epoch']}"
         click.echo(
-            f"QAT done in {time.perf_counter() - started:.0f} s. Best epoch {best['epoch']}: val mAP50 "
+            f"QAT done in {time.perf_counter() - started:.0f} s. Best: {which}, val mAP50 "
             f"{best['map50']:.3f}, mAP50-95 {best['map50_95']:.3f} (fake-quant, Keras). Saved "
             f"{Path(out) / 'best.h5'}. Convert it against its float model, which stays the reference: "
             f"`tfyolo convert --model {config.qat_from} --qat-model {Path(out) / 'best.h5'} --recipe fp32 "
