@@ -467,17 +467,9 @@ class Trainer:
                 best_fitness.assign(metrics["map50_95"])
             history.append(summary)
             with writer.as_default(step=epoch + 1):
-                for key in (
-                    "loss",
-                    "box_loss",
-                    "class_loss",
-                    "dfl_loss",
-                    "map50_95",
-                    "map50",
-                    "learning_rate",
-                    "images_per_second",
-                ):
-                    if summary[key] is not None:
+                for key in HISTORY_KEYS[1:]:
+                    # Every figure of the row that was measured (not the epoch itself, not the mosaic flag).
+                    if isinstance(summary[key], float):
                         tf.summary.scalar(key, summary[key])
             export = ema_model if config.ema else model
             if config.compress:
