@@ -479,10 +479,7 @@ class Trainer:
             save_model_atomic(export, self.out / f"last{suffix}", self._metadata(epoch + 1, metrics, best_epoch))
             if improved or best_metrics is None:
                 # Nothing validated yet (val_interval): best follows last until a validated epoch says otherwise.
-                metadata = self._metadata(best_epoch or epoch + 1, best_metrics, best_epoch)
-                save_model_atomic(export, self.out / f"best{suffix}", metadata)
-                if self.model_config.head == ALL_HEADS:
-                    self._save_each_head(export, best_epoch or epoch + 1, best_metrics, best_epoch)
+                self._save_best(export, suffix, best_epoch or epoch + 1, best_metrics, best_epoch)
             atomic_write_json(history_path, history)
             # The checkpoint goes last: a crash before it replays this epoch, never skips it.
             manager.save(checkpoint_number=epoch + 1)
@@ -496,14 +493,19 @@ class Trainer:
         starts trained (QAT's) then has to beat its own start on val to replace it, and a fine-tune that only
         loses returns its start. Returns the start's metrics."""
         metrics = evaluate(runner, self.val_data, batch_size=self.config.val_batch, cache_images=True).metrics
-        save_model_atomic(export, self.out / f"best{suffix}", self._metadata(0, metrics, 0))
-        if self.model_config.head == ALL_HEADS:
-            self._save_each_head(export, 0, metrics, 0)
+        self._save_best(export, suffix, 0, metrics, 0)
         self.reporter.message(
             f"epoch   0  (the start, before any step)  val mAP50 {metrics['map50']:.3f} "
             f"mAP50-95 {metrics['map50_95']:.3f}"
         )
         return metrics
+
+    def _save_best(self, model, suffix, epoch, metrics, best_epoch):
+        """Saves `model` (the weights of `epoch`, which scored `metrics`) as the run's best, and each of its heads
+        alone for a model holding both."""
+        save_model_atomic(model, self.out / f"best{suffix}", self._metadata(epoch, metrics, best_epoch))
+        if self.model_config.head == ALL_HEADS:
+            self._save_each_head(model, epoch, metrics, best_epoch)
 
     def _save_each_head(self, model, epoch, metrics, best_epoch):
         """A model holding both heads (YOLO26) is also saved once per head, `best_one2one.keras` and
