@@ -138,6 +138,14 @@ def test_seeded_ranges_follow_the_default_ptq_rule(float_run, tiny_synthetic):
     assert float(quantize_max[0].numpy()) == 1.0
 
 
+def test_seeding_without_images_is_one_clear_error():
+    from tfyolo.errors import ModelError
+
+    # Checked before either model is touched: a calibration source that yielded nothing names what is missing.
+    with pytest.raises(ModelError, match="needs at least one calibration image; received none"):
+        seed_quantization_ranges(None, None, np.zeros((0, 64, 64, 3), np.float32))
+
+
 def test_qat_model_converts_to_integer_only_and_agrees_with_keras(qat_run, tiny_synthetic):
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.data.pipeline import evaluation_batches
