@@ -7,10 +7,9 @@ import tensorflow_model_optimization as tfmot
 
 from tfyolo.compat import keras
 from tfyolo.errors import ModelError
-from tfyolo.models.detect_head import ONE2ONE_OUTPUTS, OUTPUT_LAYERS
+from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT, ONE2ONE_OUTPUTS, OUTPUT_LAYERS
 from tfyolo.models.families import LEGACY_FAMILY, model_family
 from tfyolo.qat.quantize_configs import quantize_scope, rule_for
-from tfyolo.quantization.aeq import both_statistics, choose_ranges
 from tfyolo.training.compression import hold_centroids, preserve_scheme
 
 
@@ -67,26 +66,40 @@ def _wrapped_name(wrapper):
     return wrapper.layer.name if hasattr(wrapper, "layer") else None
 
 
-def _prediction_layers(names):
-    """{output: the names among `names` of the layers that hold its predictions}: each level's prediction conv and
-    the concatenation of the levels (a model holding both of YOLO26's heads names its one-to-one concatenation
-    apart). The Keras graph's counterpart of `head_tensors.prediction_tensor_names`."""
-    return {
-        output: {
-            name
-            for name in names
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in (*patterns, ONE2ONE_OUTPUTS[output]))
-        }
-        for output, patterns in OUTPUT_LAYERS.items()
-    }
+# ai-edge-quantizer's moving average of the per-image ranges (`qsv_utils.moving_average_update`): the statistic
+# tfyolo's default PTQ keeps inside the network (`tfyolo.quantization.aeq`).
+RANGE_SMOOTHING = 0.95
+
+
+def _is_prediction_layer(name, output):
+    """A layer that holds `output`'s predictions: a level's prediction conv or the concatenation of the levels (a
+    model holding both of YOLO26's heads names its one-to-one concatenation apart)."""
+    patterns = (*OUTPUT_LAYERS[output], ONE2ONE_OUTPUTS[output])
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def activation_range(name, minima, maxima):
+    """(min, max) of the fake-quant range on layer `name`'s output from its per-image `minima` and `maxima`, by
+    the rule of tfyolo's default PTQ (`range_statistic: outputs_min_max`): the moving average inside the network,
+    whose clipping of rare outliers buys resolution, and the extremes where a clipped value is a wrong answer: both
+    ends of the box predictions, the top of the class logits (their bottom holds only sure negatives). Zero stays
+    inside the range, as an integer zero point needs. The same rule as `aeq.choose_ranges`, written apart because
+    QAT sits below conversion in the layering (`tests/test_layering.py`): a change to one is a change to both."""
+    low, high = minima[0], maxima[0]
+    for image_low, image_high in zip(minima[1:], maxima[1:]):
+        low = RANGE_SMOOTHING * low + (1.0 - RANGE_SMOOTHING) * image_low
+        high = RANGE_SMOOTHING * high + (1.0 - RANGE_SMOOTHING) * image_high
+    if _is_prediction_layer(name, BOX_OUTPUT):
+        low = min(minima)
+    if _is_prediction_layer(name, BOX_OUTPUT) or _is_prediction_layer(name, CLASS_OUTPUT):
+        high = max(maxima)
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    return low, max(high, low + 1e-6)
 
 
 def seed_quantization_ranges(qat_model, float_model, images):
     """Sets every fake-quant range from the float model's outputs on `images` (calibration, like PTQ): activation
-    ranges by the rule of tfyolo's default int8 PTQ (`range_statistic: outputs_min_max`, on the images given here):
-    each layer's per-image ranges summarized by `aeq.both_statistics` and chosen by `aeq.choose_ranges` (the moving
-    average inside the network, the extremes on the prediction outputs), zero kept inside as an integer zero point
-    needs.
+    ranges by `activation_range`, the rule of tfyolo's default int8 PTQ (on the images given here).
 
     tfmot's activation ranges start at [-6, 6] and follow an EMA with decay 0.999: a short fine-tune would
     spend its first thousand steps learning what one calibration pass measures. The extremes everywhere (this
@@ -104,20 +117,19 @@ def seed_quantization_ranges(qat_model, float_model, images):
             if f"{prefix}_min" in variables and _wrapped_name(layer) is not None:
                 targets[_wrapped_name(layer)] = (variables[f"{prefix}_min"], variables[f"{prefix}_max"])
     probe = keras.Model(float_model.input, [float_model.get_layer(name).output for name in targets])
-    summaries = {}
+    minima = {name: [] for name in targets}
+    maxima = {name: [] for name in targets}
     for image in images:
         outputs = probe(image[None], training=False)
         outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
         for name, output in zip(targets, outputs):
             values = output.numpy()
-            new = {"min": np.float64(values.min()), "max": np.float64(values.max())}
-            # As ai-edge-quantizer's calibrator does: the first image's range as it comes, then the update.
-            summaries[name] = both_statistics(summaries[name], new) if name in summaries else new
-    chosen = choose_ranges(summaries, "outputs_min_max", _prediction_layers(targets))
+            minima[name].append(float(values.min()))
+            maxima[name].append(float(values.max()))
     for name, (low, high) in targets.items():
-        low_value, high_value = min(float(chosen[name]["min"]), 0.0), max(float(chosen[name]["max"]), 0.0)
+        low_value, high_value = activation_range(name, minima[name], maxima[name])
         low.assign(low_value)
-        high.assign(max(high_value, low_value + 1e-6))
+        high.assign(high_value)
     count = len(targets)
     for layer in qat_model.layers:
         variables = {v.name.split("/")[-1].split(":")[0]: v for v in layer.weights}
