@@ -1,17 +1,16 @@
 """What the accuracy-aware commands share (`convert --auto`, `sensitivity`): the float model, its evaluation on the
-evaluation split, and the calibration images; `measure` turns one recipe into a scored, timed candidate."""
+evaluation split, and the calibration images; `measure` turns one recipe into a scored, timed candidate through
+`tfyolo.jobs.artifact_pipeline`, the path every artifact takes."""
 
 import time
 from pathlib import Path
 
-from tfyolo.benchmark import benchmark_tflite
 from tfyolo.data.calibration_images import load_calibration_images
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import ConfigError, TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
-from tfyolo.evaluation.model_evaluation import evaluate_model
-from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tfyolo.jobs.artifact_pipeline import TIMING_ROUNDS, FloatModel, make_artifact, score_artifacts
 from tfyolo.jobs.model_runner import keras_runner
 from tfyolo.jobs.progress import Progress, TrainingProgress
 from tfyolo.markdown import markdown_table
@@ -19,10 +18,8 @@ from tfyolo.metadata import find_model_metadata, resolve_data
 from tfyolo.models.detector_metadata import family_of
 from tfyolo.models.model_io import load_keras_model
 from tfyolo.qat.qat_training import trainer_for
-from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
 from tfyolo.quantization.auto import Candidate, is_qat_candidate, search
 from tfyolo.quantization.calibration import default_calibration_source
-from tfyolo.quantization.isolated import convert_isolated
 from tfyolo.quantization.recipe import Recipe
 from tfyolo.quantization.sensitivity import layer_sensitivity
 from tfyolo.training.train_config import QAT_FINE_TUNE, TrainConfig
@@ -102,6 +99,9 @@ class AutoSession:
             f"evaluation: {len(self.dataset)} images of {self.dataset.description}"
         )
         self.reference_runner = keras_runner(model, self.model, metadata=self.model_metadata)
+        self.float_model = FloatModel(
+            str(model), self.model_metadata, self.reference_runner.input_size, self.reference_runner.num_classes
+        )
         progress.stage("float reference", len(self.dataset))
         self.reference_metrics = evaluate(self.reference_runner, self.dataset, progress=progress.advance).metrics
         progress.end_stage()
@@ -134,7 +134,8 @@ class AutoSession:
         return self._qat_model
 
     def measure(self, recipe):
-        """Converts, checks, embeds, evaluates against the float model and times one candidate."""
+        """One candidate through the artifact pipeline every artifact takes: made, checked, scored against the float
+        model, timed."""
         candidate = Candidate(recipe=recipe, keep_float=recipe.keep_float)
         is_qat = is_qat_candidate(recipe)
         # A QAT model learned its ranges: it converts without calibration images.
@@ -142,48 +143,36 @@ class AutoSession:
         try:
             source = self.qat_model() if is_qat else self.model_path
             self.progress.stage(f"candidate {recipe.name}: converting", 1, unit="recipe")
-            content = convert_isolated(source, recipe, self.images if calibrated else None)
-            self.progress.advance()
-            metadata = artifact_metadata(
-                self.model_metadata,
-                recipe,
-                self.calibration if calibrated else None,
-                recipe.input_size or self.reference_runner.input_size,
-                self.reference_runner.num_classes,
-                source,
-                qat=is_qat,
+            content, facts = make_artifact(
+                self.float_model, recipe, source, self.images if calibrated else None, self.calibration, is_qat
             )
-            content, _ = finalize_artifact(content, recipe, metadata)
-            runner = TFLiteRunner(model_content=content, num_threads=self.threads)
-            self.progress.stage(f"candidate {recipe.name}: evaluating", len(self.dataset))
-            if runner.input_size == self.reference_runner.input_size:
-                report, _, _ = evaluate_model(
-                    runner, self.dataset, self.split, self.reference_runner, progress=self.progress.advance
-                )
-            else:
-                # At another input size it cannot run in lockstep with the float model: scored alone, against the
-                # float model's figures at its own size (the budget is against the model as given).
-                metrics = evaluate(runner, self.dataset, progress=self.progress.advance).metrics
-                reference = self.reference_metrics["map50_95"]
-                report = {"map50_95": metrics["map50_95"], "delta_map50_95": 100 * (metrics["map50_95"] - reference)}
-            self.progress.stage(f"candidate {recipe.name}: timing", 1, unit="model")
-            slow = recipe.mode == "int16x8"
-            latency = benchmark_tflite(content, self.threads, warmup=2 if slow else 5, runs=3 if slow else 30)
-            candidate.map50_95, candidate.delta_map50_95 = report["map50_95"], report["delta_map50_95"]
-            candidate.latency_ms_p50, candidate.size_bytes = latency["latency_ms_p50"], len(content)
+            self.progress.advance()
+            self.progress.end_stage()
+            # int16x8 runs on reference kernels, tens of times slower: a few rounds time it well enough.
+            rounds = 3 if recipe.mode == "int16x8" else TIMING_ROUNDS
+            scored, _, _ = score_artifacts(
+                {recipe.name: content},
+                self.dataset,
+                self.split,
+                self.reference_runner,
+                self.threads,
+                self.progress,
+                rounds,
+            )
+            row = scored[recipe.name]
+            candidate.map50_95, candidate.delta_map50_95 = row["map50_95"], row["delta_map50_95"]
+            candidate.latency_ms_p50, candidate.size_bytes = row["latency_ms_p50"], facts["size_bytes"]
             candidate.content = content
             if self.npu_target is not None:
                 self._estimate_on_npu(candidate)
         except TfyoloError as error:
             candidate.error = str(error)
-        self.progress.advance()
-        self.progress.end_stage()
+            self.progress.end_stage()
         return candidate
 
     def _estimate_on_npu(self, candidate):
         from tfyolo.targets.npu_target import compile_for_npu
 
-        self.progress.advance()  # the timing stage's one step
         self.progress.stage(
             f"candidate {candidate.recipe.name}: Vela for {self.npu_target.accelerator}", 1, unit="model"
         )
@@ -192,6 +181,8 @@ class AutoSession:
             candidate.target_ms, candidate.target_cpu_operators = npu.inference_ms, npu.cpu_operators
         except ConfigError as error:
             candidate.target_error = str(error)
+        self.progress.advance()
+        self.progress.end_stage()
 
 
 def smaller_input_sizes(size):

@@ -1,30 +1,23 @@
-"""A convert job: every recipe converted and checked, then all artifacts evaluated against the float model in one
-lockstep pass, then timed together, interleaved."""
+"""A convert job: every recipe made into a checked artifact, then all artifacts scored against the float model and
+timed together (`tfyolo.jobs.artifact_pipeline`, the path every artifact takes)."""
 
 import json
-import time
 from pathlib import Path
 
-from tfyolo.benchmark import interleaved_latency
 from tfyolo.data.calibration_images import evaluation_image_paths, load_calibration_images
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import TfyoloError
-from tfyolo.evaluation.evaluator import evaluate
-from tfyolo.evaluation.model_evaluation import evaluate_models
-from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.io_utils import atomic_write_bytes
+from tfyolo.jobs.artifact_pipeline import FloatModel, make_artifact, score_artifacts
 from tfyolo.jobs.compression_pipeline import fine_tune_for
 from tfyolo.jobs.model_runner import keras_runner
 from tfyolo.jobs.report import INT16_NOTE, format_row
 from tfyolo.metadata import find_model_metadata, resolve_data
-from tfyolo.quantization.artifact import artifact_metadata, artifact_stem, finalize_artifact
+from tfyolo.quantization.artifact import artifact_stem
 from tfyolo.quantization.calibration import default_calibration_source
-from tfyolo.quantization.isolated import ConversionError, convert_isolated
 from tfyolo.quantization.recipes_dir import default_recipe_names, resolve_recipe
-from tfyolo.quantization.weight_stats import broken_promise, gzip_size, kernel_stats, promised_structure
 
 QAT_RECIPES = ("int8", "int8_int8io")
-TIMING_ROUNDS = 15
 
 
 def empty_row(name, note=None):
@@ -64,6 +57,7 @@ def convert_recipes(spec, out, progress):
     progress.advance()
     progress.end_stage()
     stem = artifact_stem(spec.model, spec.name)
+    float_model = FloatModel(str(spec.model), model_metadata, float_runner.input_size, float_runner.num_classes)
     data = resolve_data(spec.data, spec.model, required=spec.evaluate)
     dataset = DetectionDataset.from_data_yaml(data, spec.split) if spec.evaluate else None
     # The overlap check runs without evaluation too: the images the artifact will be judged on are known either way.
@@ -116,29 +110,10 @@ def convert_recipes(spec, out, progress):
                     progress.message(f"    calibrating with {summary['images_used']} images from {summary['source']}")
                 images, calibration_summary = calibration_cache[key]
                 report["calibration"] = calibration_summary
-            started = time.perf_counter()
-            content = convert_isolated(source, recipe, images)
-            row["convert_seconds"] = time.perf_counter() - started
-            metadata = artifact_metadata(
-                model_metadata,
-                recipe,
-                calibration_summary if images is not None else None,
-                recipe.input_size or float_runner.input_size,
-                float_runner.num_classes,
-                source,
-                qat=is_qat,
+            content, facts = make_artifact(
+                float_model, recipe, source, images, calibration_summary if images is not None else None, is_qat
             )
-            staged = is_qat and bool((find_model_metadata(source) or {}).get("qat_staged"))
-            content, inspection = finalize_artifact(content, recipe, metadata, allow_float=staged)
-            row.update(full_integer=inspection["full_integer"], ops=inspection["ops"])
-            row.update(gzip_bytes=gzip_size(content), kernels=kernel_stats(content))
-            # A clustered or pruned model's artifact must still hold that structure in its int8 kernels.
-            broken = broken_promise(
-                row["kernels"], promised_structure(find_model_metadata(source), find_model_metadata)
-            )
-            if broken:
-                raise ConversionError(f"recipe {recipe.name!r}: {broken}.")
-            row["tensor_types"] = inspection["tensor_types"]
+            row.update(facts)
             path = Path(out) / f"{stem}_{row_name}.tflite"
             atomic_write_bytes(path, content)
             row["path"], row["size_bytes"] = str(path), len(content)
@@ -154,59 +129,19 @@ def convert_recipes(spec, out, progress):
         report["rows"].append(row)
     rows = {row["recipe"]: row for row in report["rows"]}
 
-    if dataset is not None:
-        runners = {
-            name: TFLiteRunner(model_content=content, num_threads=spec.threads) for name, content in artifacts.items()
-        }
-        # An artifact at another input size (a recipe's input_size) cannot run in lockstep with the float model:
-        # it is scored alone, against the float model's figures at its own size.
-        resized = {name: runner for name, runner in runners.items() if runner.input_size != float_runner.input_size}
-        progress.stage(f"evaluating float + {len(runners) - len(resized)} artifact(s)", len(dataset))
-        results, evaluations, reference = evaluate_models(
-            {name: runner for name, runner in runners.items() if name not in resized},
-            dataset,
-            spec.split,
-            float_runner,
-            progress=progress.advance,
-        )
-        progress.end_stage()
-        for name, runner in resized.items():
-            progress.stage(f"evaluating {name} at {runner.input_size} px", len(dataset))
-            metrics = evaluate(runner, dataset, progress=progress.advance).metrics
-            progress.end_stage()
-            rows[name].update(
-                map50_95=metrics["map50_95"],
-                map50=metrics["map50"],
-                delta_map50_95=100 * (metrics["map50_95"] - reference.metrics["map50_95"]),
-                note=f"at {runner.input_size} px, against the float model at {float_runner.input_size} px",
-            )
-        report["rows"].insert(0, float_row(spec.model, reference.metrics))
-        for name, result in results.items():
-            rows[name].update(
-                map50_95=result["map50_95"],
-                map50=result["map50"],
-                delta_map50_95=result["delta_map50_95"],
-                output_errors=result["output_errors"],
-                detection_agreement=result["detection_agreement"]["agreement"],
-                pr_curves=evaluations[name].metrics.get("pr_curves"),
-            )
-    if artifacts:
-        progress.stage("timing (interleaved)", TIMING_ROUNDS, unit="round")
-        latency = interleaved_latency(
-            artifacts, num_threads=spec.threads, rounds=TIMING_ROUNDS, progress=progress.advance
-        )
-        progress.end_stage()
-        report["latency"] = {key: value for key, value in latency.items() if key != "models"}
-        fp32 = latency["models"].get("fp32")
-        for name, stats in latency["models"].items():
-            rows[name]["latency_ms_p50"] = stats["latency_ms_p50"]
-            rows[name]["latency_runs"] = stats["runs"]
-            if fp32:
-                rows[name]["latency_ratio_vs_fp32"] = stats["latency_ms_p50"] / fp32["latency_ms_p50"]
-        fp32_size = rows.get("fp32", {}).get("size_bytes")
-        for name in artifacts:
-            if fp32_size:
-                rows[name]["size_ratio_vs_fp32"] = rows[name]["size_bytes"] / fp32_size
+    scored, reference_metrics, report["latency"] = score_artifacts(
+        artifacts, dataset, spec.split, float_runner, spec.threads, progress
+    )
+    for name, fields in scored.items():
+        rows[name].update(fields)
+    if reference_metrics is not None:
+        report["rows"].insert(0, float_row(spec.model, reference_metrics))
+    fp32 = rows.get("fp32", {})
+    for name in artifacts:
+        if fp32.get("latency_ms_p50") and rows[name].get("latency_ms_p50"):
+            rows[name]["latency_ratio_vs_fp32"] = rows[name]["latency_ms_p50"] / fp32["latency_ms_p50"]
+        if fp32.get("size_bytes"):
+            rows[name]["size_ratio_vs_fp32"] = rows[name]["size_bytes"] / fp32["size_bytes"]
     for row in report["rows"]:
         progress.message("    " + format_row(row))
     return report, artifacts
