@@ -11,7 +11,7 @@ from tfyolo.jobs.spec import JobSpec
     "values, message",
     [
         ({"model": "m.keras", "recipe": ["int8"]}, r"unknown key\(s\) \['recipe'\]"),
-        ({"model": "m.tflite"}, "a convert job takes a .keras or .h5 file, received 'm.tflite'"),
+        ({"model": "m.tflite"}, "a convert job takes a .keras / .h5 / .pt / .onnx file, received 'm.tflite'"),
         ({"model": "m.keras", "kind": "bench"}, "a bench job takes a .tflite file"),
         ({"model": "m.keras", "kind": "compile"}, "job kind: expected one of"),
         ({"model": "m.keras", "recipes": ["int8"], "auto_max_drop": 0.5}, "give one or the other"),

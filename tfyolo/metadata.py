@@ -116,4 +116,10 @@ def resolve_data(data_yaml, model_path, required=True):
         return None
     if named:
         raise DataError(f"{model_path}: its metadata names data {named}, which is not here; pass --data.")
+    trained_on = ((metadata or {}).get("source") or {}).get("train_data")
+    if trained_on:
+        raise DataError(
+            f"{model_path}: imported from an Ultralytics checkpoint trained on {trained_on!r}, a path of the machine "
+            "that trained it; pass --data DATA.yaml (its val split is scored, its train split calibrates)."
+        )
     raise DataError(f"{model_path}: no --data given and the model carries no dataset metadata; pass --data DATA.yaml.")

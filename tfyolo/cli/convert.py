@@ -5,14 +5,31 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import user_errors
+from tfyolo.cli.common import MODEL_INPUT_SIZE, user_errors
 from tfyolo.targets.npu_target import ACCELERATORS
 
 AUTO_DEFAULT_MAX_DROP = 0.5
 
 
 @click.command("convert")
-@click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Float or QAT .keras.")
+@click.option(
+    "--model",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Float .keras / .h5, or an Ultralytics .pt / .onnx (imported first, cached in OUT/imported).",
+)
+@click.option(
+    "--imgsz",
+    type=MODEL_INPUT_SIZE,
+    default=None,
+    help="An imported .pt / .onnx: its input size [default: the size it was trained at].",
+)
+@click.option(
+    "--head",
+    type=click.Choice(["one2one", "one2many"]),
+    default=None,
+    help="An imported YOLO26: one2one (top-k, no NMS) or one2many (NMS) [default: one2one].",
+)
 @click.option(
     "--recipe",
     "recipe_names",
@@ -69,6 +86,8 @@ AUTO_DEFAULT_MAX_DROP = 0.5
 @user_errors
 def convert_command(
     model,
+    imgsz,
+    head,
     recipe_names,
     calibration,
     data_yaml,
@@ -92,6 +111,8 @@ def convert_command(
 
     spec = JobSpec(
         model=model,
+        imgsz=imgsz,
+        head=head,
         recipes=tuple(recipe_names),
         auto_max_drop=(AUTO_DEFAULT_MAX_DROP if max_drop is None else max_drop) if auto else None,
         prefer=prefer,

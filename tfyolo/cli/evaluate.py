@@ -1,4 +1,5 @@
-"""`tfyolo-eval MODEL`: score a .keras, SavedModel or .tflite detector with COCO mAP, optionally against a reference."""
+"""`tfyolo-eval MODEL`: score a .keras, SavedModel, .tflite or Ultralytics .pt / .onnx detector with COCO mAP,
+optionally against a reference."""
 
 import os
 import sys
@@ -84,7 +85,8 @@ def main(
     batch,
     debug,
 ):
-    """Evaluate MODEL (.keras, SavedModel folder or .tflite) with COCO mAP on a dataset split."""
+    """Evaluate MODEL (.keras, .h5, SavedModel folder, .tflite, or an Ultralytics .pt / .onnx imported on the fly
+    and cached) with COCO mAP on a dataset split."""
     if debug:
         os.environ["TFYOLO_DEBUG"] = "1"
     from tfyolo.data.detection_dataset import DetectionDataset
@@ -103,14 +105,16 @@ def main(
         ensure_writable_folder(Path(json_path).parent, "--json path")
     if report_dir:
         ensure_writable_folder(report_dir, "--report folder")
-    runner = open_runner(model, threads, layout, imgsz)
+    runner = open_runner(model, threads, layout, imgsz, progress=click.echo)
     if coco_json:
         if not images_dir:
             raise click.UsageError("--coco-json needs --images.")
         dataset = DetectionDataset.from_coco_json(coco_json, images_dir)
     else:
         dataset = DetectionDataset.from_data_yaml(resolve_data(data_yaml, model), split)
-    reference_runner = open_runner(reference, threads, "auto", imgsz or runner.input_size) if reference else None
+    reference_runner = (
+        open_runner(reference, threads, "auto", imgsz or runner.input_size, progress=click.echo) if reference else None
+    )
     with progress_bar(len(dataset), "evaluating") as bar:
         report, evaluation, _ = evaluate_model(
             runner, dataset, split, reference_runner, batch_size=batch, progress=bar.update

@@ -246,7 +246,12 @@ def train(
 
 
 @cli.command()
-@click.option("--model", required=True, type=click.Path(exists=True, dir_okay=False), help="Trained float .keras.")
+@click.option(
+    "--model",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trained float .keras, or an Ultralytics .pt / .onnx (imported first, cached in OUT/imported).",
+)
 @click.option("--data", "data_yaml", type=click.Path(), help="data.yaml [default: the model's metadata].")
 @click.option("--epochs", default=10, show_default=True, type=AT_LEAST_ONE)
 @click.option("--batch", default=QAT_FINE_TUNE["batch"], show_default=True, type=AT_LEAST_ONE)
@@ -282,6 +287,7 @@ def train(
 @user_errors
 def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibration_images, seed, out, resume):
     """Quantization-aware fine-tuning of a trained float model (tfmot), same trainer as `train`."""
+    from tfyolo.importers.import_cache import IMPORTED_FOLDER, imported_model, is_importable
     from tfyolo.metadata import find_model_metadata, resolve_data
     from tfyolo.qat.qat_training import trainer_for
     from tfyolo.training.train_config import TrainConfig
@@ -290,6 +296,8 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
     if resume:
         config = resume_config(out)
     else:
+        if is_importable(model):
+            model, _ = imported_model(model, Path(out) / IMPORTED_FOLDER, progress=click.echo)
         metadata = find_model_metadata(model) or {}
         if not metadata.get("imgsz"):
             from tfyolo.models.model_io import load_keras_model

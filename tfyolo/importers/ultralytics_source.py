@@ -38,6 +38,8 @@ class UltralyticsSource:
         names: list of class names, or None.
         imgsz: int or None. The training input size.
         version: str or None. The Ultralytics version that wrote it.
+        train_data: str or None. The data.yaml its training named (a checkpoint's train_args), as written there: a
+            path on the machine that trained it, recorded as provenance and never opened.
     """
 
     path: Path
@@ -50,6 +52,7 @@ class UltralyticsSource:
     names: Optional[list]
     imgsz: Optional[int]
     version: Optional[str]
+    train_data: Optional[str] = None
 
     @property
     def module_indices(self):
@@ -66,6 +69,7 @@ class UltralyticsSource:
             "sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
             "format": self.format,
             "ultralytics_version": self.version,
+            "train_data": self.train_data,
         }
 
 
@@ -125,6 +129,7 @@ def _from_checkpoint(path):
     names = record.__dict__.get("names")
     names = list(names) if isinstance(names, (list, tuple)) else [names[i] for i in range(len(names or {}))]
     imgsz = (checkpoint.get("train_args") or {}).get("imgsz")
+    train_data = (checkpoint.get("train_args") or {}).get("data")
     return UltralyticsSource(
         path=path,
         format="ultralytics checkpoint",
@@ -136,6 +141,8 @@ def _from_checkpoint(path):
         names=names or None,
         imgsz=imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz,
         version=checkpoint.get("version"),
+        # Bounded: it is only ever shown, in the line that asks for --data.
+        train_data=train_data[:200] if isinstance(train_data, str) else None,
     )
 
 

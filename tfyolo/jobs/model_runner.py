@@ -5,18 +5,23 @@ from pathlib import Path
 
 from tfyolo.errors import ModelError
 from tfyolo.evaluation.runners import KerasRunner, SavedModelRunner, TFLiteRunner
+from tfyolo.importers.import_cache import default_cache_dir, imported_model, is_importable
 from tfyolo.metadata import find_model_metadata
 from tfyolo.models.detector_metadata import detector_config, postprocess_of
 from tfyolo.models.resize import resize_detector
 from tfyolo.qat.qat_io import load_any_detector
 
 
-def open_runner(path, num_threads=2, layout="auto", input_size=None):
+def open_runner(path, num_threads=2, layout="auto", input_size=None, progress=None):
     """The runner of `path`, chosen by what it is; `input_size` rebuilds a Keras model at that size (its metadata
-    says what to rebuild); a converted model's size is fixed."""
+    says what to rebuild), or imports an Ultralytics .pt / .onnx at that size (cached in the user's cache folder);
+    a converted model's size is fixed. progress: optional callable(message)."""
     path = Path(path)
     if not path.exists():
         raise ModelError(f"{path}: model not found.")
+    if is_importable(path):
+        imported, _ = imported_model(path, default_cache_dir(), input_size, progress=progress)
+        return keras_runner(imported, description=f"{path} (imported: {imported})")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelError(f"{path}: a folder, but not a SavedModel (no saved_model.pb).")
@@ -27,7 +32,8 @@ def open_runner(path, num_threads=2, layout="auto", input_size=None):
         runner = keras_runner(path)
     else:
         raise ModelError(
-            f"{path}: unknown model type {path.suffix!r}; expected .keras, .tflite or a SavedModel folder."
+            f"{path}: unknown model type {path.suffix!r}; expected .keras, .h5, .tflite, an Ultralytics .pt / .onnx "
+            "or a SavedModel folder."
         )
     if input_size is None or input_size == runner.input_size:
         return runner

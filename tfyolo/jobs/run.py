@@ -2,6 +2,7 @@
 benchmarks and the service's workers all call it."""
 
 import dataclasses
+import re
 import zipfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import ConfigError
 from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing
 from tfyolo.evaluation.runners import TFLiteRunner
+from tfyolo.importers.import_cache import IMPORTED_FOLDER, describe_import, imported_model, is_importable
 from tfyolo.io_utils import (
     atomic_path,
     atomic_write_json,
@@ -24,6 +26,7 @@ from tfyolo.jobs.conversion import convert_recipes, empty_row, float_row, merge_
 from tfyolo.jobs.progress import Progress
 from tfyolo.jobs.report import JOB_REPORT_JSON, JOB_REPORT_MD, Artifact, JobReport, Verdict, markdown_report
 from tfyolo.metadata import find_model_metadata, resolve_data
+from tfyolo.quantization.artifact import artifact_stem
 
 AUTO_CALIBRATION_IMAGES = 100
 GOLDEN_IMAGES = 3
@@ -33,9 +36,11 @@ def run_job(spec, out, progress=None):
     """Runs `spec` into folder `out` (job_report.json and .md, artifacts, bundle; a convert job also merges its rows
     into report.json and .md there); returns its `JobReport`."""
     progress = progress or Progress()
+    out = ensure_writable_folder(out)
+    if is_importable(spec.model):
+        spec = _imported(spec, out, progress)
     if spec.kind == "convert":
         check_one_head(spec.model)
-    out = ensure_writable_folder(out)
     handlers = {
         "convert": _auto if spec.is_auto else _convert,
         "evaluate": _evaluate,
@@ -48,6 +53,18 @@ def run_job(spec, out, progress=None):
     atomic_write_json(out / JOB_REPORT_JSON, report.to_dict())
     atomic_write_text(out / JOB_REPORT_MD, report.to_markdown())
     return report
+
+
+def _imported(spec, out, progress):
+    """The spec with its Ultralytics .pt / .onnx replaced by the tfyolo model imported from it (cached in `out`)."""
+    progress.stage(f"importing {Path(spec.model).name}", 1, unit="model")
+    path, _ = imported_model(spec.model, out / IMPORTED_FOLDER, spec.imgsz, spec.head, progress.message)
+    progress.advance()
+    progress.end_stage()
+    progress.message(f"import: {describe_import(find_model_metadata(path))}")
+    # Artifacts are named after the file the user gave (best.pt -> its folder's name), not the cache's name.
+    name = spec.name or re.sub(r"[^A-Za-z0-9_.+-]", "_", artifact_stem(spec.model)).lstrip("._-")[:100] or "model"
+    return dataclasses.replace(spec, model=str(path), imgsz=None, head=None, name=name)
 
 
 def check_one_head(model_path):

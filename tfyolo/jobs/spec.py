@@ -11,8 +11,12 @@ from tfyolo.errors import ConfigError
 from tfyolo.quantization.auto import PREFERENCES
 
 KINDS = {
-    # kind: (model suffixes it takes, what it does)
-    "convert": ((".keras", ".h5"), "convert with recipes (or search with auto_max_drop), evaluate, time, bundle"),
+    # kind: (model suffixes it takes, what it does); a .pt or .onnx is imported first (`imgsz`, `head`)
+    "convert": (
+        (".keras", ".h5", ".pt", ".onnx"),
+        "import an Ultralytics file if given one, convert with recipes (or search with auto_max_drop), evaluate, "
+        "time, bundle",
+    ),
     "evaluate": ((".tflite",), "evaluate a TFLite detector on the data"),
     "bench": ((".tflite",), "time a TFLite model with the LiteRT interpreter"),
     "bundle": ((".tflite",), "write the edge handoff bundle of a TFLite detector"),
@@ -24,7 +28,10 @@ class JobSpec:
     """One unit of work.
 
     Args:
-        model: str. The model file: `.keras`/`.h5` for "convert", `.tflite` for the other kinds.
+        model: str. The model file: `.keras`/`.h5` (or an Ultralytics `.pt`/`.onnx`, imported first, the import
+            cached in the job's folder) for "convert", `.tflite` for the other kinds.
+        imgsz: int or None. An imported model's input size; None: the one its file was trained at.
+        head: str or None. An imported YOLO26's head ("one2one", "one2many"); None: the family's default.
         kind: str. One of `KINDS`.
         recipes: tuple of str. Built-in recipe names or recipe .yaml paths ("convert"; empty: every built-in).
         auto_max_drop: float or None. "convert" searches the fastest recipe whose mAP50-95 drop stays within this
@@ -47,6 +54,8 @@ class JobSpec:
 
     model: str
     kind: str = "convert"
+    imgsz: Optional[int] = None
+    head: Optional[str] = None
     recipes: tuple = ()
     auto_max_drop: Optional[float] = None
     prefer: str = "int8"
@@ -71,8 +80,9 @@ class JobSpec:
         suffixes = KINDS[self.kind][0]
         if Path(self.model).suffix.lower() not in suffixes:
             raise ConfigError(
-                f"model: a {self.kind} job takes a {' or '.join(suffixes)} file, received {Path(self.model).name!r}."
+                f"model: a {self.kind} job takes a {' / '.join(suffixes)} file, received {Path(self.model).name!r}."
             )
+        self._check_import_options()
         if not isinstance(self.recipes, tuple) or not all(isinstance(r, str) and r for r in self.recipes):
             raise ConfigError(f"recipes: expected a tuple of recipe names, received {self.recipes!r}.")
         for field in ("auto_max_drop", "max_drop"):
@@ -108,6 +118,23 @@ class JobSpec:
             raise ConfigError(f"threads: expected an integer from 1 to 64, received {self.threads!r}.")
         if self.kind != "convert" and (self.recipes or self.auto_max_drop is not None or self.qat_model):
             raise ConfigError(f"recipes, auto_max_drop and qat_model belong to convert jobs, not {self.kind}.")
+
+    def _check_import_options(self):
+        if self.imgsz is None and self.head is None:
+            return
+        if Path(self.model).suffix.lower() not in (".pt", ".onnx"):
+            raise ConfigError(
+                f"imgsz and head: apply to an imported Ultralytics .pt or .onnx, not {Path(self.model).name!r}."
+            )
+        if self.imgsz is not None and (
+            isinstance(self.imgsz, bool)
+            or not isinstance(self.imgsz, int)
+            or not 32 <= self.imgsz <= 8192
+            or self.imgsz % 32
+        ):
+            raise ConfigError(f"imgsz: expected a multiple of 32 from 32 to 8192, received {self.imgsz!r}.")
+        if self.head is not None and self.head not in ("one2one", "one2many"):
+            raise ConfigError(f"head: expected one2one or one2many, received {self.head!r}.")
 
     @classmethod
     def from_dict(cls, values, source="job"):
