@@ -73,6 +73,20 @@ def test_convert_report_rows(converted):
     assert report["calibration"]["images_used"] == 19
 
 
+def test_convert_says_what_to_ship(converted):
+    report = json.loads((converted / "report.json").read_text())
+    rows = {row["recipe"]: row for row in report["rows"]}
+    recommended = report["recommended"]
+    # CPU: the faster of fp32 and int8 among those within the default budget (or the more accurate of the two).
+    within = [name for name in ("fp32", "int8") if rows[name]["delta_map50_95"] >= -0.5]
+    fastest = min(within, key=lambda name: rows[name]["latency_ms_p50"]) if within else "fp32"
+    assert recommended["cpu"]["recipe"] == fastest
+    # Neither artifact has int8 I/O: nothing for an NPU or a microcontroller, and the report says so.
+    assert recommended["npu"] is None and recommended["mcu"] is None
+    text = (converted / "report.md").read_text()
+    assert "## What to ship" in text and f"`{artifact(converted, fastest).name}`" in text
+
+
 def test_eval_json_report(converted, tiny_float_run, tmp_path):
     runner = CliRunner()
     json_path, report_dir = tmp_path / "eval.json", tmp_path / "report"

@@ -53,7 +53,7 @@ def resize_long_side(image, size):
 
     Shrinking uses INTER_AREA and enlarging INTER_LINEAR, to rounded sides: tfyolo's one convention for every
     model it scores. Ultralytics 8.4's val loader resizes with INTER_LINEAR to ceil'ed sides, which moves its
-    mAP on PennFudan by up to 1.6 points (README, "tfyolo-eval" section).
+    mAP on PennFudan by up to 1.6 points (docs/evaluation.md).
     """
     height, width = image.shape[:2]
     scale = min(size / height, size / width)

@@ -68,6 +68,7 @@ def make_artifact(float_model, recipe, source=None, images=None, calibration=Non
         "full_integer": inspection["full_integer"],
         "ops": inspection["ops"],
         "tensor_types": inspection["tensor_types"],
+        "io_types": inspection["io_types"],
         "gzip_bytes": gzip_size(content),
         "kernels": kernels,
         "size_bytes": len(content),

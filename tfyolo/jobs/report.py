@@ -51,6 +51,7 @@ class JobReport:
     verdict: Verdict
     auto: Optional[dict] = None
     bundle: Optional[str] = None
+    recommended: Optional[dict] = None
 
     def to_dict(self):
         return {
@@ -65,6 +66,7 @@ class JobReport:
             "verdict": dataclasses.asdict(self.verdict) | {"failing": list(self.verdict.failing)},
             "auto": self.auto,
             "bundle": self.bundle,
+            "recommended": self.recommended,
         }
 
     @classmethod
@@ -133,6 +135,32 @@ def markdown_report(report):
     if report.get("auto"):
         chosen = report["auto"].get("chosen")
         lines += ["", f"Auto search: chose {chosen['recipe'] if chosen else 'nothing within the budget'}."]
+    if report.get("recommended"):
+        lines += ["", "## What to ship", "", markdown_table(_shipping_rows(report["recommended"]), SHIP_COLUMNS)]
     if report.get("bundle"):
         lines += ["", f"Edge bundle: `{Path(report['bundle']).name}`"]
     return "\n".join(lines) + "\n"
+
+
+SHIP_COLUMNS = [
+    ("deployment", "deployment", None),
+    ("artifact", "artifact", None),
+    ("delta_map50_95", "delta mAP50-95 (points)", "{:+.2f}"),
+    ("latency_ms_p50", "latency p50 ms", "{:.2f}"),
+    ("size_bytes", "size (bytes)", "{:,}"),
+    ("arena_bytes", "TFLite Micro arena (bytes)", "{:,}"),
+    ("why", "why", None),
+]
+
+
+def _shipping_rows(recommended):
+    from tfyolo.jobs.recommendation import DEPLOYMENTS
+
+    rows = []
+    for kind, title in DEPLOYMENTS.items():
+        entry = recommended.get(kind)
+        if entry is None:
+            rows.append({"deployment": title, "artifact": "none", "why": "no artifact of this job suits it"})
+        else:
+            rows.append(dict(entry, deployment=title, artifact=f"`{Path(entry['path']).name}`"))
+    return rows

@@ -9,7 +9,7 @@ from pathlib import Path
 from tfyolo.benchmark import benchmark_models
 from tfyolo.bundle import golden_image_paths, make_bundle, write_bundle
 from tfyolo.data.detection_dataset import DetectionDataset
-from tfyolo.errors import ConfigError
+from tfyolo.errors import ConfigError, ModelError
 from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing
 from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.importers.import_cache import IMPORTED_FOLDER, describe_import, imported_model, is_importable
@@ -24,6 +24,7 @@ from tfyolo.io_utils import (
 from tfyolo.jobs.auto_session import AutoSession, run_auto
 from tfyolo.jobs.conversion import convert_recipes, empty_row, float_row, merge_reports
 from tfyolo.jobs.progress import Progress
+from tfyolo.jobs.recommendation import recommend
 from tfyolo.jobs.report import JOB_REPORT_JSON, JOB_REPORT_MD, Artifact, JobReport, Verdict, markdown_report
 from tfyolo.metadata import find_model_metadata, resolve_data
 from tfyolo.quantization.artifact import artifact_stem
@@ -107,6 +108,8 @@ def _verdict(rows, max_drop, data=None):
 
 def _convert(spec, out, progress):
     report, _ = convert_recipes(spec, out, progress)
+    # Recommended from this run's rows only: their latencies were timed together.
+    report["recommended"] = recommend(report["rows"], spec.max_drop, micro_arena())
     # Two runs into one folder keep each other's rows (`make convert` then `make qat convert`).
     with locked(out / ".report.lock"):
         merged = merge_reports(out / "report.json", report)
@@ -127,7 +130,28 @@ def _convert(spec, out, progress):
         artifacts=artifacts,
         latency=report["latency"],
         verdict=_verdict(report["rows"], spec.max_drop, report["data"]),
+        recommended=report["recommended"],
     )
+
+
+def micro_arena():
+    """callable(.tflite path) -> the smallest TFLite Micro arena in bytes (a ModelError for an operator TFLite Micro
+    lacks), or None where TFLite Micro is not installed."""
+    from tfyolo.targets.mcu_target import missing_operators, require_tflite_micro, smallest_arena
+
+    try:
+        require_tflite_micro()
+    except ConfigError:
+        return None
+
+    def arena_of(path):
+        content = Path(path).read_bytes()
+        missing = missing_operators(content)
+        if missing:
+            raise ModelError(f"{path}: TFLite Micro has no kernel for {missing}.")
+        return smallest_arena(content)
+
+    return arena_of
 
 
 def _npu_target(accelerator):

@@ -78,7 +78,7 @@ def candidate_recipes(base, ranked_layers, qat_epochs=0, for_npu=False, smaller_
     io_suffix = "_int8io" if base.io_type == "int8" else ""
     yield Recipe(**{**base.to_dict(), "name": f"int8{io_suffix}"})
     # Integer-only, at int8's speed and on every int8 target: ahead of anything that keeps layers in float. Its
-    # per-input requantization of each concatenation recovers most of an 80-class model's loss (README).
+    # per-input requantization of each concatenation recovers most of an 80-class model's loss (docs/quantization.md).
     aeq = {**base.to_dict(), "quantizer": "ai_edge_quantizer", "io_type": "int8"}
     yield Recipe(**{**aeq, "name": "int8_aeq_int8io"})
     layers = ranked_layers()
