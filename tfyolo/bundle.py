@@ -120,7 +120,8 @@ def describe_model(runner):
     elif runner.layout == "ultralytics_end2end":
         decode.update(
             {
-                "boxes": "output0[:, :4] = x1, y1, x2, y2 in input pixels",
+                "box_units": "normalized" if runner.normalized_boxes else "pixels",
+                "boxes": "output0[:, :4] = x1, y1, x2, y2 of the input, normalized (x input size) or in pixels",
                 "scores": "output0[:, 4] (already sigmoid) at class output0[:, 5]; top-k already applied",
             }
         )

@@ -75,7 +75,7 @@ def decode(outputs, manifest):
         scores = np.zeros((len(rows), len(manifest["names"])), np.float32)
         classes = np.clip(np.round(rows[:, 5]).astype(np.int64), 0, scores.shape[1] - 1)
         scores[np.arange(len(rows)), classes] = rows[:, 4]
-        return rows[:, :4], scores
+        return rows[:, :4] * (size if decoding.get("box_units") == "normalized" else 1.0), scores
     if decoding["layout"] == "ultralytics":
         rows = outputs["output0"][0].T
         boxes = rows[:, :4] * (size if decoding["box_units"] == "normalized" else 1.0)

@@ -15,12 +15,17 @@ from tfyolo.errors import ModelError
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
 from tfyolo.ops.boxes import convert_format
 from tfyolo.ops.decode import decode_predictions
-from tfyolo.tflite_runtime import signature_outputs
+from tfyolo.tflite_runtime import read_graph, signature_outputs
 
 LAYOUTS = ("tfyolo", "ultralytics", "ultralytics_end2end")
 ULTRALYTICS_OUTPUT = "output0"
 # Ultralytics' end-to-end exports (YOLO26 `nms=False`): (1, max_det, 6) rows x1 y1 x2 y2 score class, top-k applied.
 END2END_WIDTH = 6
+# An Ultralytics output carried on one integer grid shares its step between boxes, scores and (end-to-end) class ids,
+# leaving scores in 0-1 about 1/step levels. A one-to-many full-integer export (0-1 boxes and scores) lands near 0.004;
+# Ultralytics' end-to-end static int8 ones near 0.3, as class ids up to 79 set the range: 4 score levels, with boxes
+# on steps of 0.3 of the input. The bound (50 levels) sits far from both; a file past it is refused, not scored.
+MAX_SHARED_SCORE_STEP = 0.02
 
 
 def decode_tfyolo(raw, input_size, reg_max=16, strides=STRIDES):
@@ -38,12 +43,16 @@ def decode_ultralytics(raw, input_size, normalized):
     return convert_format(boxes, "cxcywh", "xyxy").astype(np.float32), output[..., 4:]
 
 
-def decode_ultralytics_end2end(raw, input_size, num_classes):
-    """Ultralytics' end-to-end export: (B, k, 6) x1 y1 x2 y2 (input pixels) score class. Each row becomes a box and a
-    score row holding its score at its class and 0 elsewhere, so the shared top-k selection (`postprocess` "topk")
-    keeps exactly the rows above the threshold, in the export's own order."""
+def decode_ultralytics_end2end(raw, input_size, num_classes, normalized=False):
+    """Ultralytics' end-to-end export: (B, k, 6) x1 y1 x2 y2 score class. Each row becomes a box and a score row
+    holding its score at its class and 0 elsewhere, so the shared top-k selection (`postprocess` "topk") keeps
+    exactly the rows above the threshold, in the export's own order.
+
+    normalized: boxes are fractions of the input (its legacy onnx2tf TFLite exports) rather than pixels (ONNX,
+    LiteRT); decided once per model by the same rule as the one-to-many layout's (`TFLiteRunner`).
+    """
     output = raw[ULTRALYTICS_OUTPUT].astype(np.float32)
-    boxes = output[..., :4] / input_size
+    boxes = output[..., :4] if normalized else output[..., :4] / input_size
     classes = np.clip(np.round(output[..., 5]).astype(np.int64), 0, num_classes - 1)
     scores = np.zeros((*output.shape[:2], num_classes), np.float32)
     np.put_along_axis(scores, classes[..., None], output[..., 4:5], axis=-1)
@@ -183,6 +192,45 @@ def _identify_outputs(interpreter, metadata, input_size, path):
     )
 
 
+def _integer_step(model_content, detail):
+    """The step of the integer grid an output's values were carried on: its own scale when it is an integer tensor,
+    else that of the integer tensor a DEQUANTIZE op turned into it (full-integer exports with float outputs); None
+    when its values were float all along."""
+    if np.issubdtype(np.dtype(detail["dtype"]), np.integer):
+        return float(detail["quantization"][0]) or None
+    _, ops, tensors = read_graph(model_content)
+    for op in ops:
+        if op["op_name"] == "DEQUANTIZE" and detail["index"] in op["outputs"]:
+            source = tensors[op["inputs"][0]]
+            if np.issubdtype(np.dtype(source["dtype"]), np.integer):
+                return float(source["quantization"][0]) or None
+    return None
+
+
+def _refuse_shared_coarse_grid(model_content, detail, layout, path):
+    """One ModelError when the single Ultralytics output holds boxes, scores (and class ids) on one integer grid too
+    coarse for scores: such a file has no detections left to score, whatever the decoding."""
+    step = _integer_step(model_content, detail)
+    if step is None or step <= MAX_SHARED_SCORE_STEP:
+        return
+    shared = "boxes, scores and class ids" if layout == "ultralytics_end2end" else "boxes and scores"
+    raise ModelError(
+        f"{path}: its output {_describe([detail])[0][1]} carries {shared} on one integer grid of step {step:.3g}, so "
+        f"scores (0-1) take only {int(1 / step) + 1} values and cannot rank detections; it cannot be scored. Use an "
+        "export whose output stays float (Ultralytics' float or dynamic-range `_int8.tflite`) or its LiteRT int8 "
+        "export (one-to-many, 0-1 boxes), or convert the float model with tfyolo."
+    )
+
+
+def _box_centres(output, layout):
+    """Box centres of one image's Ultralytics output: (4 + nc, anchors) cx cy w h, or end-to-end (k, 6) rows x1 y1
+    x2 y2 of positive width and height only (some end-to-end exports pad with all-zero rows, centred at 0)."""
+    if layout == "ultralytics":
+        return output[:2]
+    rows = output[(output[:, 2] > output[:, 0]) & (output[:, 3] > output[:, 1])]
+    return (rows[:, :2] + rows[:, 2:4]) / 2
+
+
 def _image_input(details, path):
     """(detail, channels_first): one RGB image input, NHWC (1, H, W, 3) or NCHW (1, 3, H, W), square."""
     shapes = [tuple(int(v) for v in detail["shape"]) for detail in details]
@@ -231,8 +279,7 @@ class TFLiteRunner:
             raise ModelError(f"--layout must be auto or one of {', '.join(LAYOUTS)}, received {layout!r}.")
         if layout != "auto" and layout != detected:
             raise ModelError(f"{self.description}: --layout {layout} was asked for, but its outputs are {detected}'s.")
-        self.layout = detected
-        self.outputs = outputs
+        self.layout, self.outputs = detected, outputs
         self.reg_max, self.normalized_boxes = None, None
         # tfyolo's artifacts say how their head's outputs become detections; Ultralytics' one-to-many exports need
         # NMS and its end-to-end ones only the threshold (their top-k is in the graph).
@@ -240,9 +287,17 @@ class TFLiteRunner:
         if detected == "tfyolo":
             self.reg_max = int(outputs[BOX_OUTPUT]["shape"][2] // 4)
             self.num_classes = int(outputs[CLASS_OUTPUT]["shape"][2])
-        elif detected == "ultralytics":
-            self.num_classes = int(outputs[ULTRALYTICS_OUTPUT]["shape"][1] - 4)
-            self.normalized_boxes = self._boxes_are_normalized()
+        else:
+            self._read_ultralytics_output(model_content)
+        self.names = _metadata_names(self.metadata, self.num_classes)
+
+    def _read_ultralytics_output(self, model_content):
+        """Class count, post-processing and box units of Ultralytics' single output, or one ModelError where the
+        file cannot be scored meaningfully."""
+        output = self.outputs[ULTRALYTICS_OUTPUT]
+        _refuse_shared_coarse_grid(model_content, output, self.layout, self.description)
+        if self.layout == "ultralytics":
+            self.num_classes = int(output["shape"][1] - 4)
         else:
             names = _metadata_names(self.metadata, len(self.metadata.get("names") or {}))
             if not names:
@@ -251,14 +306,20 @@ class TFLiteRunner:
                     "many classes it scores; pass a file exported by Ultralytics with its metadata."
                 )
             self.num_classes, self.postprocess = len(names), "topk"
-        self.names = _metadata_names(self.metadata, self.num_classes)
+        self.normalized_boxes = self._boxes_are_normalized()
 
     def _boxes_are_normalized(self):
-        """Ultralytics' TFLite exports give boxes as fractions of the input, its SavedModel-derived ones in
-        pixels, and its metadata does not say which. The box centres follow the anchor grid whatever the image,
-        so on a plain gray input their median is about half the input: 0.5 normalized, input/2 in pixels."""
+        """Ultralytics' exports give boxes as fractions of the input (LiteRT one-to-many, legacy onnx2tf TFLite
+        whose anchors are fractions, end-to-end ones included) or in pixels (SavedModel-derived, LiteRT end-to-end),
+        and its metadata does not say which. One rule for both layouts: box centres follow the anchor grid whatever
+        the image, so on a plain gray input their median is about half the input: 0.5 normalized, input/2 pixels."""
         gray = np.full((1, self.input_size, self.input_size, 3), PAD_VALUE / 255.0, np.float32)
-        centres = self.predict_raw(gray)[ULTRALYTICS_OUTPUT][0, :2]
+        centres = _box_centres(self.predict_raw(gray)[ULTRALYTICS_OUTPUT][0], self.layout)
+        if centres.size == 0:
+            raise ModelError(
+                f"{self.description}: its end-to-end output holds no box on a gray image, so whether its boxes are "
+                "pixels or fractions of the input cannot be told."
+            )
         return bool(np.median(centres) <= 2.0)
 
     def predict_raw(self, batch):
@@ -280,7 +341,7 @@ class TFLiteRunner:
         if self.layout == "ultralytics":
             return decode_ultralytics(raw, self.input_size, self.normalized_boxes)
         if self.layout == "ultralytics_end2end":
-            return decode_ultralytics_end2end(raw, self.input_size, self.num_classes)
+            return decode_ultralytics_end2end(raw, self.input_size, self.num_classes, self.normalized_boxes)
         return decode_tfyolo(raw, self.input_size, self.reg_max)
 
     def predict(self, batch):
