@@ -37,11 +37,11 @@ def run_job(spec, out, progress=None):
     """Runs `spec` into folder `out` (job_report.json and .md, artifacts, bundle; a convert job also merges its rows
     into report.json and .md there); returns its `JobReport`."""
     progress = progress or Progress()
-    out = ensure_writable_folder(out)
     if is_importable(spec.model):
-        spec = _imported(spec, out, progress)
+        spec = _imported(spec, ensure_writable_folder(out), progress)
     if spec.kind == "convert":
         check_one_head(spec.model)
+    out = ensure_writable_folder(out)
     handlers = {
         "convert": _auto if spec.is_auto else _convert,
         "evaluate": _evaluate,
