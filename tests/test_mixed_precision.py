@@ -30,7 +30,8 @@ def test_layer_patterns_select_whole_blocks_and_nothing_else():
     [
         ({"int16_layers": ("a_*",)}, "int16_layers needs quantizer: ai_edge_quantizer"),
         ({"quantizer": "ai_edge_quantizer", "mode": "int16x8", "io_type": "int16"}, "it takes mode int8, io_type int8"),
-        ({"quantizer": "ai_edge_quantizer"}, "it takes mode int8, io_type int8 .*io_type 'float32'"),
+        ({"quantizer": "ai_edge_quantizer", "io_type": "uint8"}, "it takes mode int8, io_type int8 or float32"),
+        ({"quantizer": "ai_edge_quantizer", "keep_float": ("a",)}, "and no keep_float"),
         ({"quantizer": "xla"}, "quantizer must be one of"),
     ],
 )
@@ -82,6 +83,44 @@ def test_the_chosen_block_runs_16_bit_and_the_rest_int8(tiny_float_run, calibrat
     # conv (fused with its BN), sigmoid, mul: SiLU's two ops and the conv.
     assert len(in_block) == 3 and set(in_block.values()) == {"int16"}, in_block
     assert set(outside.values()) == {"int8"}, sorted(set(outside.values()))
+
+
+def test_float_io_is_the_int8_io_model_behind_a_quantize_and_a_dequantize(tiny_float_run, calibration):
+    """ai-edge-quantizer with float32 I/O: the same integer graph as its int8 I/O artifact, behind one QUANTIZE and
+    a DEQUANTIZE per output. Oracle: the int8 I/O model run by hand (the input quantized with its own scale and
+    zero point, the outputs dequantized with theirs) gives exactly the float I/O model's outputs."""
+    from tfyolo.quantization.artifact import finalize_artifact
+    from tfyolo.quantization.isolated import convert_isolated
+    from tfyolo.tflite_runtime import make_interpreter
+
+    recipes = {
+        io: Recipe(name=f"int8_{io}", mode="int8", io_type=io, quantizer="ai_edge_quantizer")
+        for io in ("int8", "float32")
+    }
+    contents = {io: convert_isolated(tiny_float_run, recipe, calibration) for io, recipe in recipes.items()}
+    _, inspection = finalize_artifact(contents["float32"], recipes["float32"], {"names": ["a", "b"], "reg_max": 16})
+    assert inspection["full_integer"] and set(inspection["io_types"].values()) == {"float32"}
+    image = calibration[:1].astype(np.float32)
+    results = {}
+    for io, content in contents.items():
+        interpreter = make_interpreter(model_content=content, xnnpack=False)
+        (detail,) = interpreter.get_input_details()
+        value = image
+        if io == "int8":
+            scale, zero_point = detail["quantization"]
+            value = np.clip(np.round(image / scale) + zero_point, -128, 127).astype(np.int8)
+        interpreter.set_tensor(detail["index"], value)
+        interpreter.invoke()
+        results[io] = {}
+        for output in interpreter.get_output_details():
+            values = interpreter.get_tensor(output["index"]).astype(np.float32)
+            if io == "int8":
+                scale, zero_point = output["quantization"]
+                values = (values - zero_point) * scale
+            results[io][output["name"]] = values
+    assert sorted(results["int8"]) == sorted(results["float32"])
+    for name, values in results["int8"].items():
+        np.testing.assert_allclose(results["float32"][name], values, rtol=0, atol=1e-6)
 
 
 @pytest.mark.large

@@ -68,7 +68,8 @@ def quantize(fp32_content, recipe, calibration_images):
         from tfyolo.quantization.score_floor import floor_calibration_result
 
         calibration = floor_calibration_result(calibration, predictions[CLASS_OUTPUT], recipe.min_score)
-    return inline_buffers(bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model))
+    content = inline_buffers(bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model))
+    return with_float_boundary(content) if recipe.io_type == "float32" else content
 
 
 def both_statistics(summary, new):
@@ -125,6 +126,59 @@ def inline_buffers(model_content):
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_content))
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def with_float_boundary(model_content):
+    """The same integer model with float32 I/O: a QUANTIZE before each int8 input and a DEQUANTIZE after each int8
+    output, as TFLiteConverter's int8 with float I/O has. ai-edge-quantizer always quantizes the graph's input and
+    outputs; a CPU application feeds and reads floats, and these two ops (one multiply-add per element) are what
+    it would otherwise write itself. The float tensors take the boundary's names, so the signature reads as before."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_content))
+    graph = model.subgraphs[0]
+
+    def opcode(builtin):
+        for index, code in enumerate(model.operatorCodes):
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+                return index
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+        code.version = 1
+        model.operatorCodes.append(code)
+        return len(model.operatorCodes) - 1
+
+    def float_twin(index):
+        """A float32 tensor of the int8 tensor's shape, which takes over its name; returns its index."""
+        integer = graph.tensors[index]
+        twin = schema.TensorT()
+        twin.name, twin.shape, twin.type = integer.name, integer.shape, schema.TensorType.FLOAT32
+        twin.shapeSignature = integer.shapeSignature
+        model.buffers.append(schema.BufferT())
+        twin.buffer = len(model.buffers) - 1
+        integer.name = integer.name + b"_int8" if isinstance(integer.name, bytes) else integer.name + "_int8"
+        graph.tensors.append(twin)
+        return len(graph.tensors) - 1
+
+    def operator(code, inputs, outputs):
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = code, inputs, outputs
+        return op
+
+    renamed = {}
+    for position, index in enumerate(graph.inputs):
+        twin = renamed[index] = float_twin(index)
+        graph.operators.insert(0, operator(opcode(schema.BuiltinOperator.QUANTIZE), [twin], [index]))
+        graph.inputs[position] = twin
+    for position, index in enumerate(graph.outputs):
+        twin = renamed[index] = float_twin(index)
+        graph.operators.append(operator(opcode(schema.BuiltinOperator.DEQUANTIZE), [index], [twin]))
+        graph.outputs[position] = twin
+    for signature in model.signatureDefs or []:
+        for entry in list(signature.inputs or []) + list(signature.outputs or []):
+            entry.tensorIndex = renamed.get(entry.tensorIndex, entry.tensorIndex)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 

@@ -143,11 +143,14 @@ class Recipe:
             raise ConfigError(
                 f"recipe {self.name!r}: quantizer must be one of {QUANTIZERS}, received {self.quantizer!r}."
             )
-        if self.quantizer == "ai_edge_quantizer" and (self.mode != "int8" or self.io_type != "int8" or self.keep_float):
+        if self.quantizer == "ai_edge_quantizer" and (
+            self.mode != "int8" or self.io_type not in ("int8", "float32") or self.keep_float
+        ):
             raise ConfigError(
-                f"recipe {self.name!r}: quantizer ai_edge_quantizer makes static int8 with int8 I/O (it quantizes "
-                "the graph's input and outputs too; 16-bit activations through int16_layers); it takes mode int8, "
-                f"io_type int8 and no keep_float, received mode {self.mode!r}, io_type {self.io_type!r}."
+                f"recipe {self.name!r}: quantizer ai_edge_quantizer makes static int8 with int8 I/O, or float32 I/O "
+                "through a QUANTIZE / DEQUANTIZE at the boundary (16-bit activations through int16_layers); it takes "
+                f"mode int8, io_type int8 or float32 and no keep_float, received mode {self.mode!r}, io_type "
+                f"{self.io_type!r}."
             )
         if self.int16_layers and self.quantizer != "ai_edge_quantizer":
             raise ConfigError(
