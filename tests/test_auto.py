@@ -25,46 +25,41 @@ def fake_measure(drops):
     return measure
 
 
+AEQ = dict(mode="int8", quantizer="ai_edge_quantizer")
+CPU_BASE = Recipe(name="int8", io_type="float32", **AEQ)
+NPU_BASE = Recipe(name="int8_int8io", io_type="int8", **AEQ)
+
+
 def test_search_stops_at_the_first_candidate_within_budget():
-    drops = {
-        "int8": 2.0,
-        "int8_aeq_int8io": 1.0,
-        "int8_float1": 1.5,
-        "int8_float2": 0.4,
-        "int8_float4": 0.1,
-        "fp16": 0.0,
-    }
+    drops = {"int8": 2.0, "int8_int16act1": 1.5, "int8_int16act2": 0.4, "int8_int16act4": 0.1, "fp16": 0.0}
     ranked_calls = []
 
     def ranked():
         ranked_calls.append(1)
-        return ["a", "b", "c", "d"]
+        return ["a_conv", "b", "c", "d"]
 
-    chosen, tried, _ = search(Recipe(name="int8", mode="int8"), ranked, fake_measure(drops), max_drop=0.5)
-    assert chosen.recipe.name == "int8_float2" and chosen.keep_float == ("a", "b")
-    assert [c.recipe.name for c in tried] == ["int8", "int8_aeq_int8io", "int8_float1", "int8_float2"]
+    chosen, tried, _ = search(CPU_BASE, ranked, fake_measure(drops), max_drop=0.5)
+    assert chosen.recipe.name == "int8_int16act2" and chosen.recipe.int16_layers == ("a_*", "b")
+    assert [c.recipe.name for c in tried] == ["int8", "int8_int16act1", "int8_int16act2"]
     assert len(ranked_calls) == 1
 
 
-def test_an_integer_only_candidate_within_budget_comes_before_any_ranking():
+def test_the_builtin_int8_within_budget_never_ranks_layers():
     def ranked():
-        raise AssertionError("the ranking must not run when ai-edge-quantizer's int8 meets the budget")
+        raise AssertionError("the ranking must not run when the built-in int8 meets the budget")
 
-    drops = {"int8": 2.0, "int8_aeq_int8io": 0.4}
-    chosen, tried, _ = search(Recipe(name="int8", mode="int8"), ranked, fake_measure(drops), max_drop=0.5)
-    assert (
-        chosen.recipe.name == "int8_aeq_int8io" and chosen.recipe.quantizer == "ai_edge_quantizer" and len(tried) == 2
-    )
+    chosen, tried, _ = search(CPU_BASE, ranked, fake_measure({"int8": 0.4}), max_drop=0.5)
+    assert chosen.recipe is CPU_BASE and len(tried) == 1
 
 
 def test_an_npu_search_keeps_what_the_npu_runs_and_chooses_by_its_estimate():
-    """prefer="target": no float layers, no fp16, int8 and int16 I/O; every candidate measured; within budget,
-    wholly on the NPU beats a lower estimate that leaves an operator to the CPU."""
-    drops = {"int8_int8io": 0.9, "int8_aeq_int8io": 0.2, "int8_qat_int8io": 0.3, "int16x8_int16io": 0.1}
+    """prefer="target": no fp16, int8 and int16 I/O; every candidate measured; within budget, wholly on the NPU beats
+    a lower estimate that leaves an operator to the CPU."""
+    drops = {"int8_int8io": 0.2, "int8_qat_int8io": 0.3, "int16x8_int16io": 0.1}
     drops |= {f"int8_int16act{count}_int8io": 0.2 for count in (1, 2)}
-    estimates = {"int8_int8io": 9.0, "int8_aeq_int8io": 8.0, "int8_qat_int8io": 9.5, "int16x8_int16io": 20.0}
+    estimates = {"int8_int8io": 8.0, "int8_qat_int8io": 9.5, "int16x8_int16io": 20.0}
     # Say Vela leaves an operator it cannot run to the CPU in these.
-    cpu_fallback = {"int8_aeq_int8io", "int8_int16act1_int8io", "int8_int16act2_int8io"}
+    cpu_fallback = {"int8_int8io", "int8_int16act1_int8io", "int8_int16act2_int8io"}
 
     def measure(recipe):
         candidate = fake_measure(drops)(recipe)
@@ -72,82 +67,61 @@ def test_an_npu_search_keeps_what_the_npu_runs_and_chooses_by_its_estimate():
         candidate.target_cpu_operators = {"TRANSPOSE": 1} if recipe.name in cpu_fallback else {}
         return candidate
 
-    base = Recipe(name="int8", mode="int8", io_type="int8")
-    chosen, tried, _ = search(base, lambda: ["a", "b"], measure, max_drop=0.5, prefer="target", qat_epochs=1)
+    chosen, tried, _ = search(NPU_BASE, lambda: ["a", "b"], measure, max_drop=0.5, prefer="target", qat_epochs=1)
     names = [c.recipe.name for c in tried]
     assert names == [
         "int8_int8io",
-        "int8_aeq_int8io",
-        "int8_qat_int8io",
         "int8_int16act1_int8io",
         "int8_int16act2_int8io",
+        "int8_qat_int8io",
         "int16x8_int16io",
     ]
-    assert tried[0].recipe.io_type == "int8" and tried[-1].recipe.io_type == "int16"
+    assert {c.recipe.io_type for c in tried[:-1]} == {"int8"} and tried[-1].recipe.io_type == "int16"
     assert chosen.recipe.name == "int8_qat_int8io"
-    # A smaller input size is tried last, with both int8 quantizers; wholly on the NPU and faster, it wins.
-    drops |= {"int8_int8io_256px": 0.4, "int8_aeq_int8io_256px": 0.6}
-    estimates |= {"int8_int8io_256px": 6.0, "int8_aeq_int8io_256px": 5.0}
-    sized, tried_sized, _ = search(base, lambda: ["a", "b"], measure, 0.5, "target", qat_epochs=1, smaller_sizes=(256,))
-    assert [c.recipe.name for c in tried_sized[len(tried) :]] == ["int8_int8io_256px", "int8_aeq_int8io_256px"]
-    assert {c.recipe.input_size for c in tried_sized[len(tried) :]} == {256} and tried[0].recipe.input_size is None
+    # A smaller input size is tried last; wholly on the NPU and faster, it wins.
+    drops |= {"int8_int8io_256px": 0.4}
+    estimates |= {"int8_int8io_256px": 6.0}
+    sized, tried_sized, _ = search(
+        NPU_BASE, lambda: ["a", "b"], measure, 0.5, "target", qat_epochs=1, smaller_sizes=(256,)
+    )
+    assert [c.recipe.name for c in tried_sized[len(tried) :]] == ["int8_int8io_256px"]
+    assert tried_sized[-1].recipe.input_size == 256 and tried[0].recipe.input_size is None
     assert sized.recipe.name == "int8_int8io_256px"
     drops |= {"int8_int8io_256px": 0.9}
     # With no candidate wholly on the NPU within budget, the lowest estimate among the rest.
     drops["int8_qat_int8io"] = drops["int16x8_int16io"] = 1.0
-    chosen, _, _ = search(base, lambda: ["a", "b"], measure, max_drop=0.5, prefer="target", qat_epochs=1)
-    assert chosen.recipe.name == "int8_aeq_int8io"
-
-
-def test_plain_int8_within_budget_never_ranks_layers():
-    def ranked():
-        raise AssertionError("the ranking must not run when plain int8 meets the budget")
-
-    drops = {"int8": 2.0}
-    chosen, tried, _ = search(Recipe(name="int8", mode="int8"), ranked, fake_measure(drops), max_drop=100)
-    assert chosen.recipe.name == "int8" and len(tried) == 1
+    chosen, _, _ = search(NPU_BASE, lambda: ["a", "b"], measure, max_drop=0.5, prefer="target", qat_epochs=1)
+    assert chosen.recipe.name == "int8_int8io"
 
 
 def test_impossible_budget_names_the_closest():
-    drops = {
-        "int8": 2.0,
-        "int8_float1": 1.5,
-        "int8_aeq_int8io": 1.0,
-        "int8_int16act1_int8io": 0.5,
-        "int16x8": 0.3,
-        "fp16": 0.2,
-    }
-    chosen, tried, closest = search(Recipe(name="int8", mode="int8"), lambda: ["a"], fake_measure(drops), max_drop=-1)
-    assert chosen is None and closest.recipe.name == "fp16" and len(tried) == 6
+    drops = {"int8": 2.0, "int8_int16act1": 0.5, "int16x8": 0.3, "fp16": 0.2}
+    chosen, tried, closest = search(CPU_BASE, lambda: ["a"], fake_measure(drops), max_drop=-1)
+    assert chosen is None and closest.recipe.name == "fp16" and len(tried) == 4
 
 
-def test_mixed_int16_and_qat_candidates_come_after_the_float_layer_ones():
+def test_the_candidates_start_from_the_builtin_int8_and_convert_qat_with_tflite_converter():
     from tfyolo.quantization.auto import candidate_recipes
 
-    recipes = list(candidate_recipes(Recipe(name="int8", mode="int8"), lambda: ["stage2_cv1a_conv", "head_cls0_pred"]))
+    recipes = list(candidate_recipes(CPU_BASE, lambda: ["stage2_cv1a_conv", "head_cls0_pred"], 3))
     assert [recipe.name for recipe in recipes] == [
         "int8",
-        "int8_aeq_int8io",
-        "int8_float1",
-        "int8_float2",
-        "int8_int16act1_int8io",
-        "int8_int16act2_int8io",
-        "int16x8",
-        "fp16",
-    ]
-    with_qat = [recipe.name for recipe in candidate_recipes(Recipe(name="int8", mode="int8"), lambda: ["a"], 3)]
-    assert with_qat == [
-        "int8",
-        "int8_aeq_int8io",
-        "int8_float1",
+        "int8_int16act1",
+        "int8_int16act2",
         "int8_qat",
-        "int8_int16act1_int8io",
         "int16x8",
         "fp16",
     ]
-    mixed = {recipe.name: recipe for recipe in recipes}
-    assert mixed["int8_int16act2_int8io"].int16_layers == ("stage2_cv1a_*", "head_cls0_pred")
-    assert {mixed[name].quantizer for name in ("int8_aeq_int8io", "int8_int16act1_int8io")} == {"ai_edge_quantizer"}
+    by_name = {recipe.name: recipe for recipe in recipes}
+    assert by_name["int8_int16act2"].int16_layers == ("stage2_cv1a_*", "head_cls0_pred")
+    assert {by_name[name].quantizer for name in ("int8", "int8_int16act1")} == {"ai_edge_quantizer"}
+    assert {by_name[name].io_type for name in ("int8", "int8_int16act1", "int8_qat")} == {"float32"}
+    # A QAT model's learned ranges are read by TFLiteConverter only.
+    assert by_name["int8_qat"].quantizer == "tflite_converter"
+    # The shipped recipe is what the search starts from.
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+
+    assert resolve_recipe("int8").quantizer == "ai_edge_quantizer" and resolve_recipe("int8").io_type == "float32"
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +170,7 @@ def test_auto_cli_budget_100_returns_plain_int8_and_reusable_recipe(squares, tmp
     (chosen,) = out.glob("*_auto_int8.tflite")
     metadata = read_embedded_metadata(chosen)
     assert metadata["recipe"]["mode"] == "int8" and metadata["calibration"]["images_used"] > 0
+    assert metadata["recipe"]["quantizer"] == "ai_edge_quantizer"
     assert list(metadata["names"].values()) == ["square"] and metadata["reg_max"] == 16
     assert inspect_tflite(chosen.read_bytes())["float_compute_ops"] == []
 

@@ -50,6 +50,11 @@ AUTO_DEFAULT_MAX_DROP = 0.5
 @click.option("--no-eval", is_flag=True, help="Only convert and check; no mAP.")
 @click.option("--force-calibration-overlap", is_flag=True, help="Allow calibrating on evaluated images.")
 @click.option(
+    "--force-training-overlap",
+    is_flag=True,
+    help="Allow fine-tuning (--auto's QAT candidate, cluster_int8 / prune_int8) on evaluated images.",
+)
+@click.option(
     "--qat-model",
     type=click.Path(exists=True, dir_okay=False),
     help="Also convert this QAT model of the same detector (rows qat_int8, qat_int8_int8io).",
@@ -97,6 +102,7 @@ def convert_command(
     threads,
     no_eval,
     force_calibration_overlap,
+    force_training_overlap,
     qat_model,
     auto,
     max_drop,
@@ -127,6 +133,7 @@ def convert_command(
         name=name,
         qat_model=qat_model,
         force_calibration_overlap=force_calibration_overlap,
+        force_training_overlap=force_training_overlap,
     )
     report = run_job(spec, out, progress=TqdmProgress())
     if spec.is_auto:

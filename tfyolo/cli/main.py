@@ -282,11 +282,31 @@ def train(
     help="Train images that seed the ranges.",
 )
 @click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE)
+@click.option(
+    "--force-training-overlap",
+    is_flag=True,
+    help="Allow train images whose content equals a val image's (the best epoch is chosen on val).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the QAT run in --out from its last checkpoint.")
 @user_errors
-def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibration_images, seed, out, resume):
+def qat(
+    model,
+    data_yaml,
+    epochs,
+    batch,
+    lr0,
+    mosaic,
+    staged,
+    preserve,
+    calibration_images,
+    seed,
+    force_training_overlap,
+    out,
+    resume,
+):
     """Quantization-aware fine-tuning of a trained float model (tfmot), same trainer as `train`."""
+    from tfyolo.data.calibration_images import evaluation_image_paths, refuse_training_overlap
     from tfyolo.importers.import_cache import IMPORTED_FOLDER, imported_model, is_importable
     from tfyolo.metadata import find_model_metadata, resolve_data
     from tfyolo.qat.qat_training import trainer_for
@@ -304,8 +324,10 @@ def qat(model, data_yaml, epochs, batch, lr0, mosaic, staged, preserve, calibrat
 
             metadata["imgsz"] = int(load_keras_model(model).input_shape[1])
         settings = dict(QAT_FINE_TUNE, batch=batch, lr0=lr0, mosaic=mosaic, qat_calibration_images=calibration_images)
+        data = resolve_data(data_yaml, model)
+        refuse_training_overlap(data, evaluation_image_paths(data), force_training_overlap, "tfyolo qat")
         config = TrainConfig(
-            data=str(resolve_data(data_yaml, model)),
+            data=str(data),
             out=str(out),
             imgsz=metadata["imgsz"],
             epochs=epochs,
@@ -393,15 +415,23 @@ def import_command(weights, out, imgsz, head):
     help="Fine-tuning learning rate (AdamW).",
 )
 @click.option("--seed", default=0, show_default=True, type=NON_NEGATIVE)
+@click.option(
+    "--force-training-overlap",
+    is_flag=True,
+    help="Allow train images whose content equals a val image's (the best epoch is chosen on val).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @user_errors
-def compress(model, method, clusters, sparsity, data_yaml, epochs, batch, lr0, seed, out, resume):
+def compress(
+    model, method, clusters, sparsity, data_yaml, epochs, batch, lr0, seed, force_training_overlap, out, resume
+):
     """Fine-tune a trained float model into clustered (k shared weights per layer) or pruned (sparse) weights.
 
     Then `tfyolo qat --model OUT/best.keras --preserve prune|cluster` and convert its QAT model with the int8
     recipes; a clustered model also converts with `tfyolo convert --recipe int8` directly (its int8 kernels keep at
     most --clusters values per channel)."""
+    from tfyolo.data.calibration_images import evaluation_image_paths, refuse_training_overlap
     from tfyolo.metadata import resolve_data
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.training.train_config import TrainConfig
@@ -410,8 +440,10 @@ def compress(model, method, clusters, sparsity, data_yaml, epochs, batch, lr0, s
     if resume:
         config = resume_config(out)
     else:
+        data = resolve_data(data_yaml, model)
+        refuse_training_overlap(data, evaluation_image_paths(data), force_training_overlap, "tfyolo compress")
         config = TrainConfig(
-            data=str(resolve_data(data_yaml, model)),
+            data=str(data),
             out=str(out),
             imgsz=int(load_keras_model(model).input_shape[1]),
             epochs=epochs,

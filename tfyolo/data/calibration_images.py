@@ -76,6 +76,22 @@ def load_calibration_images(source, input_size, count, seed=0, evaluation_images
     return to_model_input(np.stack(images)), summary
 
 
+def refuse_training_overlap(data_yaml, evaluation_images, force=False, who="training", split="train"):
+    """The `split` images of `data_yaml` that a model learns from (QAT, a compression fine-tune, the search's QAT
+    candidate), checked as calibration images are: refused when one has the content of an evaluated image, unless
+    `force`. A data.yaml whose train and val are the same folder (coco128's own, and many users') would otherwise
+    fine-tune on the very images it is then scored on, and nothing would say so. Returns the overlapping paths."""
+    paths = [sample.image_path for sample in DetectionDataset.from_data_yaml(data_yaml, split).samples]
+    overlap = overlapping_images(paths, evaluation_images)
+    if overlap and not force:
+        raise DataError(
+            f"{data_yaml}: {len(overlap)} of the {split} images {who} learns from have the same content as evaluated "
+            f"images (e.g. {overlap[0]}); a model fine-tuned on its test images reports a flattering mAP. Give data "
+            "whose train and val splits differ, or pass --force-training-overlap to accept it."
+        )
+    return overlap
+
+
 def evaluation_image_paths(data_yaml, split="val"):
     """Image paths of `split` of `data_yaml`, the images no calibration set may contain; [] for no data."""
     if not data_yaml:

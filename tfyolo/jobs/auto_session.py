@@ -5,7 +5,7 @@ evaluation split, and the calibration images; `measure` turns one recipe into a 
 import time
 from pathlib import Path
 
-from tfyolo.data.calibration_images import load_calibration_images
+from tfyolo.data.calibration_images import load_calibration_images, refuse_training_overlap
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import ConfigError, TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
@@ -21,6 +21,7 @@ from tfyolo.qat.qat_training import trainer_for
 from tfyolo.quantization.auto import Candidate, is_qat_candidate, search
 from tfyolo.quantization.calibration import default_calibration_source
 from tfyolo.quantization.recipe import Recipe
+from tfyolo.quantization.recipes_dir import resolve_recipe
 from tfyolo.quantization.sensitivity import layer_sensitivity
 from tfyolo.training.train_config import QAT_FINE_TUNE, TrainConfig
 
@@ -62,6 +63,7 @@ class AutoSession:
         qat_epochs=0,
         work=None,
         npu_target=None,
+        force_training_overlap=False,
     ):
         self.model_path = model
         progress.stage(f"loading {Path(model).name}", 1, unit="model")
@@ -75,6 +77,7 @@ class AutoSession:
         self.progress = progress
         self.qat_epochs = qat_epochs
         self.force_overlap = force_overlap
+        self.force_training_overlap = force_training_overlap
         self.work = Path(work) if work else None
         self.npu_target = npu_target
         self._qat_model = None
@@ -111,11 +114,12 @@ class AutoSession:
         if self._qat_model is None:
             if self.work is None:
                 raise TfyoloError("the QAT candidate needs a work folder for its training run.")
-            if self.split == "train" and not self.force_overlap:
-                raise TfyoloError(
-                    "the QAT candidate trains on the train split, which this search scores; evaluate on another "
-                    "split or pass --force-calibration-overlap."
-                )
+            refuse_training_overlap(
+                self.data_yaml,
+                [sample.image_path for sample in self.dataset.samples],
+                self.force_training_overlap,
+                "the search's QAT candidate",
+            )
             config = TrainConfig(
                 data=str(self.data_yaml),
                 out=str(self.work / "auto_qat"),
@@ -221,9 +225,8 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
         progress.message(f"  {row['recipe']}{' ' + str(row['keep_float']) if row['keep_float'] else ''}: {status}")
 
     for_npu = session.npu_target is not None
-    base = Recipe(
-        name="int8", mode="int8", calibration_images=len(session.images), io_type="int8" if for_npu else "float32"
-    )
+    builtin = resolve_recipe("int8_int8io" if for_npu else "int8")
+    base = Recipe(**{**builtin.to_dict(), "calibration_images": len(session.images)})
     prefer = "target" if for_npu else prefer
     chosen, tried, closest = search(
         base,

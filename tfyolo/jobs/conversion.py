@@ -4,7 +4,11 @@ timed together (`tfyolo.jobs.artifact_pipeline`, the path every artifact takes).
 import json
 from pathlib import Path
 
-from tfyolo.data.calibration_images import evaluation_image_paths, load_calibration_images
+from tfyolo.data.calibration_images import (
+    evaluation_image_paths,
+    load_calibration_images,
+    refuse_training_overlap,
+)
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import TfyoloError
 from tfyolo.io_utils import atomic_write_bytes
@@ -17,7 +21,9 @@ from tfyolo.quantization.artifact import artifact_stem
 from tfyolo.quantization.calibration import default_calibration_source
 from tfyolo.quantization.recipes_dir import default_recipe_names, resolve_recipe
 
-QAT_RECIPES = ("int8", "int8_int8io")
+# A QAT model's rows and the recipes that make them: TFLiteConverter, the converter that reads the ranges QAT learned
+# (its fake-quant ops); ai-edge-quantizer would calibrate them anew.
+QAT_RECIPES = {"qat_int8": "int8_tflite", "qat_int8_int8io": "int8_tflite_int8io"}
 
 
 def empty_row(name, note=None):
@@ -77,7 +83,7 @@ def convert_recipes(spec, out, progress):
     }
     work = [(spec.model, recipe, recipe.name, False) for recipe in recipes]
     if spec.qat_model:
-        work += [(spec.qat_model, resolve_recipe(r), f"qat_{r}", True) for r in QAT_RECIPES]
+        work += [(spec.qat_model, resolve_recipe(recipe), row, True) for row, recipe in QAT_RECIPES.items()]
     artifacts = {}
     for position, (source, recipe, row_name, is_qat) in enumerate(work, start=1):
         progress.message(
@@ -90,6 +96,10 @@ def convert_recipes(spec, out, progress):
             if recipe.trains:
                 # cluster_int8 / prune_int8: the artifact is int8 of the QAT model its training stages make.
                 trained_on = (model_metadata or {}).get("data") or data
+                if trained_on and Path(trained_on).is_file():
+                    refuse_training_overlap(
+                        trained_on, evaluated_images, spec.force_training_overlap, f"recipe {recipe.name!r}"
+                    )
                 source = fine_tune_for(recipe, spec.model, trained_on, float_runner.input_size, out, progress)
                 is_qat = True
             progress.stage(converting, 1, unit="recipe")

@@ -176,6 +176,7 @@ def _auto(spec, out, progress):
         qat_epochs=spec.auto_qat_epochs,
         work=out,
         npu_target=_npu_target(spec.target),
+        force_training_overlap=spec.force_training_overlap,
     )
     chosen, result = run_auto(session, spec.auto_max_drop, spec.prefer, out)
     rows = [float_row(spec.model, session.reference_metrics)]

@@ -49,6 +49,8 @@ class JobSpec:
         name: str or None. Artifact prefix; None: the model's name.
         qat_model: str or None. A QAT model of the same detector, converted with the int8 recipes too.
         force_calibration_overlap: bool. Allow calibrating on evaluated images (never by default).
+        force_training_overlap: bool. Allow fine-tuning (the search's QAT candidate, cluster_int8 / prune_int8) on
+            images whose content equals an evaluated image's (never by default).
         bundle: bool. Also write the edge bundle of the job's best artifact.
     """
 
@@ -70,6 +72,7 @@ class JobSpec:
     name: Optional[str] = None
     qat_model: Optional[str] = None
     force_calibration_overlap: bool = False
+    force_training_overlap: bool = False
     bundle: bool = False
 
     def __post_init__(self):

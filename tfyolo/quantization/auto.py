@@ -1,19 +1,16 @@
 """Accuracy-aware quantization: the fastest recipe whose measured mAP50-95 drop stays within a budget.
 
-Candidates, in order: full int8; int8 through ai-edge-quantizer (int8 I/O: it quantizes the graph's input and
-outputs too); int8 with the most sensitive layers kept in float
-(1, 2, 4, 8 of them); int8 after a short quantization-aware training (QAT, when the search is given epochs
-for it); int8 through ai-edge-quantizer with the most sensitive blocks at 16-bit activations (1, 2, 4, 8);
-int16x8; fp16. With prefer="int8" the search stops at the first candidate within the budget (the order above
-is already fastest-first on CPUs: QAT costs training time, but its artifact is all int8 and runs at int8's
-speed, on CPUs, where 16-bit activations run on reference kernels, and on NPUs without a 16-bit path);
-prefer="latency" or "size"
-evaluates them all and picks the best within budget. prefer="target" searches for an Ethos-U NPU: only the
-candidates an NPU can run at all (integer compute, integer I/O), all evaluated, and the
-one within budget with every operator on the NPU and the lowest Vela estimate chosen (a candidate that leaves its
-float I/O's QUANTIZE / DEQUANTIZE to the CPU only when none runs wholly on the NPU: Vela's estimate leaves out
-the CPU's share). Evaluation always runs on the validation split, never on the
-calibration images, and the QAT candidate never validates on it while training.
+Candidates, in order: the built-in int8 (ai-edge-quantizer with tfyolo's ranges); the same with the most sensitive
+blocks at 16-bit activations (1, 2, 4, 8 of them); int8 after a short quantization-aware training (QAT, when the
+search is given epochs for it); int16x8; fp16. With prefer="int8" the search stops at the first candidate within
+the budget. The order is fastest-first on CPUs but for QAT, which costs training time and is tried after the 16-bit
+blocks: its artifact runs at int8's speed, but a few epochs on few images are the least predictable candidate.
+prefer="latency" or "size" evaluates them all and picks the best within budget. prefer="target" searches for an
+Ethos-U NPU: only the candidates an NPU can run at all (integer compute, integer I/O), all evaluated, and the one
+within budget with every operator on the NPU and the lowest Vela estimate chosen (a candidate that leaves its float
+I/O's QUANTIZE / DEQUANTIZE to the CPU only when none runs wholly on the NPU: Vela's estimate leaves out the CPU's
+share). Evaluation always runs on the validation split, never on the calibration images, and the QAT candidate
+never trains on evaluated images.
 """
 
 import dataclasses
@@ -70,38 +67,40 @@ def is_qat_candidate(recipe):
 
 
 def candidate_recipes(base, ranked_layers, qat_epochs=0, for_npu=False, smaller_sizes=()):
-    """Yields the search's recipes lazily: the sensitivity ranking is only computed if plain int8 misses.
-    qat_epochs: 0 leaves the QAT candidate out. for_npu: only what an NPU can run (no float layers, no fp16;
-    int16x8 with int16 I/O). smaller_sizes: input sides at which the int8 candidates are tried again last (an NPU
-    search: the input size is the largest lever on an NPU's time)."""
-    # Artifact names say their I/O type: int8 I/O for an NPU search.
+    """Yields the search's recipes lazily: the sensitivity ranking is only computed if the first candidate misses.
+
+    base: the built-in int8 recipe (ai-edge-quantizer with tfyolo's ranges; int8 I/O for an NPU search).
+    qat_epochs: 0 leaves the QAT candidate out. for_npu: only what an NPU can run (no fp16; int16x8 with int16 I/O).
+    smaller_sizes: input sides at which the int8 candidate is tried again last (an NPU search: the input size is the
+    largest lever on an NPU's time).
+
+    Pruned by what was measured: TFLiteConverter's int8 and its variants with the worst layers kept in float scored
+    below ai-edge-quantizer's int8 on every model measured (80-class COCO models by 0.5-1.5 pt, docs/quantization.md),
+    so the search does not spend a conversion and an evaluation on them; `tfyolo sensitivity` still measures them.
+    """
     io_suffix = "_int8io" if base.io_type == "int8" else ""
-    yield Recipe(**{**base.to_dict(), "name": f"int8{io_suffix}"})
-    # Integer-only, at int8's speed and on every int8 target: ahead of anything that keeps layers in float. Its
-    # per-input requantization of each concatenation recovers most of an 80-class model's loss (docs/quantization.md).
-    aeq = {**base.to_dict(), "quantizer": "ai_edge_quantizer", "io_type": "int8"}
-    yield Recipe(**{**aeq, "name": "int8_aeq_int8io"})
+    yield base
     layers = ranked_layers()
-    for count in () if for_npu else FLOAT_LAYER_STEPS:
-        if count > len(layers):
-            break
-        keep = tuple(layers[:count])
-        yield Recipe(**{**base.to_dict(), "name": f"int8_float{count}", "keep_float": keep})
-    if qat_epochs:
-        description = f"int8 from the model after {qat_epochs} epoch(s) of quantization-aware training"
-        yield Recipe(**{**base.to_dict(), "name": QAT_CANDIDATE + io_suffix, "description": description})
     for count in FLOAT_LAYER_STEPS:
         if count > len(layers):
             break
         blocks = tuple(block_pattern(layer) for layer in layers[:count])
-        yield Recipe(**{**aeq, "name": f"int8_int16act{count}_int8io", "int16_layers": blocks})
+        yield Recipe(**{**base.to_dict(), "name": f"int8_int16act{count}{io_suffix}", "int16_layers": blocks})
+    if qat_epochs:
+        # TFLiteConverter reads the ranges QAT learned (its fake-quant ops); ai-edge-quantizer would calibrate anew.
+        yield Recipe(
+            name=QAT_CANDIDATE + io_suffix,
+            mode="int8",
+            io_type=base.io_type,
+            calibration_images=base.calibration_images,
+            description=f"int8 from the model after {qat_epochs} epoch(s) of quantization-aware training",
+        )
     int16_io = {"io_type": "int16", "name": "int16x8_int16io"} if for_npu else {"io_type": "float32", "name": "int16x8"}
-    yield Recipe(**{**base.to_dict(), "mode": "int16x8", **int16_io})
+    yield Recipe(mode="int16x8", calibration_images=base.calibration_images, **int16_io)
     if not for_npu:
         yield Recipe(name="fp16", mode="fp16", description="float16 weights")
     for size in smaller_sizes:
-        yield Recipe(**{**base.to_dict(), "name": f"int8{io_suffix}_{size}px", "input_size": size})
-        yield Recipe(**{**aeq, "name": f"int8_aeq_int8io_{size}px", "input_size": size})
+        yield Recipe(**{**base.to_dict(), "name": f"{base.name}_{size}px", "input_size": size})
 
 
 def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progress=None, qat_epochs=0, smaller_sizes=()):

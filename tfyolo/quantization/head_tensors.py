@@ -33,7 +33,17 @@ def prediction_tensors(model, output):
         if pattern.match(subgraph.tensors[index].name.decode())
     }
     if not found:
-        raise ConfigError(f"the model has no prediction layers {OUTPUT_LAYERS[output]} for its {output} output.")
+        # A detector built outside tfyolo's layer names: its signature's output of that name holds the predictions.
+        found = {
+            entry.tensorIndex
+            for signature in model.signatureDefs or []
+            for entry in signature.outputs or []
+            if entry.name.decode() == output
+        }
+    if not found:
+        raise ConfigError(
+            f"the model has no prediction layers {OUTPUT_LAYERS[output]} and no output named {output!r}."
+        )
     changed = True
     while changed:
         changed = False
