@@ -6,13 +6,19 @@ safe mode covers Lambda in the `.keras` format only, and a legacy `.h5` file run
 read as plain JSON first (`config.json` of a `.keras` zip, the `model_config` attribute of an `.h5`), and refused
 unless each object in it is one that tfyolo's own builders, tfmot's QAT wrappers or Keras' initializers produce.
 Nothing is imported, called or built before that check passes.
+
+The container is checked before the config is read: a `.keras` zip may hold only the entries tf_keras and tfyolo
+write, and the HDF5 weights (the `.h5` file, or the zip's `model.weights.h5`) only datasets stored inside the file
+itself (`tfyolo.models.hdf5_check`): HDF5 would otherwise read a server file into the weights.
 """
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
 from tfyolo.errors import ModelError
+from tfyolo.models.hdf5_check import FileWindow, check_hdf5_weights
 
 # Every layer class a tfyolo detector is made of (`tests/test_model_families.py` builds every family and proves
 # its layers are all here), plus the Functional model itself and tfmot's QAT wrappers around them.
@@ -73,17 +79,29 @@ KNOWN_ACTIVATIONS = frozenset({"linear", "swish", "relu", "sigmoid", "softmax"})
 CUSTOM_PACKAGE = "tfyolo"
 
 
+# The entries of a `.keras` zip, as tf_keras and tfyolo write them. tf_keras unpacks every entry of a zip of more than
+# three into a temporary folder, so an entry nobody wrote is refused too, and the JSON ones are bounded.
+KERAS_ENTRIES = ("config.json", "model.weights.h5", "metadata.json", "tfyolo_metadata.json")
+WEIGHTS_ENTRY = "model.weights.h5"
+MAX_JSON_BYTES = 64 << 20
+# Deflate is inflated a bounded chunk at a time by zipfile; bzip2 and lzma are not (a 2 KB entry can take 5 GB).
+JSON_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
 def read_model_config(path):
-    """The model config of a `.keras` or `.h5` file as parsed JSON, read without Keras."""
+    """The model config of a `.keras` or `.h5` file as parsed JSON, read without Keras, once its container passed
+    `check_keras_archive` / `check_hdf5_weights`."""
     path = Path(path)
     try:
         if path.suffix == ".h5":
             import h5py
 
+            check_hdf5_weights(path, path.stat().st_size, path)
             with h5py.File(path, "r") as stream:
                 raw = stream.attrs.get("model_config")
         else:
-            with zipfile.ZipFile(path) as archive:
+            with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+                check_keras_archive(path, archive, handle)
                 raw = archive.read("config.json")
     except (OSError, zipfile.BadZipFile, KeyError) as error:
         raise ModelError(f"{path}: not a Keras model file ({type(error).__name__}: {error}).")
@@ -93,6 +111,48 @@ def read_model_config(path):
         return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise ModelError(f"{path}: its model config is not valid JSON ({error}).")
+
+
+def _entry_refusal(path, name, what):
+    return ModelError(
+        f"{path}: refused before loading: zip entry {name[:80]!r} {what}; a .keras file holds "
+        f"{', '.join(KERAS_ENTRIES)} once each, {WEIGHTS_ENTRY} stored uncompressed (as tf_keras writes it), "
+        "the JSON ones stored or deflated."
+    )
+
+
+def check_keras_archive(path, archive, handle):
+    """Raises ModelError unless the open `.keras` zip `archive` (read from the binary file `handle`) holds only the
+    entries tf_keras and tfyolo write, bounded, and its weights pass `check_hdf5_weights`."""
+    names = archive.namelist()
+    for info in archive.infolist():
+        name = info.filename
+        if name not in KERAS_ENTRIES:
+            raise _entry_refusal(path, name, "is not one tf_keras or tfyolo writes")
+        if names.count(name) > 1:
+            raise _entry_refusal(path, name, f"appears {names.count(name)} times")
+        if name == WEIGHTS_ENTRY and info.compress_type != zipfile.ZIP_STORED:
+            raise _entry_refusal(path, name, f"is compressed (method {info.compress_type})")
+        if name != WEIGHTS_ENTRY and info.compress_type not in JSON_COMPRESSIONS:
+            raise _entry_refusal(path, name, f"is compressed with method {info.compress_type}")
+        if name != WEIGHTS_ENTRY and info.file_size > MAX_JSON_BYTES:
+            raise _entry_refusal(path, name, f"declares {info.file_size:,} bytes, more than {MAX_JSON_BYTES:,}")
+    if WEIGHTS_ENTRY in names:
+        info = archive.getinfo(WEIGHTS_ENTRY)
+        start = _member_start(path, info, handle)
+        check_hdf5_weights(FileWindow(handle, start, info.file_size), info.file_size, f"{path}: {WEIGHTS_ENTRY}")
+
+
+def _member_start(path, info, handle):
+    """Where the bytes of the stored zip member `info` begin in `handle`, once they are shown to lie inside it."""
+    handle.seek(info.header_offset)
+    header = handle.read(30)
+    if len(header) < 30 or header[:4] != b"PK\x03\x04":
+        raise _entry_refusal(path, info.filename, "has no local header where the zip's directory says")
+    start = info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    if info.compress_size != info.file_size or start + info.file_size > os.fstat(handle.fileno()).st_size:
+        raise _entry_refusal(path, info.filename, f"declares {info.file_size:,} bytes that the zip does not hold")
+    return start
 
 
 def _refusal(path, where, what):

@@ -41,8 +41,9 @@ def load_keras_model(path, scope=None):
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found.")
-    # Read as plain JSON and refused unless it holds only known, code-free layers: Keras runs a Lambda's code
-    # while it loads, and tf_keras' safe mode does not cover .h5 files.
+    # Read as plain JSON and refused unless it holds only known, code-free layers (Keras runs a Lambda's code while
+    # it loads, and tf_keras' safe mode does not cover .h5 files), and its weights only datasets stored inside the
+    # file (HDF5 reads external storage, virtual layouts and links from other files of this machine).
     check_model_config(path)
     try:
         if scope is not None:

@@ -1,0 +1,245 @@
+"""Hostile files, round two (issue 34): a model file whose weights HDF5 reads from elsewhere on the machine, and an
+upload whose metadata names a server path. Each trial builds its hostile file and asserts the refusal (one line, the
+secret never in it) or that the job never opens the path; each class also has one test of inputs nobody listed."""
+
+import json
+import random
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.test_service import AUTH, TOKEN, job_folders
+from tfyolo.errors import ModelError
+
+SECRET = "SECRET-8c1f-DO-NOT-LEAK"
+
+
+@pytest.fixture(scope="module")
+def detector_files(tmp_path_factory):
+    """{suffix: path} of one small tfyolo detector saved as .h5 and as .keras, as tfyolo saves them."""
+    from tfyolo.models.model_config import ModelConfig
+    from tfyolo.models.model_io import save_model_atomic
+    from tfyolo.models.yolo_detector import build_yolo_detector
+
+    folder = tmp_path_factory.mktemp("detector")
+    model = build_yolo_detector(ModelConfig(num_classes=1, input_size=32))
+    files = {suffix: folder / f"clean{suffix}" for suffix in (".h5", ".keras")}
+    for path in files.values():
+        save_model_atomic(model, path, {"names": ["thing"]})
+    return files
+
+
+@pytest.fixture
+def secrets(tmp_path):
+    """(a server file holding SECRET, an HDF5 file of the server holding it as dataset 'secret')."""
+    import h5py
+
+    text = tmp_path / "server_secret.txt"
+    text.write_text(SECRET * 4096)
+    table = tmp_path / "server_secret.h5"
+    with h5py.File(table, "w") as stream:
+        stream["secret"] = np.frombuffer(text.read_bytes()[: 1 << 16], np.uint8).astype(np.float32)
+    return text, table
+
+
+@pytest.fixture
+def service(tmp_path, squares):
+    """The app, with the squares dataset registered as 'tiny'."""
+    from fastapi.testclient import TestClient
+
+    from tfyolo.service.app import ServiceConfig, create_app
+    from tfyolo.service.queue import make_huey
+
+    data_dir = tmp_path / "service"
+    data_dir.mkdir()
+    (data_dir / "datasets.json").write_text(json.dumps({"tiny": str(squares[1])}))
+    huey = make_huey(data_dir)
+    client = TestClient(create_app(ServiceConfig(data_dir=str(data_dir), token=TOKEN, max_upload_bytes=64 << 20), huey))
+    client.data_dir, client.huey = data_dir, huey
+    return client
+
+
+def weight_names(stream):
+    """The datasets of an open HDF5 file that hold at least one number, in file order."""
+    import h5py
+
+    names = []
+    stream.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) and item.ndim else None)
+    return names
+
+
+def make_hostile(stream, name, how, secrets, rng):
+    """Replaces dataset `name` of the writable HDF5 `stream` by one HDF5 reads in the way `how` says."""
+    import h5py
+
+    text, table = secrets
+    dataset = stream[name]
+    shape, dtype, count = dataset.shape, dataset.dtype, dataset.size * dataset.dtype.itemsize
+    zeros = np.zeros(shape, dtype)
+    del stream[name]
+    filters = {"gzip": {"compression": "gzip"}, "lzf": {"compression": "lzf"}, "shuffle": {"shuffle": True}}
+    filters |= {"fletcher32": {"fletcher32": True}, "scaleoffset": {"scaleoffset": 4}, "chunked": {"chunks": True}}
+    if how == "external":
+        stream.create_dataset(name, shape, dtype, external=[(str(text), 0, count)])
+    elif how == "virtual":
+        layout = h5py.VirtualLayout(shape, dtype)
+        layout[...] = h5py.VirtualSource(str(table), "secret", shape=shape)
+        stream.create_virtual_dataset(name, layout)
+    elif how == "external_link":
+        stream[name] = h5py.ExternalLink(str(table), "secret")
+    elif how == "soft_link":
+        stream[name] = h5py.SoftLink("/" + weight_names(stream)[0])
+    elif how in filters:
+        stream.create_dataset(name, data=zeros, **filters[how])
+    elif how == "compact":
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_layout(h5py.h5d.COMPACT)
+        space = h5py.h5s.create_simple((min(zeros.size, 64),))
+        h5py.h5d.create(stream.id, name.encode(), h5py.h5t.py_create(dtype), space, dcpl=plist)
+    elif how == "never_written":
+        # Declared, never allocated: HDF5 would make up its zeros, as many as the header says.
+        stream.create_dataset(name, (rng.choice([1 << 20, 1 << 28, 1 << 30]),), dtype)
+    elif how == "strings":
+        stream.create_dataset(name, data=[SECRET.encode()], dtype=h5py.string_dtype())
+    elif how == "named_type":
+        stream.create_dataset(name, data=zeros)
+        stream[name + "_type"] = np.dtype("float32")
+    else:
+        raise AssertionError(how)
+
+
+HOW = (
+    "external",
+    "virtual",
+    "external_link",
+    "soft_link",
+    "gzip",
+    "lzf",
+    "shuffle",
+    "fletcher32",
+    "scaleoffset",
+    "chunked",
+    "compact",
+    "never_written",
+    "strings",
+    "named_type",
+)
+
+
+def hostile_copy(clean, target, how, secrets, rng, index=None):
+    """A copy of the saved model `clean` (.h5 or .keras) at `target` with one weight made hostile (`how`)."""
+    import h5py
+
+    if clean.suffix == ".h5":
+        shutil.copy(clean, target)
+        weights = target
+    else:
+        weights = target.with_suffix(".weights.h5")
+        with zipfile.ZipFile(clean) as archive:
+            weights.write_bytes(archive.read("model.weights.h5"))
+    with h5py.File(weights, "a") as stream:
+        names = weight_names(stream)
+        make_hostile(stream, names[index if index is not None else rng.randrange(len(names))], how, secrets, rng)
+    if clean.suffix == ".keras":
+        # Rebuilt as tf_keras writes it: every entry as it was, the weights stored uncompressed.
+        with zipfile.ZipFile(clean) as source, zipfile.ZipFile(target, "w") as rebuilt:
+            for item in source.infolist():
+                data = weights.read_bytes() if item.filename == "model.weights.h5" else source.read(item)
+                rebuilt.writestr(item, data)
+        weights.unlink()
+    return target
+
+
+def assert_refused(path, fragment="refused before loading"):
+    from tfyolo.models.model_io import load_keras_model
+
+    with pytest.raises(ModelError) as raised:
+        load_keras_model(path)
+    message = str(raised.value)
+    assert fragment in message and "\n" not in message and SECRET not in message, message
+    return message
+
+
+# === HDF5 that reads a server file into the weights ===
+
+
+def test_keras_alone_reads_a_server_file_into_an_external_weight(detector_files, secrets, tmp_path):
+    """The oracle: the hostile file is the hole, Keras alone puts the server file's bytes into the kernel."""
+    from tfyolo.compat import keras
+    from tfyolo.models.model_io import CUSTOM_OBJECTS
+
+    path = hostile_copy(detector_files[".h5"], tmp_path / "evil.h5", "external", secrets, random.Random(0), index=0)
+    model = keras.models.load_model(path, custom_objects=CUSTOM_OBJECTS, compile=False)
+    assert SECRET.encode() in b"".join(weight.tobytes() for weight in model.get_weights())
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_a_weight_in_external_storage_is_refused_before_keras_reads_it(detector_files, secrets, tmp_path, suffix):
+    path = hostile_copy(detector_files[suffix], tmp_path / f"evil{suffix}", "external", secrets, random.Random(0), 0)
+    message = assert_refused(path, "stores its data in 1 external file(s)")
+    assert message.startswith(str(path)) and "contiguously and unfiltered inside the file" in message
+    assert str(secrets[0]) not in message
+
+
+def test_a_never_written_4_gib_kernel_is_refused_without_allocating_it(detector_files, secrets, tmp_path):
+    import resource
+
+    path = tmp_path / "huge.h5"
+    shutil.copy(detector_files[".h5"], path)
+    import h5py
+
+    with h5py.File(path, "a") as stream:
+        name = weight_names(stream)[0]
+        del stream[name]
+        stream.create_dataset(name, (1 << 30,), "float32")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert_refused(path, "declares 4,294,967,296 bytes that the")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB: nothing near 4 GiB
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_an_external_weight_upload_is_refused_at_the_door(service, detector_files, secrets, tmp_path, suffix):
+    path = hostile_copy(detector_files[suffix], tmp_path / f"evil{suffix}", "external", secrets, random.Random(0), 0)
+    response = service.post(
+        "/jobs", headers=AUTH, files={"model": (path.name, path.read_bytes())}, data={"data_dataset": "tiny"}
+    )
+    assert response.status_code == 422 and "external file" in response.text, response.text
+    assert SECRET not in response.text and str(tmp_path) not in response.text
+    assert job_folders(service) == [] and service.huey.pending_count() == 0
+
+
+@pytest.mark.parametrize(
+    "name, compression, fragment",
+    [
+        ("payload.bin", zipfile.ZIP_STORED, "is not one tf_keras or tfyolo writes"),
+        ("config.json", zipfile.ZIP_BZIP2, "is compressed with method 12"),
+        ("model.weights.h5", zipfile.ZIP_DEFLATED, "is compressed (method 8)"),
+    ],
+)
+def test_a_keras_zip_holds_only_the_entries_tf_keras_writes(detector_files, tmp_path, name, compression, fragment):
+    """tf_keras unpacks every entry of the zip to a temporary folder, and zipfile inflates bzip2 unbounded."""
+    path = tmp_path / "odd.keras"
+    with zipfile.ZipFile(detector_files[".keras"]) as source, zipfile.ZipFile(path, "w") as rebuilt:
+        for item in source.infolist():
+            if item.filename != name:
+                rebuilt.writestr(item, source.read(item))
+        original = source.read(name) if name in source.namelist() else b"\0" * 4096
+        rebuilt.writestr(zipfile.ZipInfo(name), original, compress_type=compression)
+    assert_refused(path, fragment)
+
+
+def test_random_hdf5_dataset_properties_are_refused_and_a_clean_file_loads(detector_files, secrets, tmp_path):
+    """The class of hole: a random weight of a random format given a random way of being read from elsewhere (or
+    past what the file holds) is refused before Keras, in one line without the secret; the clean files load."""
+    from tfyolo.models.model_io import load_keras_model
+
+    for clean in detector_files.values():
+        assert load_keras_model(clean).output_names
+    rng = random.Random(34)
+    trials = [(how, suffix) for how in HOW for suffix in detector_files]
+    for index, (how, suffix) in enumerate(rng.sample(trials, 12) + [("external", ".keras"), ("virtual", ".h5")]):
+        path = hostile_copy(detector_files[suffix], tmp_path / f"trial{index}{suffix}", how, secrets, rng)
+        message = assert_refused(path)
+        assert str(secrets[0]) not in message and str(secrets[1]) not in message, (how, message)
