@@ -5,6 +5,7 @@ secret never in it) or that the job never opens the path; each class also has on
 import json
 import random
 import shutil
+import sys
 import zipfile
 
 import numpy as np
@@ -243,3 +244,134 @@ def test_random_hdf5_dataset_properties_are_refused_and_a_clean_file_loads(detec
         path = hostile_copy(detector_files[suffix], tmp_path / f"trial{index}{suffix}", how, secrets, rng)
         message = assert_refused(path)
         assert str(secrets[0]) not in message and str(secrets[1]) not in message, (how, message)
+
+
+# === A path from an uploaded file ===
+
+
+@pytest.fixture(scope="module")
+def squares_tflite(squares, tmp_path_factory):
+    """The squares detector as an fp32 .tflite with tfyolo's metadata: (content, metadata)."""
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.quantization.artifact import artifact_metadata
+    from tfyolo.quantization.converter import convert
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+
+    model, data = squares
+    recipe = resolve_recipe("fp32")
+    content = convert(load_keras_model(model), recipe, None)
+    return content, artifact_metadata({"names": ["square"]}, recipe, None, 64, 1, model)
+
+
+class OpenedPaths:
+    """Every path this process opens or lists while `watching` (Python's audit events): the oracle of "the job never
+    opened it", whatever library function would have."""
+
+    watching, seen = False, []
+    installed = False
+
+    @classmethod
+    def hook(cls, event, arguments):
+        if cls.watching and event in ("open", "os.listdir", "os.scandir") and arguments:
+            cls.seen.append(str(arguments[0]))
+
+    def __enter__(self):
+        if not OpenedPaths.installed:
+            sys.addaudithook(OpenedPaths.hook)
+            OpenedPaths.installed = True
+        OpenedPaths.seen = []
+        OpenedPaths.watching = True
+        return OpenedPaths.seen
+
+    def __exit__(self, *failure):
+        OpenedPaths.watching = False
+
+
+def spy_dataset(folder):
+    """A server dataset nobody registered (squares images, so a job that read it would succeed with it)."""
+    from tests.square_detector import write_squares_dataset
+
+    folder.mkdir()
+    return write_squares_dataset(folder, train=3, val=3, seed=7)
+
+
+def run_upload(service, name, content, data):
+    from tfyolo.service.worker import execute_job
+
+    response = service.post("/jobs", headers=AUTH, files={"model": (name, content)}, data=data)
+    assert response.status_code == 201, response.text
+    job_id = response.json()["id"]
+    execute_job(service.data_dir, job_id, in_process=True)
+    return service.get(f"/jobs/{job_id}", headers=AUTH).json()
+
+
+def test_a_bundle_job_never_opens_the_dataset_its_tflite_metadata_names(service, squares_tflite, tmp_path):
+    """Issue 34's trial: a .tflite saying "data": <a server data.yaml> came back with that dataset's images as the
+    bundle's golden images. The job takes its images from what the service names, and never opens that path."""
+    from tfyolo.metadata import embed_metadata
+
+    content, metadata = squares_tflite
+    spy = spy_dataset(tmp_path / "unregistered")
+    with OpenedPaths() as opened:
+        record = run_upload(
+            service, "m.tflite", embed_metadata(content, dict(metadata, data=str(spy))), {"kind": "bundle"}
+        )
+    assert record["state"] == "succeeded", record
+    assert not [path for path in opened if path.startswith(str(spy.parent))], opened
+    assert str(spy.parent) not in json.dumps(record)
+
+
+def test_random_uploads_naming_server_paths_open_none_of_them(service, squares, squares_tflite, tmp_path):
+    """The class of hole: a random job kind, with a random upload whose metadata names a random server path (a
+    dataset, a folder, a secret file, a missing path) under a random key, opens no path under that folder; a job
+    succeeds or fails alike whether the path exists or not (a client learns nothing of the server's files)."""
+    from tfyolo.metadata import embed_metadata
+    from tfyolo.models.model_io import load_keras_model, save_model_atomic
+
+    content, metadata = squares_tflite
+    spy = spy_dataset(tmp_path / "unregistered")
+    secret = tmp_path / "unregistered" / "secret.txt"
+    secret.write_text(SECRET)
+    keras_upload = tmp_path / "upload.keras"
+    rng = random.Random(342)
+    kinds = ["bundle", "bench", "evaluate", "bundle", "convert"]
+    for index, kind in enumerate(kinds):
+        path = rng.choice([spy, spy.parent, secret, spy.parent / "missing.yaml"])
+        keys = rng.sample(["data", "qat_from", "calibration"], rng.randint(1, 3))
+        named = dict(metadata, **{key: str(path) for key in keys})
+        if kind == "convert":
+            keras_upload.unlink(missing_ok=True)
+            save_model_atomic(load_keras_model(squares[0]), keras_upload, named)
+            upload = ("m.keras", keras_upload.read_bytes())
+            fields = {"recipes": "fp32", "data_dataset": "tiny", "bundle": "true"}
+        else:
+            upload = ("m.tflite", embed_metadata(content, named))
+            fields = {"kind": kind} | ({"data_dataset": "tiny"} if kind == "evaluate" else {})
+        with OpenedPaths() as opened:
+            record = run_upload(service, *upload, fields)
+        assert record["state"] == "succeeded", (kind, keys, path, record)
+        assert not [seen for seen in opened if seen.startswith(str(spy.parent))], (kind, keys, path, opened)
+        assert SECRET not in json.dumps(record) and str(tmp_path) not in json.dumps(record), (kind, record)
+
+
+def test_every_job_kind_names_each_image_source_it_reads(tmp_path):
+    """What the service resolves: for every kind, with or without the client's calibration or data, each image
+    source the kind reads is named (never left to the model's metadata), and only from the uploads, the registered
+    datasets or the built-in set."""
+    from tfyolo.jobs.spec import KINDS
+    from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
+    from tfyolo.service.worker import IMAGE_SOURCES, name_image_sources
+
+    assert set(IMAGE_SOURCES) == set(KINDS)
+    registered, uploaded = "/registered/data.yaml", "/job/uploads/calibration"
+    for kind, needed in IMAGE_SOURCES.items():
+        for calibration in (None, uploaded, registered):
+            for data in (None, registered):
+                values = {"kind": kind, "model": "m", "calibration": calibration, "data": data}
+                if "data" in needed and data is None:
+                    with pytest.raises(ModelError, match="registered dataset"):
+                        name_image_sources(dict(values))
+                    continue
+                named = name_image_sources(dict(values))
+                for field in needed:
+                    assert named[field] in (uploaded, registered, str(DEFAULT_CALIBRATION)), (kind, field, named)

@@ -50,7 +50,9 @@ class Submission:
 
 
 # Keys of a model's own metadata that name files: on the machine that saved it, its dataset and its float model;
-# in an upload, whatever paths its sender chose, which the worker would open on the server.
+# in an upload, whatever paths its sender chose. The worker names every image source a job reads itself
+# (`tfyolo.service.worker.IMAGE_SOURCES`), but loading a Keras model may still follow these: a cluster-preserving QAT
+# model loads its `qat_from`, and a training recipe fine-tunes on its `data`. So they are dropped from Keras uploads.
 PATH_KEYS = ("data", "qat_from")
 
 

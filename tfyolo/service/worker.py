@@ -59,8 +59,15 @@ class StoreProgress(Progress):
             raise JobCancelled(f"cancelled during '{self.name}'")
 
 
+# The images each job kind reads besides its model. The service names every one itself, from the job's uploads and
+# the datasets the operator registered: a source left unnamed would make the library fall back to the path the
+# model's own metadata names, which in an upload is whatever its sender wrote (a server file the job would open).
+IMAGE_SOURCES = {"convert": ("data", "calibration"), "evaluate": ("data",), "bench": (), "bundle": ("calibration",)}
+
+
 def resolve_spec(store, record, folder):
-    """The record's spec with its uploads and registered datasets turned into paths on this machine."""
+    """The record's spec with its uploads and registered datasets turned into paths on this machine, every image
+    source its kind reads named (`IMAGE_SOURCES`)."""
     values = dict(record["spec"])
     uploads = record["uploads"]
     values["model"] = str(folder / "uploads" / uploads["model"])
@@ -70,6 +77,21 @@ def resolve_spec(store, record, folder):
         dataset = values.pop(f"{field}_dataset", None)
         if dataset:
             values[field] = str(registered_dataset(store.data_dir, dataset))
+    return name_image_sources(values)
+
+
+def name_image_sources(values):
+    """`values` with each image source of its kind named: calibration defaults to what the library picks for a model
+    that names no dataset (the evaluation data's train split, else the built-in synthetic set); evaluation data has
+    no default (the upload was refused without it)."""
+    from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
+
+    kind = values.get("kind", "convert")
+    needed = IMAGE_SOURCES[kind]
+    if "calibration" in needed and not values.get("calibration"):
+        values["calibration"] = values.get("data") or str(DEFAULT_CALIBRATION)
+    if "data" in needed and not values.get("data"):
+        raise ModelError(f"a {kind} job evaluates on a registered dataset, and this one names none (data_dataset).")
     return values
 
 
