@@ -375,3 +375,112 @@ def test_every_job_kind_names_each_image_source_it_reads(tmp_path):
                 named = name_image_sources(dict(values))
                 for field in needed:
                     assert named[field] in (uploaded, registered, str(DEFAULT_CALIBRATION)), (kind, field, named)
+
+
+# === .pt tensor views that copy more than the file holds ===
+
+
+def checkpoint_with_views(path, storages, views):
+    """A torch-layout checkpoint whose model holds parameters w0, w1, ... in this order, each a view (storage key,
+    offset, size, stride) over the float32 `storages` {key: array}."""
+    import io
+    import pickle
+
+    from tests.test_ultralytics_checkpoint import Tensor, fake_torch_names
+
+    with fake_torch_names() as modules:
+        rebuild = modules["torch._utils"]._rebuild_tensor_v2
+        model = modules["ultralytics.nn.tasks"].DetectionModel()
+        parameters = {f"w{index}": Tensor(rebuild, *view) for index, view in enumerate(views)}
+        model.__dict__.update(_parameters=parameters, _buffers={}, _modules={})
+        buffer = io.BytesIO()
+
+        class Writer(pickle.Pickler):
+            def persistent_id(self, obj):
+                if isinstance(obj, tuple) and obj[:1] == ("storage-marker",):
+                    return ("storage", modules["torch"].FloatStorage, obj[1], "cpu", storages[obj[1]].size)
+                return None
+
+        Writer(buffer, protocol=2).dump({"model": model})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x/data.pkl", buffer.getvalue())
+        for key, array in storages.items():
+            archive.writestr(f"x/data/{key}", array.astype("<f4").tobytes())
+    return path
+
+
+def test_a_stride_0_view_of_one_element_is_refused_before_it_is_copied(tmp_path):
+    """Issue 34's trial: a view of 2^30 elements with stride 0 over a 1-element storage passed the view check (every
+    index is element 0) and took the process to gigabytes. Read in a child, so a regression fails this test only."""
+    from tests.test_hostile import read_in_child
+
+    path = checkpoint_with_views(
+        tmp_path / "stride0.pt", {"0": np.ones(1, np.float32)}, [("0", 0, (1 << 15,) * 2, (0, 0))]
+    )
+    assert path.stat().st_size < 1024
+    code, output = read_in_child(path)
+    assert code == 0 and output.startswith("REFUSED") and "its strides repeat elements" in output, (code, output)
+    assert "\n" not in output
+
+
+def test_views_repeating_one_storage_are_refused_past_twice_its_bytes(tmp_path):
+    from tfyolo.importers.ultralytics_checkpoint import read_checkpoint
+
+    storage = {"0": np.arange(4096, dtype=np.float32)}
+    whole = ("0", 0, (4096,), (1,))
+    assert read_checkpoint(checkpoint_with_views(tmp_path / "twice.pt", storage, [whole, whole]))["model"]
+    with pytest.raises(ModelError, match=r"copying 49,152 bytes out of storages of 16,384 \(more than 2x\)"):
+        read_checkpoint(checkpoint_with_views(tmp_path / "thrice.pt", storage, [whole, whole, whole]))
+
+
+def test_random_sets_of_tensor_views_are_read_exactly_or_refused(tmp_path):
+    """The class of hole: random views (strides of 0 included) over random storages, several per storage. The oracle
+    enumerates every index: a view reaching outside its storage, holding more elements than it, or taking the bytes
+    all views copy past twice the bytes of the storages read so far, is refused; anything else comes back equal to
+    indexing the storage."""
+    import itertools
+
+    from tfyolo.importers.ultralytics_checkpoint import read_checkpoint
+
+    rng = random.Random(3)
+    outcomes = {"read": 0, "outside": 0, "repeats": 0, "copies": 0}
+    for trial in range(120):
+        storages = {str(key): np.arange(rng.randint(1, 24), dtype=np.float32) * 1.5 for key in range(rng.randint(1, 3))}
+        views = []
+        for _ in range(rng.randint(1, 6)):
+            key, rank = rng.choice(list(storages)), rng.randint(0, 3)
+            if rng.random() < 0.3:  # the whole storage, as a model's tensor is
+                views.append((key, 0, (storages[key].size,), (1,)))
+                continue
+            size = tuple(rng.randint(0, 4) for _ in range(rank))
+            stride = tuple(rng.choice([0, 1, 1, 2, rng.randint(0, 6)]) for _ in range(rank))
+            views.append((key, rng.choice([0, rng.randint(0, 12)]), size, stride))
+        expected, verdict, stored, copied, loaded = {}, "read", 0, 0, set()
+        for index, (key, offset, size, stride) in enumerate(views):
+            storage = storages[key]
+            if key not in loaded:
+                loaded.add(key)
+                stored += storage.nbytes
+            copied += int(np.prod(size, dtype=np.int64)) * 4
+            indices = [offset + sum(i * s for i, s in zip(at, stride)) for at in itertools.product(*map(range, size))]
+            if any(position >= storage.size for position in indices):
+                verdict = "outside"
+            elif len(indices) > storage.size:
+                verdict = "repeats"
+            elif copied > 2 * stored:
+                verdict = "copies"
+            if verdict != "read":
+                break
+            expected[f"w{index}"] = np.array([storage[i] for i in indices], np.float32).reshape(size)
+        path = checkpoint_with_views(tmp_path / f"t{trial}.pt", storages, views)
+        outcomes[verdict] += 1
+        if verdict == "read":
+            tensors = read_checkpoint(path)["model"].state_dict()
+            assert tensors.keys() == expected.keys()
+            for name, tensor in tensors.items():
+                np.testing.assert_array_equal(tensor, expected[name])
+        else:
+            with pytest.raises(ModelError, match="refused") as raised:
+                read_checkpoint(path)
+            assert "\n" not in str(raised.value)
+    assert min(outcomes.values()) >= 5, outcomes  # every branch is exercised

@@ -38,6 +38,10 @@ MAX_PICKLE_BYTES = 256 << 20
 MAX_COMPRESSION_RATIO = 200
 MAX_TENSOR_ELEMENTS = 1 << 31
 MAX_TENSOR_RANK = 8
+# The bytes all tensors together may copy out of the storages, as a multiple of the storages' own bytes: a model's
+# tensors each view a storage of their own (a few may share one), while views repeating a storage over and over would
+# turn a small file into any amount of memory.
+MAX_COPIED_PER_STORED = 2
 
 
 class CheckpointRefused(ModelError):
@@ -78,14 +82,17 @@ class StorageType:
     dtype: type
 
 
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+def _rebuild_tensor(storage, storage_offset, size, stride, *torch_arguments, count_copy=None):
     """torch._utils._rebuild_tensor_v2: a view of `storage` (a 1-D numpy array), copied into its own array.
 
     Every index the view can reach is checked against the storage first: numpy's `as_strided` reads whatever
-    memory the strides point at, so a lying stride would read (or crash on) memory outside the storage."""
+    memory the strides point at, so a lying stride would read (or crash on) memory outside the storage. Then
+    `count_copy(bytes)`, when given, is told what the copy will take, and may refuse it."""
     if not isinstance(storage, np.ndarray):
         raise CheckpointRefused(f"a tensor over {type(storage).__name__}, not a storage")
     shape, steps = _checked_view(storage.size, storage_offset, size, stride)
+    if count_copy is not None:
+        count_copy(int(np.prod(shape, dtype=object)) * storage.dtype.itemsize)
     if 0 in shape:
         return np.zeros(shape, storage.dtype)
     itemsize = storage.dtype.itemsize
@@ -115,6 +122,13 @@ def _checked_view(numel, offset, size, stride):
                 f"a tensor (offset {offset}, size {list(size)}, stride {list(stride)}) reaching element {last:,} "
                 f"of a storage of {numel:,}"
             )
+    if elements > numel:
+        # Only a stride that repeats elements (0, or steps that overlap) makes a view larger than its storage: torch
+        # saves no such tensor in a model, and copied out it would turn a few bytes into gigabytes.
+        raise CheckpointRefused(
+            f"a tensor of {elements:,} elements (size {list(size)}, stride {list(stride)}) over a storage of "
+            f"{numel:,}: its strides repeat elements"
+        )
     return size, stride
 
 
@@ -126,8 +140,8 @@ def _size(*values):
     return tuple(*values) if values else ()
 
 
+# torch._utils._rebuild_tensor_v2 is the unpickler's own `_rebuild_tensor`, which counts the bytes tensors copy.
 ALLOWED = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch", "Size"): _size,
     ("collections", "OrderedDict"): collections.OrderedDict,
@@ -146,8 +160,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         super().__init__(io.BytesIO(data))
         self.archive, self.prefix, self.source = archive, prefix, source
         self._records, self._storages = {}, {}
+        self._stored_bytes = self._copied_bytes = 0
 
     def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return self._rebuild_tensor
         if (module, name) in ALLOWED:
             return ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
@@ -161,6 +178,20 @@ class RestrictedUnpickler(pickle.Unpickler):
             f"{self.source}: refused to load {module}.{name}: a checkpoint's pickle may only rebuild tensors and "
             "torch / Ultralytics module records, and anything else could run code. Not loaded."
         )
+
+    def _rebuild_tensor(self, *arguments):
+        """torch._utils._rebuild_tensor_v2, its copy counted by `_count_copy`."""
+        return _rebuild_tensor(*arguments, count_copy=self._count_copy)
+
+    def _count_copy(self, size):
+        """Refuses a copy that takes the bytes all tensors copy out past MAX_COPIED_PER_STORED times the bytes of the
+        storages read so far."""
+        self._copied_bytes += size
+        if self._copied_bytes > MAX_COPIED_PER_STORED * self._stored_bytes:
+            raise CheckpointRefused(
+                f"tensors copying {self._copied_bytes:,} bytes out of storages of {self._stored_bytes:,} "
+                f"(more than {MAX_COPIED_PER_STORED}x): its views repeat the same storage"
+            )
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], StorageType)):
@@ -177,6 +208,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if not _is_index(numel) or values.size < numel:
             raise ModelError(f"{self.source}: {entry} holds {values.size} values, the pickle expects {numel!r}.")
         self._storages[entry] = values[:numel]
+        self._stored_bytes += self._storages[entry].nbytes
         return self._storages[entry]
 
 
