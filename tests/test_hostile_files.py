@@ -2,7 +2,9 @@
 upload whose metadata names a server path. Each trial builds its hostile file and asserts the refusal (one line, the
 secret never in it) or that the job never opens the path; each class also has one test of inputs nobody listed."""
 
+import contextlib
 import json
+import os
 import random
 import shutil
 import sys
@@ -484,3 +486,136 @@ def test_random_sets_of_tensor_views_are_read_exactly_or_refused(tmp_path):
                 read_checkpoint(path)
             assert "\n" not in str(raised.value)
     assert min(outcomes.values()) >= 5, outcomes  # every branch is exercised
+
+
+# === .pt module records that share children ===
+
+
+@contextlib.contextmanager
+def torch_names():
+    """fake_torch_names, plus Ultralytics' Conv: classes named as a checkpoint's pickle names them (not torch)."""
+    import types
+
+    from tests.test_ultralytics_checkpoint import fake_torch_names
+
+    with fake_torch_names() as modules:
+        module = types.ModuleType("ultralytics.nn.modules.conv")
+        module.Conv = type("Conv", (), {"__module__": module.__name__})
+        saved = {name: sys.modules.get(name) for name in ("ultralytics.nn.modules", module.__name__)}
+        sys.modules.update(
+            {"ultralytics.nn.modules": types.ModuleType("ultralytics.nn.modules"), module.__name__: module}
+        )
+        try:
+            yield dict(modules, **{module.__name__: module})
+        finally:
+            for name, previous in saved.items():
+                sys.modules.pop(name) if previous is None else sys.modules.__setitem__(name, previous)
+
+
+def checkpoint_of_graph(path, kinds, edges, weighted):
+    """A checkpoint whose layer 0 is record 0 of a graph of records: record i is a Conv2d (kinds[i] "conv2d") or an
+    Ultralytics Conv ("conv"), with children {name: record j} from `edges[i]` (shared freely, cycles allowed), and,
+    if i is in `weighted`, a parameter `w` equal to [i] (a view of storage i). Pickle shares every record once."""
+    import io
+    import pickle
+
+    from tests.test_ultralytics_checkpoint import Tensor
+
+    with torch_names() as modules:
+        rebuild = modules["torch._utils"]._rebuild_tensor_v2
+        classes = {
+            "conv2d": modules["torch.nn.modules.conv"].Conv2d,
+            "conv": modules["ultralytics.nn.modules.conv"].Conv,
+        }
+        records = [classes[kind]() for kind in kinds]
+        for index, record in enumerate(records):
+            parameters = {"w": Tensor(rebuild, str(index), 0, (1,), (1,))} if index in weighted else {}
+            children = {name: records[target] for name, target in edges[index].items()}
+            record.__dict__.update(_parameters=parameters, _buffers={}, _modules=children)
+        layers = classes["conv2d"]()
+        layers.__dict__.update(_parameters={}, _buffers={}, _modules={"0": records[0]})
+        model = modules["ultralytics.nn.tasks"].DetectionModel()
+        model.__dict__.update(nc=1, names={0: "a"}, _parameters={}, _buffers={}, _modules={"model": layers})
+        buffer = io.BytesIO()
+
+        class Writer(pickle.Pickler):
+            def persistent_id(self, obj):
+                if isinstance(obj, tuple) and obj[:1] == ("storage-marker",):
+                    return ("storage", modules["torch"].FloatStorage, obj[1], "cpu", 1)
+                return None
+
+        Writer(buffer, protocol=2).dump({"model": model, "train_args": {"imgsz": 64}})
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x/data.pkl", buffer.getvalue())
+        for index in weighted:
+            archive.writestr(f"x/data/{index}", np.array([index], "<f4").tobytes())
+    return path
+
+
+def test_a_dag_of_shared_records_60_levels_deep_is_walked_once_per_record(tmp_path):
+    """Issue 34's trial: each record holding the next one twice, 60 levels deep (a 3 KB file), sent the importer into
+    2^60 steps. Each record is now visited once: the import ends at once, in one line. Run in a child with a time
+    limit, so a regression fails this test instead of hanging the suite."""
+    import subprocess
+
+    from tests.test_hostile import ROOT
+
+    depth = 60
+    edges = [{"a": level + 1, "b": level + 1} for level in range(depth)] + [{}]
+    path = checkpoint_of_graph(tmp_path / "dag.pt", ["conv2d"] * (depth + 1), edges, {depth})
+    assert path.stat().st_size < 4096
+    code = (
+        "import sys\nfrom tfyolo.importers.ultralytics_checkpoint import read_checkpoint\n"
+        "from tfyolo.importers.ultralytics_import import import_weights\nfrom tfyolo.errors import ModelError\n"
+        "print(sorted(read_checkpoint(sys.argv[1])['model'].state_dict()))\n"
+        "try:\n    import_weights(sys.argv[1])\nexcept ModelError as error:\n    print('REFUSED', error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0 and len(lines) == 2, (result.returncode, result.stdout, result.stderr[-2000:])
+    assert lines[0] == str(["model.0" + ".a" * depth + ".w"]) and lines[1].startswith(
+        f"REFUSED {path}: not a detection"
+    )
+
+
+def test_random_module_graphs_visit_each_record_once(tmp_path):
+    """The class of hole: random graphs of records sharing children (cycles included). The oracle walks the graph
+    breadth first with a visited set: the state dict holds exactly one tensor per reachable weighted record, the Conv
+    walk each reachable Conv once, and both end within the alarm whatever the number of paths."""
+    import signal
+
+    from tfyolo.importers.ultralytics_checkpoint import read_checkpoint
+    from tfyolo.importers.ultralytics_source import _conv_records
+
+    def too_slow(signum, frame):
+        raise AssertionError("a walk of a few dozen records took more than 30 s: it follows every path")
+
+    rng = random.Random(4)
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(30)
+    try:
+        for trial in range(40):
+            count = rng.randint(1, 40)
+            kinds = [rng.choice(["conv2d", "conv"]) for _ in range(count)]
+            edges = [{f"m{slot}": rng.randrange(count) for slot in range(rng.randint(0, 3))} for _ in range(count)]
+            weighted = set(rng.sample(range(count), rng.randint(0, count)))
+            path = checkpoint_of_graph(tmp_path / f"g{trial}.pt", kinds, edges, weighted)
+            reachable, frontier = {0}, [0]
+            while frontier:
+                frontier = [
+                    t for i in frontier for t in edges[i].values() if t not in reachable and not reachable.add(t)
+                ]
+            layer = read_checkpoint(path)["model"].children()["model"].children()["0"]
+            state = layer.state_dict()
+            assert sorted(float(value[0]) for value in state.values()) == sorted(reachable & weighted), trial
+            convs = _conv_records(layer, "model.0", set())
+            assert len(convs) == len({id(record) for _, record in convs}) == sum(kinds[i] == "conv" for i in reachable)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -58,18 +58,37 @@ class ModuleRecord:
         self.__dict__.update(state if isinstance(state, dict) else {"state": state})
 
     def children(self):
-        return dict(self.__dict__.get("_modules") or {})
+        modules = self.__dict__.get("_modules")
+        return dict(modules) if isinstance(modules, dict) else {}
+
+    def records(self, seen=None):
+        """(dotted name, record) of this record ("") and of every record below it, parents first, each record once:
+        under the first name that reaches it. Records may share children (torch pickles every Conv's activation as one
+        module), and walking every path through records that share children at each level is exponential (a 2 KB
+        file, 2^60 steps). `seen` (record ids), when given, is shared with other walks, so that none repeats another."""
+        seen = set() if seen is None else seen
+        seen.add(id(self))
+        pending = [("", self)]
+        while pending:
+            name, record = pending.pop()
+            yield name, record
+            children = []
+            for key, child in record.children().items():
+                if isinstance(child, ModuleRecord) and id(child) not in seen:
+                    seen.add(id(child))
+                    children.append((f"{name}.{key}" if name else str(key), child))
+            pending.extend(reversed(children))
 
     def state_dict(self, prefix=""):
         """{dotted name: numpy array} of every parameter and buffer below this module, as torch names them."""
         tensors = {}
-        for group in ("_parameters", "_buffers"):
-            for name, value in (self.__dict__.get(group) or {}).items():
-                if value is not None:
-                    tensors[f"{prefix}{name}"] = value
-        for name, child in self.children().items():
-            if isinstance(child, ModuleRecord):
-                tensors.update(child.state_dict(f"{prefix}{name}."))
+        for name, record in self.records():
+            here = f"{prefix}{name}." if name else prefix
+            for group in ("_parameters", "_buffers"):
+                values = record.__dict__.get(group)
+                for key, value in values.items() if isinstance(values, dict) else ():
+                    if value is not None:
+                        tensors[f"{here}{key}"] = value
         return tensors
 
     def __repr__(self):

@@ -86,15 +86,14 @@ def _short_type(type_name):
     return type_name.rsplit(".", 1)[-1]
 
 
-def _conv_records(record, prefix):
-    """(prefix, Conv record) of every Ultralytics Conv / DWConv below `record`."""
-    for name, child in record.children().items():
-        if not isinstance(child, ModuleRecord):
-            continue
-        here = f"{prefix}.{name}"
-        if child.type_name in CONV_TYPES:
-            yield here, child
-        yield from _conv_records(child, here)
+def _conv_records(record, prefix, seen):
+    """(prefix, Conv record) of `record` and of every Ultralytics Conv / DWConv below it, parents first, each record
+    once across the walks sharing `seen` (`ModuleRecord.records`)."""
+    return [
+        (f"{prefix}.{name}" if name else prefix, child)
+        for name, child in record.records(seen)
+        if child.type_name in CONV_TYPES
+    ]
 
 
 def _from_checkpoint(path):
@@ -108,15 +107,12 @@ def _from_checkpoint(path):
     layers = record.children().get("model")
     if not isinstance(layers, ModuleRecord):
         raise ModelError(f"{path}: its model has no layer list.")
-    modules, activations, epsilons = {}, {}, {}
+    modules, activations, epsilons, seen = {}, {}, {}, set()
     for index, layer in layers.children().items():
         if not (isinstance(layer, ModuleRecord) and str(index).isdigit()):
             raise ModelError(f"{path}: its layer list holds {index!r}, not a module.")
         modules[int(index)] = _short_type(layer.type_name)
-        convs = list(_conv_records(layer, f"model.{index}"))
-        if layer.type_name in CONV_TYPES:
-            convs.insert(0, (f"model.{index}", layer))
-        for prefix, conv in convs:
+        for prefix, conv in _conv_records(layer, f"model.{index}", seen):
             activation = conv.children().get("act")
             kind = getattr(activation, "type_name", None)
             if kind not in TORCH_ACTIVATIONS:
