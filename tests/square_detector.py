@@ -41,8 +41,12 @@ def write_squares_dataset(folder, train=12, val=6, seed=0):
     return data
 
 
-def build_square_detector(side=0.5):
-    """side: the distance every anchor predicts on each side, in grid units (0.5 is exactly its cell)."""
+def build_square_detector(side=0.5, slope=0.01):
+    """side: the distance every anchor predicts on each side, in grid units (0.5 is exactly its cell).
+    slope: the weight of the convolutions whose output is a constant (every box bin, the class logits off the
+    stride-16 level). Adding `slope` x the cell's brightness to every bin of a side leaves its softmax, so the box,
+    unchanged, and moves an off-level class logit from -30 by at most 0.01; a weight of exactly 0 is a kernel that
+    ai-edge-quantizer cannot scale (its int32 bias overflows)."""
     images = keras.Input((SIZE, SIZE, 3), name="images")
     gray = keras.layers.Conv2D(1, 1, use_bias=False, name="gray")(images)
     box_levels, class_levels = [], []
@@ -65,16 +69,17 @@ def build_square_detector(side=0.5):
     logits = np.full(REG_MAX, -30.0, np.float32)
     logits[:2] = np.log([1.0 - side, side])  # the expectation over bins 0 and 1 is `side`
     for stride in (8, 16, 32):
-        model.get_layer(f"box{stride}").set_weights([np.zeros((1, 1, 1, 4 * REG_MAX), np.float32), np.tile(logits, 4)])
-        weight, bias = (20.0, -10.0) if stride == CELL else (0.0, -30.0)
+        box_kernel = np.full((1, 1, 1, 4 * REG_MAX), slope, np.float32)
+        model.get_layer(f"box{stride}").set_weights([box_kernel, np.tile(logits, 4)])
+        weight, bias = (20.0, -10.0) if stride == CELL else (slope, -30.0)
         model.get_layer(f"class{stride}").set_weights([np.full((1, 1, 1, 1), weight, np.float32), np.array([bias])])
     return model
 
 
-def save_square_detector(folder, data_yaml, side=0.5):
+def save_square_detector(folder, data_yaml, side=0.5, slope=0.01):
     """The model as a run folder would hold it: best.keras beside a metadata.json naming its data."""
     folder.mkdir(parents=True, exist_ok=True)
-    build_square_detector(side).save(folder / "best.keras")
+    build_square_detector(side, slope).save(folder / "best.keras")
     metadata = {"names": ["square"], "imgsz": SIZE, "data": str(data_yaml), "reg_max": REG_MAX}
     (folder / "metadata.json").write_text(json.dumps(metadata))
     return folder / "best.keras"

@@ -180,20 +180,21 @@ def test_convert_and_eval_report_real_numbers_on_a_detector_that_works(squares, 
     """The hand-built square detector scores 1.0 in float. Its int8 model: the box logits span [-30, 0], one int8
     step 30/255 = 0.12, so each side's two-bin split is at worst 0.47/0.53 and its distance 0.5 +- 0.03 cells
     (0.47 px): every box keeps IoU >= 0.88 with its square, a hit at 0.50 ... 0.85 at least, so mAP50 = 1.0 and
-    mAP50-95 >= 0.8. A model whose boxes are 0.8 of each square (IoU 0.64) scores 0.3: 70 points lower."""
+    mAP50-95 >= 0.8, whichever quantizer. A model whose boxes are 0.8 of each square (IoU 0.64) scores 0.3: 70
+    points lower."""
     from tests.square_detector import save_square_detector
 
     model, data = squares
     out = tmp_path / "convert"
-    converted = CliRunner().invoke(
-        cli, ["convert", "--model", str(model), "--recipe", "fp32", "--recipe", "int8", "--out", str(out)]
-    )
+    recipes = ["--recipe", "fp32", "--recipe", "int8_tflite", "--recipe", "int8"]
+    converted = CliRunner().invoke(cli, ["convert", "--model", str(model), *recipes, "--out", str(out)])
     assert converted.exit_code == 0, converted.output
     report = json.loads((out / "report.json").read_text())
     assert report["calibration"]["source"] == f"{data} [train]"  # the model's own dataset, by default
     rows = {row["recipe"]: row for row in report["rows"]}
     assert rows["float"]["map50_95"] == pytest.approx(1.0) and rows["fp32"]["map50_95"] == pytest.approx(1.0)
-    assert rows["int8"]["map50"] == pytest.approx(1.0) and rows["int8"]["map50_95"] >= 0.8
+    for name in ("int8_tflite", "int8"):
+        assert rows[name]["map50"] == pytest.approx(1.0) and rows[name]["map50_95"] >= 0.8, name
 
     evaluated = CliRunner().invoke(
         evaluate_main,
@@ -210,6 +211,23 @@ def test_convert_and_eval_report_real_numbers_on_a_detector_that_works(squares, 
     result = json.loads((tmp_path / "s.json").read_text())
     assert result["map50_95"] == pytest.approx(0.3) and result["map50"] == pytest.approx(1.0)
     assert result["delta_map50_95"] == pytest.approx(-70.0)
+
+
+def test_a_kernel_ai_edge_quantizer_cannot_scale_is_an_error_not_a_zero(squares, tmp_path):
+    """The square detector with its constant convolutions' kernels exactly 0: ai-edge-quantizer gives such a channel
+    a weight scale of ~1e-12 and its int32 bias overflows, so the layer would output one value whatever its input
+    (mAP 0, no error). The row fails naming the way out; TFLiteConverter's int8 of the same model still works."""
+    from tests.square_detector import save_square_detector
+
+    _, data = squares
+    model = save_square_detector(tmp_path / "zero", data, slope=0.0)
+    out = tmp_path / "convert"
+    recipes = ["--recipe", "int8_tflite", "--recipe", "int8"]
+    converted = CliRunner().invoke(cli, ["convert", "--model", str(model), *recipes, "--out", str(out)])
+    assert converted.exit_code == 1 and "recipe(s) failed: ['int8']" in converted.output
+    rows = {row["recipe"]: row for row in json.loads((out / "report.json").read_text())["rows"]}
+    assert "overflowed the int32 bias" in rows["int8"]["error"] and "int8_tflite" in rows["int8"]["error"]
+    assert rows["int8_tflite"]["map50_95"] >= 0.8
 
 
 def test_eval_without_data_or_metadata_says_so(converted, tmp_path):

@@ -244,3 +244,27 @@ def test_a_range_statistic_from_a_recipe_file_is_checked_before_any_work(value, 
         Recipe.from_dict({"name": "r", "mode": "int8", "range_statistic": "moving_average"}, source="r.yaml")
     assert Recipe.from_dict(base, source="r.yaml").range_statistic == "outputs_min_max"
     assert Recipe.from_dict({"name": "r", "mode": "int8"}, source="r.yaml").range_statistic is None
+
+
+def test_int8_and_int8_int8io_share_one_conversion_in_a_job(tiny_float_run, calibration, monkeypatch):
+    """Within a job the ai-edge-quantizer int8 recipes differ only in their boundary: the calibration pass (most of
+    a conversion's time) runs once, and each artifact still holds its own recipe's promise."""
+    from tfyolo.jobs import artifact_pipeline
+    from tfyolo.metadata import find_model_metadata
+
+    calls = []
+    real = artifact_pipeline.convert_isolated
+
+    def counted(source, recipe, images):
+        calls.append(recipe.io_type)
+        return real(source, recipe, images)
+
+    monkeypatch.setattr(artifact_pipeline, "convert_isolated", counted)
+    float_model = artifact_pipeline.FloatModel(str(tiny_float_run), find_model_metadata(tiny_float_run), 64, 2)
+    converted, io_types = {}, {}
+    for io in ("float32", "int8"):
+        recipe = Recipe(name=f"int8_{io}", mode="int8", io_type=io, quantizer="ai_edge_quantizer")
+        _, facts = artifact_pipeline.make_artifact(float_model, recipe, images=calibration, converted=converted)
+        io_types[io] = set(facts["io_types"].values())
+    assert calls == ["int8"]
+    assert io_types == {"float32": {"float32"}, "int8": {"int8"}}

@@ -43,8 +43,11 @@ def test_builtin_recipes_load_strictly():
     from tfyolo.quantization.recipes_dir import default_recipe_names
 
     assert builtin_recipe_names()[:6] == ["fp32", "fp16", "dynamic", "int8", "int8_int8io", "int16x8"]
-    # The recipes that fine-tune first (minutes of training) run only when named.
-    assert set(builtin_recipe_names()) - set(default_recipe_names()) == {"cluster_int8", "prune_int8"}
+    # The recipes that fine-tune first (minutes of training) and TFLiteConverter's int8 run only when named.
+    named_only = {"cluster_int8", "prune_int8", "int8_tflite", "int8_tflite_int8io"}
+    assert set(builtin_recipe_names()) - set(default_recipe_names()) == named_only
+    assert {resolve_recipe(name).quantizer for name in ("int8", "int8_int8io")} == {"ai_edge_quantizer"}
+    assert {resolve_recipe(name).quantizer for name in ("int8_tflite", "int8_tflite_int8io")} == {"tflite_converter"}
     assert resolve_recipe("prune_int8").compress == "prune" and resolve_recipe("cluster_int8").clusters == 16
     with pytest.raises(ConfigError, match="compress 'prune' makes an int8 artifact"):
         Recipe(name="x", mode="fp16", compress="prune")

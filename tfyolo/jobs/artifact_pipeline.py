@@ -9,6 +9,7 @@ score_artifacts: evaluate every artifact against the float model in one lockstep
 size alone, against the float model's figures), then time them together, interleaved."""
 
 import dataclasses
+import json
 import time
 from typing import Optional
 
@@ -17,8 +18,10 @@ from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import evaluate_models
 from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.metadata import find_model_metadata
+from tfyolo.quantization.aeq import with_float_boundary
 from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
 from tfyolo.quantization.isolated import ConversionError, convert_isolated
+from tfyolo.quantization.recipe import Recipe
 from tfyolo.quantization.weight_stats import broken_promise, gzip_size, kernel_stats, promised_structure
 
 TIMING_ROUNDS = 15
@@ -34,16 +37,17 @@ class FloatModel:
     num_classes: int
 
 
-def make_artifact(float_model, recipe, source=None, images=None, calibration=None, qat=False):
+def make_artifact(float_model, recipe, source=None, images=None, calibration=None, qat=False, converted=None):
     """One recipe converted and checked: (artifact bytes with metadata, facts dict for its report row).
 
     source: the Keras file converted (a QAT model of the float model; default the float model itself).
     images: calibration images (None: a recipe that needs none, or a QAT model whose ranges were learned).
     calibration: the summary of those images, embedded in the metadata.
+    converted: a dict the caller keeps for one job's artifacts, so that recipes sharing a conversion share it.
     Raises a TfyoloError (ConversionError, ModelError) when the converter or a check refuses it."""
     source = source or float_model.path
     started = time.perf_counter()
-    content = convert_isolated(source, recipe, images)
+    content = _convert(source, recipe, images, converted)
     seconds = time.perf_counter() - started
     metadata = artifact_metadata(
         float_model.metadata,
@@ -74,6 +78,19 @@ def make_artifact(float_model, recipe, source=None, images=None, calibration=Non
         "size_bytes": len(content),
     }
     return content, facts
+
+
+def _convert(source, recipe, images, converted):
+    """ai-edge-quantizer's int8 with float32 I/O is its int8 I/O graph behind a QUANTIZE / DEQUANTIZE boundary: one
+    conversion (its calibration pass is most of the time) serves both, `int8` and `int8_int8io`, within a job."""
+    if converted is None or recipe.quantizer != "ai_edge_quantizer":
+        return convert_isolated(source, recipe, images)
+    integer = Recipe(**{**recipe.to_dict(), "io_type": "int8"})
+    shared = {key: value for key, value in integer.to_dict().items() if key not in ("name", "description")}
+    key = (str(source), json.dumps(shared, sort_keys=True))
+    if key not in converted:
+        converted[key] = convert_isolated(source, integer, images)
+    return converted[key] if recipe.io_type == "int8" else with_float_boundary(converted[key])
 
 
 def score_artifacts(artifacts, dataset, split, float_runner, threads, progress, rounds=TIMING_ROUNDS):

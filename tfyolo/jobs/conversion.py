@@ -84,7 +84,7 @@ def convert_recipes(spec, out, progress):
     work = [(spec.model, recipe, recipe.name, False) for recipe in recipes]
     if spec.qat_model:
         work += [(spec.qat_model, resolve_recipe(recipe), row, True) for row, recipe in QAT_RECIPES.items()]
-    artifacts = {}
+    artifacts, converted = {}, {}
     for position, (source, recipe, row_name, is_qat) in enumerate(work, start=1):
         progress.message(
             f"[{position}/{len(work)}] {row_name}: {recipe.description}"
@@ -121,7 +121,13 @@ def convert_recipes(spec, out, progress):
                 images, calibration_summary = calibration_cache[key]
                 report["calibration"] = calibration_summary
             content, facts = make_artifact(
-                float_model, recipe, source, images, calibration_summary if images is not None else None, is_qat
+                float_model,
+                recipe,
+                source,
+                images,
+                calibration_summary if images is not None else None,
+                is_qat,
+                converted,
             )
             row.update(facts)
             path = Path(out) / f"{stem}_{row_name}.tflite"

@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from tfyolo.errors import ConfigError
 from tfyolo.tflite_runtime import SIGNATURE_KEY
 
 # The input name of the fp32 model's serving signature (tfyolo.quantization.signature).
@@ -69,7 +70,33 @@ def quantize(fp32_content, recipe, calibration_images):
 
         calibration = floor_calibration_result(calibration, predictions[CLASS_OUTPUT], recipe.min_score)
     content = inline_buffers(bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model))
+    refuse_saturated_biases(content)
     return with_float_boundary(content) if recipe.io_type == "float32" else content
+
+
+def refuse_saturated_biases(model_content):
+    """ai-edge-quantizer scales a bias by input scale x weight scale; a kernel channel that is all zero gets a weight
+    scale of ~1e-12, its bias overflows int32 and is stored at the int32 limit: the layer then outputs one value
+    whatever its input (seen on a hand-built detector whose box convolutions are constants: mAP 0 with no error).
+    TFLiteConverter does not do this; the error names it."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_content))
+    limits = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+    saturated = []
+    for tensor in model.subgraphs[0].tensors:
+        data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
+        if tensor.type != schema.TensorType.INT32 or data is None or tensor.quantization is None:
+            continue
+        values = np.frombuffer(bytes(data), np.int32)
+        if np.isin(values, limits).any():
+            saturated.append(tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name)
+    if saturated:
+        raise ConfigError(
+            f"ai-edge-quantizer overflowed the int32 bias of {len(saturated)} layer(s) (e.g. {saturated[0][:80]!r}): "
+            "a kernel channel that is all zero leaves it no weight scale. Convert this model with int8_tflite."
+        )
 
 
 def both_statistics(summary, new):
@@ -109,10 +136,17 @@ def choose_ranges(calibration, statistic, predictions=None):
         extreme_min, extreme_max = predictions[BOX_OUTPUT], predictions[BOX_OUTPUT] | predictions[CLASS_OUTPUT]
     else:
         extreme_min = extreme_max = set()
+    # Zero stays inside every range, as an int8 grid must hold it exactly (padding, ReLU's floor): a tensor whose
+    # values all lie on one side of zero (the DFL logits of a detector sure of every box) would otherwise get a
+    # zero point outside int8, and ai-edge-quantizer then writes a range that reads every value as 0.
     return {
         name: {
-            "min": summary.get("extreme_min", summary["min"]) if name in extreme_min else summary["min"],
-            "max": summary.get("extreme_max", summary["max"]) if name in extreme_max else summary["max"],
+            "min": np.minimum(
+                summary.get("extreme_min", summary["min"]) if name in extreme_min else summary["min"], 0.0
+            ),
+            "max": np.maximum(
+                summary.get("extreme_max", summary["max"]) if name in extreme_max else summary["max"], 0.0
+            ),
         }
         for name, summary in calibration.items()
     }
