@@ -73,9 +73,7 @@ def test_the_search_s_qat_candidate_is_refused_and_the_search_goes_on(tiny_float
     from tfyolo.quantization.auto import QAT_CANDIDATE
     from tfyolo.quantization.recipe import Recipe
 
-    session = AutoSession(
-        tiny_float_run, None, same_folder_data, "val", 4, 1, True, qat_epochs=1, work=tmp_path
-    )
+    session = AutoSession(tiny_float_run, None, same_folder_data, "val", 4, 1, True, qat_epochs=1, work=tmp_path)
     candidate = session.measure(Recipe(name=QAT_CANDIDATE, mode="int8"))
     assert "the search's QAT candidate learns from" in candidate.error
     assert not (tmp_path / "auto_qat").exists()

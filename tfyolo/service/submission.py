@@ -24,14 +24,13 @@ MODEL_UPLOADS = {
     "onnx": "model.onnx",
     "tflite": "model.tflite",
 }
-# job kind: the sniffed model kinds it accepts (.pt and .onnx are imported by the worker first)
+# job kind: the sniffed model kinds it accepts (a convert job imports a .pt or .onnx first, as the CLI's does)
 ACCEPTED = {
     "convert": ("keras", "h5", "pt", "onnx"),
     "evaluate": ("tflite",),
     "bench": ("tflite",),
     "bundle": ("tflite",),
 }
-IMPORTED = ("pt", "onnx")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,8 +191,5 @@ def _prepare(config, submission, model, calibration, uploads):
         )
     # Validated now, as the worker will build it: a bad spec is refused here, not after the queue.
     check = {key: value for key, value in values.items() if not key.endswith("_dataset")}
-    if found in IMPORTED:
-        check["model"] = "model.keras"
-        values["import_weights"] = True
     JobSpec.from_dict(check, source="job")
     return values, uploaded

@@ -22,7 +22,7 @@ from tfyolo.errors import ModelError, one_line
 from tfyolo.jobs.progress import JobCancelled, Progress
 from tfyolo.jobs.spec import JobSpec
 from tfyolo.processes import describe_exit, stop_process_group
-from tfyolo.service.store import WORK_FOLDER, ArtifactStore, JobStore, registered_datasets, worker_name
+from tfyolo.service.store import ArtifactStore, JobStore, registered_datasets, worker_name
 
 HEARTBEAT_SECONDS = 2.0
 MAX_ATTEMPTS = 2
@@ -105,21 +105,6 @@ def registered_dataset(data_dir, name):
     return path / "data.yaml" if path.is_dir() and (path / "data.yaml").is_file() else path
 
 
-def import_upload(values, folder, progress):
-    """A .pt checkpoint or .onnx export is imported first (the .pt through the restricted unpickler only)."""
-    from tfyolo.importers.ultralytics_import import import_weights
-    from tfyolo.models.model_io import save_model_atomic
-
-    source = Path(values["model"])
-    progress.stage(f"importing {source.name}", 1, unit="model")
-    model, metadata = import_weights(source)
-    target = folder / WORK_FOLDER / "imported" / (source.stem + ".keras")
-    save_model_atomic(model, target, metadata)
-    progress.advance()
-    progress.end_stage()
-    return dict(values, model=str(target))
-
-
 def run_claimed_job(data_dir, job_id):
     """Runs a job this process's worker has claimed, to its end: the body of the job process."""
     from tfyolo.jobs.run import run_job
@@ -131,8 +116,6 @@ def run_claimed_job(data_dir, job_id):
     try:
         record = store.get(job_id)
         values = resolve_spec(store, record, folder)
-        if values.pop("import_weights", False):
-            values = import_upload(values, folder, progress)
         spec = JobSpec.from_dict(values, source=f"job {job_id}")
         report = run_job(spec, store.work_dir(job_id), progress=progress)
         progress.stage("storing artifacts", len(report.artifacts), unit="file")
