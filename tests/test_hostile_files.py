@@ -619,3 +619,158 @@ def test_random_module_graphs_visit_each_record_once(tmp_path):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+# === Sizes read from a file ===
+
+
+def onnx_export(path, **metadata):
+    """A minimal file the ONNX reader takes as an Ultralytics export: one module-named initializer and `metadata` as
+    its metadata properties (Ultralytics writes each value as str())."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((1, 3, 1, 1), np.float32), "model.0.conv.weight")
+    node = helper.make_node("Conv", ["images", "model.0.conv.weight"], ["out"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        [weight],
+    )
+    model = helper.make_model(graph)
+    helper.set_model_props(model, {key: str(value) for key, value in metadata.items()})
+    onnx.save(model, str(path))
+    return path
+
+
+def assert_one_line(raised, *fragments):
+    message = str(raised.value)
+    assert all(fragment in message for fragment in fragments) and "\n" not in message, message
+    return message
+
+
+def test_a_checkpoint_trained_at_32000_px_is_refused_naming_train_args_imgsz(tmp_path):
+    """Issue 34's trial: train_args.imgsz of 32000 imported silently, and converting it took 9.5 GB."""
+    from tests.ultralytics_layouts import write_ultralytics_checkpoint
+    from tfyolo.importers.ultralytics_import import import_weights
+
+    path = tmp_path / "big.pt"
+    write_ultralytics_checkpoint(path, "yolov8", imgsz=32000)
+    with pytest.raises(ModelError) as raised:
+        import_weights(path)
+    assert_one_line(raised, f"{path}: train_args.imgsz is not a size", "from 32 to 8192", "'32000'")
+
+
+@pytest.mark.parametrize(
+    "metadata, fragment",
+    [
+        ({"imgsz": [32000, 32000]}, "metadata imgsz is not a size a model can take"),
+        ({"imgsz": "'640'"}, "metadata imgsz is not a size a model can take"),
+        ({"names": "x" * (10 << 20)}, "metadata names is 10,485,760 characters; expected at most 262,144"),
+        ({"names": "{0: 'a', 2: 'b'}"}, "metadata names is a dict whose keys are not 0..1"),
+        ({"names": "[" * 5000 + "]" * 5000}, "metadata names is not a Python literal"),
+        ({"names": [1, 2]}, "metadata names holds a name that is not a string"),
+    ],
+)
+def test_an_export_s_metadata_sizes_and_names_are_bounded_before_they_are_used(tmp_path, metadata, fragment):
+    """A 10 MB names string took the importer to 5.4 GB: its text is bounded before ast.literal_eval parses it."""
+    import resource
+
+    from tfyolo.importers.ultralytics_source import read_source
+
+    path = onnx_export(tmp_path / "export.onnx", **metadata)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelError) as raised:
+        read_source(path)
+    assert_one_line(raised, f"{path}: {fragment}")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 512 << 10  # KiB
+
+
+def test_random_export_metadata_reads_as_a_bounded_size_and_names_or_is_refused(tmp_path):
+    """The class of hole: random literals (and non-literals) as imgsz and names. Each file reads to a size a model
+    can take and a list of short strings, or is refused in one line; nothing else escapes."""
+    from tfyolo.importers.ultralytics_source import read_source
+
+    rng = random.Random(5)
+    atoms = [0, 1, -32, 32, 640, 650, 8192, 8224, 32000, 10**30, True, 1.5, "a", None, "x" * 300, b"b"]
+
+    def value(depth=0):
+        if depth < 2 and rng.random() < 0.4:
+            items = [value(depth + 1) for _ in range(rng.randint(0, 3))]
+            return rng.choice([items, tuple(items), dict(enumerate(items)), {"k": items}])
+        return rng.choice(atoms)
+
+    for trial in range(60):
+        metadata = {key: value() for key in ("imgsz", "names") if rng.random() < 0.8}
+        if rng.random() < 0.1:
+            metadata["names"] = rng.choice(["{0: 'a',", "__import__('os')", "[" * 300 + "]" * 300])
+        path = onnx_export(tmp_path / f"m{trial}.onnx", **metadata)
+        try:
+            source = read_source(path)
+        except ModelError as error:
+            assert str(error).startswith(str(path)) and "\n" not in str(error), (trial, metadata, error)
+            continue
+        assert source.imgsz is None or (type(source.imgsz) is int and 32 <= source.imgsz <= 8192), (trial, metadata)
+        assert source.names is None or all(isinstance(n, str) and len(n) <= 200 for n in source.names), trial
+
+
+def test_a_keras_model_with_a_32000_px_input_is_refused_before_loading(detector_files, tmp_path):
+    path = tmp_path / "big.keras"
+    with zipfile.ZipFile(detector_files[".keras"]) as source, zipfile.ZipFile(path, "w") as rebuilt:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "config.json":
+                data = data.replace(b"[null, 32, 32, 3]", b"[null, 32000, 32000, 3]")
+                assert b"32000" in data
+            rebuilt.writestr(item, data)
+    message = assert_refused(path, "has input shape [None, 32000, 32000, 3]; expected sides from 1 to 8192")
+    assert message.startswith(str(path))
+
+
+def test_a_tflite_input_side_above_8192_is_refused():
+    from tfyolo.evaluation.runners import _image_input
+
+    with pytest.raises(ModelError) as raised:
+        _image_input([{"shape": np.array([1, 32000, 32000, 3])}], "m.tflite")
+    assert_one_line(raised, "m.tflite: input (1, 32000, 32000, 3) is not a size", "1 to 8192")
+
+
+def test_a_model_config_above_8192_px_is_refused():
+    from tfyolo.errors import ConfigError
+    from tfyolo.models.model_config import ModelConfig
+
+    with pytest.raises(ConfigError) as raised:
+        ModelConfig(num_classes=1, input_size=8224)
+    assert_one_line(raised, "input_size must be at most 8192, received 8224")
+
+
+def test_a_recipe_input_size_is_bounded_by_what_calibration_can_hold():
+    """A recipe's input_size of 8192 was accepted and could not calibrate (10 GB): the field stops at 2048, and
+    the images the converter resizes to it must fit calibration's budget (images x 3 x side^2 x 4 bytes)."""
+    from tfyolo.errors import ConfigError, DataError
+    from tfyolo.quantization.recipe import Recipe
+
+    with pytest.raises(ConfigError) as raised:
+        Recipe.from_dict({"name": "big", "mode": "int8", "input_size": 8192})
+    assert_one_line(raised, "'input_size' must be a multiple of 32 from 32 to 2048", "8192")
+    with pytest.raises(DataError) as raised:
+        Recipe.from_dict({"name": "big", "mode": "int8", "input_size": 2048})
+    assert_one_line(raised, "recipe 'big': 100 calibration images of 2048 px take 5.0 GB", "at most 85 images")
+    assert Recipe.from_dict({"name": "ok", "mode": "int8", "input_size": 2048, "calibration_images": 85})
+    assert Recipe.from_dict({"name": "fp", "mode": "fp32", "input_size": 2048})
+
+
+def test_calibration_at_8192_px_is_refused_before_an_image_is_read(tmp_path, monkeypatch):
+    import cv2
+
+    from tfyolo.data import calibration_images
+    from tfyolo.errors import DataError
+
+    for index in range(8):
+        cv2.imwrite(str(tmp_path / f"{index}.png"), np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setattr(calibration_images, "read_image_rgb", lambda path: pytest.fail("an image was read"))
+    with pytest.raises(DataError) as raised:
+        calibration_images.load_calibration_images(tmp_path, 8192, 100)
+    assert_one_line(raised, "8 calibration images of 8192 px take 6.4 GB", "at most 5 images")

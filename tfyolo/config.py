@@ -10,6 +10,18 @@ from tfyolo.errors import ConfigError
 
 ACTIVATION_NAMES = ("silu", "relu", "relu6", "hard_swish")
 STRIDES = (8, 16, 32)
+# The largest square input side anything may ask for: --imgsz, a model's config, or a size read from a file (a
+# checkpoint's train_args, an export's metadata, a saved model's input layer). Memory of the size-dependent parts
+# grows with side^2: a file's 32000 took a conversion to 9.5 GB, so 8192 needs about (8192 / 32000)^2 of it, 0.6 GB.
+MAX_INPUT_SIZE = 8192
+
+
+def input_size_problem(value):
+    """None if `value` is a square input side a model can take (an int, a multiple of 32, the coarsest stride, from
+    32 to MAX_INPUT_SIZE); else what was expected, for a one-line error naming where `value` came from."""
+    if isinstance(value, int) and not isinstance(value, bool) and 32 <= value <= MAX_INPUT_SIZE and value % 32 == 0:
+        return None
+    return f"a multiple of 32 from 32 to {MAX_INPUT_SIZE} (the coarsest stride is 32), received {str(value)[:40]!r}"
 
 
 def strict_fields(cls, values: Mapping[str, Any], source: str) -> dict:

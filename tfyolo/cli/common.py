@@ -5,6 +5,7 @@ import os
 
 import click
 
+from tfyolo.config import MAX_INPUT_SIZE
 from tfyolo.errors import one_line
 
 
@@ -52,10 +53,10 @@ class ModelInputSize(click.ParamType):
                 size = int(str(value), 10)
             except ValueError:
                 self.fail(f"expected a positive multiple of 32, received {value!r}.", param, ctx)
-        if size < 32 or size % 32 or size > 8192:
+        if size < 32 or size % 32 or size > MAX_INPUT_SIZE:
             self.fail(
-                f"expected a multiple of 32 from 32 to 8192 (the coarsest stride is 32), received {size}; the nearest "
-                f"valid sizes are {max(32, size // 32 * 32)} and {(max(size, 0) // 32 + 1) * 32}.",
+                f"expected a multiple of 32 from 32 to {MAX_INPUT_SIZE} (the coarsest stride is 32), received {size}; "
+                f"the nearest valid sizes are {max(32, size // 32 * 32)} and {(max(size, 0) // 32 + 1) * 32}.",
                 param,
                 ctx,
             )

@@ -10,6 +10,25 @@ from tfyolo.data.detection_dataset import IMAGE_EXTENSIONS, DetectionDataset
 from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
 from tfyolo.errors import DataError
 
+# Calibration holds its images at once, float32: images x 3 x side^2 x 4 bytes. The default 100 images fit up to a
+# side of 1888 (4.3 GB), 873 images at 640 (4.3 GB); 100 images at 8192 would be 80 GB.
+MAX_CALIBRATION_BYTES = 4 << 30
+
+
+def calibration_bytes(count, side):
+    return count * 3 * side * side * 4
+
+
+def check_calibration_budget(count, side, where):
+    """Raises a one-line DataError naming `where` unless `count` images of `side` px fit MAX_CALIBRATION_BYTES."""
+    if calibration_bytes(count, side) > MAX_CALIBRATION_BYTES:
+        fits = MAX_CALIBRATION_BYTES // calibration_bytes(1, side)
+        raise DataError(
+            f"{where}: {count} calibration images of {side} px take {calibration_bytes(count, side) / 1e9:.1f} GB "
+            f"as float32 (images x 3 x side^2 x 4 bytes), more than the {MAX_CALIBRATION_BYTES / 1e9:.1f} GB "
+            f"calibration holds; use at most {fits} images at this size, or a smaller size."
+        )
+
 
 def calibration_paths(source):
     """Image paths of a calibration source: a folder of images, or a data.yaml (its *train* split)."""
@@ -52,6 +71,7 @@ def load_calibration_images(source, input_size, count, seed=0, evaluation_images
     unless `force`: a model calibrated on its test images reports a flattering mAP.
     """
     paths, description = calibration_paths(source)
+    check_calibration_budget(min(count, len(paths)), input_size, description)
     overlap = overlapping_images(paths, evaluation_images)
     if overlap and not force:
         raise DataError(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfyolo.config import STRIDES
+from tfyolo.config import MAX_INPUT_SIZE, STRIDES
 from tfyolo.data.images import PAD_VALUE
 from tfyolo.errors import ModelError
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
@@ -240,6 +240,8 @@ def _image_input(details, path):
         height, width = (shape[2], shape[3]) if channels_first else (shape[1], shape[2])
         if height != width:
             raise ModelError(f"{path}: input {shape} is not square.")
+        if not 0 < height <= MAX_INPUT_SIZE:  # a size read from the file: bounded as --imgsz is
+            raise ModelError(f"{path}: input {shape} is not a size a model can take; expected 1 to {MAX_INPUT_SIZE}.")
         return details[0], channels_first
     raise ModelError(f"{path}: expected one image input, NHWC (1, H, W, 3) or NCHW (1, 3, H, W); found {shapes}.")
 

@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Mapping, Optional
 
+from tfyolo.config import input_size_problem
 from tfyolo.errors import ModelError
 from tfyolo.importers.ultralytics_checkpoint import ModuleRecord, read_checkpoint
 
@@ -20,6 +21,13 @@ TORCH_ACTIVATIONS = {
     "torch.nn.modules.linear.Identity": None,
 }
 CONV_TYPES = ("ultralytics.nn.modules.conv.Conv", "ultralytics.nn.modules.conv.DWConv")
+# The longest ONNX metadata literal parsed: ast.literal_eval took about 540 bytes per character (a 10 MB `names`, 5.4
+# GB), so 256 KiB costs at most about 140 MB; 1203 LVIS class names, the most of an Ultralytics dataset, are ~30 KB.
+MAX_LITERAL_CHARS = 256 << 10
+# Class names as a file records them: at most this many, each a string of at most MAX_NAME_CHARS (they are shown
+# and written into every artifact's metadata).
+MAX_CLASSES = 10000
+MAX_NAME_CHARS = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,10 +130,8 @@ def _from_checkpoint(path):
             epsilon = getattr(batch_norm, "eps", None)
             if isinstance(epsilon, float):
                 epsilons[prefix] = epsilon
-    names = record.__dict__.get("names")
-    names = list(names) if isinstance(names, (list, tuple)) else [names[i] for i in range(len(names or {}))]
-    imgsz = (checkpoint.get("train_args") or {}).get("imgsz")
-    train_data = (checkpoint.get("train_args") or {}).get("data")
+    train_args = checkpoint.get("train_args") if isinstance(checkpoint.get("train_args"), dict) else {}
+    train_data = train_args.get("data")
     return UltralyticsSource(
         path=path,
         format="ultralytics checkpoint",
@@ -134,8 +140,8 @@ def _from_checkpoint(path):
         modules=modules,
         activations=activations,
         batch_norm_eps=epsilons,
-        names=names or None,
-        imgsz=imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz,
+        names=_class_names(record.__dict__.get("names"), path, "the model's names"),
+        imgsz=_input_size(train_args.get("imgsz"), path, "train_args.imgsz"),
         version=checkpoint.get("version"),
         # Bounded: it is only ever shown, in the line that asks for --data.
         train_data=train_data[:200] if isinstance(train_data, str) else None,
@@ -197,13 +203,8 @@ def _from_onnx(path):
     }
     if "model.0.conv.weight" not in state:
         raise ModelError(f"{path}: no Ultralytics module names among its initializers; not an Ultralytics export.")
-    try:
-        names = ast.literal_eval(properties["names"]) if "names" in properties else None
-        imgsz = ast.literal_eval(properties["imgsz"]) if "imgsz" in properties else None
-    except (ValueError, SyntaxError):
-        raise ModelError(f"{path}: its metadata's names / imgsz are not Python literals, as Ultralytics writes them.")
-    if isinstance(names, dict):
-        names = [names[index] for index in range(len(names))]
+    names = _metadata_literal(properties, "names", path)
+    imgsz = _metadata_literal(properties, "imgsz", path)
     return UltralyticsSource(
         path=path,
         format="ultralytics onnx export",
@@ -212,7 +213,50 @@ def _from_onnx(path):
         modules=None,
         activations=_onnx_activations(graph_model.graph),
         batch_norm_eps={},
-        names=names,
-        imgsz=imgsz[0] if isinstance(imgsz, (list, tuple)) else imgsz,
+        names=_class_names(names, path, "metadata names"),
+        imgsz=_input_size(imgsz, path, "metadata imgsz"),
         version=properties.get("version"),
     )
+
+
+def _metadata_literal(properties, key, path):
+    """The Python literal an export's metadata holds under `key` (Ultralytics writes str(value)), or None; its text is
+    bounded before it is parsed."""
+    text = properties.get(key)
+    if text is None:
+        return None
+    if len(text) > MAX_LITERAL_CHARS:
+        raise ModelError(f"{path}: metadata {key} is {len(text):,} characters; expected at most {MAX_LITERAL_CHARS:,}.")
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise ModelError(f"{path}: metadata {key} is not a Python literal, as Ultralytics writes it.")
+
+
+def _input_size(value, path, field):
+    """The training size a file records (a side, or [height, width] of which the height is taken), bounded as
+    --imgsz is; None if it records none."""
+    if isinstance(value, (list, tuple)) and value:
+        value = value[0]
+    if value is None:
+        return None
+    problem = input_size_problem(value)
+    if problem:
+        raise ModelError(f"{path}: {field} is not a size a model can take; expected {problem}.")
+    return value
+
+
+def _class_names(value, path, field):
+    """Class names as a file records them (a list, or {0: name, 1: name, ...}) as a list of strings; None if it
+    records none. Anything else is refused in one line, not an 'unexpected' error later."""
+    if value is None or (isinstance(value, (list, tuple, dict)) and not value):
+        return None
+    if isinstance(value, dict):
+        if not all(type(key) is int for key in value) or set(value) != set(range(len(value))):
+            raise ModelError(f"{path}: {field} is a dict whose keys are not 0..{len(value) - 1}.")
+        value = [value[index] for index in range(len(value))]
+    if not isinstance(value, (list, tuple)) or len(value) > MAX_CLASSES:
+        raise ModelError(f"{path}: {field} is not a list of at most {MAX_CLASSES:,} class names.")
+    if not all(isinstance(name, str) and len(name) <= MAX_NAME_CHARS for name in value):
+        raise ModelError(f"{path}: {field} holds a name that is not a string of at most {MAX_NAME_CHARS} characters.")
+    return list(value)

@@ -3,7 +3,7 @@
 import dataclasses
 from typing import Any, Mapping, Optional
 
-from tfyolo.config import ACTIVATION_NAMES, PADDINGS, STRIDES, strict_fields
+from tfyolo.config import ACTIVATION_NAMES, MAX_INPUT_SIZE, PADDINGS, STRIDES, strict_fields
 from tfyolo.errors import ConfigError
 from tfyolo.models.families import FAMILIES, model_family
 from tfyolo.models.model_family import ALL_HEADS, POSTPROCESS
@@ -55,6 +55,8 @@ class ModelConfig:
                 f"Hint: the nearest valid sizes are {max(32, self.input_size // 32 * 32)} and "
                 f"{(self.input_size // 32 + 1) * 32}."
             )
+        if self.input_size > MAX_INPUT_SIZE:
+            raise ConfigError(f"input_size must be at most {MAX_INPUT_SIZE}, received {self.input_size}.")
         if self.padding not in PADDINGS:
             raise ConfigError(f"padding must be one of {PADDINGS}, received {self.padding!r}.")
         if self.head is None:

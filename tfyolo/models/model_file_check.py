@@ -17,6 +17,7 @@ import os
 import zipfile
 from pathlib import Path
 
+from tfyolo.config import MAX_INPUT_SIZE
 from tfyolo.errors import ModelError
 from tfyolo.models.hdf5_check import FileWindow, check_hdf5_weights
 
@@ -173,6 +174,8 @@ def _check_object(path, node, where):
                 raise _refusal(path, where, f"a function {str(node.get('config'))[:60]!r}")
         elif class_name not in KNOWN_LAYERS | KNOWN_OBJECTS:
             raise _refusal(path, where, f"a {str(class_name)[:60]!r}")
+    if class_name == "InputLayer":
+        _check_input_shape(path, node.get("config"), where)
     module = node.get("module")
     if module is not None and not (isinstance(module, str) and module.startswith(KNOWN_MODULE_PREFIXES)):
         raise _refusal(path, where, f"from module {str(module)[:60]!r}")
@@ -184,6 +187,20 @@ def _check_object(path, node, where):
         raise _refusal(path, where, f"an activation {activation[:60]!r}")
     if isinstance(node.get("function"), (str, list, dict)) and class_name != "function":
         raise _refusal(path, where, "a serialized function")
+
+
+def _check_input_shape(path, config, where):
+    """An input layer's sides are at most MAX_INPUT_SIZE, as --imgsz's: what a model costs to run grows with side^2,
+    and a file may not ask for more than a user may type."""
+    config = config if isinstance(config, dict) else {}
+    shape = config.get("batch_input_shape") or config.get("batch_shape") or []
+    if not isinstance(shape, list) or any(
+        dim is not None and not (type(dim) is int and 0 < dim <= MAX_INPUT_SIZE) for dim in shape[1:]
+    ):
+        raise ModelError(
+            f"{path}: refused before loading: {where} has input shape {str(shape)[:80]}; expected sides from 1 to "
+            f"{MAX_INPUT_SIZE}, as --imgsz."
+        )
 
 
 def check_model_config(path, config=None):

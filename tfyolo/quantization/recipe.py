@@ -7,6 +7,7 @@ from typing import Optional
 import yaml
 
 from tfyolo.config import check_plain_name, strict_fields
+from tfyolo.data.calibration_images import check_calibration_budget
 from tfyolo.errors import ConfigError
 from tfyolo.training.train_config import COMPRESSIONS
 
@@ -25,6 +26,9 @@ FULL_INTEGER_MODES = ("int8", "int16x8")
 # The highest score floor a recipe may set: Ultralytics' val keeps scores from 0.001 and NMS at 0.01 is common,
 # so a floor above that would change what a user's threshold keeps.
 MAX_MIN_SCORE = 0.01
+# The largest side a recipe may rebuild a model at: calibration holds images x 3 x side^2 x 4 bytes, so at 2048 a
+# 32-image set is 1.6 GB and the 4 GiB budget (tfyolo.data.calibration_images) holds 85; at 8192 one image is 0.8 GB.
+MAX_RECIPE_INPUT_SIZE = 2048
 
 
 def _is_int(value):
@@ -59,8 +63,8 @@ FIELD_TYPES = {
     "compress_epochs": ("a positive integer", lambda value: _is_int(value) and value >= 1),
     "qat_epochs": ("a positive integer", lambda value: _is_int(value) and value >= 1),
     "input_size": (
-        "a multiple of 32 from 32 to 8192, or null",
-        lambda value: value is None or (_is_int(value) and 32 <= value <= 8192 and value % 32 == 0),
+        f"a multiple of 32 from 32 to {MAX_RECIPE_INPUT_SIZE}, or null",
+        lambda value: value is None or (_is_int(value) and 32 <= value <= MAX_RECIPE_INPUT_SIZE and value % 32 == 0),
     ),
     "range_statistic": (f"one of {RANGE_STATISTICS} or null", lambda value: value is None or value in RANGE_STATISTICS),
     "min_score": (
@@ -190,6 +194,8 @@ class Recipe:
                 f"recipe {self.name!r}: input_size rebuilds the model for a plain conversion; a {self.compress} "
                 "fine-tune trains at the model's own size. Compress first, then convert with input_size."
             )
+        if self.input_size is not None and self.needs_calibration:  # the set the converter resizes to input_size
+            check_calibration_budget(self.calibration_images, self.input_size, f"recipe {self.name!r}")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "int16_layers", tuple(self.int16_layers))
 
