@@ -774,3 +774,111 @@ def test_calibration_at_8192_px_is_refused_before_an_image_is_read(tmp_path, mon
     with pytest.raises(DataError) as raised:
         calibration_images.load_calibration_images(tmp_path, 8192, 100)
     assert_one_line(raised, "8 calibration images of 8192 px take 6.4 GB", "at most 5 images")
+
+
+# === A .tflite's embedded metadata.json as a compressed bomb ===
+
+
+def with_metadata_entry(content, payload, method, chunks=1):
+    """`content` with a zip appended holding metadata.json: `payload` repeated `chunks` times, compressed with
+    `method`, written a chunk at a time (a bomb is never held whole)."""
+    import io
+
+    buffer = io.BytesIO()
+    buffer.write(content)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        info = zipfile.ZipInfo("metadata.json")
+        info.compress_type = method
+        with archive.open(info, "w", force_zip64=True) as stream:
+            for _ in range(chunks):
+                stream.write(payload)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "payload, method, chunks, fragment",
+    [
+        (b" " * (1 << 20), zipfile.ZIP_BZIP2, 1, "its metadata.json is compressed with method 12"),
+        (b" " * (1 << 20), zipfile.ZIP_LZMA, 1, "its metadata.json is compressed with method 14"),
+        (b" " * (1 << 20), zipfile.ZIP_DEFLATED, 256, "its metadata.json declares 268,435,456 bytes"),
+        (
+            b" " * (1 << 19),
+            zipfile.ZIP_DEFLATED,
+            1,
+            "its metadata.json declares 524,288 bytes from 526 (a ratio above 100)",
+        ),
+    ],
+)
+def test_a_tflite_s_metadata_bomb_is_refused_before_it_is_inflated(squares_tflite, payload, method, chunks, fragment):
+    """Issue 34's trial: a compressed metadata.json took tfyolo-eval and bench to 4.85 GB. The runner every command
+    reads a .tflite through refuses it in one line, having inflated nothing."""
+    import resource
+
+    from tfyolo.evaluation.runners import TFLiteRunner
+
+    content = with_metadata_entry(squares_tflite[0], payload, method, chunks)
+    assert len(content) < len(squares_tflite[0]) + (1 << 20)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelError) as raised:
+        TFLiteRunner(model_content=content)
+    assert_one_line(raised, f"tflite bytes: {fragment}", "expected at most 1,048,576 bytes, stored or deflated")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # KiB
+
+
+def test_a_keras_file_s_metadata_bomb_is_refused_before_it_is_inflated(detector_files, tmp_path):
+    from tfyolo.metadata import find_model_metadata
+
+    path = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(detector_files[".keras"]) as source, zipfile.ZipFile(path, "w") as rebuilt:
+        for item in source.infolist():
+            if item.filename == "tfyolo_metadata.json":
+                rebuilt.writestr(item.filename, b" " * (8 << 20), zipfile.ZIP_BZIP2)
+            else:
+                rebuilt.writestr(item, source.read(item))
+    with pytest.raises(ModelError) as raised:
+        find_model_metadata(path)
+    assert_one_line(raised, f"{path}: its tfyolo_metadata.json is compressed with method 12")
+
+
+def patch_central_sizes(data, compress_size, file_size):
+    """`data` (a zip at its end) with the central directory's sizes of its last entry replaced: what a reader is told,
+    not what the entry holds."""
+    at = data.rindex(b"PK\x01\x02")
+    sizes = compress_size.to_bytes(4, "little") + file_size.to_bytes(4, "little")
+    return data[: at + 20] + sizes + data[at + 28 :]
+
+
+def test_random_metadata_entries_read_as_an_object_none_or_one_line(tmp_path):
+    """The class of hole: random payloads (JSON, deep nesting, repeats, bytes), methods and declared sizes (lies
+    included). Each ends as a dict, None, or one line naming the entry, never past a bounded read."""
+    import resource
+
+    from tfyolo.metadata import read_embedded_metadata
+
+    rng = random.Random(6)
+    payloads = [
+        json.dumps({"names": ["a"] * 100}).encode(),
+        b"[" * 100000 + b"]" * 100000,
+        b"{" * 50,
+        b"\xff\xfe" * 1000,
+        json.dumps(list(range(1000))).encode(),
+        b"0" * 4096,
+        json.dumps({"k": "v" * 5000}).encode(),
+    ]
+    methods = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+    before, outcomes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, set()
+    for trial in range(80):
+        chunks = 1 if rng.random() < 0.4 else rng.randint(2, 300)
+        content = with_metadata_entry(b"TFL3" * 64, rng.choice(payloads), rng.choice(methods), chunks)
+        if rng.random() < 0.3:
+            content = patch_central_sizes(content, rng.randrange(1 << 32), rng.randrange(1 << 32))
+        try:
+            value = read_embedded_metadata(content, f"m{trial}.tflite")
+        except ModelError as error:
+            assert str(error).startswith(f"m{trial}.tflite: its metadata.json ") and "\n" not in str(error), trial
+            outcomes.add("refused")
+            continue
+        assert value is None or isinstance(value, dict), trial
+        outcomes.add(type(value).__name__)
+    assert outcomes == {"refused", "NoneType", "dict"}
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB

@@ -7,11 +7,20 @@ appended after the flatbuffer (interpreters ignore trailing bytes; zip readers f
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
-from tfyolo.errors import DataError
+from tfyolo.errors import DataError, ModelError
 
 EMBEDDED_NAME = "metadata.json"
+# What a metadata entry of a model's zip may be before it is read. tfyolo writes a few KB (class names, recipe,
+# provenance; 10000 long class names are 200 KB), so 1 MiB holds any real one, and JSON parses it into at most ~25 MB
+# of Python objects. zipfile inflates deflate a bounded chunk at a time and stops at the declared size; bzip2 and
+# lzma it inflates a whole chunk at once (a 2 KB bzip2 entry took 4.9 GB), so only stored or deflated is read.
+MAX_METADATA_BYTES = 1 << 20
+METADATA_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+# JSON deflates 2-5 times; deflate itself cannot pass ~1030. Anything above this is a bomb, whatever it declares.
+MAX_METADATA_RATIO = 100
 
 
 def embed_metadata(tflite_bytes, metadata):
@@ -22,14 +31,52 @@ def embed_metadata(tflite_bytes, metadata):
     return buffer.getvalue()
 
 
-def read_embedded_metadata(source):
-    """The metadata embedded in a .tflite (path or bytes), or None."""
-    data = Path(source).read_bytes() if not isinstance(source, (bytes, bytearray)) else bytes(source)
+def read_embedded_metadata(source, where=None):
+    """The metadata embedded in a .tflite (path or bytes), or None; an entry that could inflate past
+    MAX_METADATA_BYTES is refused in one line naming `where` (default: the path) (`read_json_entry`)."""
+    is_bytes = isinstance(source, (bytes, bytearray))
+    where = where or ("tflite bytes" if is_bytes else str(source))
+    data = bytes(source) if is_bytes else Path(source).read_bytes()
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return json.loads(archive.read(EMBEDDED_NAME))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError):
+            return read_json_entry(archive, EMBEDDED_NAME, where)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error):  # no zip, or a damaged one: no metadata
         return None
+
+
+def read_json_entry(archive, name, where):
+    """The JSON object in entry `name` of the open zip `archive`, or None if there is none (no entry, not JSON, not
+    an object). The entry's method, declared size and ratio are checked before a byte is inflated, and at most
+    MAX_METADATA_BYTES are read whatever it declares."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        return None
+    problem = _entry_problem(info)
+    if problem:
+        raise ModelError(
+            f"{where}: its {name} {problem}; expected at most {MAX_METADATA_BYTES:,} bytes, stored or deflated."
+        )
+    with archive.open(info) as stream:
+        raw = stream.read(MAX_METADATA_BYTES + 1)
+    if len(raw) > MAX_METADATA_BYTES:
+        raise ModelError(f"{where}: its {name} inflates past {MAX_METADATA_BYTES:,} bytes; expected at most that.")
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the parser's depth
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _entry_problem(info):
+    """What makes zip entry `info` unsafe to inflate, or None."""
+    if info.compress_type not in METADATA_COMPRESSIONS:
+        return f"is compressed with method {info.compress_type}"
+    if info.file_size > MAX_METADATA_BYTES:
+        return f"declares {info.file_size:,} bytes"
+    if info.file_size > MAX_METADATA_RATIO * max(info.compress_size, 1):
+        return f"declares {info.file_size:,} bytes from {info.compress_size:,} (a ratio above {MAX_METADATA_RATIO})"
+    return None
 
 
 # A saved Keras detector carries its metadata inside the file: an entry of the `.keras` zip, an attribute of the
@@ -82,8 +129,8 @@ def read_model_file_metadata(path):
                 raw = stream.attrs.get(H5_ATTRIBUTE)
             return None if raw is None else json.loads(raw)
         with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read(MODEL_FILE_ENTRY))
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+            return read_json_entry(archive, MODEL_FILE_ENTRY, path)
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, KeyError, ValueError):
         return None
 
 
@@ -99,7 +146,12 @@ def find_model_metadata(model_path):
     folder = path if path.is_dir() else path.parent
     beside = folder / LEGACY_NAME
     if beside.is_file():
-        return json.loads(beside.read_text())
+        if beside.stat().st_size > MAX_METADATA_BYTES:
+            raise ModelError(f"{beside}: {beside.stat().st_size:,} bytes; expected at most {MAX_METADATA_BYTES:,}.")
+        try:
+            return json.loads(beside.read_bytes())
+        except (ValueError, RecursionError):
+            raise ModelError(f"{beside}: not valid JSON; the metadata of a model saved beside it is a JSON object.")
     return None
 
 

@@ -273,7 +273,7 @@ class TFLiteRunner:
             self.interpreter = make_interpreter(model_content=model_content, num_threads=num_threads)
         except (ValueError, RuntimeError) as error:
             raise ModelError(f"{self.description}: not a valid TFLite model ({str(error).splitlines()[0]}).")
-        self.metadata = read_embedded_metadata(model_content) or {}
+        self.metadata = read_embedded_metadata(model_content, self.description) or {}
         self.input_detail, self.channels_first = _image_input(self.interpreter.get_input_details(), self.description)
         self.input_size = int(self.input_detail["shape"][-1 if self.channels_first else 1])
         detected, outputs = _identify_outputs(self.interpreter, self.metadata, self.input_size, self.description)
