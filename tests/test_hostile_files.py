@@ -882,3 +882,103 @@ def test_random_metadata_entries_read_as_an_object_none_or_one_line(tmp_path):
         outcomes.add(type(value).__name__)
     assert outcomes == {"refused", "NoneType", "dict"}
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB
+
+
+# === TFLite Micro's arena ===
+
+
+@pytest.fixture(scope="module")
+def squares_int8(tmp_path_factory):
+    """The hand-built squares detector as an int8 artifact with int8 I/O (TFLiteConverter, 4 calibration images):
+    a real, small tfyolo int8 flatbuffer (12 KB)."""
+    from tests.square_detector import build_square_detector, write_squares_dataset
+    from tfyolo.data.calibration_images import load_calibration_images
+    from tfyolo.quantization.converter import convert
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+
+    data = write_squares_dataset(tmp_path_factory.mktemp("squares_int8_data"))
+    images, _ = load_calibration_images(data, 64, 4)
+    return convert(build_square_detector(), resolve_recipe("int8_tflite_int8io"), images)
+
+
+def test_a_40_mb_int8_model_runs_in_tflite_micro_instead_of_crashing(squares_int8, tmp_path):
+    """Issue 34's trial: any int8 model of about 32.5-66 MB crashed `target --mcu` (64 x file + 64 MiB crossed
+    2^31, which TFLite Micro holds in an int). A real int8 model followed by 40 MB (trailing bytes, as an appended
+    metadata zip is) is checked in a child process: a regression is a signal there, not the end of this suite."""
+    import subprocess
+
+    from tests.test_hostile import ROOT
+
+    pytest.importorskip("tflite_micro", reason="the targets extra (tflite-micro) is not installed")
+    path = tmp_path / "padded.tflite"
+    path.write_bytes(squares_int8 + b"\0" * 40_000_000)
+    code = (
+        "import sys, numpy as np\nfrom tfyolo.targets.mcu_target import check_on_mcu\n"
+        "report = check_on_mcu(open(sys.argv[1], 'rb').read(), [np.zeros((1, 64, 64, 3), np.int8)])\n"
+        "print('PARITY', report.parity, report.arena_bytes)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert result.returncode == 0 and "PARITY True" in result.stdout, (result.returncode, result.stderr[-2000:])
+
+
+class FakeMicro:
+    """Stands in for TFLite Micro's interpreter: records every arena asked for, fits from `needs` bytes on."""
+
+    def __init__(self, needs):
+        self.needs, self.asked = needs, []
+
+    def __call__(self, runtime, model_content, arena_bytes, preserve=False):
+        self.asked.append(arena_bytes)
+        if arena_bytes < self.needs:
+            raise RuntimeError("Failed to allocate memory")
+        return object()
+
+
+class Sized(bytes):
+    """Bytes that say they are `size` long (a 1.5 GB file without holding it)."""
+
+    def __new__(cls, size):
+        made = super().__new__(cls, b"TFL3")
+        made.size = size
+        return made
+
+    def __len__(self):
+        return self.size
+
+
+@pytest.mark.parametrize("size", [32_500_000, 40_000_000, 66_000_000, 1 << 30])
+def test_every_arena_asked_of_tflite_micro_stays_below_2_gib(monkeypatch, size):
+    from tfyolo.targets import mcu_target
+
+    fake = FakeMicro(needs=22592)
+    monkeypatch.setattr(mcu_target, "require_tflite_micro", lambda: None)
+    monkeypatch.setattr(mcu_target, "_interpreter", fake)
+    content = Sized(size)
+    assert mcu_target.missing_operators(content) == []
+    assert mcu_target.smallest_arena(content) <= 22592 + mcu_target.ARENA_ALIGNMENT
+    assert fake.asked and max(fake.asked) <= 1 << 30 < 1 << 31
+
+
+def test_a_model_tflite_micro_cannot_hold_is_refused_in_one_line(monkeypatch):
+    from tfyolo.targets import mcu_target
+    from tfyolo.targets.target_check import check_targets
+
+    fake = FakeMicro(needs=1 << 31)
+    monkeypatch.setattr(mcu_target, "require_tflite_micro", lambda: None)
+    monkeypatch.setattr(mcu_target, "_interpreter", fake)
+    with pytest.raises(ModelError) as raised:
+        mcu_target.smallest_arena(Sized(40_000_000))
+    assert_one_line(raised, "cannot allocate the model in a 1,073,741,824-byte arena, the most tfyolo asks for")
+    with pytest.raises(ModelError) as raised:
+        check_targets(Sized(40_000_000), "big_int8", mcu_inputs=[np.zeros((1, 4), np.int8)])
+    assert_one_line(raised, "big_int8: TFLite Micro cannot load the model in a 1,073,741,824-byte arena")
+    with pytest.raises(ModelError) as raised:
+        mcu_target.missing_operators(Sized((1 << 30) + 1))
+    assert_one_line(raised, "a model of 1,073,741,825 bytes is not for a microcontroller")
+    assert max(fake.asked) <= 1 << 30

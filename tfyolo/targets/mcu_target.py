@@ -24,6 +24,11 @@ from tfyolo.targets.npu_target import INSTALL_HINT
 PARITY_BOUND_STEPS = 0
 # Arena sizes are searched to this granularity (TFLite Micro aligns its allocations to 16 bytes).
 ARENA_ALIGNMENT = 16
+# TFLite Micro holds an arena's size in a 32-bit int: asking 2 GiB or more crashes the process (64 x a 32.5 MB model
+# + 64 MiB did, SIGSEGV). Nothing asks past this bound; a microcontroller's RAM is a few MB (tens with external
+# memory), so a model that needs more, or a file larger than it, is refused in one line instead.
+MAX_ARENA_BYTES = 1 << 30
+MAX_MODEL_BYTES = MAX_ARENA_BYTES
 # What TFLite Micro prints for an operator it has no kernel for.
 _MISSING_KERNEL = re.compile(r"Didn't find op for builtin opcode '(\w+)'")
 
@@ -95,17 +100,31 @@ def _interpreter(runtime, model_content, arena_bytes, preserve=False):
     return runtime.Interpreter.from_bytes(model_content, arena_size=arena_bytes, intrepreter_config=config)
 
 
+def _roomy_arena(model_content, spare):
+    """An arena with room to spare for loading the model (64 x its file + `spare`), at most MAX_ARENA_BYTES; a file
+    past MAX_MODEL_BYTES is refused first."""
+    if len(model_content) > MAX_MODEL_BYTES:
+        raise ModelError(
+            f"a model of {len(model_content):,} bytes is not for a microcontroller; TFLite Micro is checked on models "
+            f"of at most {MAX_MODEL_BYTES:,} bytes (a microcontroller holds a few MB)."
+        )
+    return min(64 * len(model_content) + spare, MAX_ARENA_BYTES)
+
+
 def missing_operators(model_content):
     """Operators of the model TFLite Micro has no kernel for, from what it prints while loading with room to spare."""
     runtime = require_tflite_micro()
+    arena = _roomy_arena(model_content, 1 << 26)
     with _native_stderr() as printed:
         try:
-            _interpreter(runtime, model_content, 64 * len(model_content) + (1 << 26))
+            _interpreter(runtime, model_content, arena)
         except RuntimeError:
             missing = sorted(set(_MISSING_KERNEL.findall(printed())))
             if missing:
                 return missing
-            raise ModelError(f"TFLite Micro cannot load the model: {' '.join(printed().split())[-300:]}") from None
+            raise ModelError(
+                f"TFLite Micro cannot load the model in a {arena:,}-byte arena: {' '.join(printed().split())[-300:]}"
+            ) from None
     return []
 
 
@@ -121,12 +140,15 @@ def smallest_arena(model_content):
         except RuntimeError:
             return False
 
-    low, high = 0, max(1 << 20, 4 * len(model_content))
+    low, high = 0, min(max(1 << 20, 4 * len(model_content)), MAX_ARENA_BYTES)
     with _native_stderr():
         while not fits(high):
-            low, high = high, 2 * high
-            if high > 1 << 34:
-                raise ModelError("TFLite Micro cannot allocate the model in a 16 GiB arena.")
+            if high >= MAX_ARENA_BYTES:
+                raise ModelError(
+                    f"TFLite Micro cannot allocate the model in a {MAX_ARENA_BYTES:,}-byte arena, the most tfyolo asks "
+                    "for (a microcontroller holds a few MB)."
+                )
+            low, high = high, min(2 * high, MAX_ARENA_BYTES)
         while high - low > ARENA_ALIGNMENT:
             middle = (low + high) // 2 // ARENA_ALIGNMENT * ARENA_ALIGNMENT
             low, high = (low, middle) if fits(middle) else (middle, high)
@@ -239,7 +261,7 @@ def first_divergence(model_content, tensor):
     reference.allocate_tensors()
     _run_litert(reference, tensor)
     with _native_stderr():
-        micro = _interpreter(runtime, model_content, 64 * len(model_content) + (1 << 28), preserve=True)
+        micro = _interpreter(runtime, model_content, _roomy_arena(model_content, 1 << 28), preserve=True)
     micro.set_input(tensor, 0)
     micro.invoke()
     tensors = {detail["index"]: detail for detail in reference.get_tensor_details()}

@@ -2,6 +2,7 @@
 The command line, the bundle, `--auto --target` and the benchmark all call this; it returns data and bytes, never
 writes."""
 
+from tfyolo.errors import ModelError
 from tfyolo.markdown import markdown_table
 from tfyolo.targets.mcu_target import check_on_mcu
 from tfyolo.targets.npu_target import compile_for_npu
@@ -24,7 +25,10 @@ def check_targets(model_content, model_name, npu_targets=(), mcu_inputs=None):
         compiled[target.accelerator], npu = compile_for_npu(model_content, target, model_name)
         report["npu"][target.accelerator] = npu.to_dict()
     if mcu_inputs is not None:
-        report["mcu"] = check_on_mcu(model_content, mcu_inputs).to_dict()
+        try:
+            report["mcu"] = check_on_mcu(model_content, mcu_inputs).to_dict()
+        except ModelError as error:  # TFLite Micro's refusals do not know the file's name
+            raise ModelError(f"{model_name}: {error}") from None
     return report, compiled
 
 
