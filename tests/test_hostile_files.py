@@ -982,3 +982,204 @@ def test_a_model_tflite_micro_cannot_hold_is_refused_in_one_line(monkeypatch):
         mcu_target.missing_operators(Sized((1 << 30) + 1))
     assert_one_line(raised, "a model of 1,073,741,825 bytes is not for a microcontroller")
     assert max(fake.asked) <= 1 << 30
+
+
+# === Native crashes of LiteRT and TFLite Micro on a malformed .tflite ===
+
+
+def flatbuffer_fields(content):
+    """The model object (tflite schema's object API) of `content`, and a function packing one back to bytes."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    def pack(model):
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        return bytes(builder.Output())
+
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(content, 0)), pack
+
+
+def edit_one_field(content, rng):
+    """(what was edited, the mutant) with one field of `content` changed: a tensor's zero point, scale, type, shape
+    dimension or buffer, an operator's input, output or opcode, or a subgraph input or output; None if the field
+    drawn is absent."""
+    model, pack = flatbuffer_fields(content)
+    graph = model.subgraphs[0]
+    tensor = graph.tensors[rng.randrange(len(graph.tensors))]
+    operator = graph.operators[rng.randrange(len(graph.operators))]
+    quantization = tensor.quantization
+    kind = rng.choice(["zero_point", "scale", "type", "shape", "buffer", "op_inputs", "op_outputs", "opcode", "io"])
+    if kind in ("zero_point", "scale"):
+        field = "zeroPoint" if kind == "zero_point" else "scale"
+        values = getattr(quantization, field, None) if quantization is not None else None
+        if values is None or len(values) == 0:
+            return None
+        values = np.array(values, np.int64 if kind == "zero_point" else np.float32)
+        values[0] = rng.choice([128, -129, 255, 1 << 20] if kind == "zero_point" else [0.0, -1.0, np.nan, np.inf])
+        setattr(quantization, field, values)
+    elif kind == "type":
+        tensor.type = rng.randrange(18)
+    elif kind == "shape":
+        if tensor.shape is None or len(tensor.shape) == 0:
+            return None
+        tensor.shape = np.array(tensor.shape, np.int32)
+        tensor.shape[rng.randrange(len(tensor.shape))] = rng.choice([0, -1, 2, 1 << 20])
+    elif kind == "buffer":
+        tensor.buffer = rng.choice([0, rng.randrange(len(model.buffers)), len(model.buffers) + 5])
+    elif kind == "opcode":
+        operator.opcodeIndex = rng.randrange(len(model.operatorCodes) + 2)
+    else:
+        owner, field = (graph, rng.choice(["inputs", "outputs"])) if kind == "io" else (operator, kind[3:])
+        items = np.array(getattr(owner, field), np.int32)
+        items[rng.randrange(len(items))] = rng.choice([-1, rng.randrange(len(graph.tensors)), len(graph.tensors) + 3])
+        setattr(owner, field, items)
+    return kind, pack(model)
+
+
+def index_removed(content, owner):
+    """`content` with one tensor index set to -1, "no tensor": `owner` "filter" is the first operator's filter input
+    (a CONV_2D's weights), which LiteRT with XNNPACK dereferences while preparing the op (SIGSEGV); "input" is the
+    subgraph's input, which LiteRT refuses cleanly and TFLite Micro dereferences while loading (SIGSEGV)."""
+    model, pack = flatbuffer_fields(content)
+    holder, field, slot = (
+        (model.subgraphs[0].operators[0], "inputs", 1) if owner == "filter" else (model.subgraphs[0], "inputs", 0)
+    )
+    items = np.array(getattr(holder, field), np.int32)
+    items[slot] = -1
+    setattr(holder, field, items)
+    return pack(model)
+
+
+def test_litert_alone_dies_by_sigsegv_on_a_filter_input_of_minus_1(squares_int8, tmp_path):
+    """The oracle: the mutant is the hole, loading it in LiteRT as tfyolo's runner does (its bytes, XNNPACK, two
+    threads: tflite_runtime.make_interpreter) ends the process by a signal."""
+    import subprocess
+
+    path = tmp_path / "mutant.tflite"
+    path.write_bytes(index_removed(squares_int8, "filter"))
+    code = (
+        "import sys\nfrom ai_edge_litert.interpreter import Interpreter\n"
+        "Interpreter(model_content=open(sys.argv[1], 'rb').read(), num_threads=2).allocate_tensors()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, timeout=120)
+    assert result.returncode < 0, result
+
+
+def run_on_mutant(content, tmp_path, command, owner):
+    """(the finished `python -m tfyolo COMMAND`, the mutant's path): COMMAND run as a user runs it on `content` with
+    an index removed (`index_removed`), beside the squares dataset."""
+    import subprocess
+
+    from tests.square_detector import write_squares_dataset
+    from tests.test_hostile import ROOT
+
+    data = write_squares_dataset(tmp_path / "data")
+    model = tmp_path / "mutant.tflite"
+    model.write_bytes(index_removed(content, owner))
+    places = {"model": model, "data": data, "out": tmp_path / "bundle", "images": data.parent / "images" / "val"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tfyolo", *[part.format(**places) for part in command]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    return result, model
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["eval", "{model}", "--data", "{data}"],
+        ["bench", "{model}", "--threads", "1", "--warmup", "0", "--runs", "1"],
+        ["bundle", "{model}", "--out", "{out}", "--images", "{images}"],
+        ["target", "{model}", "--mcu", "--images", "{images}"],
+    ],
+    ids=["eval", "bench", "bundle", "target-mcu"],
+)
+def test_a_crashing_tflite_ends_each_command_in_one_line(squares_int8, tmp_path, command):
+    """Issue 34's trial: single-field edits of an int8 artifact made tfyolo-eval, bench, bundle and target --mcu die
+    by SIGSEGV with no message. Each command, run as a user runs it, now ends in exit code 1 and one line."""
+    result, model = run_on_mutant(squares_int8, tmp_path, command, "filter")
+    lines = result.stderr.strip().splitlines()
+    expected = f"Error: {model}: the LiteRT interpreter crashed (SIGSEGV) loading it: the file is malformed."
+    assert result.returncode == 1 and lines == [expected], (result.returncode, result.stdout, result.stderr[-3000:])
+
+
+def test_a_bundle_whose_model_crashes_litert_is_verified_in_one_line(squares_int8, tmp_path):
+    """bundle --verify (and tfyolo-eval of a bundle folder) runs the model its manifest names."""
+    (tmp_path / "manifest.json").write_text(json.dumps({"model": "mutant.tflite"}))
+    result, model = run_on_mutant(squares_int8, tmp_path, ["bundle", str(tmp_path), "--verify"], "filter")
+    expected = f"Error: {model}: the LiteRT interpreter crashed (SIGSEGV) loading it: the file is malformed."
+    assert result.returncode == 1 and result.stderr.strip().splitlines() == [expected], result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["target", "{model}", "--mcu", "--images", "{images}"], ["bundle", "{model}", "--out", "{out}", "--mcu"]],
+    ids=["target-mcu", "bundle-mcu"],
+)
+def test_a_tflite_that_crashes_tflite_micro_ends_the_mcu_commands_in_one_line(squares_int8, tmp_path, command):
+    """A mutant LiteRT refuses cleanly but TFLite Micro dies on: --mcu runs TFLite Micro's load and one invoke in
+    the child too."""
+    pytest.importorskip("tflite_micro", reason="the targets extra (tflite-micro) is not installed")
+    result, model = run_on_mutant(squares_int8, tmp_path, command, "input")
+    lines = result.stderr.strip().splitlines()
+    expected = f"Error: {model}: TFLite Micro crashed (SIGSEGV) loading it: the file is malformed."
+    assert result.returncode == 1 and lines == [expected], (result.returncode, result.stdout, result.stderr[-3000:])
+
+
+def test_random_single_field_edits_end_in_a_result_or_one_line(squares_int8, tmp_path):
+    """The class of hole: random single-field edits of a real int8 artifact's flatbuffer, each run through the
+    checks in a child and then, in this process, the way tfyolo-eval and bench read it (the runner on an image, the
+    graph inspection). Every mutant ends in a result or one ModelError line; this process never dies, and no line
+    is an "unexpected" one. The mutant known to crash LiteRT is always among them."""
+    from tfyolo.evaluation.runners import TFLiteRunner
+    from tfyolo.tflite_runtime import check_in_child, inspect_tflite
+
+    rng, outcomes = random.Random(8), {}
+    mutants = [("filter", index_removed(squares_int8, "filter"))]
+    while len(mutants) < 40:
+        mutants += [made for made in [edit_one_field(squares_int8, rng)] if made is not None]
+    for index, (kind, mutant) in enumerate(mutants):
+        path = tmp_path / f"m{index}.tflite"
+        path.write_bytes(mutant)
+        try:
+            check_in_child(path)
+            runner = TFLiteRunner(path, num_threads=1)
+            runner.predict(np.full((1, runner.input_size, runner.input_size, 3), 0.5, np.float32))
+            inspect_tflite(mutant)
+            outcome = "ran"
+        except ModelError as error:
+            assert str(error).startswith(str(path)) and "\n" not in str(error), (kind, error)
+            outcome = "crashed" if "crashed (" in str(error) else "refused"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("crashed") and outcomes.get("refused") and outcomes.get("ran"), outcomes
+
+
+def test_random_single_field_edits_end_the_mcu_check_in_a_report_or_one_line(squares_int8, tmp_path):
+    """The class of hole for TFLite Micro: random single-field edits through the child's checks with TFLite Micro's
+    steps, then the TFLite Micro check itself in this process. Each ends in a report or one ModelError line naming
+    the model; this process never dies. The mutant known to crash TFLite Micro is always among them."""
+    pytest.importorskip("tflite_micro", reason="the targets extra (tflite-micro) is not installed")
+    from tfyolo.targets.mcu_target import MCU_STEPS
+    from tfyolo.targets.target_check import check_targets
+    from tfyolo.tflite_runtime import check_in_child
+
+    rng, outcomes = random.Random(9), {}
+    mutants = [("input", index_removed(squares_int8, "input"))]
+    while len(mutants) < 25:
+        mutants += [made for made in [edit_one_field(squares_int8, rng)] if made is not None]
+    for index, (kind, mutant) in enumerate(mutants):
+        path = tmp_path / f"m{index}.tflite"
+        path.write_bytes(mutant)
+        try:
+            check_in_child(path, MCU_STEPS)
+            check_targets(mutant, path.stem, mcu_inputs=[np.zeros((1, 64, 64, 3), np.int8)])
+            outcome = "reported"
+        except ModelError as error:
+            assert str(error).startswith((str(path), path.stem)) and "\n" not in str(error), (kind, error)
+            outcome = "crashed" if "crashed (" in str(error) else "refused"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("crashed") and outcomes.get("refused") and outcomes.get("reported"), outcomes

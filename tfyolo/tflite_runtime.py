@@ -3,8 +3,16 @@ artifact is proven integer-only) and its `serving_default` signature. Evaluation
 bundles all read models through here."""
 
 import collections
+import functools
+import os
+import signal
+from pathlib import Path
 
 import numpy as np
+
+from tfyolo.config import MAX_INPUT_SIZE
+from tfyolo.errors import ModelError
+from tfyolo.processes import children_ignore_sigint, describe_exit, die_with_parent
 
 # Ops that only move data between float and integer domains at the model boundary, or carry no arithmetic.
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -61,3 +69,92 @@ def signature_outputs(interpreter):
     """{output key: tensor index} of the model's `serving_default` signature, or {} when it has none."""
     signatures = interpreter._get_full_signature_list()
     return dict(signatures.get(SIGNATURE_KEY, {}).get("outputs", {}))
+
+
+# === A native crash contained in a child process ===
+# LiteRT's C++ trusts the flatbuffer: single-field edits of a valid int8 model (an operator input of -1, a zero point
+# out of range, a shape or a type edited) end the process by SIGSEGV or SIGABRT, with no message. A command that
+# opens a .tflite a user names first loads it and runs it once in a spawned child, the ways tfyolo's readers do; a
+# crash there becomes one line, and a clean failure is left for the real work to report in its own words.
+CHILD_TIMEOUT_S = 300
+# The largest input a child fills with zeros: the image input of the largest model (3 x 8192^2 values).
+MAX_CHILD_INPUT_VALUES = 3 * MAX_INPUT_SIZE**2
+
+
+def run_once_on_zeros(model_content, phase, resolver="AUTO", invoke=True):
+    """Loads `model_content` with LiteRT's `resolver`, reads what tfyolo's readers read (tensors, ops, signature) and,
+    if `invoke`, runs it once on zeros, reading every output. `phase("loading" / "running")` says where it is."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    phase("loading")
+    interpreter = Interpreter(
+        model_content=model_content, experimental_op_resolver_type=getattr(OpResolverType, resolver), num_threads=1
+    )
+    interpreter.allocate_tensors()
+    interpreter.get_tensor_details()
+    interpreter._get_ops_details()
+    interpreter._get_full_signature_list()
+    inputs = interpreter.get_input_details()
+    if not invoke or sum(int(np.prod(detail["shape"])) for detail in inputs) > MAX_CHILD_INPUT_VALUES:
+        return
+    phase("running")
+    for detail in inputs:
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    interpreter.invoke()
+    for detail in interpreter.get_output_details():
+        interpreter.get_tensor(detail["index"])
+
+
+# (who, function of (model bytes, phase)): LiteRT as the readers open it (builtin kernels, no delegate: the graph
+# walk), then as evaluation, benchmarks and bundles run it (XNNPACK).
+LITERT_STEPS = (
+    (
+        "the LiteRT interpreter",
+        functools.partial(run_once_on_zeros, resolver="BUILTIN_WITHOUT_DEFAULT_DELEGATES", invoke=False),
+    ),
+    ("the LiteRT interpreter", run_once_on_zeros),
+)
+
+
+def _steps_in_child(model_path, steps, reached):
+    """The child: runs each step, recording in `reached` (step index x 2, + 1 once running) where it is; a Python
+    error ends a step quietly (the real work raises it again, as one line)."""
+    die_with_parent()
+    if os.environ.get("TFYOLO_DEBUG") != "1":  # LiteRT's own complaints would be more lines than the one
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+    content = Path(model_path).read_bytes()
+    for index, (_, step) in enumerate(steps):
+
+        def phase(doing, index=index):
+            reached.value = 2 * index + (doing == "running")
+
+        try:
+            step(content, phase)
+        except Exception:
+            continue
+
+
+def check_in_child(model_path, extra_steps=(), timeout=CHILD_TIMEOUT_S):
+    """Loads and runs the .tflite at `model_path` once in a spawned child (LITERT_STEPS, then `extra_steps`, e.g.
+    TFLite Micro's); returns when the child ended by itself, raises one ModelError line when it crashed or hung."""
+    import multiprocessing
+
+    steps = LITERT_STEPS + tuple(extra_steps)
+    context = multiprocessing.get_context("spawn")
+    reached = context.Value("i", 0)
+    child = context.Process(target=_steps_in_child, args=(str(model_path), steps, reached), daemon=True)
+    with children_ignore_sigint():
+        child.start()
+    try:
+        child.join(timeout)
+    finally:
+        if child.is_alive():  # hung, or this process was interrupted: never left behind
+            child.kill()
+            child.join()
+    who, doing = steps[reached.value // 2][0], ("loading", "running")[reached.value % 2]
+    if child.exitcode == -signal.SIGKILL:
+        raise ModelError(f"{model_path}: {who} did not finish {doing} it within {timeout} s, or ran out of memory.")
+    if child.exitcode is not None and child.exitcode < 0:
+        name = describe_exit(child.exitcode).replace("killed by ", "")
+        raise ModelError(f"{model_path}: {who} crashed ({name}) {doing} it: the file is malformed.")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import AT_LEAST_ONE, NON_NEGATIVE, user_errors, verify_and_report
+from tfyolo.cli.common import AT_LEAST_ONE, NON_NEGATIVE, check_tflite_in_child, user_errors, verify_and_report
 from tfyolo.cli.target import npu_options, npu_targets
 
 
@@ -39,6 +39,8 @@ def bench_command(models, threads, warmup, runs, no_xnnpack, json_path, report_d
     from tfyolo.plots import plot_latency
 
     counts = threads
+    for model in models:
+        check_tflite_in_child(model)
     results = benchmark_models(models, counts, warmup, runs, xnnpack=not no_xnnpack)
     header = f"{'model':<34}{'size MB':>9}" + "".join(f"{f'p50 ms t={c}':>14}{'ratio':>7}" for c in counts)
     click.echo(header)
@@ -86,6 +88,7 @@ def bundle_command(
         raise click.UsageError("--out is required to make a bundle.")
     out = Path(out)
     ensure_writable_folder(out.parent, "--out (its parent folder)")
+    check_tflite_in_child(target, mcu)
     images = golden_image_paths(target, image_source, golden)
     evaluation = json.loads(Path(eval_json).read_text()) if eval_json else None
     latency = json.loads(Path(bench_json).read_text()) if bench_json else None

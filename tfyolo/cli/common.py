@@ -1,7 +1,9 @@
 """What every command shares: any error -> one line and exit code 1."""
 
 import functools
+import json
 import os
+from pathlib import Path
 
 import click
 
@@ -28,10 +30,41 @@ def user_errors(function):
     return wrapper
 
 
+def check_tflite_in_child(path, mcu=False):
+    """A .tflite a user names is loaded and run once in a child process before this one opens it
+    (`tfyolo.tflite_runtime.check_in_child`): a native crash of LiteRT (and, with `mcu`, of TFLite Micro) on a
+    malformed file is one line, not the silent end of the command. Anything else is left to the command."""
+    path = Path(path)
+    if path.suffix != ".tflite" or not path.is_file():
+        return
+    from tfyolo.tflite_runtime import check_in_child
+
+    extra = ()
+    if mcu:
+        from tfyolo.targets.mcu_target import MCU_STEPS
+
+        extra = MCU_STEPS
+    check_in_child(path, extra)
+
+
+def _bundle_model(bundle_dir):
+    """The .tflite a bundle's manifest names, when it is a file directly in the bundle folder (else None: the
+    verification itself reports it)."""
+    try:
+        name = json.loads((Path(bundle_dir) / "manifest.json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    path = Path(bundle_dir) / name if isinstance(name, str) else None
+    return path if path and path.resolve().parent == Path(bundle_dir).resolve() else None
+
+
 def verify_and_report(bundle_dir):
     """Verifies a bundle folder, prints each problem, exits 1 if there is any."""
     from tfyolo.bundle import verify_bundle
 
+    model = _bundle_model(bundle_dir)
+    if model is not None:
+        check_tflite_in_child(model)
     problems = verify_bundle(bundle_dir)
     for problem in problems:
         click.echo(f"FAIL {problem}", err=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import AT_LEAST_ONE, MODEL_INPUT_SIZE, user_errors, verify_and_report
+from tfyolo.cli.common import AT_LEAST_ONE, MODEL_INPUT_SIZE, check_tflite_in_child, user_errors, verify_and_report
 from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import progress_bar
 from tfyolo.metadata import resolve_data
@@ -105,6 +105,9 @@ def main(
         ensure_writable_folder(Path(json_path).parent, "--json path")
     if report_dir:
         ensure_writable_folder(report_dir, "--report folder")
+    for untrusted in (model, reference):
+        if untrusted:
+            check_tflite_in_child(untrusted)
     runner = open_runner(model, threads, layout, imgsz, progress=click.echo)
     if coco_json:
         if not images_dir:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from tfyolo.cli.common import AT_LEAST_ONE, user_errors
+from tfyolo.cli.common import AT_LEAST_ONE, check_tflite_in_child, user_errors
 
 
 def npu_options(function):
@@ -59,6 +59,7 @@ def target_command(artifact, npus, system_config, memory_mode, mcu, image_source
     if not npus and not mcu:
         raise click.UsageError("name at least one target: --npu ethos-u55-128 (repeatable) and/or --mcu.")
     artifact = Path(artifact)
+    check_tflite_in_child(artifact, mcu)
     out = Path(out) if out else artifact.parent
     out.mkdir(parents=True, exist_ok=True)
     targets = npu_targets(npus, system_config, memory_mode)

@@ -5,6 +5,7 @@ float, numpy), so a difference between two models is always the models' and neve
 boxes are xyxy normalized to the model input, scores are per-class probabilities.
 """
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,8 @@ def _identify_outputs(interpreter, metadata, input_size, path):
     by_index = {detail["index"]: detail for detail in details}
     signature = signature_outputs(interpreter)
     if {BOX_OUTPUT, CLASS_OUTPUT} <= set(signature):
+        if not {signature[BOX_OUTPUT], signature[CLASS_OUTPUT]} <= set(by_index):
+            raise ModelError(f"{path}: its serving_default signature names outputs that are not the graph's outputs.")
         return "tfyolo", {name: by_index[signature[name]] for name in (BOX_OUTPUT, CLASS_OUTPUT)}
     by_name = {name: detail for detail in details for name in (BOX_OUTPUT, CLASS_OUTPUT) if name in detail["name"]}
     if len(by_name) == 2:
@@ -231,6 +234,17 @@ def _box_centres(output, layout):
     return (rows[:, :2] + rows[:, 2:4]) / 2
 
 
+@contextlib.contextmanager
+def litert_refusals(where):
+    """LiteRT's refusals of a malformed graph (its C++ checks surface as ValueError or RuntimeError: an invalid
+    tensor index, an input without data, an op that failed to prepare or invoke) as one ModelError line."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ModelError(f"{where}: the LiteRT interpreter refused it ({first[:300]}).") from None
+
+
 def _image_input(details, path):
     """(detail, channels_first): one RGB image input, NHWC (1, H, W, 3) or NCHW (1, 3, H, W), square."""
     shapes = [tuple(int(v) for v in detail["shape"]) for detail in details]
@@ -274,6 +288,11 @@ class TFLiteRunner:
         except (ValueError, RuntimeError) as error:
             raise ModelError(f"{self.description}: not a valid TFLite model ({str(error).splitlines()[0]}).")
         self.metadata = read_embedded_metadata(model_content, self.description) or {}
+        with litert_refusals(self.description):
+            self._read_io(model_content, layout)
+
+    def _read_io(self, model_content, layout):
+        """The image input, the outputs' layout and what they hold (class count, box units, names)."""
         self.input_detail, self.channels_first = _image_input(self.interpreter.get_input_details(), self.description)
         self.input_size = int(self.input_detail["shape"][-1 if self.channels_first else 1])
         detected, outputs = _identify_outputs(self.interpreter, self.metadata, self.input_size, self.description)
@@ -333,10 +352,11 @@ class TFLiteRunner:
         collected = {name: [] for name in self.outputs}
         for image in batch:
             image = np.transpose(image, (2, 0, 1)) if self.channels_first else image
-            self.interpreter.set_tensor(self.input_detail["index"], quantize(image[None], self.input_detail))
-            self.interpreter.invoke()
-            for name, detail in self.outputs.items():
-                collected[name].append(dequantize(self.interpreter.get_tensor(detail["index"]), detail))
+            with litert_refusals(self.description):
+                self.interpreter.set_tensor(self.input_detail["index"], quantize(image[None], self.input_detail))
+                self.interpreter.invoke()
+                for name, detail in self.outputs.items():
+                    collected[name].append(dequantize(self.interpreter.get_tensor(detail["index"]), detail))
         return {name: np.concatenate(values) for name, values in collected.items()}
 
     def decode(self, raw):

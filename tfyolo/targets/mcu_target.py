@@ -10,6 +10,7 @@ reported beside, in output steps, but no bound follows from the arithmetic, so n
 """
 
 import contextlib
+import functools
 import os
 import re
 import tempfile
@@ -20,6 +21,7 @@ import numpy as np
 
 from tfyolo.errors import ConfigError, ModelError
 from tfyolo.targets.npu_target import INSTALL_HINT
+from tfyolo.tflite_runtime import run_once_on_zeros
 
 PARITY_BOUND_STEPS = 0
 # Arena sizes are searched to this granularity (TFLite Micro aligns its allocations to 16 bytes).
@@ -227,6 +229,24 @@ def check_on_mcu(model_content, inputs):
     if not report.parity:
         report = McuReport(**{**asdict(report), "first_divergence": first_divergence(model_content, inputs[0])})
     return report
+
+
+def check_on_mcu_with_zeros(model_content, phase):
+    """`check_on_mcu` itself, on one input of zeros (a step of `tfyolo.tflite_runtime.check_in_child`): every load,
+    arena tried and run the real check makes, the inputs aside."""
+    runtime = require_tflite_micro()
+    phase("loading")
+    with _native_stderr():
+        detail = _interpreter(runtime, model_content, _roomy_arena(model_content, 1 << 26)).get_input_details(0)
+    phase("running")
+    check_on_mcu(model_content, [np.zeros(detail["shape"], detail["dtype"])])
+
+
+# What `check_on_mcu` runs beyond LiteRT's XNNPACK, for `check_in_child`: LiteRT's reference kernels, TFLite Micro.
+MCU_STEPS = (
+    ("LiteRT's reference kernels", functools.partial(run_once_on_zeros, resolver="BUILTIN_REF")),
+    ("TFLite Micro", check_on_mcu_with_zeros),
+)
 
 
 def offset_buffers(model_content):

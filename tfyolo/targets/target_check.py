@@ -29,6 +29,9 @@ def check_targets(model_content, model_name, npu_targets=(), mcu_inputs=None):
             report["mcu"] = check_on_mcu(model_content, mcu_inputs).to_dict()
         except ModelError as error:  # TFLite Micro's refusals do not know the file's name
             raise ModelError(f"{model_name}: {error}") from None
+        except (ValueError, RuntimeError, IndexError) as error:  # LiteRT's or TFLite Micro's refusal of a bad graph
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+            raise ModelError(f"{model_name}: the TFLite Micro check cannot run it ({first}).") from None
     return report, compiled
 
 
