@@ -45,7 +45,7 @@ help:
 	@echo "make bench-auto  sensitivity + auto recipe (budgets 0.3, 1.0) on PennFudan -> benchmarks/results/"
 	@echo "make bench-import    the same Ultralytics weights: its own TFLite exports vs tfyolo import + convert"
 	@echo "make bench-targets   Ethos-U (Vela) estimates and TFLite Micro parity of every family's PennFudan int8 vs Ultralytics'"
-	@echo "make bench-coco      80-class int8: the shared COCO YOLOv8n, calibrated on one half of coco128, scored on the other"
+	@echo "make bench-coco      80-class int8 of the COCO YOLOv8n / YOLO11n / YOLO26n: calibrated on coco128, scored on coco_val150"
 	@echo "make bench-finetune  PennFudan: short training from scratch vs from imported Ultralytics weights"
 	@echo "make bench-compress  cluster_int8 / prune_int8 on PennFudan (from bench-import), mixed int8/int16 on the default model"
 	@echo "make bench-service   20 tiny jobs at once to 2 workers on loopback: jobs/min, p95 API latency"

@@ -116,14 +116,19 @@ def auto_row(model, work):
     }
 
 
-def family_results(family, seeds, with_auto):
-    from tfyolo.benchmark import interleaved_latency
-
-    folder, keras_name, ultralytics_name = FAMILIES[family]
+def family_model(family):
+    folder, keras_name, _ = FAMILIES[family]
     model = folder / keras_name
     if not model.is_file():
         raise SystemExit(f"{model} not found: this benchmark needs ../shared/weights beside the project.")
-    work = WORK / "coco_val150" / family
+    return model, WORK / "coco_val150" / family
+
+
+def family_results(family, seeds, with_auto):
+    from tfyolo.benchmark import interleaved_latency
+
+    folder, _, ultralytics_name = FAMILIES[family]
+    model, work = family_model(family)
     per_seed = {seed: convert_rows(family, model, work, seed) for seed in seeds}
     result = {"family": family, "model": str(model), "seeds": {}}
     for seed, rows in per_seed.items():
@@ -240,21 +245,35 @@ def markdown(results):
     )
 
 
+def record(family, update):
+    """Merges `update` into `family`'s entry of the results file and rewrites its JSON and Markdown: a run of some
+    families (or of the search alone) keeps the rest from the last run, and each family is written as it ends."""
+    previous = RESULTS / "coco_val150.json"
+    results = load_json(previous)["results"] if previous.is_file() else {}
+    results[family] = update(results.get(family))
+    results = {name: results[name] for name in FAMILIES if name in results}
+    text = markdown(results)
+    write_results("coco_val150", {"machine": machine(), "results": results}, text)
+    return text
+
+
 @click.command()
 @click.option("--family", "families", multiple=True, type=click.Choice(sorted(FAMILIES)), help="[default: all]")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Calibration seeds, comma-separated.")
 @click.option("--no-auto", is_flag=True, help="Leave out the --auto search.")
-def main(families, seeds, no_auto):
+@click.option("--auto-only", is_flag=True, help="Run only the --auto search, into the family's last results.")
+def main(families, seeds, no_auto, auto_only):
     require_dataset(CALIBRATION)
     require_dataset(SCORING)
     seeds = tuple(int(seed) for seed in seeds.split(","))
-    previous = RESULTS / "coco_val150.json"
-    # A run of some families keeps the others' rows from the last run (each family's rows are one run's).
-    results = load_json(previous)["results"] if previous.is_file() else {}
-    results.update({family: family_results(family, seeds, not no_auto) for family in families or FAMILIES})
-    results = {family: results[family] for family in FAMILIES if family in results}
-    text = markdown(results)
-    write_results("coco_val150", {"machine": machine(), "results": results}, text)
+    text = ""
+    for family in families or FAMILIES:
+        if auto_only:
+            auto = auto_row(family_model(family)[0], family_model(family)[1])
+            text = record(family, lambda result, auto=auto: dict(result, auto=auto))
+        else:
+            result = family_results(family, seeds, not no_auto)
+            text = record(family, lambda _, result=result: result)
     print(text)
 
 

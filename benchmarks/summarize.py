@@ -34,6 +34,14 @@ def headline():
         family = load_json(imported).get("family", imported.stem.rsplit("_", 1)[-1])
         for goal, value in load_json(imported)["goals"].items():
             lines.append(f"| import {family} (same Ultralytics weights) | {goal} | {value} |")
+    coco = RESULTS / "coco_val150.json"
+    if coco.is_file():
+        for family, result in load_json(coco)["results"].items():
+            deltas = [entry["int8"]["delta"] for entry in result["seeds"].values()]
+            lines.append(
+                f"| coco_val150 {family} (80 classes, unseen images) | `int8` vs float, worst / best seed | "
+                f"{min(deltas):+.2f} / {max(deltas):+.2f} pt |"
+            )
     service = RESULTS / "service_load.json"
     if service.is_file():
         load = load_json(service)

@@ -44,7 +44,7 @@ def test_convert_takes_a_pt_and_imports_it_once(checkpoint, tiny_synthetic, tmp_
     # The fp32 artifact computes what the import computes: the same float model, the same images.
     assert report["rows"][1]["output_errors"]["box_distribution"]["max_abs_error"] < 1e-3
     stamp = cached.stat().st_mtime_ns
-    second = CliRunner().invoke(cli, arguments)
+    second = CliRunner().invoke(cli, [*arguments, "--no-eval"])
     assert second.exit_code == 0, second.output
     assert "imported before" in second.output
     assert cached.stat().st_mtime_ns == stamp
@@ -94,6 +94,10 @@ def test_an_imported_model_without_data_asks_for_it(checkpoint, tmp_path):
     cached, _ = imported_model(checkpoint, tmp_path)
     with pytest.raises(DataError, match="pass --data"):
         resolve_data(None, cached)
+    # The command names the user's file, and the import stays cached for the run with --data.
+    result = CliRunner().invoke(cli, ["convert", "--model", str(checkpoint), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and f"{checkpoint}: an Ultralytics file names no dataset" in result.output
+    assert "Traceback" not in result.output and list((tmp_path / "o" / "imported").glob("best_*.keras"))
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,7 @@ def test_float_io_is_the_int8_io_model_behind_a_quantize_and_a_dequantize(tiny_f
     """ai-edge-quantizer with float32 I/O: the same integer graph as its int8 I/O artifact, behind one QUANTIZE and
     a DEQUANTIZE per output. Oracle: the int8 I/O model run by hand (the input quantized with its own scale and
     zero point, the outputs dequantized with theirs) gives exactly the float I/O model's outputs."""
+    from tfyolo.quantization.aeq import with_float_boundary
     from tfyolo.quantization.artifact import finalize_artifact
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.tflite_runtime import make_interpreter
@@ -97,7 +98,9 @@ def test_float_io_is_the_int8_io_model_behind_a_quantize_and_a_dequantize(tiny_f
         io: Recipe(name=f"int8_{io}", mode="int8", io_type=io, quantizer="ai_edge_quantizer")
         for io in ("int8", "float32")
     }
-    contents = {io: convert_isolated(tiny_float_run, recipe, calibration) for io, recipe in recipes.items()}
+    integer = convert_isolated(tiny_float_run, recipes["int8"], calibration)
+    # aeq.quantize gives a float32 recipe exactly this boundary, and a job derives its `int8` artifact this way.
+    contents = {"int8": integer, "float32": with_float_boundary(integer)}
     _, inspection = finalize_artifact(contents["float32"], recipes["float32"], {"names": ["a", "b"], "reg_max": 16})
     assert inspection["full_integer"] and set(inspection["io_types"].values()) == {"float32"}
     image = calibration[:1].astype(np.float32)

@@ -9,7 +9,7 @@ from pathlib import Path
 from tfyolo.benchmark import benchmark_models
 from tfyolo.bundle import golden_image_paths, make_bundle, write_bundle
 from tfyolo.data.detection_dataset import DetectionDataset
-from tfyolo.errors import ConfigError, ModelError
+from tfyolo.errors import ConfigError, DataError, ModelError
 from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing
 from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.importers.import_cache import IMPORTED_FOLDER, describe_import, imported_model, is_importable
@@ -62,7 +62,16 @@ def _imported(spec, out, progress):
     path, _ = imported_model(spec.model, out / IMPORTED_FOLDER, spec.imgsz, spec.head, progress.message)
     progress.advance()
     progress.end_stage()
-    progress.message(f"import: {describe_import(find_model_metadata(path))}")
+    metadata = find_model_metadata(path)
+    progress.message(f"import: {describe_import(metadata)}")
+    if spec.kind == "convert" and spec.evaluate and spec.data is None:
+        # Named after the user's file, not the cache's; the import stays cached for the run with --data.
+        trained_on = (metadata.get("source") or {}).get("train_data")
+        named = f" (its checkpoint was trained on {trained_on!r}, a path of the machine that trained it)"
+        raise DataError(
+            f"{spec.model}: an Ultralytics file names no dataset on this machine{named if trained_on else ''}; "
+            "pass --data DATA.yaml: its val split is scored, its train split calibrates."
+        )
     # Artifacts are named after the file the user gave (best.pt -> its folder's name), not the cache's name.
     name = spec.name or re.sub(r"[^A-Za-z0-9_.+-]", "_", artifact_stem(spec.model)).lstrip("._-")[:100] or "model"
     return dataclasses.replace(spec, model=str(path), imgsz=None, head=None, name=name)
