@@ -21,6 +21,7 @@ def _constants(content):
     return sorted(kernels)
 
 
+@pytest.mark.large
 def test_the_same_weights_are_converted_at_the_recipe_s_input_size(tiny_float_run):
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.tflite_runtime import make_interpreter

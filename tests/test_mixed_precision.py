@@ -135,6 +135,7 @@ def test_patterns_that_match_no_layer_are_an_error(tiny_float_run, calibration):
         convert_isolated(tiny_float_run, recipe, calibration)
 
 
+@pytest.mark.large
 def test_range_statistics_against_the_float_outputs(tiny_float_run, calibration):
     """ai-edge-quantizer averages each tensor's per-image minima and maxima; `range_statistic: min_max` keeps the
     extremes everywhere and the default, `outputs_min_max`, on the prediction outputs only. Oracle: the float Keras

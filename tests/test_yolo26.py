@@ -349,6 +349,7 @@ def test_reg_max_1_distance_loss_is_l1_on_fractions_of_the_input():
     assert float(parts["dfl"]) == pytest.approx(1.5 * 2 / 64, rel=1e-5)
 
 
+@pytest.mark.large
 def test_training_both_heads_the_one_to_one_loss_never_reaches_the_backbone(
     yolo26_checkpoint, tiny_synthetic, tmp_path, monkeypatch
 ):
