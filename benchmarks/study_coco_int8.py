@@ -1,20 +1,43 @@
-"""Where the 80-class int8 loss goes (the findings behind `make bench-coco`): the shared COCO YOLOv8n calibrated on
-one half of coco128 and scored on the other, both ways, one recipe change at a time, each through the same
-conversion, integer-only check, evaluation and timing as `tfyolo convert --auto`'s candidates.
+"""Where the 80-class int8 loss goes, on seen images: the shared COCO YOLOv8n calibrated on one half of coco128
+(COCO train2017) and scored on the other, both ways, one recipe change at a time, each through the same conversion,
+integer-only check, evaluation and timing as `tfyolo convert --auto`'s candidates.
 
 Rows: the number of calibration images, ai-edge-quantizer's own ranges against tfyolo's default, the class logits'
-score floor on TFLiteConverter, 16-bit activations on the box output's layers. The other rows are in `make
-bench-coco`. (Keeping an output in float is not a row: TFLiteConverter's denylist does not reach the concatenation
-over the levels, which stays int8 on the shared scale; a 16-bit output is the measurement instead.)
+score floor on TFLiteConverter, 16-bit activations on the box output's layers. The plain rows on these halves are in
+coco_yolov8n.md; `make bench-coco` measures on unseen images. (Keeping an output in float is not a row:
+TFLiteConverter's denylist does not reach the concatenation over the levels, which stays int8 on the shared scale;
+a 16-bit output is the measurement instead.)
 
 Usage: python -m benchmarks.study_coco_int8
 Results: benchmarks/results/coco_yolov8n_study.{json,md}
 """
 
-import click
+from pathlib import Path
 
-from benchmarks.bench_coco import COCO128, SOURCE, half_split_datasets
-from benchmarks.common import WORK, machine, markdown_table, write_results
+import click
+import yaml
+
+from benchmarks.common import ROOT, SHARED, WORK, machine, markdown_table, require_dataset, write_results
+
+COCO128 = SHARED / "coco128"
+SOURCE = ROOT.parent / "shared" / "weights" / "ultralytics_yolov8n_coco_dequantized"
+
+
+def half_split_datasets(work):
+    """Two data.yaml files over coco128: (calibrate on A, score on B) and (calibrate on B, score on A)."""
+    dataset_yaml = require_dataset(COCO128 / "data.yaml")
+    names = yaml.safe_load(Path(dataset_yaml).read_text())["names"]
+    images = sorted((COCO128 / "images").iterdir())
+    halves = {"a": images[: len(images) // 2], "b": images[len(images) // 2 :]}
+    for half, paths in halves.items():
+        (work / f"half_{half}.txt").write_text("".join(f"{path.resolve()}\n" for path in paths))
+    directions = {}
+    for calibrate, score in (("a", "b"), ("b", "a")):
+        path = work / f"calibrate_{calibrate}_score_{score}.yaml"
+        config = {"path": str(work), "train": f"half_{calibrate}.txt", "val": f"half_{score}.txt"}
+        path.write_text(yaml.safe_dump(dict(config, nc=len(names), names=names), sort_keys=False))
+        directions[f"calibrate {calibrate.upper()}, score {score.upper()}"] = path
+    return directions, {half: len(paths) for half, paths in halves.items()}
 
 
 def study_recipes():
