@@ -21,6 +21,13 @@ def deep_negative_model():
     from tfyolo.models.yolo_detector import build_yolo_detector
 
     model = build_yolo_detector(ModelConfig(num_classes=2, input_size=64))
+    # An untrained detector's class predictions start from all-zero kernels, which ai-edge-quantizer cannot scale
+    # (their int32 biases overflow and the conversion is refused): small kernels, as any trained model has.
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights and weights[0].ndim == 4 and not weights[0].any():
+            layer.set_weights([rng.normal(0, 0.01, weights[0].shape).astype("float32"), *weights[1:]])
     kernel, bias = model.get_layer("head0_cls_pred").get_weights()
     model.get_layer("head0_cls_pred").set_weights([kernel, np.full_like(bias, DEEP_NEGATIVE_BIAS)])
     return model

@@ -218,7 +218,7 @@ def test_an_end_to_end_export_without_class_names_is_refused_in_one_line(monkeyp
     from tfyolo.evaluation.runners import TFLiteRunner
 
     path = shipped("yolo26n_pennfudan_320_fp32_end2end.tflite")
-    monkeypatch.setattr(metadata, "read_embedded_metadata", lambda content: {})
+    monkeypatch.setattr(metadata, "read_embedded_metadata", lambda *args, **kwargs: {})
     with pytest.raises(ModelError, match=r"an end-to-end \(1, 300, 6\) output, but no embedded class names"):
         TFLiteRunner(path)
 

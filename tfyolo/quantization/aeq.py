@@ -85,15 +85,24 @@ def refuse_saturated_biases(model_content):
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_content))
+    graph = model.subgraphs[0]
     limits = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
-    saturated = []
-    for tensor in model.subgraphs[0].tensors:
+
+    def values(index, dtype):
+        tensor = graph.tensors[index]
         data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
-        if tensor.type != schema.TensorType.INT32 or data is None or tensor.quantization is None:
+        return None if data is None else np.frombuffer(bytes(data), dtype)
+
+    saturated = []
+    for op in graph.operators:
+        inputs = list(op.inputs)
+        if len(inputs) < 3 or inputs[2] < 0 or graph.tensors[inputs[2]].type != schema.TensorType.INT32:
             continue
-        values = np.frombuffer(bytes(data), np.int32)
-        if values.size and np.isin(values, limits).all():
-            saturated.append(tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name)
+        bias, kernel = values(inputs[2], np.int32), values(inputs[1], np.int8)
+        # Only a kernel that is all zero with every bias at the limit: the layer outputs a constant.
+        if bias is not None and kernel is not None and bias.size and np.isin(bias, limits).all() and not kernel.any():
+            name = graph.tensors[inputs[2]].name
+            saturated.append(name.decode() if isinstance(name, bytes) else name)
     if saturated:
         raise ConfigError(
             f"ai-edge-quantizer overflowed every int32 bias of {len(saturated)} layer(s) (e.g. "
