@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from tfyolo.config import check_plain_name, strict_fields
+from tfyolo.config import check_plain_name, input_size_problem, strict_fields
 from tfyolo.errors import ConfigError
 from tfyolo.quantization.auto import PREFERENCES
 
@@ -129,13 +129,9 @@ class JobSpec:
             raise ConfigError(
                 f"imgsz and head: apply to an imported Ultralytics .pt or .onnx, not {Path(self.model).name!r}."
             )
-        if self.imgsz is not None and (
-            isinstance(self.imgsz, bool)
-            or not isinstance(self.imgsz, int)
-            or not 32 <= self.imgsz <= 8192
-            or self.imgsz % 32
-        ):
-            raise ConfigError(f"imgsz: expected a multiple of 32 from 32 to 8192, received {self.imgsz!r}.")
+        problem = None if self.imgsz is None else input_size_problem(self.imgsz)
+        if problem:
+            raise ConfigError(f"imgsz: expected {problem}.")
         if self.head is not None and self.head not in ("one2one", "one2many"):
             raise ConfigError(f"head: expected one2one or one2many, received {self.head!r}.")
 
