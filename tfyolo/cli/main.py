@@ -372,6 +372,7 @@ def import_command(weights, out, imgsz, head):
     no PyTorch.
 
     Writes OUT with its metadata inside (family, scale, class names, imgsz, head, the source's sha256)."""
+    from tfyolo.importers.import_cache import describe_import
     from tfyolo.importers.ultralytics_import import import_weights
     from tfyolo.models.model_io import save_model_atomic
 
@@ -381,13 +382,9 @@ def import_command(weights, out, imgsz, head):
     ensure_writable_folder(out.parent)
     model, metadata = import_weights(weights, imgsz, head)
     save_model_atomic(model, out, metadata)
-    left_out = metadata["source"].get("left_out")
-    used = f"left out: {left_out['why']}" if left_out else "every tensor used"
     click.echo(
-        f"Imported {weights} ({metadata['family']} {metadata['scale']}, {len(metadata['names'])} classes, "
-        f"{metadata['imgsz']} px, {metadata['head']} head ({metadata['postprocess']}), {used}) into "
-        f"{out}. Calibrate its conversion on its training images: `tfyolo convert --model {out} --calibration "
-        "DATA.yaml ...`."
+        f"Imported {weights} ({describe_import(metadata)}) into {out}. Calibrate its conversion on its training "
+        f"images: `tfyolo convert --model {out} --calibration DATA.yaml ...`."
     )
 
 
