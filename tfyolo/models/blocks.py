@@ -26,7 +26,16 @@ BATCH_NORM_MOMENTUM = 0.97
 
 
 def conv_bn_act(
-    inputs, filters, kernel_size, strides, activation, name, padding="same", depthwise=False, batch_norm_scale=1.0
+    inputs,
+    filters,
+    kernel_size,
+    strides,
+    activation,
+    name,
+    padding="same",
+    depthwise=False,
+    batch_norm_scale=1.0,
+    activation_name=None,
 ):
     """Conv2D (no bias) -> BatchNormalization -> activation: the pattern tfmot folds and TFLite fuses.
 
@@ -35,7 +44,7 @@ def conv_bn_act(
     input's channels. batch_norm_scale: the BatchNorm's initial gamma, which also scales its beta when weights are
     loaded (attention folds its query scale there). padding "symmetric" pads kernel_size // 2 pixels on every side
     first (PyTorch's convention); it only differs from Keras' "same" for strided convolutions, which pad (0, 1) on
-    even inputs."""
+    even inputs. activation_name: the activation layer's name where it is a model output (default `{name}_act`)."""
     if padding == "symmetric" and strides > 1:
         inputs = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(inputs)
     conv_padding = "valid" if padding == "symmetric" and strides > 1 else "same"
@@ -58,7 +67,7 @@ def conv_bn_act(
     )(x)
     if activation is None:
         return x
-    return ACTIVATION_LAYERS[activation](f"{name}_act")(x)
+    return ACTIVATION_LAYERS[activation](activation_name or f"{name}_act")(x)
 
 
 def bottleneck(inputs, filters, shortcut, activation, name, hidden=None):

@@ -7,6 +7,7 @@ from tfyolo.config import ACTIVATION_NAMES, MAX_INPUT_SIZE, PADDINGS, STRIDES, s
 from tfyolo.errors import ConfigError
 from tfyolo.models.families import FAMILIES, model_family
 from tfyolo.models.model_family import ALL_HEADS, POSTPROCESS
+from tfyolo.models.tasks import DEFAULT_TASK, TASKS, model_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,8 @@ class ModelConfig:
             convolution), which imported Ultralytics weights need to compute what they computed there.
         head: str or None. Which head the graph ends in: one of the family's heads ("one2many"; YOLO26 also
             "one2one", its default), or "both" (every head, as training needs); None takes the family's default.
+        task: str. One of `tfyolo.models.tasks.TASKS` ("detect", "segment"): what the head predicts besides boxes
+            and classes.
     """
 
     num_classes: int
@@ -36,6 +39,7 @@ class ModelConfig:
     reg_max: Optional[int] = None
     padding: str = "same"
     head: Optional[str] = None
+    task: str = DEFAULT_TASK
 
     def __post_init__(self):
         if not isinstance(self.num_classes, int) or isinstance(self.num_classes, bool) or self.num_classes < 1:
@@ -65,6 +69,8 @@ class ModelConfig:
             raise ConfigError(
                 f"head must be one of {list(family.head_choices)} for {self.family}, received {self.head!r}."
             )
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {sorted(TASKS)}, received {self.task!r}.")
         if self.reg_max is None:
             object.__setattr__(self, "reg_max", family.reg_max or family.default_reg_max)
         if family.reg_max is not None and self.reg_max != family.reg_max:
@@ -94,8 +100,17 @@ class ModelConfig:
     def model_family(self):
         return model_family(self.family)
 
+    @property
+    def model_task(self):
+        return model_task(self.task)
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        # A detector's metadata stays as it was before tasks existed (the same bytes in every file it is written to);
+        # a file that names no task is a detector.
+        if self.task == DEFAULT_TASK:
+            del values["task"]
+        return values
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], source: str = "model config") -> "ModelConfig":

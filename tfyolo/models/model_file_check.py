@@ -37,6 +37,7 @@ KNOWN_LAYERS = frozenset(
         "Concatenate",
         "MaxPooling2D",
         "UpSampling2D",
+        "Conv2DTranspose",
         "ZeroPadding2D",
         "Reshape",
         "Permute",

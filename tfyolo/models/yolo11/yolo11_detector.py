@@ -3,7 +3,7 @@
 from tfyolo.compat import keras
 from tfyolo.models.attention import c2psa
 from tfyolo.models.blocks import c3k2, conv_bn_act, sppf
-from tfyolo.models.detect_head import detect_head
+from tfyolo.models.task_heads import task_heads
 from tfyolo.models.yolo11.yolo11_presets import C3K_SCALES
 
 layers = keras.layers
@@ -28,7 +28,7 @@ def build_yolo11_detector(config, name="yolo_detector"):
     """The YOLO11 detector for `config` (family "yolo11"), uncompiled; outputs as `tfyolo.models.detect_head`."""
     images, features = yolo11_body(config)
     # === Functional Model: decoupled head ===
-    return keras.Model(images, detect_head(features, config, class_branch="depthwise"), name=name)
+    return keras.Model(images, task_heads(features, config, class_branch="depthwise"), name=name)
 
 
 def yolo11_body(config, sppf_options=None, neck_c3k2=None):

@@ -2,7 +2,7 @@
 (`tfyolo.models.yolo11.yolo11_detector.yolo11_body`) with the rows yolo26.yaml changes, and its DFL-free head."""
 
 from tfyolo.compat import keras
-from tfyolo.models.detect_head import detect_heads
+from tfyolo.models.task_heads import task_heads
 from tfyolo.models.yolo11.yolo11_detector import yolo11_body
 
 # SPPF(1024, 5, 3, True): cv1 without activation, the input added to the output.
@@ -22,4 +22,4 @@ def build_yolo26_detector(config, name="yolo_detector"):
     the head `config.head` names, or both heads."""
     images, features = yolo11_body(config, sppf_options=SPPF_OPTIONS, neck_c3k2=NECK_C3K2)
     # === Functional Model: DFL-free head, one branch or both ===
-    return keras.Model(images, detect_heads(features, config, class_branch="depthwise"), name=name)
+    return keras.Model(images, task_heads(features, config, class_branch="depthwise", proto_fusion=True), name=name)

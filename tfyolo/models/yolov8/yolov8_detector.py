@@ -2,7 +2,7 @@
 
 from tfyolo.compat import keras
 from tfyolo.models.blocks import c2f, conv_bn_act, sppf
-from tfyolo.models.detect_head import detect_head
+from tfyolo.models.task_heads import task_heads
 
 layers = keras.layers
 
@@ -48,4 +48,4 @@ def build_yolov8_detector(config, name="yolo_detector"):
     out_p5 = c2f(x, channels[4], neck_repeats, False, activation, "neck_out5")
 
     # === Functional Model: decoupled head ===
-    return keras.Model(images, detect_head((out_p3, out_p4, out_p5), config, class_branch="conv"), name=name)
+    return keras.Model(images, task_heads((out_p3, out_p4, out_p5), config, class_branch="conv"), name=name)
