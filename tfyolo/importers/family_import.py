@@ -33,7 +33,14 @@ class FamilyImport:
 
     @property
     def detect_index(self):
-        return max(index for index, (kind, _) in self.layout.items() if kind == "Detect")
+        """The head module's index: the last of every layout (a Detect, or the task's head that extends it)."""
+        return max(self.layout)
+
+    def with_head(self, kind):
+        """This import for files whose head module is `kind` (a task's: "Segment", "Segment26"); the layout's
+        other rows, and what tells the family and its scales apart, are the task's too."""
+        index = self.detect_index
+        return dataclasses.replace(self, layout={**self.layout, index: (kind, self.layout[index][1])})
 
     def matches(self, source):
         """True when `source` is this family's: its module kinds (a checkpoint) or its layer indices (an export, which

@@ -1,5 +1,5 @@
-"""Ultralytics detection checkpoints and ONNX exports -> a tfyolo detector with the same weights, computing the same
-thing, for every family in `IMPORTS`.
+"""Ultralytics detection and segmentation checkpoints and ONNX exports -> a tfyolo model with the same weights,
+computing the same thing, for every family in `IMPORTS` and every task in `TASK_IMPORTS`.
 
 The Keras graph is tfyolo's own (flat, plain layers, so tfmot can wrap it), built with PyTorch's symmetric padding
 for the strided convolutions. The file's family and scale are read from what it holds (its module kinds or marker
@@ -12,6 +12,7 @@ import numpy as np
 
 from tfyolo.errors import ModelError
 from tfyolo.importers.family_import import WEIGHTLESS
+from tfyolo.importers.task_imports import TASK_IMPORTS
 from tfyolo.importers.ultralytics_source import read_source
 from tfyolo.importers.weight_filler import FILLERS, WeightFiller
 from tfyolo.importers.yolo11_import import YOLO11_IMPORT
@@ -25,27 +26,29 @@ from tfyolo.models.yolo_detector import build_yolo_detector
 
 IMPORTS = (YOLOV8_IMPORT, YOLO11_IMPORT, YOLO26_IMPORT)
 DEFAULT_IMGSZ = 640
-# Each head's box and class branches in Ultralytics' Detect module.
-HEAD_MODULES = {"one2many": ("cv2", "cv3"), "one2one": ("one2one_cv2", "one2one_cv3")}
 HEAD_NAMES = {"one2many": "the one-to-many head (NMS)", "one2one": "the one-to-one head (top-k, no NMS)"}
 
 
 def family_import_for(source):
-    """The FamilyImport whose family the file is; a clear refusal naming what the file holds otherwise."""
-    matching = [candidate for candidate in IMPORTS if candidate.matches(source)]
+    """The FamilyImport whose family the file is, its layout ending in the head of the file's task; a clear refusal
+    naming what the file holds otherwise."""
+    task = TASK_IMPORTS[source.task]
+    candidates = [candidate.with_head(task.head_kind_of(candidate.family)) for candidate in IMPORTS]
+    matching = [candidate for candidate in candidates if candidate.matches(source)]
     if len(matching) == 1:
         return matching[0]
     held = sorted(set(source.modules.values())) if source.modules else f"modules {source.module_indices[:3]}..."
     raise ModelError(
-        f"{source.path}: not a detection model of a family tfyolo imports ({', '.join(i.family for i in IMPORTS)}); "
-        f"it holds {held}. YOLOv5, segmentation, pose and OBB heads are not supported."
+        f"{source.path}: not a {source.task} model of a family tfyolo imports "
+        f"({', '.join(i.family for i in IMPORTS)}); it holds {held}. YOLOv5, pose and OBB heads are not supported."
     )
 
 
 def choose_head(source, detect, family, head):
     """(the head to import, the heads the file holds): `head` if the file holds it (ALL_HEADS: every head of the
     family), otherwise the family's default inference head, or the one head an export kept."""
-    held = [name for name in family.heads if source.has(f"{detect}.{HEAD_MODULES[name][0]}.0.2.weight")]
+    modules = TASK_IMPORTS[source.task].head_modules
+    held = [name for name in family.heads if source.has(f"{detect}.{modules[name][0]}.0.2.weight")]
     if not held:
         raise ModelError(f"{source.path}: its Detect module holds no prediction branch tfyolo knows.")
     if head is None:
@@ -61,8 +64,8 @@ def choose_head(source, detect, family, head):
 
 
 def import_weights(path, input_size=None, head=None):
-    """Imports an Ultralytics detector from its `.pt` checkpoint or `.onnx` export; returns (Keras detector, its
-    metadata dict: `tfyolo.models.detector_metadata.detector_metadata` with the source's provenance).
+    """Imports an Ultralytics detector or segmenter from its `.pt` checkpoint or `.onnx` export; returns (Keras model,
+    its metadata dict: `tfyolo.models.detector_metadata.detector_metadata` with the source's provenance).
 
     head: which of a YOLO26's heads the model ends in ("one2one", "one2many" or "both"); None: the family's default
     inference head where the file holds it (YOLO26: the one-to-one), else the one it holds. A head the file holds
@@ -78,7 +81,8 @@ def import_weights(path, input_size=None, head=None):
     detect = f"model.{plan.detect_index}"
     family = model_family(plan.family)
     head, held = choose_head(source, detect, family, head)
-    box_module, class_module = HEAD_MODULES[held[0]]
+    task = TASK_IMPORTS[source.task]
+    box_module, class_module = task.head_modules[held[0]][:2]
     num_classes = int(source.state[f"{detect}.{class_module}.0.2.weight"].shape[0])
     reg_max = int(source.state[f"{detect}.{box_module}.0.2.weight"].shape[0]) // 4
     activation = source.activations.get("model.0", "silu")
@@ -93,10 +97,11 @@ def import_weights(path, input_size=None, head=None):
         reg_max=reg_max,
         padding="symmetric",
         head=head,
+        task=source.task,
     )
     model = build_yolo_detector(config)
     imported = family.heads if head == ALL_HEADS else (head,)
-    filler = WeightFiller(model, source, heads={name: HEAD_MODULES[name] for name in imported})
+    filler = WeightFiller(model, source, heads={name: task.head_modules[name] for name in imported})
     for index, (kind, block) in sorted(plan.layout.items()):
         if kind not in WEIGHTLESS:
             FILLERS[kind](filler, f"model.{index}", block)
@@ -105,14 +110,29 @@ def import_weights(path, input_size=None, head=None):
         raise ModelError(
             f"{source.path}: {projection} is not the fixed projection 0..{reg_max - 1} of tfyolo's decode."
         )
-    left_out = [f"{detect}.{module}" for name in held if name not in imported for module in HEAD_MODULES[name]]
+    left_out = [f"{detect}.{module}" for name in held if name not in imported for module in task.head_modules[name]]
+    training_left_out = _training_only_left_out(source, detect, task, head)
+    left_out += [f"{detect}.{module}" for module in training_left_out]
     filler.check_complete(fixed=(projection,), left_out=left_out)
     names = source.names or [f"class{index}" for index in range(num_classes)]
     provenance = source.provenance()
     if left_out:
         provenance["left_out"] = {
             "modules": left_out,
-            "why": f"{', '.join(HEAD_NAMES[h] for h in held if h not in imported)} not imported (--head {head}; "
+            "why": f"{', '.join(_left_out_parts(held, imported, training_left_out))} not imported (--head {head}; "
             f"--head {ALL_HEADS} keeps every head)",
         }
     return model, detector_metadata(config, names, source=provenance)
+
+
+def _training_only_left_out(source, detect, task, head):
+    """The head module's training-only children the file holds and the model, not in its training form, does not
+    take (YOLO26-seg's semantic branch outside --head both)."""
+    if head == ALL_HEADS:
+        return []
+    return [module for module in task.training_only if any(k.startswith(f"{detect}.{module}.") for k in source.state)]
+
+
+def _left_out_parts(held, imported, training_left_out):
+    parts = [HEAD_NAMES[name] for name in held if name not in imported]
+    return parts + [f"the training-only {module}" for module in training_left_out]

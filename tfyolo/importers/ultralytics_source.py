@@ -10,6 +10,7 @@ from typing import Mapping, Optional
 
 from tfyolo.config import input_size_problem
 from tfyolo.errors import ModelError
+from tfyolo.importers.task_imports import TASK_IMPORTS
 from tfyolo.importers.ultralytics_checkpoint import ModuleRecord, read_checkpoint
 
 # torch activation module -> tfyolo activation name (None: no activation, `act=False`).
@@ -48,6 +49,8 @@ class UltralyticsSource:
         version: str or None. The Ultralytics version that wrote it.
         train_data: str or None. The data.yaml its training named (a checkpoint's train_args), as written there: a
             path on the machine that trained it, recorded as provenance and never opened.
+        task: str. What the model predicts (a key of `TASK_IMPORTS`): from the class a checkpoint pickles, or the
+            `task` an export's metadata names.
     """
 
     path: Path
@@ -61,6 +64,7 @@ class UltralyticsSource:
     imgsz: Optional[int]
     version: Optional[str]
     train_data: Optional[str] = None
+    task: str = "detect"
 
     @property
     def module_indices(self):
@@ -109,9 +113,11 @@ def _from_checkpoint(path):
     if not isinstance(checkpoint, dict) or not (checkpoint.get("ema") or checkpoint.get("model")):
         raise ModelError(f"{path}: holds no model (expected an Ultralytics checkpoint dict with 'model' or 'ema').")
     record = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones Ultralytics validates
-    if not getattr(record, "type_name", "").endswith("DetectionModel"):
-        found = getattr(record, "type_name", type(record).__name__)
-        raise ModelError(f"{path}: holds a {found}, not a detection model.")
+    found = getattr(record, "type_name", type(record).__name__)
+    task = next((plan.task for plan in TASK_IMPORTS.values() if found.endswith(plan.model_class)), None)
+    if task is None:
+        classes = ", ".join(plan.model_class for plan in TASK_IMPORTS.values())
+        raise ModelError(f"{path}: holds a {found}, not a model tfyolo imports ({classes}).")
     layers = record.children().get("model")
     if not isinstance(layers, ModuleRecord):
         raise ModelError(f"{path}: its model has no layer list.")
@@ -145,6 +151,7 @@ def _from_checkpoint(path):
         version=checkpoint.get("version"),
         # Bounded: it is only ever shown, in the line that asks for --data.
         train_data=train_data[:200] if isinstance(train_data, str) else None,
+        task=task,
     )
 
 
@@ -193,8 +200,9 @@ def _from_onnx(path):
     except Exception as error:  # onnx raises protobuf's DecodeError, ValueError or its own errors for a bad file
         raise ModelError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error}).")
     properties = {prop.key: prop.value for prop in graph_model.metadata_props}
-    if properties.get("task", "detect") != "detect":
-        raise ModelError(f"{path}: an Ultralytics {properties['task']} model; only detection is supported.")
+    task = properties.get("task", "detect")
+    if task not in TASK_IMPORTS:
+        raise ModelError(f"{path}: an Ultralytics {task[:60]} model; tfyolo imports {', '.join(TASK_IMPORTS)}.")
     # Weights keep their module names; the other initializers are graph constants (anchor grids, shapes).
     state = {
         item.name: numpy_helper.to_array(item)
@@ -216,6 +224,7 @@ def _from_onnx(path):
         names=_class_names(names, path, "metadata names"),
         imgsz=_input_size(imgsz, path, "metadata imgsz"),
         version=properties.get("version"),
+        task=task,
     )
 
 

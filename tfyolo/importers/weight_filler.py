@@ -10,6 +10,8 @@ import numpy as np
 from tfyolo.errors import ModelError
 from tfyolo.models.blocks import BATCH_NORM_EPSILON
 from tfyolo.models.detect_head import BRANCH_INFIX
+from tfyolo.models.segment_head import PROTO, SEMSEG
+from tfyolo.models.tasks import MASK_PROTOTYPES
 
 IGNORED = ("num_batches_tracked",)
 
@@ -28,8 +30,9 @@ class WeightFiller:
     """Assigns source tensors to Keras layers, remembering what was used and what was filled."""
 
     def __init__(self, model, source, heads=None):
-        """heads: {head name: (its box module, its class module) in Ultralytics' Detect} for the heads the Keras
-        model has (`tfyolo.models.detect_head.BRANCH_INFIX` names their layers); default the one-to-many head."""
+        """heads: {head name: (its box module, its class module[, its mask-coefficient module]) in Ultralytics'
+        Detect or Segment} for the heads the Keras model has (`tfyolo.models.detect_head.BRANCH_INFIX` names their
+        layers); default the one-to-many head of a Detect."""
         self.model, self.source = model, source
         self.heads = heads or {"one2many": ("cv2", "cv3")}
         self.state = source.state
@@ -42,10 +45,11 @@ class WeightFiller:
         self.used.add(name)
         return self.state[name].astype(np.float32)
 
-    def conv_bn(self, source_prefix, layer_name, channels=slice(None), scale=1.0):
+    def conv_bn(self, source_prefix, layer_name, channels=slice(None), scale=1.0, activation_layer=None):
         """A Conv module (conv + bn + act), or `channels` of its outputs, into `{layer_name}_conv` / `_bn`.
 
-        scale multiplies the BatchNorm's output (its gamma and beta): attention's query scale lives there."""
+        scale multiplies the BatchNorm's output (its gamma and beta): attention's query scale lives there.
+        activation_layer: the Keras activation's name where it is not `{layer_name}_act` (a model output's)."""
         kernel = self.take(f"{source_prefix}.conv.weight")[channels]  # OIHW (depthwise: C, 1, kH, kW)
         if self.source.fused:
             # An export folded BatchNorm into the convolution (kernel and bias): the Keras BatchNormalization
@@ -64,13 +68,13 @@ class WeightFiller:
         layout = (2, 3, 0, 1) if type(conv).__name__ == "DepthwiseConv2D" else (2, 3, 1, 0)
         self.assign(f"{layer_name}_conv", [np.transpose(kernel, layout)])
         self.assign(f"{layer_name}_bn", [gamma * scale, beta * scale, mean, variance])
-        self.check_activation(source_prefix, layer_name)
+        self.check_activation(source_prefix, layer_name, activation_layer)
 
-    def check_activation(self, source_prefix, layer_name):
+    def check_activation(self, source_prefix, layer_name, activation_layer=None):
         if source_prefix not in self.source.activations:
             return  # an export's graph names only the convolutions it kept as such
         expected = self.source.activations[source_prefix]
-        activation = f"{layer_name}_act"
+        activation = activation_layer or f"{layer_name}_act"
         built = keras_activation(self.model.get_layer(activation)) if activation in self.layer_names else None
         if built != expected:
             raise ModelError(
@@ -79,6 +83,9 @@ class WeightFiller:
             )
 
     def conv_with_bias(self, source_prefix, layer_name):
+        """A biased Conv2d (out, in, kH, kW) into a Keras Conv2D (kH, kW, in, out); the same transpose takes a
+        ConvTranspose2d (in, out, kH, kW) into a Conv2DTranspose (kH, kW, out, in). Neither kernel is flipped: both
+        libraries compute output[stride * i + a] += input[i] * weight[a] for a transposed convolution."""
         kernel = self.take(f"{source_prefix}.weight")
         self.assign(layer_name, [np.transpose(kernel, (2, 3, 1, 0)), self.take(f"{source_prefix}.bias")])
 
@@ -95,7 +102,12 @@ class WeightFiller:
 
     def repeats(self, prefix):
         """How many inner blocks `prefix.m.<i>` the file holds."""
-        return len({name[len(prefix) + 3 :].split(".")[0] for name in self.state if name.startswith(f"{prefix}.m.")})
+        return self.repeats_of(f"{prefix}.m")
+
+    def repeats_of(self, prefix):
+        """How many numbered children `prefix.<i>` the file holds."""
+        start = len(prefix) + 1
+        return len({name[start:].split(".")[0] for name in self.state if name.startswith(f"{prefix}.")})
 
     def check_complete(self, fixed=(), left_out=()):
         """Refuses unless every Keras variable was filled and every source tensor used (`fixed`: tensors that are
@@ -202,7 +214,8 @@ def fill_detect(filler, prefix, name):
     """Per head the model has and per level: the box branch (two Convs, a biased 1x1), the class branch (two Convs,
     or YOLO11's and YOLO26's two depthwise-separable pairs), a biased 1x1. `name` is unused: the head's layers are
     named per level and branch."""
-    for head, (box_module, class_module) in filler.heads.items():
+    for head, modules in filler.heads.items():
+        box_module, class_module = modules[:2]
         for level in range(3):
             box, cls = f"{prefix}.{box_module}.{level}", f"{prefix}.{class_module}.{level}"
             target_prefix = f"head{level}{BRANCH_INFIX[head]}"
@@ -219,6 +232,36 @@ def fill_detect(filler, prefix, name):
             filler.conv_with_bias(f"{cls}.2", f"{target_prefix}_cls_pred")
 
 
+def fill_segment(filler, prefix, name):
+    """Ultralytics' Segment / Segment26: its Detect part, then per head and level the mask-coefficient branch (two
+    Convs, a biased 1x1), then the one prototype branch the heads share."""
+    fill_detect(filler, prefix, name)
+    for head, modules in filler.heads.items():
+        for level in range(3):
+            source, target = f"{prefix}.{modules[2]}.{level}", f"head{level}{BRANCH_INFIX[head]}"
+            filler.conv_bn(f"{source}.0", f"{target}_mask1")
+            filler.conv_bn(f"{source}.1", f"{target}_mask2")
+            filler.conv_with_bias(f"{source}.2", f"{target}_mask_pred")
+    fill_proto(filler, f"{prefix}.proto")
+
+
+def fill_proto(filler, prefix):
+    """Proto (cv1, the transposed-convolution upsample, cv2, cv3), after Proto26's level fusion (feat_refine per
+    coarser level, feat_fuse) where the file has it, and Proto26's semantic branch where the model takes it."""
+    if filler.source.has(f"{prefix}.feat_fuse.conv.weight"):
+        for index in range(filler.repeats_of(f"{prefix}.feat_refine")):
+            filler.conv_bn(f"{prefix}.feat_refine.{index}", f"{PROTO}_refine{index + 1}")
+        filler.conv_bn(f"{prefix}.feat_fuse", f"{PROTO}_fuse")
+    filler.conv_bn(f"{prefix}.cv1", f"{PROTO}_cv1")
+    filler.conv_with_bias(f"{prefix}.upsample", f"{PROTO}_upsample")
+    filler.conv_bn(f"{prefix}.cv2", f"{PROTO}_cv2")
+    filler.conv_bn(f"{prefix}.cv3", f"{PROTO}_cv3", activation_layer=MASK_PROTOTYPES)
+    if f"{SEMSEG}_pred" in filler.layer_names:
+        filler.conv_bn(f"{prefix}.semseg.0", f"{SEMSEG}1")
+        filler.conv_bn(f"{prefix}.semseg.1", f"{SEMSEG}2")
+        filler.conv_with_bias(f"{prefix}.semseg.2", f"{SEMSEG}_pred")
+
+
 FILLERS = {
     "Conv": fill_conv,
     "C2f": fill_c2f,
@@ -226,4 +269,6 @@ FILLERS = {
     "SPPF": fill_sppf,
     "C2PSA": fill_c2psa,
     "Detect": fill_detect,
+    "Segment": fill_segment,
+    "Segment26": fill_segment,
 }
