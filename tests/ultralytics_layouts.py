@@ -20,14 +20,14 @@ import numpy as np
 TORCH_CLASSES = {
     "torch": ["HalfStorage", "FloatStorage"],
     "torch._utils": [],
-    "torch.nn.modules.conv": ["Conv2d"],
+    "torch.nn.modules.conv": ["Conv2d", "ConvTranspose2d"],
     "torch.nn.modules.batchnorm": ["BatchNorm2d"],
     "torch.nn.modules.activation": ["SiLU"],
     "torch.nn.modules.linear": ["Identity"],
     "torch.nn.modules.container": ["Sequential", "ModuleList"],
     "torch.nn.modules.pooling": ["MaxPool2d"],
     "torch.nn.modules.upsampling": ["Upsample"],
-    "ultralytics.nn.tasks": ["DetectionModel"],
+    "ultralytics.nn.tasks": ["DetectionModel", "SegmentationModel"],
     "ultralytics.nn.modules.conv": ["Conv", "DWConv", "Concat"],
     "ultralytics.nn.modules.block": [
         "C2f",
@@ -39,8 +39,10 @@ TORCH_CLASSES = {
         "PSABlock",
         "Attention",
         "DFL",
+        "Proto",
+        "Proto26",
     ],
-    "ultralytics.nn.modules.head": ["Detect"],
+    "ultralytics.nn.modules.head": ["Detect", "Segment", "Segment26"],
 }
 
 
@@ -136,11 +138,14 @@ class Builder:
         children = {"cv1": self.conv(c1, 2 * c, 1), "cv2": self.conv(2 * c, c1, 1)}
         return Node("C2PSA", dict(children, m=Node("Sequential", blocks)))
 
+    def prediction(self, c_in, c_out, kind="Conv2d", k=1):
+        """A biased nn.Conv2d; a ConvTranspose2d's weight is (in, out, k, k)."""
+        shape = (c_in, c_out, k, k) if kind == "ConvTranspose2d" else (c_out, c_in, k, k)
+        return Node(kind, parameters={"weight": self.weight(*shape), "bias": self.weight(c_out)})
+
     def detect(self, nc, channels, legacy, reg_max=16, end2end=False):
         c2, c3 = max(16, channels[0] // 4, 4 * reg_max), max(channels[0], min(nc, 100))
-
-        def prediction(c_in, c_out):
-            return Node("Conv2d", parameters={"weight": self.weight(c_out, c_in, 1, 1), "bias": self.weight(c_out)})
+        prediction = self.prediction
 
         boxes, classes = {}, {}
         for level, x in enumerate(channels):
@@ -166,13 +171,56 @@ class Builder:
             children.update(one2one_cv2=one2one.children["cv2"], one2one_cv3=one2one.children["cv3"])
         return Node("Detect", children)
 
+    def proto(self, c1, c_, c2):
+        """Proto(c1, c_, c2): Conv k3, ConvTranspose2d(c_, c_, 2, 2, 0, bias=True), Conv k3, Conv k1."""
+        upsample = self.prediction(c_, c_, "ConvTranspose2d", k=2)
+        return {
+            "cv1": self.conv(c1, c_, 3),
+            "upsample": upsample,
+            "cv2": self.conv(c_, c_, 3),
+            "cv3": self.conv(c_, c2),
+        }
+
+    def segment(self, nc, channels, legacy, npr, reg_max=16, end2end=False, nm=32):
+        """Segment(nc, nm, npr) over Detect: cv4 per level (and its deep copy one2one_cv4), Proto on P3; with end2end
+        (YOLO26) Segment26, whose Proto26 first adds 1x1 Convs of P4 / P5 to P3 (feat_refine), then feat_fuse, and
+        holds the training-only semseg."""
+        head = self.detect(nc, channels, legacy, reg_max, end2end)
+        c4 = max(channels[0] // 4, nm)
+
+        def cv4():
+            levels = {
+                str(i): Node(
+                    "Sequential", {"0": self.conv(x, c4, 3), "1": self.conv(c4, c4, 3), "2": self.prediction(c4, nm)}
+                )
+                for i, x in enumerate(channels)
+            }
+            return Node("ModuleList", levels)
+
+        head.children["cv4"] = cv4()
+        if end2end:
+            head.children["one2one_cv4"] = cv4()
+            children = self.proto(npr, npr, nm)
+            refine = {str(i): self.conv(x, channels[0], 1) for i, x in enumerate(channels[1:])}
+            semseg = {"0": self.conv(channels[0], npr, 3), "1": self.conv(npr, npr, 3), "2": self.prediction(npr, nc)}
+            children.update(
+                feat_refine=Node("ModuleList", refine),
+                feat_fuse=self.conv(channels[0], npr, 3),
+                semseg=Node("Sequential", semseg),
+            )
+            head.children["proto"] = Node("Proto26", children)
+        else:
+            head.children["proto"] = Node("Proto", self.proto(channels[0], npr, nm))
+        head.kind = "Segment26" if end2end else "Segment"
+        return head
+
 
 # (depth, width, max_channels) of Ultralytics' yaml scales
 YOLOV8_SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024)}
 YOLO11_SCALES = {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512)}
 
 
-def yolo11_layers(builder, scale, nc, yolo26=False):
+def yolo11_layers(builder, scale, nc, yolo26=False, segment=False):
     """cfg/models/11/yolo11.yaml, or with `yolo26` cfg/models/26/yolo26.yaml: the same rows except SPPF(1024, 5, 3,
     True) (linear cv1, residual), every neck C3k2 with c3k True, the last one C3k2(1024, True, 0.5, True) once
     (attention), and Detect(reg_max 1, end2end)."""
@@ -205,12 +253,19 @@ def yolo11_layers(builder, scale, nc, yolo26=False):
         builder.conv(ch(512), ch(512), 3),
         Node("Concat"),
         builder.c3k2(ch(512) + ch(1024), ch(1024), reps(1 if yolo26 else 2), True, attn=yolo26),
-        builder.detect(nc, (ch(256), ch(512), ch(1024)), legacy=False, reg_max=1 if yolo26 else 16, end2end=yolo26),
+        head(builder, nc, (ch(256), ch(512), ch(1024)), ch(256), segment, False, 1 if yolo26 else 16, yolo26),
     ]
     return layers
 
 
-def yolov8_layers(builder, scale, nc):
+def head(builder, nc, channels, npr, segment, legacy, reg_max=16, end2end=False):
+    """The yaml's last row: Detect, or Segment[nc, 32, 256] whose npr parse_model scales as a width (`npr` here)."""
+    if segment:
+        return builder.segment(nc, channels, legacy, npr, reg_max, end2end)
+    return builder.detect(nc, channels, legacy, reg_max, end2end)
+
+
+def yolov8_layers(builder, scale, nc, segment=False):
     depth, width, max_channels = YOLOV8_SCALES[scale]
     ch = lambda c: make_divisible(min(c, max_channels) * width)  # noqa: E731
     reps = lambda n: max(round(n * depth), 1) if n > 1 else n  # noqa: E731
@@ -237,12 +292,12 @@ def yolov8_layers(builder, scale, nc):
         builder.conv(ch(512), ch(512), 3),
         Node("Concat"),
         builder.c2f(ch(512) + ch(1024), ch(1024), reps(3)),
-        builder.detect(nc, (ch(256), ch(512), ch(1024)), legacy=True),
+        head(builder, nc, (ch(256), ch(512), ch(1024)), ch(256), segment, legacy=True),
     ]
 
 
-def yolo26_layers(builder, scale, nc):
-    return yolo11_layers(builder, scale, nc, yolo26=True)
+def yolo26_layers(builder, scale, nc, segment=False):
+    return yolo11_layers(builder, scale, nc, yolo26=True, segment=segment)
 
 
 FAMILY_LAYERS = {"yolov8": yolov8_layers, "yolo11": yolo11_layers, "yolo26": yolo26_layers}
@@ -291,10 +346,11 @@ class _Tensor:
         return self.rebuild, (("storage-marker", self.key), 0, size, stride, False, {})
 
 
-def write_ultralytics_checkpoint(path, family, scale="n", num_classes=2, seed=0, imgsz=64):
-    """Writes a `family` checkpoint (random weights) at `path`; returns its state dict ({name: float16 array})."""
+def write_ultralytics_checkpoint(path, family, scale="n", num_classes=2, seed=0, imgsz=64, task="detect"):
+    """Writes a `family` checkpoint (random weights) at `path`, a detection or ("segment") a segmentation model;
+    returns its state dict ({name: float16 array})."""
     builder = Builder(np.random.default_rng(seed))
-    layers = FAMILY_LAYERS[family](builder, scale, num_classes)
+    layers = FAMILY_LAYERS[family](builder, scale, num_classes, segment=task == "segment")
     storages, state = {}, {}
     with _fake_classes() as (classes, rebuild):
 
@@ -317,7 +373,7 @@ def write_ultralytics_checkpoint(path, family, scale="n", num_classes=2, seed=0,
                 obj.__dict__.update(i=index, f=-1, type=full or f"ultralytics.nn.modules.{node.kind}")
             return obj
 
-        model = classes["DetectionModel"]()
+        model = classes["SegmentationModel" if task == "segment" else "DetectionModel"]()
         sequence = classes["Sequential"]()
         sequence.__dict__.update(
             _parameters={},
