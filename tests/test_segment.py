@@ -347,3 +347,23 @@ def test_the_shipped_yolo26_segmenter_holds_ultralytics_parameter_count():
 
     model, _ = import_weights(shipped("yolo26n") / "best.pt", head="both")
     assert trainable_parameters(model) == 3_053_055
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("family", sorted(SEGMENT_PARAMETERS))
+def test_the_segment_head_takes_fake_quantization(family):
+    """tfmot wraps every layer of the head, the Conv2DTranspose upsample with its default 8-bit config (tfyolo's
+    QAT builder for YOLO11's and YOLO26's attention; tfmot's own quantize_model takes YOLOv8 as it is)."""
+    import tensorflow_model_optimization as tfmot
+
+    from tfyolo.models.families import FAMILIES
+    from tfyolo.qat.qat_model import build_qat_model
+
+    model = segmenter(family)
+    if family == "yolov8":
+        quantized = tfmot.quantization.keras.quantize_model(model)
+    else:
+        quantized = build_qat_model(model, family=FAMILIES[family])
+    outputs = quantized(np.zeros((1, 64, 64, 3), np.float32))
+    assert tuple(outputs["mask_prototypes"].shape) == (1, 16, 16, 32)
+    assert type(quantized.get_layer("quant_head_proto_upsample")).__name__ == "QuantizeWrapperV2"
