@@ -56,7 +56,10 @@ def describe_import(metadata):
     """One line saying what an import holds, as `tfyolo import` prints it."""
     left_out = (metadata.get("source") or {}).get("left_out")
     used = f"left out: {left_out['why']}" if left_out else "every tensor used"
+    # A detector's metadata names no task (`ModelConfig.to_dict`), and its line stays as it was.
+    task = (metadata.get("model") or {}).get("task")
     return (
-        f"{metadata['family']} {metadata['scale']}, {len(metadata['names'])} classes, {metadata['imgsz']} px, "
+        f"{metadata['family']} {metadata['scale']}{f' {task}' if task else ''}, {len(metadata['names'])} classes, "
+        f"{metadata['imgsz']} px, "
         f"{metadata['head']} head ({metadata['postprocess']}), {used}"
     )
