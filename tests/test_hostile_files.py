@@ -1144,7 +1144,8 @@ def read(path, mcu):
     if mcu:
         from tfyolo.targets.mcu_target import MCU_STEPS
         check_in_child(path, MCU_STEPS)
-        check_targets(open(path, "rb").read(), path.rsplit("/", 1)[-1][:-7], mcu_inputs=[np.zeros((1, 64, 64, 3), np.int8)])
+        name, content = path.rsplit("/", 1)[-1][: -len(".tflite")], open(path, "rb").read()
+        check_targets(content, name, mcu_inputs=[np.zeros((1, 64, 64, 3), np.int8)])
         return "reported"
     check_in_child(path)
     runner = TFLiteRunner(path, num_threads=1)

@@ -199,7 +199,7 @@ def test_a_segment_file_read_as_detection_is_refused_in_one_line(tmp_path, monke
         return source.__class__(**{**source.__dict__, "task": "detect"})
 
     monkeypatch.setattr(ultralytics_source, "_from_checkpoint", as_detection)
-    with pytest.raises(ModelError, match=r"not a detect model of a family tfyolo imports .*'Segment'"):
+    with pytest.raises(ModelError, match=r"not a detection model of a family tfyolo imports .*'Segment'"):
         import_weights(path, input_size=64)
 
 

@@ -22,6 +22,7 @@ from tfyolo.models.detector_metadata import detector_metadata
 from tfyolo.models.families import model_family
 from tfyolo.models.model_config import ModelConfig
 from tfyolo.models.model_family import ALL_HEADS
+from tfyolo.models.tasks import model_task
 from tfyolo.models.yolo_detector import build_yolo_detector
 
 IMPORTS = (YOLOV8_IMPORT, YOLO11_IMPORT, YOLO26_IMPORT)
@@ -39,7 +40,7 @@ def family_import_for(source):
         return matching[0]
     held = sorted(set(source.modules.values())) if source.modules else f"modules {source.module_indices[:3]}..."
     raise ModelError(
-        f"{source.path}: not a {source.task} model of a family tfyolo imports "
+        f"{source.path}: not a {model_task(task.task).noun} model of a family tfyolo imports "
         f"({', '.join(i.family for i in IMPORTS)}); it holds {held}. YOLOv5, pose and OBB heads are not supported."
     )
 

@@ -16,6 +16,7 @@ class ModelTask:
 
     Args:
         name: str. The task's name in configs, metadata and Ultralytics' files ("detect", "segment").
+        noun: str. The task in a sentence ("a detection model").
         head_outputs: tuple of str. Outputs each head adds, per anchor (segmentation: the mask coefficients); a
             model with both of YOLO26's heads names the one-to-one head's copy `one2one_<output>`.
         shared_outputs: tuple of str. Outputs made once from the features and shared by every head (segmentation:
@@ -28,6 +29,7 @@ class ModelTask:
     """
 
     name: str
+    noun: str
     head_outputs: Tuple[str, ...] = ()
     shared_outputs: Tuple[str, ...] = ()
     training_outputs: Tuple[str, ...] = ()

@@ -11,9 +11,10 @@ MASK_COEFFICIENTS = "mask_coefficients"
 MASK_PROTOTYPES = "mask_prototypes"
 SEMANTIC_LOGITS = "semantic_logits"
 
-DETECT = ModelTask(name="detect", description="boxes and class scores")
+DETECT = ModelTask(name="detect", noun="detection", description="boxes and class scores")
 SEGMENT = ModelTask(
     name="segment",
+    noun="segmentation",
     head_outputs=(MASK_COEFFICIENTS,),
     shared_outputs=(MASK_PROTOTYPES,),
     training_outputs=(SEMANTIC_LOGITS,),
