@@ -590,6 +590,57 @@ def test_a_cancelled_job_stops_its_process_group_and_says_where(tmp_path):
     assert process_gone(int(pid_file.read_text()))
 
 
+def test_a_stage_past_the_server_s_time_limit_is_stopped_and_fails_the_job(tmp_path, monkeypatch):
+    """Issue 34's trial: a .pt that sent the importer into 2^60 steps left the only worker on "importing" for ever.
+    A stage that runs past $TFYOLO_STAGE_TIME_LIMIT is stopped with its process group and fails the job in one line
+    naming the stage; the limit counts from when the stage began, not from the job's start."""
+    from tfyolo.service import worker
+    from tfyolo.service.store import JobStore
+
+    monkeypatch.setenv(worker.STAGE_TIME_LIMIT_VARIABLE, "4")
+    store = JobStore(tmp_path)
+    job_id = store.create({"model": "m.pt", "kind": "convert"}, {"model": "m.pt"})
+    # Two stages of 3 s each (each under the limit, together over it), then one that never ends.
+    script = (
+        "import subprocess, sys, time\nfrom tfyolo.service.store import JobStore\nstore = JobStore(sys.argv[1])\n"
+        "for stage in ('reading model', 'checking model'):\n"
+        "    store.report_progress(sys.argv[2], stage, 0.0)\n    time.sleep(3)\n"
+        "store.report_progress(sys.argv[2], 'importing', 0.0)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        "open(sys.argv[3], 'w').write(str(child.pid))\ntime.sleep(300)\n"
+    )
+    pid_file = tmp_path / "grandchild.pid"
+
+    def start(data_dir, job, temporary):
+        return subprocess.Popen(
+            [sys.executable, "-c", script, str(data_dir), job, str(pid_file)],
+            start_new_session=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+
+    monkeypatch.setattr(worker, "start_job_process", start)
+    started = time.monotonic()
+    worker.execute_job(tmp_path, job_id)
+    took = time.monotonic() - started
+    record = store.get(job_id)
+    assert record["state"] == "failed", record
+    assert record["error"] == (
+        "stopped: 'importing' ran longer than this server's limit of 4 s per stage ($TFYOLO_STAGE_TIME_LIMIT)"
+    )
+    assert 6 + 4 <= took < 6 + 4 + 15, took
+    assert process_gone(int(pid_file.read_text()))
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "an hour", "nan"])
+def test_a_malformed_stage_time_limit_is_one_line(monkeypatch, value):
+    from tfyolo.errors import ConfigError
+    from tfyolo.service.worker import stage_time_limit
+
+    monkeypatch.setenv("TFYOLO_STAGE_TIME_LIMIT", value)
+    with pytest.raises(ConfigError, match=r"^\$TFYOLO_STAGE_TIME_LIMIT: expected a number of seconds above 0, rec"):
+        stage_time_limit()
+
+
 def process_gone(pid, timeout=5.0):
     """True once `pid` no longer runs (gone, or a zombie waiting for its reaper)."""
     deadline = time.monotonic() + timeout

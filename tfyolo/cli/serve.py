@@ -129,8 +129,10 @@ def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_
     from tfyolo.service.queue import make_huey
     from tfyolo.service.security import load_token
     from tfyolo.service.store import hold_data_dir, register_datasets
+    from tfyolo.service.worker import stage_time_limit
 
     token = load_token(token_file)
+    stage_time_limit()  # checked before the workers start, which read it too
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     lock = hold_data_dir(data_dir)  # refuses a data dir that another live server holds
     registered = register_datasets(data_dir, _parse_datasets(datasets))
@@ -169,16 +171,18 @@ def worker_command(data_dir, broker, stale_seconds, die_with_parent):
     from tfyolo.processes import die_with_parent as ask_for_death_with_parent
     from tfyolo.service.queue import make_huey
     from tfyolo.service.store import JobStore, worker_name
-    from tfyolo.service.worker import MAX_ATTEMPTS, RUNNING, worker_heartbeat
+    from tfyolo.service.worker import MAX_ATTEMPTS, RUNNING, stage_time_limit, worker_heartbeat
 
     if die_with_parent:
         ask_for_death_with_parent()
+    limit = stage_time_limit()  # a malformed $TFYOLO_STAGE_TIME_LIMIT is one line now, not a failed job later
     huey = make_huey(data_dir, broker)
     store = JobStore(data_dir)
     stop = threading.Event()
     threading.Thread(target=worker_heartbeat, args=(store, stop), daemon=True).start()
     threading.Thread(target=_sweep, args=(data_dir, huey, stale_seconds, stop), daemon=True).start()
-    click.echo(f"tfyolo worker {worker_name()}: waiting for jobs ({'redis' if broker else 'SQLite'} queue)", err=True)
+    queue = "redis" if broker else "SQLite"
+    click.echo(f"tfyolo worker {worker_name()}: waiting for jobs ({queue} queue, {limit:.0f} s per stage)", err=True)
     consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
     try:
         consumer.run()

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from tfyolo.errors import ModelError, one_line
+from tfyolo.errors import ConfigError, ModelError, one_line
 from tfyolo.jobs.progress import JobCancelled, Progress
 from tfyolo.jobs.spec import JobSpec
 from tfyolo.processes import describe_exit, stop_process_group
@@ -29,6 +29,11 @@ MAX_ATTEMPTS = 2
 # A worker whose last heartbeat is older than this is not counted as live (/readyz).
 LIVE_WORKER_SECONDS = 3 * HEARTBEAT_SECONDS + 1
 POLL_SECONDS = 0.25
+# A job stage (importing, converting int8, evaluating, an epoch of training) that runs longer than this is stopped and
+# the job failed: a hostile file that sends a reader into a loop must not hold a worker for ever while /readyz says
+# ready. Real stages take minutes on 2 CPU cores; the operator sets the limit through this variable (seconds).
+STAGE_TIME_LIMIT_VARIABLE = "TFYOLO_STAGE_TIME_LIMIT"
+DEFAULT_STAGE_TIME_LIMIT_SECONDS = 4 * 3600
 
 
 class StoreProgress(Progress):
@@ -202,18 +207,45 @@ def execute_job(data_dir, job_id, in_process=False):
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+def stage_time_limit():
+    """Seconds one stage of a job may run: $TFYOLO_STAGE_TIME_LIMIT, or DEFAULT_STAGE_TIME_LIMIT_SECONDS."""
+    value = os.environ.get(STAGE_TIME_LIMIT_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_STAGE_TIME_LIMIT_SECONDS
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ConfigError(f"${STAGE_TIME_LIMIT_VARIABLE}: expected a number of seconds above 0, received {value!r}.")
+    return seconds
+
+
 def _supervise(store, job_id, process):
-    """Heartbeats for the job while its process runs; on cancel, stops the process group and records the stage it
-    was in; when the process ends without finishing the record, fails the job with how it ended."""
-    last_heartbeat = 0.0
+    """Heartbeats for the job while its process runs; on cancel, or when one stage runs past stage_time_limit(),
+    stops the process group and records the stage it was in; when the process ends without finishing the record,
+    fails the job with how it ended."""
+    limit = stage_time_limit()
+    last_heartbeat, stage, stage_started = 0.0, None, time.monotonic()
     while process.poll() is None:
         now = time.monotonic()
         if now - last_heartbeat >= HEARTBEAT_SECONDS:
             last_heartbeat = now
-            if store.report_progress(job_id):
-                stage = store.stage_of(job_id)
+            cancelled = store.report_progress(job_id)
+            current = store.stage_of(job_id)
+            if current != stage:
+                stage, stage_started = current, now
+            if cancelled or now - stage_started > limit:
                 stop_process_group(process)
-                store.finish(job_id, "cancelled", error=f"cancelled during '{stage}'")
+                if cancelled:
+                    store.finish(job_id, "cancelled", error=f"cancelled during '{stage}'")
+                else:
+                    store.finish(
+                        job_id,
+                        "failed",
+                        error=f"stopped: '{stage}' ran longer than this server's limit of {limit:.0f} s per stage "
+                        f"(${STAGE_TIME_LIMIT_VARIABLE})",
+                    )
                 return
         time.sleep(POLL_SECONDS)
     if RUNNING.stopping:
