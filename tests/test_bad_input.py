@@ -261,6 +261,34 @@ def test_a_renamed_manifest_key_fails_verify_even_with_a_matching_digest(bundle,
     assert len(problems) == 1 and "missing or malformed key(s) ['sha256']" in problems[0]
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m["sha256"].__setitem__("../../etc/hostname", "0" * 64),
+        lambda m: m["sha256"].__setitem__("/etc/hostname", "0" * 64),
+        lambda m: m.__setitem__("model", "../outside.tflite"),
+        lambda m: m["golden"][0].__setitem__("input", "../outside.npy"),
+    ],
+    ids=["listed-dotdot", "listed-absolute", "model", "golden-input"],
+)
+def test_a_manifest_naming_a_file_outside_the_bundle_is_refused_before_it_is_read(bundle, tmp_path, edit):
+    """Issue 34's trial: `bundle --verify` hashed a file a manifest named as `../../etc/hostname`, which tells whoever
+    wrote the manifest whether a server path exists. Every name a manifest gives must be a file of the bundle."""
+    import hashlib
+
+    from tfyolo.bundle import verify_bundle
+
+    folder = _written(bundle, tmp_path / "bundle")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (tmp_path / "outside.tflite").write_bytes((folder / manifest["model"]).read_bytes())
+    edit(manifest)
+    text = json.dumps(manifest, indent=2) + "\n"
+    (folder / "manifest.json").write_text(text)
+    (folder / "manifest.json.sha256").write_text(f"{hashlib.sha256(text.encode()).hexdigest()}  manifest.json\n")
+    problems = verify_bundle(folder)
+    assert len(problems) == 1 and "not files of this bundle; nothing outside it is read" in problems[0], problems
+
+
 def test_a_bundle_is_replaced_whole_and_never_over_another_folder(bundle, tmp_path):
     from tfyolo.bundle import verify_bundle
     from tfyolo.errors import ModelError

@@ -7,7 +7,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -291,6 +291,9 @@ def verify_bundle(directory):
     wrong = [key for key, kind in REQUIRED_KEYS.items() if not isinstance(manifest.get(key), kind)]
     if not isinstance(manifest, dict) or wrong:
         return problems + [f"{manifest_path}: missing or malformed key(s) {wrong}; not a bundle this tool wrote."]
+    outside = _names_outside(directory, manifest)
+    if outside:
+        return problems + [f"{manifest_path}: names {outside}, not files of this bundle; nothing outside it is read."]
     for name, expected in manifest["sha256"].items():
         path = directory / name
         if not path.is_file():
@@ -315,6 +318,28 @@ def verify_bundle(directory):
         )
     except (KeyError, TypeError, ValueError, OSError, IndexError) as error:
         return [f"{manifest_path}: its golden vectors cannot be replayed ({type(error).__name__}: {error})."]
+
+
+def _names_outside(directory, manifest):
+    """The file names in `manifest` that are not its own files: a listed name must be a relative path that stays in
+    `directory` (no `..`, no absolute path, no link out), and the model and golden files must be listed names. A
+    manifest naming `../../etc/hostname` is refused before any file it names is opened."""
+    root = directory.resolve()
+    listed = set(manifest["sha256"])
+
+    def stays_inside(name):
+        parts = PurePosixPath(name).parts
+        if not name or "\\" in name or PurePosixPath(name).is_absolute() or ".." in parts:
+            return False
+        return (directory / name).resolve().is_relative_to(root)
+
+    named = [manifest["model"]]
+    for entry in manifest["golden"]:
+        entry = entry if isinstance(entry, dict) else {}
+        outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
+        named += [entry.get("input"), *([entry["source"]] if "source" in entry else []), *outputs.values()]
+    outside = [name for name in listed if not stays_inside(name)]
+    return outside + [name for name in named if name not in listed or name in outside]
 
 
 def _consistency_problems(directory, manifest, runner):
