@@ -10,7 +10,7 @@ SYNTH := $(BUILD)/synthetic
 DEFAULT := $(BUILD)/default
 
 # The embedded default: a synthetic set and a small model sized so that a first `make convert` (training
-# included) fits in about 15 minutes on 2 CPU cores. See docs/default_model.md.
+# included) fits in under 10 minutes on 2 CPU cores. See docs/default_model.md.
 SYNTH_IMAGES ?= 600
 SYNTH_CLASSES ?= 3
 IMGSZ ?= 128
