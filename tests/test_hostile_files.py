@@ -1273,3 +1273,49 @@ def test_the_door_tells_onnx_from_its_outer_layer_without_parsing_it(tmp_path):
     kind, grown_kib, onnx_imported = result.stdout.split()
     assert size > 15_000_000 and kind == "onnx" and onnx_imported == "False", result
     assert int(grown_kib) * 1024 < size / 10, (grown_kib, size)
+
+
+# === Images that declare more than they hold ===
+
+
+def run_length_bmp(width, height):
+    """A 1,080-byte 8-bit run-length BMP declaring `width` x `height` pixels and holding none (its first run is the
+    end-of-bitmap marker): a decoder that allocates what the header declares allocates width x height x 3 bytes."""
+    import struct
+
+    palette, pixels = bytes(256 * 4), b"\x00\x01"
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+
+
+def test_a_1_kb_bmp_declaring_900_megapixels_is_refused_before_it_is_allocated(tmp_path):
+    """Issue 34's trial: a 1 KB BMP decoded to 5.3 GB (OpenCV's own limit is 2^30 pixels). tfyolo's readers (the one
+    decoder and `data check`) refuse an image declaring more than MAX_IMAGE_PIXELS in one line, in a process whose
+    peak memory stays far below the 2.7 GB the header asks for; a 64 x 64 BMP of the same form decodes."""
+    import subprocess
+
+    from tests.test_hostile import ROOT
+
+    (tmp_path / "bomb.bmp").write_bytes(run_length_bmp(30000, 30000))
+    (tmp_path / "small.bmp").write_bytes(run_length_bmp(64, 64))
+    code = (
+        "import resource, sys\nfrom tfyolo.data.image_check import decode_problem\n"
+        "from tfyolo.data.images import read_image_rgb\nfrom tfyolo.errors import DataError\n"
+        "print(read_image_rgb(sys.argv[2]).shape)\nprint(decode_problem(sys.argv[1]))\n"
+        "try:\n    read_image_rgb(sys.argv[1])\nexcept DataError as error:\n    print(error)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "bomb.bmp"), str(tmp_path / "small.bmp")],
+        capture_output=True, text=True, timeout=120, env=dict(environment, PYTHONPATH=str(ROOT)),
+    )
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and len(lines) == 4, (result.stdout, result.stderr[-2000:])
+    assert lines[:3] == [
+        "(64, 64, 3)",
+        "declares more than 134217728 pixels, the most tfyolo decodes",
+        f"{tmp_path / 'bomb.bmp'}: its header declares more than 134217728 pixels, the most tfyolo decodes.",
+    ]
+    assert int(lines[3]) < 1_000_000, f"peak {int(lines[3]) / 1024:.0f} MiB"

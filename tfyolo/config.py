@@ -14,6 +14,10 @@ STRIDES = (8, 16, 32)
 # checkpoint's train_args, an export's metadata, a saved model's input layer). Memory of the size-dependent parts
 # grows with side^2: a file's 32000 took a conversion to 9.5 GB, so 8192 needs about (8192 / 32000)^2 of it, 0.6 GB.
 MAX_INPUT_SIZE = 8192
+# The most pixels an image may declare: OpenCV allocates what a header declares before it decodes a byte, and a 1 KB
+# run-length BMP declaring 30000 x 30000 took 5.3 GB. 2^27 pixels (a 134-megapixel photo, 0.4 GB as RGB) is more
+# than any camera a dataset comes from; OpenCV's own default is 2^30.
+MAX_IMAGE_PIXELS = 1 << 27
 
 
 def input_size_problem(value):

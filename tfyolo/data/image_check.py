@@ -36,7 +36,10 @@ def decode_problem(path):
         return f"cannot be read ({error.strerror or error})"
     if not data.size:
         return "is empty (0 bytes)"
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:  # OpenCV's size check (tfyolo.config.MAX_IMAGE_PIXELS), before it allocates the image
+        return f"declares more than {os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS')} pixels, the most tfyolo decodes"
     if image is None or image.size == 0:
         return "cannot be decoded (corrupt, truncated or not an image)"
     return None

@@ -1,6 +1,7 @@
 """Image reading and the one letterbox used everywhere (training, evaluation, calibration, the edge bundle)."""
 
 import dataclasses
+import os
 from pathlib import Path
 
 import cv2
@@ -22,7 +23,11 @@ def read_image_rgb(path):
     if not path.is_file():
         raise DataError(f"{path}: image file not found.")
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:  # OpenCV's size check: the header declares more than OPENCV_IO_MAX_IMAGE_PIXELS
+        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
+        raise DataError(f"{path}: its header declares more than {limit} pixels, the most tfyolo decodes.") from None
     if image is None:
         raise DataError(f"{path}: cannot decode this file as an image (corrupt, truncated or not an image).")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
