@@ -1319,3 +1319,29 @@ def test_a_1_kb_bmp_declaring_900_megapixels_is_refused_before_it_is_allocated(t
         f"{tmp_path / 'bomb.bmp'}: its header declares more than 134217728 pixels, the most tfyolo decodes.",
     ]
     assert int(lines[3]) < 1_000_000, f"peak {int(lines[3]) / 1024:.0f} MiB"
+
+
+def test_an_export_with_a_nan_weight_is_refused_naming_the_tensor(tmp_path):
+    """Issue 34's trial: a NaN-weight ONNX imported silently (every score after it a 0). The same export imports
+    with its weights finite, and is refused in one line naming the tensor with one NaN planted in a kernel."""
+    import onnx
+    from onnx import numpy_helper
+
+    from tests.test_segment import fused_export
+    from tests.ultralytics_layouts import write_ultralytics_checkpoint
+    from tfyolo.importers.ultralytics_import import import_weights
+
+    checkpoint = tmp_path / "best.pt"
+    write_ultralytics_checkpoint(checkpoint, "yolov8", num_classes=2, imgsz=64)
+    clean = fused_export(checkpoint, str(tmp_path / "clean.onnx"), task="detect")
+    model, _ = import_weights(clean)
+    assert model.output_shape is not None
+    export = onnx.load(clean)
+    (kernel,) = [item for item in export.graph.initializer if item.name == "model.4.cv1.conv.weight"]
+    values = numpy_helper.to_array(kernel).copy()
+    values.flat[7] = np.nan
+    kernel.CopyFrom(numpy_helper.from_array(values, kernel.name))
+    onnx.save(export, str(tmp_path / "nan.onnx"))
+    with pytest.raises(ModelError) as raised:
+        import_weights(tmp_path / "nan.onnx")
+    assert_one_line(raised, "nan.onnx: tensor model.4.cv1.conv.weight holds 1 non-finite values (NaN or inf)")

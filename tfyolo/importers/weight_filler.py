@@ -43,7 +43,15 @@ class WeightFiller:
         if name not in self.state:
             raise ModelError(f"{self.source.path}: tensor {name} is missing; not the architecture its layout says.")
         self.used.add(name)
-        return self.state[name].astype(np.float32)
+        values = self.state[name].astype(np.float32)
+        # A NaN or inf weight (or one past float32's range) turns every output it reaches into NaN: the import would
+        # succeed and every score after it would be a silent 0.
+        if not np.isfinite(values).all():
+            raise ModelError(
+                f"{self.source.path}: tensor {name} holds {int((~np.isfinite(values)).sum())} non-finite values "
+                "(NaN or inf) as float32; a model with such weights computes nothing."
+            )
+        return values
 
     def conv_bn(self, source_prefix, layer_name, channels=slice(None), scale=1.0, activation_layer=None):
         """A Conv module (conv + bn + act), or `channels` of its outputs, into `{layer_name}_conv` / `_bn`.
