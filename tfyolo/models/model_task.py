@@ -26,6 +26,8 @@ class ModelTask:
         num_masks: int. Mask coefficients per anchor, which is also the prototype count (Ultralytics' `nm`).
         proto_channels: int. Width of the prototype branch before the scale's width applies (Ultralytics' `npr`).
         description: str. One line for help texts.
+        coco_iou_types: tuple of str. The pycocotools iouTypes its predictions are scored with, boxes first
+            ("bbox"; segmentation adds "segm"): the evaluator scores each (`tfyolo.evaluation.task_scoring`).
     """
 
     name: str
@@ -36,6 +38,12 @@ class ModelTask:
     num_masks: int = 0
     proto_channels: int = 0
     description: str = ""
+    coco_iou_types: Tuple[str, ...] = ("bbox",)
+
+    @property
+    def inference_outputs(self):
+        """The outputs this task adds to a one-head (inference) model: what a runner hands the evaluator."""
+        return self.head_outputs + self.shared_outputs
 
     def output_names(self, heads, training_form=False):
         """The outputs this task adds to a model ending in `heads` (its one-to-many head first where it has both):

@@ -22,6 +22,7 @@ SEGMENT = ModelTask(
     num_masks=32,
     proto_channels=256,
     description="boxes, class scores and instance masks (coefficients x prototypes)",
+    coco_iou_types=("bbox", "segm"),
 )
 TASKS = {task.name: task for task in (DETECT, SEGMENT)}
 DEFAULT_TASK = DETECT.name
@@ -31,3 +32,11 @@ def model_task(name):
     if name not in TASKS:
         raise ConfigError(f"task must be one of {sorted(TASKS)}, received {name!r}.")
     return TASKS[name]
+
+
+def task_of_outputs(output_names):
+    """The task whose inference outputs `output_names` (a model's, a converted file's signature) hold, the one adding
+    the most where several fit (every task's outputs include detection's, which adds none)."""
+    names = set(output_names)
+    fitting = [task for task in TASKS.values() if set(task.inference_outputs) <= names]
+    return max(fitting, key=lambda task: len(task.inference_outputs))

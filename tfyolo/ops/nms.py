@@ -49,6 +49,13 @@ def non_max_suppression(boxes, scores, config=NMSConfig()):
     Returns:
         (boxes (K, 4), scores (K,), class_ids (K,)) sorted by descending score, K <= max_detections.
     """
+    anchor_index, kept_scores, class_ids = nms_anchors(boxes, scores, config)
+    return boxes[anchor_index], kept_scores, class_ids
+
+
+def nms_anchors(boxes, scores, config=NMSConfig()):
+    """`non_max_suppression`, giving the kept detections' anchor indices instead of their boxes: what a task's
+    per-anchor outputs (mask coefficients) are taken by. Returns (anchor_index (K,), scores (K,), class_ids (K,))."""
     if config.multi_label:
         anchor_index, class_ids = np.nonzero(scores > config.confidence_threshold)
         candidate_scores = scores[anchor_index, class_ids]
@@ -64,4 +71,4 @@ def non_max_suppression(boxes, scores, config=NMSConfig()):
     # Shifting each class's boxes by a distinct offset far beyond any box makes one NMS pass class-aware.
     offset = class_ids[:, None] * (np.abs(candidate_boxes).max(initial=1.0) * 2 + 1)
     keep = greedy_nms(candidate_boxes + offset, candidate_scores, config.iou_threshold, config.max_detections)
-    return boxes[anchor_index[keep]], candidate_scores[keep], class_ids[keep]
+    return anchor_index[keep], candidate_scores[keep], class_ids[keep]

@@ -8,7 +8,7 @@ above its confidence threshold (0.001). No IoU suppression at all.
 
 import numpy as np
 
-from tfyolo.ops.nms import NMSConfig, non_max_suppression
+from tfyolo.ops.nms import NMSConfig, nms_anchors, non_max_suppression
 
 
 def top_k_detections(boxes, scores, config=NMSConfig()):
@@ -22,6 +22,12 @@ def top_k_detections(boxes, scores, config=NMSConfig()):
     Returns:
         (boxes (K, 4), scores (K,), class_ids (K,)) sorted by descending score, K <= max_detections.
     """
+    anchor_index, kept_scores, class_ids = top_k_anchors(boxes, scores, config)
+    return boxes[anchor_index], kept_scores, class_ids
+
+
+def top_k_anchors(boxes, scores, config=NMSConfig()):
+    """`top_k_detections`, giving the kept detections' anchor indices instead of their boxes (see `nms_anchors`)."""
     anchors, num_classes = scores.shape
     k = min(config.max_detections, anchors)
     # A stable sort on the negated scores keeps ties in anchor order, as torch.topk does on CPU for these sizes.
@@ -29,12 +35,13 @@ def top_k_detections(boxes, scores, config=NMSConfig()):
     pairs = scores[best_anchors].reshape(-1)
     order = np.argsort(-pairs, kind="stable")[:k]
     order = order[pairs[order] > config.confidence_threshold]
-    anchor_index, class_ids = best_anchors[order // num_classes], order % num_classes
-    return boxes[anchor_index], pairs[order], class_ids.astype(np.int64)
+    return best_anchors[order // num_classes], pairs[order], (order % num_classes).astype(np.int64)
 
 
 # How each `postprocess` kind (`tfyolo.models.model_family.POSTPROCESS`) turns decoded predictions into detections.
 SELECTORS = {"nms": non_max_suppression, "topk": top_k_detections}
+# The same selections giving anchor indices, for tasks whose per-anchor outputs follow the kept detections.
+ANCHOR_SELECTORS = {"nms": nms_anchors, "topk": top_k_anchors}
 
 
 def select_detections(postprocess):
@@ -42,3 +49,10 @@ def select_detections(postprocess):
     if postprocess not in SELECTORS:
         raise ValueError(f"postprocess must be one of {sorted(SELECTORS)}, received {postprocess!r}.")
     return SELECTORS[postprocess]
+
+
+def select_anchors(postprocess):
+    """The selection function (boxes, scores, config) -> (anchor_index, scores, class_ids) of a `postprocess` kind."""
+    if postprocess not in ANCHOR_SELECTORS:
+        raise ValueError(f"postprocess must be one of {sorted(ANCHOR_SELECTORS)}, received {postprocess!r}.")
+    return ANCHOR_SELECTORS[postprocess]
