@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,16 @@ COORDINATE_TOLERANCE = 0.01
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
-    """One image and its boxes: `boxes` (N, 4) xyxy normalized to [0, 1], `class_ids` (N,) int."""
+    """One image and its boxes: `boxes` (N, 4) xyxy normalized to [0, 1], `class_ids` (N,) int.
+
+    polygons: None for a split without polygon labels, else a tuple of N entries, each a (K, 2) float32 array of
+    x y normalized to [0, 1] (an instance's outline) or None (an instance labelled by its box only)."""
 
     image_path: Path
     class_ids: np.ndarray
     boxes: np.ndarray
     crowd: np.ndarray = None
+    polygons: tuple = None
 
 
 @dataclasses.dataclass
@@ -35,6 +40,7 @@ class DatasetStats:
     missing_label_files: int = 0
     dropped_degenerate_boxes: int = 0
     clipped_boxes: int = 0
+    polygons: int = 0
 
     def warnings(self):
         notes = []
@@ -63,13 +69,29 @@ def list_images(source):
         return sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     if source.is_file() and source.suffix == ".txt":
         entries = [line.strip() for line in source.read_text().splitlines() if line.strip()]
-        return [Path(e) if Path(e).is_absolute() else (source.parent / e).resolve() for e in entries]
+        # Made absolute without following symlinks, as Ultralytics does: a split whose images/ links into another
+        # dataset's images (pennfudan_seg into pennfudan) keeps its own labels/ beside them.
+        return [Path(e) if Path(e).is_absolute() else Path(os.path.abspath(source.parent / e)) for e in entries]
     raise DataError(f"{source}: split source not found; expected an image folder or a .txt list of images.")
 
 
+def _polygon_box(values, where, line):
+    """An Ultralytics segment line's polygon ((K, 2) x y, normalized) and its box: the points' extent, as
+    Ultralytics' `segments2boxes` derives a segmentation label's box."""
+    if len(values) % 2 or len(values) < 6:
+        raise DataError(
+            f"{where}: a polygon line is 'class x1 y1 x2 y2 x3 y3 ...' (3 or more x y pairs), found {len(values)} "
+            f"coordinates: {line.strip()[:80]!r}."
+        )
+    polygon = np.asarray(values, np.float64).reshape(-1, 2)
+    return polygon, np.concatenate([polygon.min(axis=0), polygon.max(axis=0)])
+
+
 def parse_label_file(label_path, num_classes, stats):
-    """Reads `class cx cy w h` lines; returns (class_ids, xyxy boxes) or raises naming the file and line."""
-    class_ids, boxes = [], []
+    """Reads `class cx cy w h` lines and Ultralytics' segment lines `class x1 y1 x2 y2 x3 y3 ...` (normalized
+    polygon; its box is its extent); returns (class_ids, xyxy boxes, polygons: one (K, 2) array or None per box)
+    or raises naming the file and line."""
+    class_ids, boxes, polygons = [], [], []
     try:
         text = label_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -81,10 +103,10 @@ def parse_label_file(label_path, num_classes, stats):
         if not fields:
             continue
         where = f"{label_path}:{line_number}"
-        if len(fields) != 5:
+        if len(fields) != 5 and len(fields) < 7:
             raise DataError(
-                f"{where}: expected 5 fields 'class cx cy w h', found {len(fields)}: {line.strip()!r}. "
-                "Segmentation polygons and keypoints are not supported."
+                f"{where}: expected 5 fields 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...', found "
+                f"{len(fields)}: {line.strip()!r}."
             )
         try:
             class_value = float(fields[0])
@@ -98,10 +120,16 @@ def parse_label_file(label_path, num_classes, stats):
                 f"{where}: class id {fields[0]} is not an integer in 0..{num_classes - 1} "
                 f"(the dataset names {num_classes} classes)."
             )
-        box = convert_format(np.asarray(values, np.float64), "cxcywh", "xyxy")
-        if min(values[2:]) < 0 or box.min() < -COORDINATE_TOLERANCE or box.max() > 1 + COORDINATE_TOLERANCE:
+        polygon = None
+        if len(fields) == 5:
+            box = convert_format(np.asarray(values, np.float64), "cxcywh", "xyxy")
+        else:
+            polygon, box = _polygon_box(values, where, line)
+        negative_size = polygon is None and min(values[2:]) < 0
+        if negative_size or box.min() < -COORDINATE_TOLERANCE or box.max() > 1 + COORDINATE_TOLERANCE:
+            shown = f"box {values} (cx cy w h)" if polygon is None else f"polygon with extent {box.round(4).tolist()}"
             raise DataError(
-                f"{where}: box {values} (cx cy w h) reaches outside [0, 1] beyond {COORDINATE_TOLERANCE}; "
+                f"{where}: {shown} reaches outside [0, 1] beyond {COORDINATE_TOLERANCE}; "
                 "labels must be normalized by the image width and height."
             )
         if box.min() < -1e-6 or box.max() > 1 + 1e-6:
@@ -112,7 +140,8 @@ def parse_label_file(label_path, num_classes, stats):
             continue
         class_ids.append(int(class_value))
         boxes.append(box)
-    return np.asarray(class_ids, np.int32), np.asarray(boxes, np.float32).reshape(-1, 4)
+        polygons.append(None if polygon is None else polygon.clip(0, 1).astype(np.float32))
+    return np.asarray(class_ids, np.int32), np.asarray(boxes, np.float32).reshape(-1, 4), polygons
 
 
 class DetectionDataset:
@@ -139,6 +168,11 @@ class DetectionDataset:
     @property
     def num_classes(self):
         return len(self.names)
+
+    @property
+    def has_polygons(self):
+        """Whether the split's labels hold instance outlines (Ultralytics' segment lines)."""
+        return any(sample.polygons is not None for sample in self.samples)
 
     @property
     def max_boxes_per_image(self):
@@ -168,14 +202,18 @@ class DetectionDataset:
                     raise DataError(f"{source}: lists {image_path}, which does not exist.")
                 label_path = label_path_for(image_path)
                 if label_path.is_file():
-                    class_ids, boxes = parse_label_file(label_path, len(names), stats)
+                    class_ids, boxes, polygons = parse_label_file(label_path, len(names), stats)
                 else:
                     stats.missing_label_files += 1
-                    class_ids, boxes = np.zeros((0,), np.int32), np.zeros((0, 4), np.float32)
+                    class_ids, boxes, polygons = np.zeros((0,), np.int32), np.zeros((0, 4), np.float32), []
                 stats.background_images += int(len(class_ids) == 0)
                 stats.boxes += len(class_ids)
-                samples.append(Sample(image_path, class_ids, boxes))
+                stats.polygons += sum(polygon is not None for polygon in polygons)
+                samples.append(Sample(image_path, class_ids, boxes, polygons=tuple(polygons)))
         stats.images = len(samples)
+        if not stats.polygons:
+            # A detection split: its samples say so, and nothing downstream carries empty polygon lists.
+            samples = [dataclasses.replace(sample, polygons=None) for sample in samples]
         if not samples:
             raise DataError(f"{description}: no images found in {[str(s) for s in sources]}.")
         if stats.missing_label_files == len(samples):
