@@ -113,8 +113,11 @@ def _precision_recall(coco_eval):
     }
 
 
-def coco_evaluate(ground_truth, detections, names):
-    """Returns {"map50_95", "map50", "map75", "precision", "recall", "f1", "per_class": {...}}; mAP in [0, 1]."""
+def coco_evaluate(ground_truth, detections, names, iou_type="bbox"):
+    """Returns {"map50_95", "map50", "map75", "precision", "recall", "f1", "per_class": {...}}; mAP in [0, 1].
+
+    iou_type: pycocotools' "bbox" (detections carry `bbox`) or "segm" (they carry `segmentation` RLEs and the
+    ground truth `segmentation` polygons: `tfyolo.evaluation.mask_scoring`)."""
     per_class = {name: {"ap50_95": None, "ap50": None, "instances": 0} for name in names}
     for annotation in ground_truth["annotations"]:
         if not annotation["iscrowd"]:
@@ -139,7 +142,7 @@ def coco_evaluate(ground_truth, detections, names):
         coco_gt.dataset = ground_truth
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(detections)
-        coco_eval = COCOeval(coco_gt, coco_dt, "bbox")
+        coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()

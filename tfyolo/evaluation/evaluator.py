@@ -10,17 +10,26 @@ import dataclasses
 from tfyolo.data.pipeline import evaluation_batches
 from tfyolo.errors import DataError
 from tfyolo.evaluation.coco_metrics import coco_detections, coco_evaluate, coco_ground_truth
+from tfyolo.evaluation.task_scoring import task_scorings
+from tfyolo.models.tasks import DETECT
 from tfyolo.ops.nms import NMSConfig
-from tfyolo.ops.topk import select_detections
+from tfyolo.ops.topk import select_anchors
 
 
 @dataclasses.dataclass
 class Evaluation:
-    """metrics: the dict of `coco_evaluate`; detections[i]: (boxes xyxy original px, scores, class_ids)."""
+    """metrics: the dict of `coco_evaluate` (boxes); detections[i]: (boxes xyxy original px, scores, class_ids);
+    task_metrics: {report key: `coco_evaluate` dict} of the other iouTypes its task is scored with ("mask")."""
 
     metrics: dict
     detections: dict
     num_images: int
+    task_metrics: dict = dataclasses.field(default_factory=dict)
+
+
+def runner_task(runner):
+    """A runner's ModelTask; a runner that names none (a test's stand-in) is a detector."""
+    return getattr(runner, "task", DETECT)
 
 
 def evaluate_runners(
@@ -30,7 +39,9 @@ def evaluate_runners(
 
     A runner is any object with `input_size`, `num_classes`, `predict_raw(float32 batch) -> {output: array}`,
     `decode(raw) -> (boxes xyxy normalized to the input, class probabilities)` and `postprocess` ("nms", or "topk"
-    for a one-to-one head; see `tfyolo.evaluation.runners`).
+    for a one-to-one head; see `tfyolo.evaluation.runners`); a model of a task beyond detection also has `task`
+    (its ModelTask) and `task_outputs(raw) -> {output: array}` (tfyolo's names and layouts), which the task's
+    scorings (`tfyolo.evaluation.task_scoring`) read.
     progress: optional callable(number of images done) for a progress bar.
     on_batch: optional callable(sample indices, {name: (raw, boxes, scores)}), e.g. to compare the models.
     cache_images: keep the letterboxed images for another pass (a trainer's per-epoch validation); one pass over
@@ -46,36 +57,60 @@ def evaluate_runners(
                 f"{runner.num_classes} ({runner.description}). Evaluate with the data the model was trained for."
             )
     (size,) = sizes
+    scorings = {name: task_scorings(runner_task(runner)) for name, runner in runners.items()}
+    for found in scorings.values():
+        for scoring in found:
+            scoring.check_dataset(dataset)  # before the pass, not after it
     detections = {name: {} for name in runners}
-    results = {name: [] for name in runners}
+    results = {name: {"bbox": [], **{scoring.iou_type: [] for scoring in scorings[name]}} for name in runners}
     image_sizes = {}
-    selectors = {name: select_detections(runner.postprocess) for name, runner in runners.items()}
+    selectors = {name: select_anchors(runner.postprocess) for name, runner in runners.items()}
     for chunk, batch, infos in evaluation_batches(dataset, size, batch_size, cache=cache_images):
         outputs = {}
         for name, runner in runners.items():
             raw = runner.predict_raw(batch)
             boxes, scores = runner.decode(raw)
             outputs[name] = (raw, boxes, scores)
-            for index, image_boxes, image_scores, info in zip(chunk, boxes, scores, infos):
-                kept_boxes, kept_scores, kept_classes = selectors[name](image_boxes * size, image_scores, nms_config)
-                original = info.to_original(kept_boxes)
+            task_outputs = runner.task_outputs(raw) if scorings[name] else {}
+            for position, (index, info) in enumerate(zip(chunk, infos)):
+                image_boxes = boxes[position] * size
+                anchors, kept_scores, kept_classes = selectors[name](image_boxes, scores[position], nms_config)
+                original = info.to_original(image_boxes[anchors])
                 detections[name][index] = (original, kept_scores, kept_classes)
-                results[name].extend(coco_detections(index, original, kept_scores, kept_classes))
+                results[name]["bbox"].extend(coco_detections(index, original, kept_scores, kept_classes))
+                selected = (anchors, kept_scores, kept_classes, original)
+                for scoring in scorings[name]:
+                    found = scoring.detections(index, selected, task_outputs, position, info, size)
+                    results[name][scoring.iou_type].extend(found)
         for index, info in zip(chunk, infos):
             image_sizes[index] = (info.original_height, info.original_width)
         if on_batch:
             on_batch(chunk, outputs)
         if progress:
             progress(len(chunk))
-    ground_truth = coco_ground_truth(dataset, image_sizes)
-    return {
-        name: Evaluation(
-            metrics=coco_evaluate(ground_truth, results[name], dataset.names),
+    return _score(runners, dataset, image_sizes, scorings, results, detections)
+
+
+def _score(runners, dataset, image_sizes, scorings, results, detections):
+    """{name: Evaluation} from the collected COCO results, each iouType's ground truth made once."""
+    ground_truths = {"bbox": coco_ground_truth(dataset, image_sizes)}
+    for scoring in {scoring.iou_type: scoring for found in scorings.values() for scoring in found}.values():
+        ground_truths[scoring.iou_type] = scoring.ground_truth(dataset, image_sizes)
+    evaluations = {}
+    for name in runners:
+        task_metrics = {
+            scoring.report_key: coco_evaluate(
+                ground_truths[scoring.iou_type], results[name][scoring.iou_type], dataset.names, scoring.iou_type
+            )
+            for scoring in scorings[name]
+        }
+        evaluations[name] = Evaluation(
+            metrics=coco_evaluate(ground_truths["bbox"], results[name]["bbox"], dataset.names),
             detections=detections[name],
             num_images=len(image_sizes),
+            task_metrics=task_metrics,
         )
-        for name in runners
-    }
+    return evaluations
 
 
 def evaluate(runner, dataset, batch_size=8, nms_config=NMSConfig(), progress=None, cache_images=False):

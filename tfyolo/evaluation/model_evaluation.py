@@ -3,26 +3,61 @@
 import numpy as np
 
 from tfyolo.evaluation.comparison import OutputErrors, detection_agreement
-from tfyolo.evaluation.evaluator import evaluate_runners
+from tfyolo.evaluation.evaluator import evaluate_runners, runner_task
+from tfyolo.evaluation.task_scoring import SCORINGS
 from tfyolo.ops.nms import NMSConfig
 
 SUMMARY_KEYS = ("map50_95", "map50", "map75", "precision", "recall", "f1", "best_f1_confidence")
+# The report keys of the task summaries beside the box one ("mask").
+TASK_REPORT_KEYS = tuple(scoring.report_key for scoring in SCORINGS.values())
 
 
-def _summary(runner, evaluation):
-    metrics = evaluation.metrics
-    summary = {
-        "model": runner.description,
-        "layout": runner.layout,
-        "input_size": runner.input_size,
-        "num_images": evaluation.num_images,
-    }
-    summary.update({key: metrics[key] for key in SUMMARY_KEYS})
+def _metrics_summary(metrics):
+    summary = {key: metrics[key] for key in SUMMARY_KEYS}
     summary["per_class"] = {
         name: {"ap50_95": entry["ap50_95"], "ap50": entry["ap50"], "instances": entry["instances"]}
         for name, entry in metrics["per_class"].items()
     }
     return summary
+
+
+def _summary(runner, evaluation):
+    """The box summary at the top level and one per other iouType of the model's task under its report key
+    ("mask"), so a detector's report is what it always was."""
+    summary = {
+        "model": runner.description,
+        "layout": runner.layout,
+        "task": runner_task(runner).name,
+        "input_size": runner.input_size,
+        "num_images": evaluation.num_images,
+    }
+    summary.update(_metrics_summary(evaluation.metrics))
+    for report_key, metrics in evaluation.task_metrics.items():
+        summary[report_key] = _metrics_summary(metrics)
+    return summary
+
+
+def _per_class_delta(summary, reference):
+    return {
+        label: (
+            None
+            if entry["ap50_95"] is None or reference["per_class"][label]["ap50_95"] is None
+            else 100.0 * (entry["ap50_95"] - reference["per_class"][label]["ap50_95"])
+        )
+        for label, entry in summary["per_class"].items()
+    }
+
+
+def _add_deltas(report, reference):
+    """Model minus reference in points: boxes at the top level, each task summary both have under
+    `delta_<key>_map50_95` / `delta_<key>_map50` (a segmentation model against a detector compares boxes only)."""
+    report["delta_map50_95"] = 100.0 * (report["map50_95"] - reference["map50_95"])
+    report["delta_map50"] = 100.0 * (report["map50"] - reference["map50"])
+    report["delta_per_class"] = _per_class_delta(report, reference)
+    for key in TASK_REPORT_KEYS:
+        if key in report and key in reference:
+            report[f"delta_{key}_map50_95"] = 100.0 * (report[key]["map50_95"] - reference[key]["map50_95"])
+            report[f"delta_{key}_map50"] = 100.0 * (report[key]["map50"] - reference[key]["map50"])
 
 
 REFERENCE = "reference"
@@ -72,16 +107,7 @@ def evaluate_models(
         report["delta_map50_95"] = None
         if reference is not None:
             report["reference"] = reference
-            report["delta_map50_95"] = 100.0 * (report["map50_95"] - reference["map50_95"])
-            report["delta_map50"] = 100.0 * (report["map50"] - reference["map50"])
-            report["delta_per_class"] = {
-                label: (
-                    None
-                    if entry["ap50_95"] is None or reference["per_class"][label]["ap50_95"] is None
-                    else 100.0 * (entry["ap50_95"] - reference["per_class"][label]["ap50_95"])
-                )
-                for label, entry in report["per_class"].items()
-            }
+            _add_deltas(report, reference)
             report["output_errors"] = {output: stats.summary() for output, stats in errors[name].items()}
             report["detection_agreement"] = detection_agreement(
                 reference_evaluation.detections, evaluations[name].detections
@@ -112,10 +138,17 @@ def reference_verifies_nothing(reference_map50_95, data=None):
     )
 
 
+def drops(report):
+    """{what: points lost} of every mAP50-95 the report compares with its reference: "box", and each task summary
+    both have ("mask"); empty without a reference."""
+    found = {"box": report.get("delta_map50_95")}
+    found.update({key: report.get(f"delta_{key}_map50_95") for key in TASK_REPORT_KEYS})
+    return {what: -delta for what, delta in found.items() if delta is not None}
+
+
 def drop_exceeds(report, max_drop):
-    """True when mAP50-95 fell by more than `max_drop` points against the reference."""
-    delta = report.get("delta_map50_95")
-    return delta is not None and -delta > max_drop + 1e-9
+    """True when a mAP50-95 (boxes, or a task's: masks) fell by more than `max_drop` points against the reference."""
+    return any(drop > max_drop + 1e-9 for drop in drops(report).values())
 
 
 def confidence_histogram(evaluation, bins=20):

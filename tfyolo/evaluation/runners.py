@@ -13,6 +13,7 @@ import numpy as np
 from tfyolo.config import MAX_INPUT_SIZE, STRIDES
 from tfyolo.data.images import PAD_VALUE
 from tfyolo.errors import ModelError
+from tfyolo.models.tasks import MASK_COEFFICIENTS, MASK_PROTOTYPES, SEGMENT, task_of_outputs
 from tfyolo.models.yolo_detector import BOX_OUTPUT, CLASS_OUTPUT
 from tfyolo.ops.boxes import convert_format
 from tfyolo.ops.decode import decode_predictions
@@ -20,28 +21,49 @@ from tfyolo.tflite_runtime import read_graph, signature_outputs
 
 LAYOUTS = ("tfyolo", "ultralytics", "ultralytics_end2end")
 ULTRALYTICS_OUTPUT = "output0"
+# Ultralytics' segmentation exports add the mask prototypes, (1, nm, input / 4, input / 4) in its NCHW LiteRT exports.
+ULTRALYTICS_PROTOTYPES = "output1"
 # Ultralytics' end-to-end exports (YOLO26 `nms=False`): (1, max_det, 6) rows x1 y1 x2 y2 score class, top-k applied.
 END2END_WIDTH = 6
 # An Ultralytics output carried on one integer grid shares its step between boxes, scores and (end-to-end) class ids,
 # leaving scores in 0-1 about 1/step levels. A one-to-many full-integer export (0-1 boxes and scores) lands near 0.004;
 # Ultralytics' end-to-end static int8 ones near 0.3, as class ids up to 79 set the range: 4 score levels, with boxes
-# on steps of 0.3 of the input. The bound (50 levels) sits far from both; a file past it is refused, not scored.
-MAX_SHARED_SCORE_STEP = 0.02
+# on steps of 0.3 of the input. Ultralytics' segmentation int8 exports add the mask coefficients to that one grid:
+# steps of 0.014-0.020 (SOURCE.md of each shared seg model), about 50-70 score levels, which rank well enough for
+# Ultralytics' own val. The bound (20 levels) sits well clear of both; a file past it is refused, not scored.
+MAX_SHARED_SCORE_STEP = 0.05
 
 
 def decode_tfyolo(raw, input_size, reg_max=16, strides=STRIDES):
     return decode_predictions(raw[BOX_OUTPUT], raw[CLASS_OUTPUT], input_size, strides, reg_max)
 
 
-def decode_ultralytics(raw, input_size, normalized):
-    """Ultralytics' export: one (B, 4 + nc, N) tensor, cx cy w h then sigmoid scores.
+def decode_ultralytics(raw, input_size, normalized, num_masks=0):
+    """Ultralytics' export: one (B, 4 + nc, N) tensor, cx cy w h then sigmoid scores; a segmentation export's
+    (B, 4 + nc + num_masks, N) ends in each anchor's mask coefficients (`ultralytics_task_outputs`).
 
     normalized: boxes are fractions of the input (Ultralytics' TFLite exports) rather than pixels (its ONNX and
     SavedModel exports); decided once per model (`TFLiteRunner`), never from one batch's values.
     """
     output = np.transpose(raw[ULTRALYTICS_OUTPUT], (0, 2, 1)).astype(np.float32)
     boxes = output[..., :4] if normalized else output[..., :4] / input_size
-    return convert_format(boxes, "cxcywh", "xyxy").astype(np.float32), output[..., 4:]
+    scores = output[..., 4 : output.shape[-1] - num_masks]
+    return convert_format(boxes, "cxcywh", "xyxy").astype(np.float32), scores
+
+
+def ultralytics_task_outputs(raw, num_masks, channels_first):
+    """A segmentation export's coefficients and prototypes under tfyolo's names and layouts: (B, N, num_masks) and
+    (B, input / 4, input / 4, num_masks), NHWC."""
+    coefficients = np.transpose(raw[ULTRALYTICS_OUTPUT][:, -num_masks:, :], (0, 2, 1)).astype(np.float32)
+    prototypes = raw[ULTRALYTICS_PROTOTYPES].astype(np.float32)
+    if channels_first:
+        prototypes = np.transpose(prototypes, (0, 2, 3, 1))
+    return {MASK_COEFFICIENTS: coefficients, MASK_PROTOTYPES: prototypes}
+
+
+def tfyolo_task_outputs(raw, task):
+    """The outputs a tfyolo model's task adds, as the model gives them (already tfyolo's names and layouts)."""
+    return {name: raw[name] for name in task.inference_outputs}
 
 
 def decode_ultralytics_end2end(raw, input_size, num_classes, normalized=False):
@@ -64,7 +86,8 @@ class KerasRunner:
     """Runs an in-memory Keras detector (float or QAT) in inference mode.
 
     Args:
-        model: keras.Model with the `box_distribution` and `class_logits` outputs.
+        model: keras.Model with the `box_distribution` and `class_logits` outputs, and those its task adds
+            (`tfyolo.models.tasks`: a segmentation model's mask coefficients and prototypes).
         reg_max: int or None. Box bins of the model; None reads them off its box output (4 * reg_max wide).
         postprocess: "nms" or "topk" (a one-to-one head): the model config's `postprocess`.
     """
@@ -80,11 +103,15 @@ class KerasRunner:
         self.description = description
         self.input_size = int(model.input_shape[1])
         self.num_classes = int(model.output_shape[CLASS_OUTPUT][-1])
+        self.task = task_of_outputs(model.output_shape)
         self._forward = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
 
     def predict_raw(self, batch):
         outputs = self._forward(batch)
-        return {BOX_OUTPUT: outputs[BOX_OUTPUT].numpy(), CLASS_OUTPUT: outputs[CLASS_OUTPUT].numpy()}
+        return {name: outputs[name].numpy() for name in (BOX_OUTPUT, CLASS_OUTPUT, *self.task.inference_outputs)}
+
+    def task_outputs(self, raw):
+        return tfyolo_task_outputs(raw, self.task)
 
     def decode(self, raw):
         return decode_tfyolo(raw, self.input_size, self.reg_max)
@@ -108,8 +135,9 @@ class SavedModelRunner(KerasRunner):
         self._signature = loaded.signatures["serving_default"]
         self._loaded = loaded
         outputs = self._signature.structured_outputs
-        if set(outputs) != {BOX_OUTPUT, CLASS_OUTPUT}:
-            raise ModelError(f"{path}: outputs {sorted(outputs)} are not a tfyolo detector's.")
+        self.task = task_of_outputs(outputs)
+        if set(outputs) != {BOX_OUTPUT, CLASS_OUTPUT, *self.task.inference_outputs}:
+            raise ModelError(f"{path}: outputs {sorted(outputs)} are not a tfyolo model's.")
         spec = list(self._signature.structured_input_signature[1].values())[0]
         # As for a Keras model: the box output is 4 * reg_max wide (a YOLO26 SavedModel's is 4).
         self.reg_max = reg_max or int(outputs[BOX_OUTPUT].shape[-1]) // 4
@@ -121,7 +149,7 @@ class SavedModelRunner(KerasRunner):
 
     def predict_raw(self, batch):
         outputs = self._signature(**{self._input_name: batch})
-        return {name: outputs[name].numpy() for name in (BOX_OUTPUT, CLASS_OUTPUT)}
+        return {name: outputs[name].numpy() for name in (BOX_OUTPUT, CLASS_OUTPUT, *self.task.inference_outputs)}
 
 
 def quantize(values, detail):
@@ -146,8 +174,32 @@ def _describe(details):
     return [(detail["name"], tuple(int(v) for v in detail["shape"])) for detail in details]
 
 
-def _identify_outputs(interpreter, metadata, input_size, path):
-    """Maps output details to tfyolo's output names, or recognizes Ultralytics' single output.
+def _tfyolo_outputs(names, found, path):
+    """{output name: detail} of tfyolo's detection outputs and those its task adds, from `found` ({name: detail})."""
+    task = task_of_outputs(names)
+    wanted = (BOX_OUTPUT, CLASS_OUTPUT, *task.inference_outputs)
+    if not all(name in found for name in wanted):
+        raise ModelError(f"{path}: its serving_default signature names outputs that are not the graph's outputs.")
+    return {name: found[name] for name in wanted}
+
+
+def _ultralytics_segment(details, anchors, input_size, channels_first):
+    """Ultralytics' segmentation export, or None: (1, 4 + nc + nm, anchors) and the prototypes at input / 4, in the
+    input's layout ((1, nm, s, s) for its NCHW LiteRT exports, (1, s, s, nm) for NHWC ones)."""
+    flat = [detail for detail in details if len(detail["shape"]) == 3 and detail["shape"][2] == anchors]
+    protos = [detail for detail in details if len(detail["shape"]) == 4]
+    if len(details) != 2 or len(flat) != 1 or len(protos) != 1:
+        return None
+    shape, side = tuple(int(v) for v in protos[0]["shape"]), input_size // 4
+    spatial, num_masks = (shape[2:], shape[1]) if channels_first else (shape[1:3], shape[3])
+    if spatial != (side, side) or int(flat[0]["shape"][1]) - 4 - num_masks < 1:
+        return None
+    return {ULTRALYTICS_OUTPUT: flat[0], ULTRALYTICS_PROTOTYPES: protos[0]}
+
+
+def _identify_outputs(interpreter, metadata, input_size, path, channels_first=False):
+    """Maps output details to tfyolo's output names, or recognizes Ultralytics' single output (and a segmentation
+    export's prototypes beside it).
 
     By the `serving_default` signature first (tfyolo names its outputs there), then by tensor name, then by the
     exact widths that the embedded metadata gives (4 * reg_max and the class count). Never by which is wider:
@@ -157,13 +209,16 @@ def _identify_outputs(interpreter, metadata, input_size, path):
     by_index = {detail["index"]: detail for detail in details}
     signature = signature_outputs(interpreter)
     if {BOX_OUTPUT, CLASS_OUTPUT} <= set(signature):
-        if not {signature[BOX_OUTPUT], signature[CLASS_OUTPUT]} <= set(by_index):
-            raise ModelError(f"{path}: its serving_default signature names outputs that are not the graph's outputs.")
-        return "tfyolo", {name: by_index[signature[name]] for name in (BOX_OUTPUT, CLASS_OUTPUT)}
-    by_name = {name: detail for detail in details for name in (BOX_OUTPUT, CLASS_OUTPUT) if name in detail["name"]}
-    if len(by_name) == 2:
-        return "tfyolo", by_name
+        found = {name: by_index[index] for name, index in signature.items() if index in by_index}
+        return "tfyolo", _tfyolo_outputs(signature, found, path)
+    known = (BOX_OUTPUT, CLASS_OUTPUT, *SEGMENT.inference_outputs)
+    by_name = {name: detail for detail in details for name in known if name in detail["name"]}
+    if {BOX_OUTPUT, CLASS_OUTPUT} <= set(by_name):
+        return "tfyolo", _tfyolo_outputs(by_name, by_name, path)
     anchors = sum((input_size // stride) ** 2 for stride in STRIDES)
+    segment = _ultralytics_segment(details, anchors, input_size, channels_first)
+    if segment:
+        return "ultralytics", segment
     if len(details) == 1:
         shape = tuple(details[0]["shape"])
         if len(shape) == 3 and shape[2] == anchors and shape[1] > 4:
@@ -295,7 +350,9 @@ class TFLiteRunner:
         """The image input, the outputs' layout and what they hold (class count, box units, names)."""
         self.input_detail, self.channels_first = _image_input(self.interpreter.get_input_details(), self.description)
         self.input_size = int(self.input_detail["shape"][-1 if self.channels_first else 1])
-        detected, outputs = _identify_outputs(self.interpreter, self.metadata, self.input_size, self.description)
+        detected, outputs = _identify_outputs(
+            self.interpreter, self.metadata, self.input_size, self.description, self.channels_first
+        )
         if layout not in ("auto", *LAYOUTS):
             raise ModelError(f"--layout must be auto or one of {', '.join(LAYOUTS)}, received {layout!r}.")
         if layout != "auto" and layout != detected:
@@ -305,6 +362,7 @@ class TFLiteRunner:
         # tfyolo's artifacts say how their head's outputs become detections; Ultralytics' one-to-many exports need
         # NMS and its end-to-end ones only the threshold (their top-k is in the graph).
         self.postprocess = self.metadata.get("postprocess", "nms") if detected == "tfyolo" else "nms"
+        self.task, self.num_masks = task_of_outputs(outputs), 0
         if detected == "tfyolo":
             self.reg_max = int(outputs[BOX_OUTPUT]["shape"][2] // 4)
             self.num_classes = int(outputs[CLASS_OUTPUT]["shape"][2])
@@ -317,8 +375,12 @@ class TFLiteRunner:
         file cannot be scored meaningfully."""
         output = self.outputs[ULTRALYTICS_OUTPUT]
         _refuse_shared_coarse_grid(model_content, output, self.layout, self.description)
+        if ULTRALYTICS_PROTOTYPES in self.outputs:
+            # Ultralytics' segmentation export: its output0 rows end in one coefficient per prototype.
+            shape = self.outputs[ULTRALYTICS_PROTOTYPES]["shape"]
+            self.task, self.num_masks = SEGMENT, int(shape[1] if self.channels_first else shape[3])
         if self.layout == "ultralytics":
-            self.num_classes = int(output["shape"][1] - 4)
+            self.num_classes = int(output["shape"][1] - 4 - self.num_masks)
         else:
             names = _metadata_names(self.metadata, len(self.metadata.get("names") or {}))
             if not names:
@@ -361,13 +423,19 @@ class TFLiteRunner:
 
     def decode(self, raw):
         if self.layout == "ultralytics":
-            return decode_ultralytics(raw, self.input_size, self.normalized_boxes)
+            return decode_ultralytics(raw, self.input_size, self.normalized_boxes, self.num_masks)
         if self.layout == "ultralytics_end2end":
             return decode_ultralytics_end2end(raw, self.input_size, self.num_classes, self.normalized_boxes)
         return decode_tfyolo(raw, self.input_size, self.reg_max)
 
     def predict(self, batch):
         return self.decode(self.predict_raw(batch))
+
+    def task_outputs(self, raw):
+        """The outputs the model's task adds, under tfyolo's names and layouts (`tfyolo.models.tasks`)."""
+        if self.layout == "tfyolo":
+            return tfyolo_task_outputs(raw, self.task)
+        return ultralytics_task_outputs(raw, self.num_masks, self.channels_first) if self.num_masks else {}
 
 
 def _metadata_names(metadata, num_classes):
