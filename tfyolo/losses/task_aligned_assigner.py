@@ -42,14 +42,15 @@ class TaskAlignedAssigner:
             "min_side": self.min_side,
         }
 
-    def __call__(self, pred_scores, pred_boxes, anchor_points, gt_classes, gt_boxes, gt_mask):
+    def __call__(self, pred_scores, pred_boxes, anchor_points, gt_classes, gt_boxes, gt_mask, with_indices=False):
         """Assigns targets; every input and output is in pixels of the model input.
 
         Args:
             pred_scores: (B, A, C) probabilities. pred_boxes: (B, A, 4) xyxy. anchor_points: (A, 2) x, y.
             gt_classes: (B, M) int32. gt_boxes: (B, M, 4) xyxy. gt_mask: (B, M) 1.0 for real boxes, 0.0 padding.
         Returns:
-            target_boxes (B, A, 4) xyxy, target_scores (B, A, C), foreground (B, A) bool.
+            target_boxes (B, A, 4) xyxy, target_scores (B, A, C), foreground (B, A) bool; with_indices, also
+            assigned (B, A) int32: the index of each anchor's ground-truth box (what a mask loss needs).
         """
         pred_scores = tf.stop_gradient(pred_scores)
         pred_boxes = tf.stop_gradient(pred_boxes)
@@ -94,6 +95,8 @@ class TaskAlignedAssigner:
         best_metric = tf.reduce_max(metric, axis=-1, keepdims=True)
         best_overlap = tf.reduce_max(overlaps * positive, axis=-1, keepdims=True)
         normalized = tf.reduce_max(metric * best_overlap / (best_metric + self.eps), axis=1)
+        if with_indices:
+            return target_boxes, target_scores * normalized[..., None], foreground, assigned
         return target_boxes, target_scores * normalized[..., None], foreground
 
 
