@@ -144,8 +144,25 @@ def test_targets_are_checked_when_made(fields, message):
 def test_an_unknown_system_config_is_one_line_from_vela(tiny_int8):
     from tfyolo.errors import ModelError
 
-    with pytest.raises(ModelError, match=r"Vela 5\.2\.0 refused it for ethos-u55-128"):
+    with pytest.raises(ModelError, match=r"Vela 5\.2\.0 refused it for ethos-u55-128") as raised:
         compile_for_npu(tiny_int8.read_bytes(), NpuTarget("ethos-u55-128", system_config="No_Such_System"), "t")
+    # Vela's reason, naming what it could not find; never a warning it printed on the way.
+    assert "No_Such_System" in str(raised.value) and "warning" not in str(raised.value).lower(), raised.value
+
+
+def test_vela_s_reason_is_its_error_line_not_its_last_line():
+    from tfyolo.targets.npu_target import vela_refusal
+
+    printed = "Warning: Unsupported TensorFlow Lite semantics\nError: Invalid memory mode  X\n\nWarning: see above\n"
+    assert vela_refusal(printed) == "Error: Invalid memory mode X"
+    assert vela_refusal("Warning: only a warning\n") == "Warning: only a warning"
+    assert vela_refusal("") == "it printed nothing"
+
+
+def test_a_model_named_like_a_glob_pattern_finds_its_compiled_model(tiny_int8):
+    """Issue 34's trial: an artifact named `m[1].tflite` broke Vela's output lookup (a glob character class)."""
+    compiled, report = compile_for_npu(tiny_int8.read_bytes(), NpuTarget("ethos-u55-128"), "m[1]")
+    assert compiled[4:8] == b"TFL3" and report.all_on_npu
 
 
 def test_tflite_micro_computes_what_litert_s_reference_kernels_compute(tiny_int8, inputs):

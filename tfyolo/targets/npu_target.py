@@ -131,22 +131,33 @@ def compile_for_npu(model_content, target, model_name="model"):
     require_vela()
     _refuse_float_compute(model_content, model_name)
     with tempfile.TemporaryDirectory(prefix="tfyolo_vela_") as folder:
-        source = Path(folder) / f"{model_name}.tflite"
+        # Vela names what it writes after its input file: a fixed name, so a model named `m[1]` (a glob pattern)
+        # or `a b` finds its outputs; `model_name` is for messages only.
+        source = Path(folder) / "model.tflite"
         source.write_bytes(model_content)
         out = Path(folder) / "out"
         command = [sys.executable, "-m", "ethosu.vela", *target.vela_arguments(), "--show-cpu-operations"]
         command += ["--output-dir", str(out), str(source)]
         finished = subprocess.run(command, capture_output=True, text=True)
         if finished.returncode != 0:
-            lines = [line for line in (finished.stderr + finished.stdout).splitlines() if line.strip()]
-            raise ModelError(f"{model_name}: Vela {VELA_VERSION} refused it for {target.accelerator}: {lines[-1:]}.")
-        summaries = list(out.glob(f"{model_name}_summary_*.csv"))
-        compiled = out / f"{model_name}_vela.tflite"
+            reason = vela_refusal(finished.stderr + "\n" + finished.stdout)
+            raise ModelError(f"{model_name}: Vela {VELA_VERSION} refused it for {target.accelerator}: {reason}")
+        summaries = list(out.glob("model_summary_*.csv"))
+        compiled = out / "model_vela.tflite"
         if len(summaries) != 1 or not compiled.is_file():
             raise ModelError(f"{model_name}: Vela wrote no summary or no compiled model in {out}.")
         with open(summaries[0], newline="") as handle:
             summary = next(csv.DictReader(handle))
         return compiled.read_bytes(), parse_report(summary, finished.stdout)
+
+
+def vela_refusal(output):
+    """Vela's reason for a failed compile, from what it printed: its error line (Vela prints "Error: ..." and, on an
+    uncaught exception, the exception last), never a warning it printed on the way."""
+    lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower() and not line.lower().startswith("warning")]
+    reasons = errors or [line for line in lines if not line.lower().startswith(("warning", "info"))] or lines
+    return (reasons[-1] if reasons else "it printed nothing")[:500]
 
 
 def parse_report(summary, stdout):
