@@ -1345,3 +1345,33 @@ def test_an_export_with_a_nan_weight_is_refused_naming_the_tensor(tmp_path):
     with pytest.raises(ModelError) as raised:
         import_weights(tmp_path / "nan.onnx")
     assert_one_line(raised, "nan.onnx: tensor model.4.cv1.conv.weight holds 1 non-finite values (NaN or inf)")
+
+
+# === Label files past what a batch can hold ===
+
+
+def test_a_label_file_of_more_objects_than_an_image_may_hold_is_refused_naming_it(tmp_path):
+    """Issue 34's trial: a label file of 10^6 lines was accepted until training died (each batch is padded to its
+    largest image's object count). MAX_LABELS_PER_IMAGE objects load; one more is refused naming the file, and so is
+    a file past MAX_LABEL_FILE_BYTES, before it is read."""
+    from tfyolo.data.detection_dataset import (
+        MAX_LABEL_FILE_BYTES,
+        MAX_LABELS_PER_IMAGE,
+        DatasetStats,
+        parse_label_file,
+    )
+    from tfyolo.errors import DataError
+
+    line = "0 0.5 0.5 0.1 0.1\n"
+    (tmp_path / "full.txt").write_text(line * MAX_LABELS_PER_IMAGE)
+    class_ids, boxes, _ = parse_label_file(tmp_path / "full.txt", 1, DatasetStats())
+    assert boxes.shape == (MAX_LABELS_PER_IMAGE, 4)
+    (tmp_path / "over.txt").write_text(line * (MAX_LABELS_PER_IMAGE + 1))
+    with pytest.raises(DataError) as raised:
+        parse_label_file(tmp_path / "over.txt", 1, DatasetStats())
+    assert_one_line(raised, f"over.txt: {MAX_LABELS_PER_IMAGE + 1:,} lines; an image may hold at most")
+    with open(tmp_path / "huge.txt", "wb") as handle:
+        handle.truncate(MAX_LABEL_FILE_BYTES + 1)  # sparse: nothing is written, and nothing may be read
+    with pytest.raises(DataError) as raised:
+        parse_label_file(tmp_path / "huge.txt", 1, DatasetStats())
+    assert_one_line(raised, f"huge.txt: {MAX_LABEL_FILE_BYTES + 1:,} bytes; a label file may hold at most")

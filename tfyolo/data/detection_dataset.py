@@ -15,6 +15,11 @@ from tfyolo.ops.boxes import convert_format
 
 IMAGE_EXTENSIONS = {".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 # Labels a hair outside the image (rounding in converters) are clipped; anything further is an error.
+# Bounds on one image's label file: every batch is padded to its largest image's object count, so a label file of 10^6
+# lines was accepted and ended training out of memory. The densest public detection sets hold several hundred objects
+# per image (SKU-110K); a polygon line of a thousand points is about 20 KB.
+MAX_LABELS_PER_IMAGE = 5000
+MAX_LABEL_FILE_BYTES = 16 << 20
 COORDINATE_TOLERANCE = 0.01
 
 
@@ -92,13 +97,21 @@ def parse_label_file(label_path, num_classes, stats):
     polygon; its box is its extent); returns (class_ids, xyxy boxes, polygons: one (K, 2) array or None per box)
     or raises naming the file and line."""
     class_ids, boxes, polygons = [], [], []
+    size = label_path.stat().st_size
+    if size > MAX_LABEL_FILE_BYTES:
+        raise DataError(f"{label_path}: {size:,} bytes; a label file may hold at most {MAX_LABEL_FILE_BYTES:,}.")
     try:
         text = label_path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise DataError(
             f"{label_path}: not UTF-8 text (byte {error.start}); a label file holds lines 'class cx cy w h'."
         )
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    if sum(1 for line in lines if line.strip()) > MAX_LABELS_PER_IMAGE:
+        raise DataError(
+            f"{label_path}: {len(lines):,} lines; an image may hold at most {MAX_LABELS_PER_IMAGE:,} labelled objects."
+        )
+    for line_number, line in enumerate(lines, start=1):
         fields = line.split()
         if not fields:
             continue
