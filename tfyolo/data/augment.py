@@ -1,6 +1,8 @@
 """Training augmentation in numpy/OpenCV, as YOLOv8: mosaic, random affine, HSV jitter, horizontal flip.
 
-Boxes travel as (N, 4) xyxy in pixels of the image they belong to, with their (N,) class ids.
+Boxes travel as (N, 4) xyxy in pixels of the image they belong to, with their (N,) class ids, and, for training
+a segmentation model, their outlines (a list of N (K, 2) polygons in the same pixels, `tfyolo.data.polygons`), or
+None when outlines are not asked for.
 """
 
 import dataclasses
@@ -10,6 +12,7 @@ import numpy as np
 
 from tfyolo.config import strict_fields
 from tfyolo.data.images import PAD_VALUE, letterbox
+from tfyolo.data.polygons import flip_polygons, polygon_boxes, polygons_in_pixels, transform_polygons
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,21 +35,22 @@ class AugmentConfig:
 NO_AUGMENTATION = AugmentConfig(mosaic=0.0, translate=0.0, scale=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0)
 
 
-def sample_in_pixels(dataset, index, size):
-    """Image `index` resized to long side `size` and its boxes in that image's pixels."""
+def sample_in_pixels(dataset, index, size, with_polygons=False):
+    """Image `index` resized to long side `size`, its boxes, class ids and (with_polygons) outlines in its pixels."""
     image, _ = dataset.load_resized(index, size)
     sample = dataset.samples[index]
     height, width = image.shape[:2]
-    return image, sample.boxes * np.array([width, height, width, height], np.float32), sample.class_ids
+    polygons = polygons_in_pixels(sample, width, height) if with_polygons else None
+    return image, sample.boxes * np.array([width, height, width, height], np.float32), sample.class_ids, polygons
 
 
-def mosaic(dataset, indices, size, rng):
+def mosaic(dataset, indices, size, rng, with_polygons=False):
     """Four images around a random center on a 2*size canvas (the affine step then crops it back to size)."""
     canvas = np.full((2 * size, 2 * size, 3), PAD_VALUE, np.uint8)
     center_x, center_y = (int(rng.uniform(size / 2, 3 * size / 2)) for _ in range(2))
-    all_boxes, all_classes = [], []
+    all_boxes, all_classes, all_polygons = [], [], []
     for position, index in enumerate(indices):
-        image, boxes, class_ids = sample_in_pixels(dataset, index, size)
+        image, boxes, class_ids, polygons = sample_in_pixels(dataset, index, size, with_polygons)
         height, width = image.shape[:2]
         # Corner of the canvas each image fills, anchored at the mosaic center.
         if position == 0:
@@ -65,8 +69,10 @@ def mosaic(dataset, indices, size, rng):
         shift = np.array([x1 - crop_x1, y1 - crop_y1] * 2, np.float32)
         all_boxes.append(boxes + shift)
         all_classes.append(class_ids)
+        if with_polygons:
+            all_polygons.extend(points + shift[:2] for points in polygons)
     boxes = np.concatenate(all_boxes).reshape(-1, 4).clip(0, 2 * size)
-    return canvas, boxes, np.concatenate(all_classes)
+    return canvas, boxes, np.concatenate(all_classes), all_polygons if with_polygons else None
 
 
 def keep_valid_boxes(before, after, min_size=2.0, min_area_ratio=0.1, max_aspect=100.0):
@@ -82,8 +88,9 @@ def keep_valid_boxes(before, after, min_size=2.0, min_area_ratio=0.1, max_aspect
     )
 
 
-def random_affine(image, boxes, class_ids, output_size, rng, translate, scale):
-    """Random zoom about the image center and translation, producing an `output_size` square."""
+def random_affine(image, boxes, class_ids, output_size, rng, translate, scale, polygons=None):
+    """Random zoom about the image center and translation, producing an `output_size` square. With `polygons`,
+    each box becomes its moved outline's visible extent (Ultralytics' boxes of segments), and they are kept alike."""
     height, width = image.shape[:2]
     to_origin = np.array([[1, 0, -width / 2], [0, 1, -height / 2], [0, 0, 1]], np.float64)
     zoom = rng.uniform(1 - scale, 1 + scale)
@@ -101,9 +108,14 @@ def random_affine(image, boxes, class_ids, output_size, rng, translate, scale):
         )
         moved = (np.c_[corners, np.ones(len(corners))] @ matrix[:2].T).reshape(-1, 4, 2)
         new_boxes = np.concatenate([moved.min(axis=1), moved.max(axis=1)], axis=1).clip(0, output_size)
+        if polygons is not None:
+            polygons = transform_polygons(polygons, matrix)
+            new_boxes = polygon_boxes(polygons, output_size, output_size)
         keep = keep_valid_boxes(boxes * zoom, new_boxes)
         boxes, class_ids = new_boxes[keep].astype(np.float32), class_ids[keep]
-    return warped, boxes, class_ids
+        if polygons is not None:
+            polygons = [points for points, kept in zip(polygons, keep) if kept]
+    return warped, boxes, class_ids, polygons
 
 
 def augment_hsv(image, rng, hue_gain, saturation_gain, value_gain):
@@ -121,16 +133,28 @@ def augment_hsv(image, rng, hue_gain, saturation_gain, value_gain):
 
 def training_sample(dataset, index, size, rng, config, use_mosaic):
     """One augmented (image uint8 size x size x 3, boxes xyxy pixels, class ids) training example."""
+    image, boxes, class_ids, _ = training_sample_with_polygons(dataset, index, size, rng, config, use_mosaic, False)
+    return image, boxes, class_ids
+
+
+def training_sample_with_polygons(dataset, index, size, rng, config, use_mosaic, with_polygons=True):
+    """training_sample and (with_polygons) each kept box's outline, moved alike; the random draws are the same."""
     if use_mosaic and rng.random() < config.mosaic:
         others = rng.integers(0, len(dataset), size=3)
-        image, boxes, class_ids = mosaic(dataset, [index, *others], size, rng)
+        image, boxes, class_ids, polygons = mosaic(dataset, [index, *others], size, rng, with_polygons)
     else:
-        image, boxes, class_ids = sample_in_pixels(dataset, index, size)
+        image, boxes, class_ids, polygons = sample_in_pixels(dataset, index, size, with_polygons)
         image, info = letterbox(image, size)
         boxes = boxes * info.scale + np.array([info.pad_x, info.pad_y] * 2, np.float32)
-    image, boxes, class_ids = random_affine(image, boxes, class_ids, size, rng, config.translate, config.scale)
+        if with_polygons:
+            polygons = [points * info.scale + np.array([info.pad_x, info.pad_y], np.float32) for points in polygons]
+    image, boxes, class_ids, polygons = random_affine(
+        image, boxes, class_ids, size, rng, config.translate, config.scale, polygons
+    )
     image = augment_hsv(image, rng, config.hsv_h, config.hsv_s, config.hsv_v)
     if rng.random() < config.fliplr:
         image = np.ascontiguousarray(image[:, ::-1])
         boxes = np.stack([size - boxes[:, 2], boxes[:, 1], size - boxes[:, 0], boxes[:, 3]], axis=-1).reshape(-1, 4)
-    return image, boxes.astype(np.float32), class_ids.astype(np.int32)
+        if with_polygons:
+            polygons = flip_polygons(polygons, size)
+    return image, boxes.astype(np.float32), class_ids.astype(np.int32), polygons
