@@ -217,6 +217,26 @@ def test_a_lost_worker_re_queues_its_job_once_then_fails_it_with_the_reason(tmp_
     ]
 
 
+def test_orderly_restarts_never_fail_a_healthy_job_and_a_crash_still_counts(tmp_path):
+    """Issue 34's trial: two orderly restarts (SIGTERM to the workers) failed a healthy job. A stopping worker gives
+    the job back with its attempt: five restarts in a row leave it queued with no attempt spent; a worker that dies
+    still spends one, and the second death fails it."""
+    from tfyolo.service.store import JobStore
+
+    store = JobStore(tmp_path)
+    job_id = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
+    for restart in range(5):
+        assert store.claim(job_id, f"host:{restart}")
+        assert store.requeue_jobs_of(f"host:{restart}", "stopped", max_attempts=2, orderly=True) == [job_id]
+        assert (store.get(job_id)["state"], store.get(job_id)["attempts"]) == ("queued", 0)
+    assert store.claim(job_id, "host:10")
+    assert store.requeue_jobs_of("host:10", "died (killed by SIGKILL)", max_attempts=2) == [job_id]
+    assert store.claim(job_id, "host:11")
+    assert store.requeue_jobs_of("host:11", "died (killed by SIGKILL)", max_attempts=2) == []
+    record = store.get(job_id)
+    assert record["state"] == "failed" and "after 2 attempt(s)" in record["error"], record
+
+
 def test_cancel_stops_a_queued_job_at_once_and_a_running_one_at_its_next_step(tmp_path):
     from tfyolo.jobs.progress import JobCancelled
     from tfyolo.service.store import JobStore

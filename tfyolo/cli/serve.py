@@ -187,9 +187,9 @@ def worker_command(data_dir, broker, stale_seconds, die_with_parent):
     try:
         consumer.run()
     finally:
-        # SIGTERM or SIGINT: stop the running job's process group and give its job back (re-queued once).
+        # SIGTERM or SIGINT: stop the running job's process group and give its job back, the attempt with it.
         RUNNING.stop_all()
-        for job_id in store.requeue_jobs_of(worker_name(), "stopped", MAX_ATTEMPTS):
+        for job_id in store.requeue_jobs_of(worker_name(), "stopped", MAX_ATTEMPTS, orderly=True):
             huey.run_job_task(job_id)
         stop.set()
         store.worker_gone(worker_name())

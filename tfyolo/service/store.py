@@ -233,12 +233,13 @@ class JobStore:
         why = "worker {worker} stopped during '{stage}' (no heartbeat for %.0f s)" % stale_seconds
         return [job_id for job_id in (self._release(row, why, max_attempts) for row in lost) if job_id]
 
-    def requeue_jobs_of(self, worker, why, max_attempts):
+    def requeue_jobs_of(self, worker, why, max_attempts, orderly=False):
         """The running jobs of `worker`, known to be gone (its process exited, or it is stopping): the same rule as
-        `requeue_lost`, at once. Returns the ids to enqueue again."""
+        `requeue_lost`, at once. `orderly`: the worker was told to stop (SIGTERM, a restart): its jobs are re-queued
+        and the attempt is given back, so restarts never fail a healthy job. Returns the ids to enqueue again."""
         lost = self._running_where("worker = ?", (worker,))
         reason = "worker {worker} " + why + " during '{stage}'"
-        return [job_id for job_id in (self._release(row, reason, max_attempts) for row in lost) if job_id]
+        return [job_id for job_id in (self._release(row, reason, max_attempts, orderly) for row in lost) if job_id]
 
     def _running_where(self, condition, parameters):
         connection = self._connect()
@@ -250,16 +251,19 @@ class JobStore:
         finally:
             connection.close()
 
-    def _release(self, row, why, max_attempts):
+    def _release(self, row, why, max_attempts, orderly=False):
         """Re-queues (returns its id) or fails one running job whose worker is gone; the job's heartbeat must
-        still be the one that was read (no other worker took it meanwhile)."""
+        still be the one that was read (no other worker took it meanwhile). An orderly stop does not count as an
+        attempt."""
         why = why.format(worker=row["worker"], stage=row["stage"])
         guard = "WHERE id = ? AND state = 'running' AND worker IS ? AND heartbeat IS ?"
         parameters = (row["id"], row["worker"], row["heartbeat"])
-        if row["attempts"] < max_attempts:
+        if orderly or row["attempts"] < max_attempts:
+            given_back = 1 if orderly else 0
             if self._write(
-                "UPDATE jobs SET state = 'queued', stage = '', progress = 0, worker = NULL, updated = ? " + guard,
-                (time.time(), *parameters),
+                "UPDATE jobs SET state = 'queued', stage = '', progress = 0, worker = NULL, updated = ?, "
+                "attempts = attempts - ? " + guard,
+                (time.time(), given_back, *parameters),
             ):
                 self.event(row["id"], f"re-queued: {why}")
                 return row["id"]
