@@ -237,6 +237,20 @@ def test_orderly_restarts_never_fail_a_healthy_job_and_a_crash_still_counts(tmp_
     assert record["state"] == "failed" and "after 2 attempt(s)" in record["error"], record
 
 
+def test_the_jobs_serve_enqueues_again_at_start_are_exactly_the_queued_ones(tmp_path):
+    """Issue 34's trial: a server killed with SIGKILL between a job's record and its enqueue left the job queued for
+    ever. `serve` enqueues every queued job when it starts; running, cancelled and finished ones are not."""
+    from tfyolo.service.store import JobStore
+
+    store = JobStore(tmp_path)
+    made = [store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"}) for _ in range(5)]
+    assert store.claim(made[1], "host:1")
+    store.cancel(made[2])
+    assert store.claim(made[3], "host:1")
+    store.finish(made[3], "succeeded")
+    assert store.queued_ids() == [made[0], made[4]]
+
+
 def test_cancel_stops_a_queued_job_at_once_and_a_running_one_at_its_next_step(tmp_path):
     from tfyolo.jobs.progress import JobCancelled
     from tfyolo.service.store import JobStore

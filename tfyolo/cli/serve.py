@@ -128,7 +128,7 @@ def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_
     from tfyolo.service.app import ServiceConfig, create_app
     from tfyolo.service.queue import make_huey
     from tfyolo.service.security import load_token
-    from tfyolo.service.store import hold_data_dir, register_datasets
+    from tfyolo.service.store import JobStore, hold_data_dir, register_datasets
     from tfyolo.service.worker import stage_time_limit
 
     token = load_token(token_file)
@@ -139,6 +139,8 @@ def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_
     config = ServiceConfig(data_dir=data_dir, token=token, broker=broker, max_upload_bytes=max_upload_mb << 20)
     app = create_app(config)
     huey = make_huey(data_dir, broker)
+    for job_id in JobStore(data_dir).queued_ids():  # recorded, then the server died before it enqueued them
+        huey.run_job_task(job_id)
     command = [sys.executable, "-m", "tfyolo", "worker", "--data-dir", data_dir, "--stale-seconds", str(stale_seconds)]
     command += ["--die-with-parent"]
     command += ["--broker", broker] if broker else []

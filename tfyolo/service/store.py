@@ -175,6 +175,17 @@ class JobStore:
             connection.close()
         return [_record(row) for row in rows]
 
+    def queued_ids(self):
+        """Every queued job, oldest first: `serve` enqueues them again when it starts, because a server killed between
+        a job's record and its enqueue left the job queued with no task (a second task for a job is harmless: only
+        one `claim` succeeds)."""
+        connection = self._connect()
+        try:
+            rows = connection.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY created").fetchall()
+        finally:
+            connection.close()
+        return [row["id"] for row in rows]
+
     def claim(self, job_id, worker):
         """queued -> running for exactly one worker; False when the job is not queued (cancelled, already taken)."""
         now = time.time()
