@@ -8,6 +8,7 @@ import pytest
 
 from tfyolo.data.augment import NO_AUGMENTATION, AugmentConfig, training_sample, training_sample_with_polygons
 from tfyolo.data.detection_dataset import Sample
+from tfyolo.data.pipeline import pad_boxes, padded_masks, training_dataset
 from tfyolo.data.polygons import polygon_boxes, polygon_masks, transform_polygons
 
 SIZE = 32
@@ -106,3 +107,27 @@ def test_outlines_follow_the_boxes_through_mosaic_affine_and_flip(seed):
     assert len(outlined[3]) == len(outlined[1])
     for box, mask in zip(outlined[1], polygon_masks(outlined[3], SIZE, 4)):
         assert iou(mask, polygon_masks([corners(box)], SIZE, 4)[0]) == 1.0
+
+
+def test_training_batches_carry_each_kept_box_mask_at_prototype_resolution():
+    boxes = [[0.1, 0.1, 0.6, 0.5], [0.5, 0.4, 0.9, 0.95]]
+    config = AugmentConfig(hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+    args = (SIZE, 2, 12, config, True, 7, 0)
+    plain = next(iter(training_dataset(SquareImages(boxes, with_polygons=False), *args)))
+    images, gt_boxes, gt_classes, gt_mask, gt_masks = next(iter(training_dataset(SquareImages(boxes), *args, 4)))
+    assert gt_masks.shape == (2, 12, 8, 8) and gt_masks.dtype == np.float32
+    np.testing.assert_array_equal(images.numpy(), plain[0].numpy())
+    np.testing.assert_allclose(gt_boxes.numpy(), plain[1].numpy(), atol=1e-3)
+    np.testing.assert_array_equal(gt_mask.numpy(), plain[3].numpy())
+    for image_boxes, real, masks in zip(gt_boxes.numpy(), gt_mask.numpy(), gt_masks.numpy()):
+        for box, is_real, mask in zip(image_boxes, real, masks):
+            expected = polygon_masks([corners(box)], SIZE, 4)[0] if is_real else np.zeros((8, 8))
+            np.testing.assert_array_equal(mask, expected)
+
+
+def test_padded_masks_follow_the_boxes_kept_when_there_are_too_many():
+    boxes = np.array([[0, 0, 4, 4], [0, 0, 16, 16], [0, 0, 8, 8]], np.float32)
+    masks = padded_masks(boxes, [corners(box) for box in boxes], SIZE, 2, 4)
+    kept_boxes, _ = pad_boxes(boxes, np.zeros(3, np.int32), 2)
+    np.testing.assert_array_equal(kept_boxes, boxes[[1, 2]])
+    np.testing.assert_array_equal(masks.sum(axis=(1, 2)), [16, 4])
