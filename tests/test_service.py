@@ -1,5 +1,6 @@
 """The conversion service: auth, hostile uploads, job records, and one real job run by a worker function."""
 
+import errno
 import hashlib
 import io
 import json
@@ -147,12 +148,29 @@ def test_a_calibration_zip_unpacks_its_images_flat_and_numbered(tmp_path):
                 ("b/x.png", b"2", stat.S_IFREG | 0o644),
                 ("b/notes.txt", b"3", stat.S_IFREG | 0o644),
                 ("b/", b"", stat.S_IFDIR | 0o755),
+                ("c/" + "n" * 300 + ".JPG", b"4", stat.S_IFREG | 0o644),  # longer than a file name may be
             ]
         )
     )
-    assert extract_images(archive, tmp_path / "out") == 2
-    assert sorted(os.listdir(tmp_path / "out")) == ["00000_x.png", "00001_x.png"]
-    assert (tmp_path / "out" / "00001_x.png").read_bytes() == b"2"
+    assert extract_images(archive, tmp_path / "out") == 3
+    assert sorted(os.listdir(tmp_path / "out")) == ["00000.png", "00001.png", "00002.jpg"]
+    assert (tmp_path / "out" / "00001.png").read_bytes() == b"2"
+
+
+def test_a_full_disk_at_upload_is_a_507_and_nothing_is_kept(service, tmp_path, monkeypatch):
+    """Issue 34's trial: a full disk at upload gave a bare 500."""
+    from tfyolo.service import submission
+
+
+    def full(upload, target, limit):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(submission, "save_upload", full)
+    upload = {"model": ("m.tflite", tflite_bytes())}
+    response = service.post("/jobs", headers=AUTH, data={"kind": "bench"}, files=upload)
+    assert response.status_code == 507, response.text
+    assert response.json()["detail"] == "the server has no space left for this job's files; nothing was kept."
+    assert job_folders(service) == []
 
 
 def test_an_unknown_dataset_or_missing_evaluation_data_is_refused_before_the_queue(service, tiny_model, tmp_path):

@@ -152,8 +152,9 @@ def extract_images(archive_path, folder):
             name = PurePosixPath(member.filename.replace("\\", "/"))
             if member.is_dir() or name.suffix.lower() not in IMAGE_SUFFIXES or name.name.startswith("."):
                 continue
-            # Flattened, numbered names: two members with the same base name never overwrite each other.
-            target = folder / f"{written:05d}_{name.name}"
+            # Flattened, numbered names keeping only the suffix: two members with the same base name never overwrite
+            # each other, and a member's name (300 characters, odd bytes) never becomes a server file name.
+            target = folder / f"{written:05d}{name.suffix.lower()}"
             try:
                 with archive.open(member) as source, open(target, "xb") as destination:
                     while chunk := source.read(1 << 20):

@@ -3,6 +3,7 @@ a calibration zip unpacked safely, datasets only by their registered names, and 
 will build it. A refusal leaves nothing behind."""
 
 import dataclasses
+import errno
 import shutil
 from typing import Optional
 
@@ -101,6 +102,8 @@ def submit(store, config, submission, model, calibration=None):
             # Said in the upload's terms: its file names, never the folder the server keeps it in.
             redactor = Redactor(config.data_dir, registered_datasets(config.data_dir), folder)
             raise UploadRefused(422, redactor.text(one_line(error)))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UploadRefused(507, "the server has no space left for this job's files; nothing was kept.") from None
         raise
     return job_id
 
