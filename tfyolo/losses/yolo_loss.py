@@ -44,9 +44,10 @@ class YOLOLoss:
         self.anchor_points = tf.constant(points)
         self.anchor_strides = tf.constant(anchor_strides)
 
-    def __call__(self, box_distribution, class_logits, gt_boxes, gt_classes, gt_mask):
+    def __call__(self, box_distribution, class_logits, gt_boxes, gt_classes, gt_mask, with_assignment=False):
         """Returns (total loss, {"box": ..., "class": ..., "dfl": ...}) for one batch ("dfl": the distance loss,
-        DFL or, for reg_max 1, L1).
+        DFL or, for reg_max 1, L1); with_assignment, also (target_boxes (B, A, 4) xyxy input pixels, assigned (B, A)
+        int32 box index, foreground (B, A) bool): the positives a mask loss learns from.
 
         gt_boxes: (B, M, 4) xyxy in input pixels; gt_classes: (B, M) int32; gt_mask: (B, M) float.
         """
@@ -64,14 +65,16 @@ class YOLOLoss:
         pred_boxes = distances_to_boxes(self.anchor_points, distances)
 
         # === Assign, in pixels ===
-        target_boxes, target_scores, foreground = self.assigner(
+        assignment = self.assigner(
             tf.sigmoid(class_logits),
             pred_boxes * self.anchor_strides,
             self.anchor_points * self.anchor_strides,
             gt_classes,
             gt_boxes,
             gt_mask,
+            with_indices=with_assignment,
         )
+        target_boxes, target_scores, foreground = assignment[:3]
         target_scores_sum = tf.maximum(tf.reduce_sum(target_scores), 1.0)
 
         # === Class loss: BCE against the soft targets, over every anchor ===
@@ -101,7 +104,10 @@ class YOLOLoss:
             "class": class_loss * self.class_gain,
             "dfl": dfl_loss * self.dfl_gain,
         }
-        return parts["box"] + parts["class"] + parts["dfl"], parts
+        total = parts["box"] + parts["class"] + parts["dfl"]
+        if with_assignment:
+            return total, parts, (assignment[0], assignment[3], foreground)
+        return total, parts
 
     @staticmethod
     def distribution_focal_loss(logits, target_distances):
