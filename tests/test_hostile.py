@@ -662,7 +662,9 @@ def test_the_page_cancel_button_returns_to_the_job_page(service):
     job_id = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
     page = service.get(f"/ui/jobs/{job_id}", headers=AUTH).text
     assert f'action="/ui/jobs/{job_id}/cancel"' in page
-    response = service.post(f"/ui/jobs/{job_id}/cancel", headers=AUTH, follow_redirects=False)
+    secret = page.split('name="form_secret" value="', 1)[1].split('"', 1)[0]
+    data = {"form_secret": secret}
+    response = service.post(f"/ui/jobs/{job_id}/cancel", headers=AUTH, data=data, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == f"/ui/jobs/{job_id}"
     assert store.get(job_id)["state"] == "cancelled"
 

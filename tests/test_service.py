@@ -61,6 +61,36 @@ def test_every_route_but_healthz_and_login_refuses_a_request_without_the_token(s
     assert service.get("/jobs").status_code == 200
 
 
+def test_a_browser_session_is_not_the_token_and_posts_only_the_pages_forms(service):
+    """Issue 34's trial: the cookie's value was the API token itself, and SameSite was the only CSRF guard. The
+    session cookie is derived from the token (it does not open the API); with it a browser reads pages and posts
+    the pages' own forms, each carrying a form secret another site's page cannot read; the API's writes need the
+    bearer header."""
+    from tfyolo.service.store import JobStore
+
+    store = JobStore(service.data_dir)
+    job_id = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
+    service.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    cookie = service.cookies.get("tfyolo_session")
+    assert cookie and TOKEN not in cookie
+    service.cookies.clear()
+    assert service.get("/jobs", headers={"Authorization": f"Bearer {cookie}"}).status_code == 401
+    service.cookies.set("tfyolo_session", cookie)
+    page = service.get(f"/ui/jobs/{job_id}")
+    assert page.status_code == 200
+    secret = page.text.split('name="form_secret" value="', 1)[1].split('"', 1)[0]
+    assert secret not in (TOKEN, cookie)
+    upload = {"model": ("m.tflite", tflite_bytes())}
+    assert service.post("/jobs", data={"kind": "bench"}, files=upload).status_code == 403
+    assert service.post(f"/jobs/{job_id}/cancel").status_code == 403
+    refused = service.post(f"/ui/jobs/{job_id}/cancel", data={"form_secret": "guess"}, follow_redirects=False)
+    assert refused.status_code == 403 and store.get(job_id)["state"] == "queued"
+    cancelled = service.post(f"/ui/jobs/{job_id}/cancel", data={"form_secret": secret}, follow_redirects=False)
+    assert cancelled.status_code == 303 and store.get(job_id)["state"] == "cancelled"
+    missing = service.post("/submit", data={"kind": "bench"}, files=upload, follow_redirects=False)
+    assert missing.status_code == 403
+
+
 def test_the_token_must_be_long_enough_and_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
     from tfyolo.errors import ConfigError
     from tfyolo.service.security import load_token

@@ -3,6 +3,7 @@ few server-rendered pages. It only writes job records, saves uploads and enqueue
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -18,7 +19,7 @@ from tfyolo.errors import one_line
 from tfyolo.jobs.report import JOB_REPORT_JSON, JOB_REPORT_MD
 from tfyolo.jobs.spec import KINDS
 from tfyolo.service.redaction import Redactor
-from tfyolo.service.security import BodyLimit, token_matches
+from tfyolo.service.security import BodyLimit, derived_secret, token_matches
 from tfyolo.service.store import FINAL_STATES, ArtifactStore, JobStore, registered_datasets
 from tfyolo.service.submission import Submission, UploadRefused, submit
 from tfyolo.service.worker import LIVE_WORKER_SECONDS
@@ -26,9 +27,12 @@ from tfyolo.service.worker import LIVE_WORKER_SECONDS
 MAX_UPLOAD_BYTES = 512 << 20
 # A request carries at most two files (model, calibration zip), each up to the upload limit, and a few form fields.
 FORM_FIELDS_BYTES = 1 << 20
-COOKIE = "tfyolo_token"
+COOKIE = "tfyolo_session"
 # Reachable without the token: the liveness probe, and the page where a browser hands the token over.
 PUBLIC_PATHS = ("/healthz", "/login")
+# What a browser session (the cookie) may post: the pages' own forms, each carrying the form secret. Everything else
+# it may only read; the API's writes need the bearer header, which another site's page cannot send.
+FORM_PATHS = re.compile(r"^/(submit|ui/jobs/[^/]+/cancel)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +48,16 @@ def create_app(config, huey=None):
     from tfyolo.service.queue import make_huey
 
     store, artifacts = JobStore(config.data_dir), ArtifactStore(config.data_dir)
+    session, form_secret = derived_secret(config.token, "session"), derived_secret(config.token, "form")
+
+    def page(request, name, context, status_code=200):
+        """A page; its forms carry the form secret, which a page of another site cannot read (CSRF)."""
+        context = {**context, "form_secret": form_secret}
+        return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+    def check_form(secret):
+        if not token_matches(form_secret, secret):
+            raise HTTPException(403, "this form did not come from this server's pages (its form secret is wrong)")
     huey = huey or make_huey(config.data_dir, config.broker)
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     app = FastAPI(
@@ -74,9 +88,15 @@ def create_app(config, huey=None):
         if request.url.path in PUBLIC_PATHS:
             return await call_next(request)
         header = request.headers.get("authorization", "")
-        presented = header[7:] if header.lower().startswith("bearer ") else request.cookies.get(COOKIE, "")
-        if token_matches(config.token, presented):
+        if header.lower().startswith("bearer ") and token_matches(config.token, header[7:]):
             return await call_next(request)
+        if token_matches(session, request.cookies.get(COOKIE, "")):
+            if request.method in ("GET", "HEAD") or FORM_PATHS.match(request.url.path):
+                return await call_next(request)
+            return JSONResponse(
+                {"detail": "a browser session may only post the pages' forms; the API needs the bearer header"},
+                status_code=403,
+            )
         if "text/html" in request.headers.get("accept", "") and request.method == "GET":
             return RedirectResponse("/login", status_code=303)
         return JSONResponse(
@@ -239,24 +259,25 @@ def create_app(config, huey=None):
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request):
-        return templates.TemplateResponse(request, "login.html", {"error": None})
+        return page(request, "login.html", {"error": None})
 
     @app.post("/login")
     def login(request: Request, token: str = Form(...)):
         if not token_matches(config.token, token):
-            return templates.TemplateResponse(request, "login.html", {"error": "wrong token"}, status_code=401)
+            return page(request, "login.html", {"error": "wrong token"}, status_code=401)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        # The cookie is derived from the token, never the token itself: a leaked cookie does not open the API.
+        response.set_cookie(COOKIE, session, httponly=True, samesite="strict")
         return response
 
     @app.get("/", response_class=HTMLResponse)
     def job_list_page(request: Request):
-        return templates.TemplateResponse(request, "jobs.html", {"jobs": [public(r) for r in store.list(200)]})
+        return page(request, "jobs.html", {"jobs": [public(r) for r in store.list(200)]})
 
     @app.get("/submit", response_class=HTMLResponse)
     def submit_page(request: Request):
         context = {"kinds": sorted(KINDS), "datasets": sorted(registered_datasets(config.data_dir)), "error": None}
-        return templates.TemplateResponse(request, "submit.html", context)
+        return page(request, "submit.html", context)
 
     @app.post("/submit")
     def submit_form(
@@ -269,7 +290,9 @@ def create_app(config, huey=None):
         max_drop: Optional[str] = Form(None),
         calibration_dataset: Optional[str] = Form(None),
         data_dataset: Optional[str] = Form(None),
+        form_secret_sent: str = Form("", alias="form_secret"),
     ):
+        check_form(form_secret_sent)
         try:
             drop = float(max_drop) if max_drop not in (None, "") else None
             submission = Submission(
@@ -287,7 +310,7 @@ def create_app(config, huey=None):
                 "datasets": sorted(registered_datasets(config.data_dir)),
                 "error": getattr(error, "detail", str(error)),
             }
-            return templates.TemplateResponse(request, "submit.html", context, status_code=422)
+            return page(request, "submit.html", context, status_code=422)
         return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
     @app.get("/ui/jobs/{job_id}", response_class=HTMLResponse)
@@ -304,10 +327,11 @@ def create_app(config, huey=None):
             "final": record["state"] in FINAL_STATES,
             "now": time.time(),
         }
-        return templates.TemplateResponse(request, "job.html", context)
+        return page(request, "job.html", context)
 
     @app.post("/ui/jobs/{job_id}/cancel")
-    def cancel_from_page(job_id: str):
+    def cancel_from_page(job_id: str, form_secret_sent: str = Form("", alias="form_secret")):
+        check_form(form_secret_sent)
         record_or_404(job_id)
         store.cancel(job_id)
         return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)

@@ -46,6 +46,12 @@ def token_matches(expected, presented):
     return bool(presented) and hmac.compare_digest(expected.encode(), presented.encode())
 
 
+def derived_secret(token, purpose):
+    """A value derived from the API token for one `purpose` ("session": the browser's cookie; "form": the token its
+    pages' forms carry): neither reveals the token, and one cannot be made from the other."""
+    return hmac.new(token.encode(), f"tfyolo {purpose}".encode(), "sha256").hexdigest()
+
+
 def sniff(path):
     """The kind of file at `path` from its bytes: tflite, h5, keras (a zip holding config.json), pt (a zip holding
     a pickle), zip, onnx, or None."""
