@@ -91,6 +91,34 @@ def test_a_browser_session_is_not_the_token_and_posts_only_the_pages_forms(servi
     assert missing.status_code == 403
 
 
+def test_submissions_past_the_pending_job_limit_are_a_429_until_one_ends(tmp_path):
+    """Issue 34's trial: 1000 jobs were accepted in 33 s. Past `max_pending_jobs` queued or running, a submission is
+    answered 429 and leaves no folder; once a job ends, the next is accepted."""
+    from fastapi.testclient import TestClient
+
+    from tfyolo.service.app import ServiceConfig, create_app
+    from tfyolo.service.queue import make_huey
+    from tfyolo.service.store import JobStore
+
+    data_dir = tmp_path / "service"
+    data_dir.mkdir()
+    config = ServiceConfig(data_dir=str(data_dir), token=TOKEN, max_upload_bytes=4096, max_pending_jobs=2)
+    client = TestClient(create_app(config, make_huey(data_dir)))
+    client.data_dir = data_dir
+
+    def post():
+        return client.post("/jobs", headers=AUTH, data={"kind": "bench"}, files={"model": ("m.tflite", tflite_bytes())})
+
+    first, second, third = post(), post(), post()
+    assert (first.status_code, second.status_code, third.status_code) == (201, 201, 429), third.text
+    assert third.json()["detail"].startswith("2 jobs are queued or running, this server's limit")
+    assert len(job_folders(client)) == 2
+    store = JobStore(data_dir)
+    assert store.claim(first.json()["id"], "host:1")
+    store.finish(first.json()["id"], "succeeded")
+    assert post().status_code == 201
+
+
 def test_the_token_must_be_long_enough_and_comes_from_a_file_or_the_environment(tmp_path, monkeypatch):
     from tfyolo.errors import ConfigError
     from tfyolo.service.security import load_token

@@ -118,10 +118,16 @@ def _exit_on_sigterm(signum, frame):
     "--workers", default=1, show_default=True, type=click.IntRange(0, 64), help="Worker processes to supervise."
 )
 @click.option("--max-upload-mb", default=512, show_default=True, type=click.IntRange(1, 1 << 20))
+@click.option(
+    "--max-pending-jobs", default=100, show_default=True, type=click.IntRange(1, 100_000),
+    help="Jobs queued or running at once; a submission past it is answered 429.",
+)
 @click.option("--dataset", "datasets", multiple=True, help="Register NAME=PATH (data.yaml or image folder).")
 @stale_seconds_option
 @user_errors
-def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_mb, datasets, stale_seconds):
+def serve_command(
+    host, port, data_dir, token_file, broker, workers, max_upload_mb, max_pending_jobs, datasets, stale_seconds
+):
     """Serve the conversion API and web pages; jobs run in the worker processes it supervises."""
     import uvicorn
 
@@ -136,7 +142,13 @@ def serve_command(host, port, data_dir, token_file, broker, workers, max_upload_
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     lock = hold_data_dir(data_dir)  # refuses a data dir that another live server holds
     registered = register_datasets(data_dir, _parse_datasets(datasets))
-    config = ServiceConfig(data_dir=data_dir, token=token, broker=broker, max_upload_bytes=max_upload_mb << 20)
+    config = ServiceConfig(
+        data_dir=data_dir,
+        token=token,
+        broker=broker,
+        max_upload_bytes=max_upload_mb << 20,
+        max_pending_jobs=max_pending_jobs,
+    )
     app = create_app(config)
     huey = make_huey(data_dir, broker)
     for job_id in JobStore(data_dir).queued_ids():  # recorded, then the server died before it enqueued them

@@ -25,6 +25,7 @@ from tfyolo.service.submission import Submission, UploadRefused, submit
 from tfyolo.service.worker import LIVE_WORKER_SECONDS
 
 MAX_UPLOAD_BYTES = 512 << 20
+MAX_PENDING_JOBS = 100
 # A request carries at most two files (model, calibration zip), each up to the upload limit, and a few form fields.
 FORM_FIELDS_BYTES = 1 << 20
 COOKIE = "tfyolo_session"
@@ -41,6 +42,9 @@ class ServiceConfig:
     token: str
     broker: Optional[str] = None
     max_upload_bytes: int = MAX_UPLOAD_BYTES
+    # Jobs queued or running at once; a submission past it is a 429. Each job holds its uploads on disk until it
+    # ends, and a client could otherwise fill the queue and the disk (1000 jobs were accepted in 33 s).
+    max_pending_jobs: int = MAX_PENDING_JOBS
 
 
 def create_app(config, huey=None):

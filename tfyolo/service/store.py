@@ -175,6 +175,15 @@ class JobStore:
             connection.close()
         return [_record(row) for row in rows]
 
+    def pending_count(self):
+        """Jobs queued or running."""
+        connection = self._connect()
+        try:
+            row = connection.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()
+        finally:
+            connection.close()
+        return int(row[0])
+
     def queued_ids(self):
         """Every queued job, oldest first: `serve` enqueues them again when it starts, because a server killed between
         a job's record and its enqueue left the job queued with no task (a second task for a job is harmless: only

@@ -92,6 +92,11 @@ def save_upload(upload, target, limit):
 def submit(store, config, submission, model, calibration=None):
     """Saves the uploads into a new job folder and writes the queued record; returns the job id. Raises
     UploadRefused (and removes the folder) for anything it will not run."""
+    pending = store.pending_count()
+    if pending >= config.max_pending_jobs:
+        raise UploadRefused(
+            429, f"{pending} jobs are queued or running, this server's limit; submit again when one has ended."
+        )
     job_id, folder = store.new_job_dir()
     try:
         values, uploaded = _prepare(config, submission, model, calibration, folder / "uploads")
