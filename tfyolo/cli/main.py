@@ -19,6 +19,7 @@ from tfyolo.cli.quiet import silence_native_logs
 from tfyolo.console import TqdmTrainingReporter, progress_bar
 from tfyolo.io_utils import ensure_writable_folder
 from tfyolo.models.families import FAMILIES
+from tfyolo.models.tasks import DEFAULT_TASK, TASKS
 from tfyolo.training.train_config import COMPRESS_FINE_TUNE, COMPRESSIONS, PRESERVED_IN_QAT, QAT_FINE_TUNE
 
 SCALE_NAMES = sorted({scale for family in FAMILIES.values() for scale in family.scales}, key="nsmlx".index)
@@ -120,6 +121,13 @@ def data_check(data_yaml):
 )
 @click.option("--model", "scale", default="n", show_default=True, type=click.Choice(SCALE_NAMES), help="Scale.")
 @click.option(
+    "--task",
+    default=DEFAULT_TASK,
+    show_default=True,
+    type=click.Choice(sorted(TASKS)),
+    help="What the model predicts (segment: instance masks too, learned from polygon labels; yolov8 and yolo11).",
+)
+@click.option(
     "--activation", default="silu", show_default=True, type=click.Choice(["silu", "relu", "relu6", "hard_swish"])
 )
 @click.option("--imgsz", default=320, show_default=True, type=MODEL_INPUT_SIZE)
@@ -169,6 +177,7 @@ def train(
     data_yaml,
     family,
     scale,
+    task,
     activation,
     imgsz,
     epochs,
@@ -223,6 +232,7 @@ def train(
             skip_bad_images=skip_bad_images,
             init_weights=weights,
             freeze=freeze,
+            task=task,
         )
     started = time.perf_counter()
     ensure_writable_folder(config.out)

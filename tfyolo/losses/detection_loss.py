@@ -26,13 +26,16 @@ ONE2MANY_WEIGHTS = (0.8, 0.1)
 
 
 class DetectionLoss:
-    """The loss of a detector built from `config` (`tfyolo.models.model_config.ModelConfig`).
+    """The loss of a detector built from `config` (`tfyolo.models.model_config.ModelConfig`); `part_names` are
+    the keys of the parts it logs.
 
     Args:
         config: ModelConfig. Its family and head say which heads the model's outputs hold.
         input_size: int. Square training input side in pixels.
         epochs: int. The run's epochs (ProgLoss' schedule).
     """
+
+    part_names = ("box", "class", "dfl")
 
     def __init__(self, config, input_size, epochs):
         family = config.model_family

@@ -17,6 +17,8 @@ class SegmentationLoss:
         epochs: int. The run's epochs.
     """
 
+    part_names = DetectionLoss.part_names + ("mask",)
+
     def __init__(self, config, input_size, epochs):
         self.detection = DetectionLoss(config, input_size, epochs)
         if len(self.detection.heads) != 1:

@@ -28,6 +28,8 @@ class ModelTask:
         description: str. One line for help texts.
         coco_iou_types: tuple of str. The pycocotools iouTypes its predictions are scored with, boxes first
             ("bbox"; segmentation adds "segm"): the evaluator scores each (`tfyolo.evaluation.task_scoring`).
+        mask_ratio: int. Training learns from ground-truth masks at 1 / mask_ratio of the input side, the
+            prototypes' resolution (segmentation: 4); 0: no masks.
     """
 
     name: str
@@ -39,6 +41,7 @@ class ModelTask:
     proto_channels: int = 0
     description: str = ""
     coco_iou_types: Tuple[str, ...] = ("bbox",)
+    mask_ratio: int = 0
 
     @property
     def inference_outputs(self):

@@ -23,6 +23,8 @@ SEGMENT = ModelTask(
     proto_channels=256,
     description="boxes, class scores and instance masks (coefficients x prototypes)",
     coco_iou_types=("bbox", "segm"),
+    # The prototypes are made at stride 4 (P3's stride 8, upsampled twice by the Proto branch).
+    mask_ratio=4,
 )
 TASKS = {task.name: task for task in (DETECT, SEGMENT)}
 DEFAULT_TASK = DETECT.name

@@ -4,6 +4,7 @@ from typing import Optional
 from tfyolo.config import ACTIVATION_NAMES, strict_fields
 from tfyolo.errors import ConfigError
 from tfyolo.models.families import FAMILIES
+from tfyolo.models.tasks import DEFAULT_TASK, TASKS
 
 OPTIMIZERS = ("auto", "adamw", "sgd")
 SCHEDULES = ("cosine", "linear")
@@ -29,6 +30,8 @@ class TrainConfig:
     """Everything a training run depends on; saved as `train_args.json` and reused verbatim by `--resume`.
 
     Defaults are YOLOv8's (default.yaml) where they exist. `lr0=None` picks YOLOv8's "auto" learning rate.
+    `task`: what the model predicts (`tfyolo.models.tasks.TASKS`); a detection run's saved arguments leave it out,
+    as they did before tasks existed, so its train_args.json and its models' metadata are unchanged.
     """
 
     data: str
@@ -73,6 +76,7 @@ class TrainConfig:
     clusters: int = 16
     sparsity: float = 0.5
     qat_preserve: Optional[str] = None
+    task: str = DEFAULT_TASK
 
     def __post_init__(self):
         scales = FAMILIES[self.family].scales if self.family in FAMILIES else {}
@@ -110,6 +114,11 @@ class TrainConfig:
             (2 <= self.clusters <= 256, f"clusters must be from 2 to 256, received {self.clusters}"),
             (0.0 < self.sparsity < 1.0, f"sparsity must be between 0 and 1, received {self.sparsity}"),
         ]
+        checks.append((self.task in TASKS, f"task must be one of {sorted(TASKS)}, received {self.task!r}"))
+        if self.task != DEFAULT_TASK:
+            checks.append(
+                (not (self.qat_from or self.compress), f"QAT and compress train detectors only, not {self.task}")
+            )
         if self.compress:
             checks += [
                 (bool(self.init_weights), "compress fine-tunes a trained model: give it with --weights / --model"),
@@ -129,7 +138,10 @@ class TrainConfig:
                 raise ConfigError(message + ".")
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if values["task"] == DEFAULT_TASK:
+            del values["task"]
+        return values
 
     @classmethod
     def from_dict(cls, values, source="train config"):

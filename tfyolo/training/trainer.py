@@ -17,7 +17,7 @@ from tfyolo.errors import ConfigError
 from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.runners import KerasRunner
 from tfyolo.io_utils import atomic_write_json
-from tfyolo.losses.detection_loss import DetectionLoss
+from tfyolo.losses.task_losses import task_loss
 from tfyolo.metadata import read_model_file_metadata
 from tfyolo.models.detect_head import branch_layers
 from tfyolo.models.detector_metadata import config_from_metadata, detector_metadata
@@ -155,10 +155,18 @@ class Trainer:
                 input_size=config.imgsz,
                 # A family with two heads (YOLO26) trains both; each is saved alone beside the model.
                 head=ALL_HEADS if len(family.heads) > 1 else None,
+                task=config.task,
             )
         if config.init_weights and models is None:
             self.source_model, self.model_config = self._load_source(self.model_config)
         self.max_boxes = config.max_boxes or max(1, self.train_data.max_boxes_per_image * (4 if config.mosaic else 1))
+        # A task learning from masks (segmentation) draws them from the labels' outlines.
+        self.mask_ratio = self.model_config.model_task.mask_ratio or None
+        if self.mask_ratio and not self.train_data.has_polygons:
+            raise ConfigError(
+                f"{self.train_data.description}: a {self.model_config.task} model learns from polygon labels "
+                "(class x1 y1 x2 y2 x3 y3 ...), and this split has none."
+            )
 
     # === Setup ===
     def _restore(self, checkpoint, manager, epoch_counter):
@@ -335,17 +343,17 @@ class Trainer:
             self._restore(checkpoint, manager, epoch_counter)
 
         with strategy.scope():
-            loss_fn = DetectionLoss(self.model_config, config.imgsz, config.epochs)
+            loss_fn = task_loss(self.model_config, config.imgsz, config.epochs)
         replicas = strategy.num_replicas_in_sync
         scaling = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
         # The one-to-one head's variables: its own loss term trains them alone (Ultralytics detaches its input).
         head_only = {id(v) for layer in branch_layers(model, "one2one") for v in layer.trainable_variables}
         head_only_variables = [v for v in model.trainable_variables if id(v) in head_only]
 
-        def replica_step(images, boxes, classes, mask):
+        def replica_step(images, boxes, classes, mask, *gt_masks):
             with tf.GradientTape(persistent=loss_fn.has_head_only_term) as tape:
                 outputs = model(images, training=True)
-                loss, head_loss, parts = loss_fn(outputs, boxes, classes, mask)
+                loss, head_loss, parts = loss_fn(outputs, boxes, classes, mask, *gt_masks)
                 scaled = optimizer.get_scaled_loss(loss / replicas) if scaling else loss / replicas
                 if head_loss is not None:
                     scaled_head = head_loss / replicas
@@ -364,7 +372,7 @@ class Trainer:
                 gradients = optimizer.get_unscaled_gradients(gradients)
             gradients, _ = tf.clip_by_global_norm(gradients, config.max_grad_norm)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return tf.stack([loss, parts["box"], parts["class"], parts["dfl"]]) / replicas
+            return tf.stack([loss, *(parts[name] for name in loss_fn.part_names)]) / replicas
 
         @tf.function
         def train_step(batch):
@@ -411,12 +419,21 @@ class Trainer:
         for epoch in range(start_epoch, config.epochs):
             use_mosaic = config.mosaic > 0 and epoch < config.epochs - config.close_mosaic
             data = training_dataset(
-                self.train_data, config.imgsz, config.batch, self.max_boxes, augment, use_mosaic, config.seed, epoch
+                self.train_data,
+                config.imgsz,
+                config.batch,
+                self.max_boxes,
+                augment,
+                use_mosaic,
+                config.seed,
+                epoch,
+                self.mask_ratio,
             )
             data = strategy.experimental_distribute_dataset(data)
             loss_fn.start_epoch(epoch)
             self.reporter.epoch_start(epoch, config.epochs, batches_per_epoch)
-            totals, started, step_times = np.zeros(4), time.perf_counter(), []
+            loss_names = ("loss", *loss_fn.part_names)
+            totals, started, step_times = np.zeros(len(loss_names)), time.perf_counter(), []
             for step, batch in enumerate(data):
                 iteration = epoch * batches_per_epoch + step
                 learning_rate = warmup_and_decay(
@@ -433,7 +450,7 @@ class Trainer:
                 losses = train_step(batch).numpy()
                 step_times.append(time.perf_counter() - step_start)
                 totals += losses
-                self.reporter.batch_end(dict(zip(("loss", "box", "class", "dfl"), totals / (step + 1))))
+                self.reporter.batch_end(dict(zip(loss_names, totals / (step + 1))))
             train_seconds = time.perf_counter() - started
             # The first step of a process includes tracing; throughput is measured on the steps after it.
             steady = step_times[1:] if len(step_times) > 1 else step_times
@@ -453,6 +470,8 @@ class Trainer:
                 "box_loss": float(totals[1] / batches),
                 "class_loss": float(totals[2] / batches),
                 "dfl_loss": float(totals[3] / batches),
+                # A task's own terms (segmentation's mask_loss); a detector's row is as before.
+                **{f"{name}_loss": float(total / batches) for name, total in zip(loss_names[4:], totals[4:])},
                 "map50_95": metrics["map50_95"] if metrics else None,
                 "map50": metrics["map50"] if metrics else None,
                 "precision": metrics["precision"] if metrics else None,
@@ -467,7 +486,7 @@ class Trainer:
                 best_fitness.assign(metrics["map50_95"])
             history.append(summary)
             with writer.as_default(step=epoch + 1):
-                for key in HISTORY_KEYS[1:]:
+                for key in list(summary)[1:]:
                     # Every figure of the row that was measured (not the epoch itself, not the mosaic flag).
                     if isinstance(summary[key], float):
                         tf.summary.scalar(key, summary[key])
