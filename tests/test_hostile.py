@@ -242,7 +242,6 @@ def test_random_tensor_views_are_read_exactly_or_refused(tmp_path):
 
 
 def test_a_deflate_bomb_checkpoint_is_refused_before_it_is_inflated(tmp_path):
-    import resource
 
     path = tmp_path / "bomb.pt"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -251,12 +250,13 @@ def test_a_deflate_bomb_checkpoint_is_refused_before_it_is_inflated(tmp_path):
             for _ in range(256):
                 entry.write(bytes(1 << 20))  # 256 MiB of zeros, a few hundred kB on disk
     assert path.stat().st_size < 2 << 20
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from tests.memory import peak_growth_kib
     from tfyolo.importers.ultralytics_checkpoint import read_checkpoint
 
-    with pytest.raises(ModelError, match=r"unpacks to 268,435,456 bytes \(\d+x its stored size\)"):
-        read_checkpoint(path)
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    with peak_growth_kib() as growth:
+        with pytest.raises(ModelError, match=r"unpacks to 268,435,456 bytes \(\d+x its stored size\)"):
+            read_checkpoint(path)
+    grown_mb = growth[0] / 1024
     assert grown_mb < 64, f"reading the refused checkpoint grew the process by {grown_mb:.0f} MB"
 
 

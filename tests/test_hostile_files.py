@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.memory import PRINT_PEAK_KIB, peak_growth_kib
 from tests.test_service import AUTH, TOKEN, job_folders
 from tfyolo.errors import ModelError
 
@@ -188,7 +189,6 @@ def test_a_weight_in_external_storage_is_refused_before_keras_reads_it(detector_
 
 
 def test_a_never_written_4_gib_kernel_is_refused_without_allocating_it(detector_files, secrets, tmp_path):
-    import resource
 
     path = tmp_path / "huge.h5"
     shutil.copy(detector_files[".h5"], path)
@@ -198,9 +198,9 @@ def test_a_never_written_4_gib_kernel_is_refused_without_allocating_it(detector_
         name = weight_names(stream)[0]
         del stream[name]
         stream.create_dataset(name, (1 << 30,), "float32")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert_refused(path, "declares 4,294,967,296 bytes that the")
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB: nothing near 4 GiB
+    with peak_growth_kib() as growth:
+        assert_refused(path, "declares 4,294,967,296 bytes that the")
+    assert growth[0] < 256 << 10  # KiB: nothing near 4 GiB
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])
@@ -677,16 +677,14 @@ def test_a_checkpoint_trained_at_32000_px_is_refused_naming_train_args_imgsz(tmp
 )
 def test_an_export_s_metadata_sizes_and_names_are_bounded_before_they_are_used(tmp_path, metadata, fragment):
     """A 10 MB names string took the importer to 5.4 GB: its text is bounded before ast.literal_eval parses it."""
-    import resource
 
     from tfyolo.importers.ultralytics_source import read_source
 
     path = onnx_export(tmp_path / "export.onnx", **metadata)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(ModelError) as raised:
+    with peak_growth_kib() as growth, pytest.raises(ModelError) as raised:
         read_source(path)
     assert_one_line(raised, f"{path}: {fragment}")
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 512 << 10  # KiB
+    assert growth[0] < 512 << 10  # KiB
 
 
 def test_random_export_metadata_reads_as_a_bounded_size_and_names_or_is_refused(tmp_path):
@@ -813,17 +811,15 @@ def with_metadata_entry(content, payload, method, chunks=1):
 def test_a_tflite_s_metadata_bomb_is_refused_before_it_is_inflated(squares_tflite, payload, method, chunks, fragment):
     """Issue 34's trial: a compressed metadata.json took tfyolo-eval and bench to 4.85 GB. The runner every command
     reads a .tflite through refuses it in one line, having inflated nothing."""
-    import resource
 
     from tfyolo.evaluation.runners import TFLiteRunner
 
     content = with_metadata_entry(squares_tflite[0], payload, method, chunks)
     assert len(content) < len(squares_tflite[0]) + (1 << 20)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(ModelError) as raised:
+    with peak_growth_kib() as growth, pytest.raises(ModelError) as raised:
         TFLiteRunner(model_content=content)
     assert_one_line(raised, f"tflite bytes: {fragment}", "expected at most 1,048,576 bytes, stored or deflated")
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 << 10  # KiB
+    assert growth[0] < 64 << 10  # KiB
 
 
 def test_a_keras_file_s_metadata_bomb_is_refused_before_it_is_inflated(detector_files, tmp_path):
@@ -852,9 +848,7 @@ def patch_central_sizes(data, compress_size, file_size):
 def test_random_metadata_entries_read_as_an_object_none_or_one_line(tmp_path):
     """The class of hole: random payloads (JSON, deep nesting, repeats, bytes), methods and declared sizes (lies
     included). Each ends as a dict, None, or one line naming the entry, never past a bounded read."""
-    import resource
 
-    from tfyolo.metadata import read_embedded_metadata
 
     rng = random.Random(6)
     payloads = [
@@ -867,7 +861,17 @@ def test_random_metadata_entries_read_as_an_object_none_or_one_line(tmp_path):
         json.dumps({"k": "v" * 5000}).encode(),
     ]
     methods = [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
-    before, outcomes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, set()
+    with peak_growth_kib() as growth:
+        outcomes = sweep_metadata_entries(rng, payloads, methods)
+    assert outcomes == {"refused", "NoneType", "dict"}
+    assert growth[0] < 256 << 10  # KiB
+
+
+def sweep_metadata_entries(rng, payloads, methods):
+    """The kinds of outcome (refused, NoneType, dict) of 80 random metadata entries read from a .tflite."""
+    from tfyolo.metadata import read_embedded_metadata
+
+    outcomes = set()
     for trial in range(80):
         chunks = 1 if rng.random() < 0.4 else rng.randint(2, 300)
         content = with_metadata_entry(b"TFL3" * 64, rng.choice(payloads), rng.choice(methods), chunks)
@@ -881,8 +885,7 @@ def test_random_metadata_entries_read_as_an_object_none_or_one_line(tmp_path):
             continue
         assert value is None or isinstance(value, dict), trial
         outcomes.add(type(value).__name__)
-    assert outcomes == {"refused", "NoneType", "dict"}
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 256 << 10  # KiB
+    return outcomes
 
 
 # === TFLite Micro's arena ===
@@ -1262,9 +1265,11 @@ def test_the_door_tells_onnx_from_its_outer_layer_without_parsing_it(tmp_path):
     onnx.save(helper.make_model(graph), str(tmp_path / "empty_nodes.onnx"))
     size = (tmp_path / "empty_nodes.onnx").stat().st_size
     code = (
-        "import resource, sys\nfrom tfyolo.service.security import sniff\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\nkind = sniff(sys.argv[1])\n"
-        "print(kind, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, 'onnx' in sys.modules)\n"
+        "import re, sys\nfrom tfyolo.service.security import Path, sniff\n"
+        "start = int(re.search(r'^VmRSS:\\s+(\\d+) kB', open('/proc/self/status').read(), re.M).group(1))\n"
+        "kind = sniff(sys.argv[1])\n"
+        "peak = int(re.search(r'^VmHWM:\\s+(\\d+) kB', open('/proc/self/status').read(), re.M).group(1))\n"
+        "print(kind, peak - start, 'onnx' in sys.modules)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "empty_nodes.onnx")],
@@ -1300,11 +1305,11 @@ def test_a_1_kb_bmp_declaring_900_megapixels_is_refused_before_it_is_allocated(t
     (tmp_path / "bomb.bmp").write_bytes(run_length_bmp(30000, 30000))
     (tmp_path / "small.bmp").write_bytes(run_length_bmp(64, 64))
     code = (
-        "import resource, sys\nfrom tfyolo.data.image_check import decode_problem\n"
+        "import sys\nfrom tfyolo.data.image_check import decode_problem\n"
         "from tfyolo.data.images import read_image_rgb\nfrom tfyolo.errors import DataError\n"
         "print(read_image_rgb(sys.argv[2]).shape)\nprint(decode_problem(sys.argv[1]))\n"
         "try:\n    read_image_rgb(sys.argv[1])\nexcept DataError as error:\n    print(error)\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        + PRINT_PEAK_KIB
     )
     environment = {key: value for key, value in os.environ.items() if key != "OPENCV_IO_MAX_IMAGE_PIXELS"}
     result = subprocess.run(
