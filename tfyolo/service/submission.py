@@ -84,7 +84,8 @@ def save_upload(upload, target, limit):
         while chunk := upload.file.read(1 << 20):
             written += len(chunk)
             if written > limit:
-                raise UploadRefused(413, f"{upload.filename}: larger than the {limit:,}-byte upload limit.")
+                shown = _shown(upload.filename or "")
+                raise UploadRefused(413, f"{shown}: larger than the {limit:,}-byte upload limit.")
             handle.write(chunk)
     return written
 
@@ -129,14 +130,14 @@ def _prepare(config, submission, model, calibration, uploads):
     uploads.mkdir()
     kind = submission.kind
     if kind not in KINDS:
-        raise UploadRefused(422, f"kind: expected one of {sorted(KINDS)}, received {kind!r}.")
+        raise UploadRefused(422, f"kind: expected one of {sorted(KINDS)}, received {_shown(kind)}.")
     temporary = uploads / "model.upload"
     save_upload(model, temporary, config.max_upload_bytes)
     found = sniff(temporary)
     if found not in ACCEPTED[kind]:
         raise UploadRefused(
             415,
-            f"model {model.filename!r}: its content is {found or 'not a model format'}; a {kind} job takes "
+            f"model {_shown(model.filename or '')}: its content is {found or 'not a model format'}; a {kind} job takes "
             f"{' or '.join(ACCEPTED[kind])} (the type is read from the bytes, not the file name).",
         )
     stored = uploads / MODEL_UPLOADS[found]
@@ -178,7 +179,7 @@ def _prepare(config, submission, model, calibration, uploads):
         archive = uploads / "calibration.upload"
         save_upload(calibration, archive, config.max_upload_bytes)
         if sniff(archive) != "zip":
-            raise UploadRefused(415, f"calibration {calibration.filename!r}: expected a zip of images.")
+            raise UploadRefused(415, f"calibration {_shown(calibration.filename or '')}: expected a zip of images.")
         extract_images(archive, uploads / "calibration")
         archive.unlink()
         uploaded["calibration"] = "calibration"
