@@ -545,21 +545,17 @@ def test_a_data_dir_held_by_a_live_server_is_refused(tmp_path):
     hold_data_dir(tmp_path).close()  # released with its holder
 
 
-def test_a_cancelled_job_stops_its_process_group_and_says_where(tmp_path):
-    """Cancel reaches a job mid-stage within a few seconds, whatever the stage is doing: the job process (here one
-    that sleeps inside a stage, as a conversion does inside its child) is stopped with its whole group."""
-    from tfyolo.service import worker
-    from tfyolo.service.store import JobStore
-
-    store = JobStore(tmp_path)
-    job_id = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
-    script = (
-        "import subprocess, sys, time\nfrom tfyolo.service.store import JobStore\nstore = JobStore(sys.argv[1])\n"
-        "store.report_progress(sys.argv[2], 'converting int8 (1/2)', 0.0)\n"
+def job_process_in_stages(stages, pid_file):
+    """A stand-in for `worker.start_job_process`: a job process (in a session of its own, as the real one) that
+    reports each of `stages` ((name, seconds) pairs) and then, in its last stage, starts a child that sleeps (as a
+    conversion child would), writes that child's pid to `pid_file` and sleeps itself."""
+    script = "import subprocess, sys, time\nfrom tfyolo.service.store import JobStore\nstore = JobStore(sys.argv[1])\n"
+    for name, seconds in stages:
+        script += f"store.report_progress(sys.argv[2], {name!r}, 0.0)\ntime.sleep({seconds})\n"
+    script += (
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
         "open(sys.argv[3], 'w').write(str(child.pid))\ntime.sleep(300)\n"
     )
-    pid_file = tmp_path / "grandchild.pid"
 
     def start(data_dir, job, temporary):
         return subprocess.Popen(
@@ -568,8 +564,20 @@ def test_a_cancelled_job_stops_its_process_group_and_says_where(tmp_path):
             env=dict(os.environ, PYTHONPATH=str(ROOT)),
         )
 
+    return start
+
+
+def test_a_cancelled_job_stops_its_process_group_and_says_where(tmp_path):
+    """Cancel reaches a job mid-stage within a few seconds, whatever the stage is doing: the job process (here one
+    that sleeps inside a stage, as a conversion does inside its child) is stopped with its whole group."""
+    from tfyolo.service import worker
+    from tfyolo.service.store import JobStore
+
+    store = JobStore(tmp_path)
+    job_id = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
+    pid_file = tmp_path / "grandchild.pid"
     original = worker.start_job_process
-    worker.start_job_process = start
+    worker.start_job_process = job_process_in_stages([("converting int8 (1/2)", 0)], pid_file)
     try:
         import threading
 
@@ -601,24 +609,9 @@ def test_a_stage_past_the_server_s_time_limit_is_stopped_and_fails_the_job(tmp_p
     store = JobStore(tmp_path)
     job_id = store.create({"model": "m.pt", "kind": "convert"}, {"model": "m.pt"})
     # Two stages of 3 s each (each under the limit, together over it), then one that never ends.
-    script = (
-        "import subprocess, sys, time\nfrom tfyolo.service.store import JobStore\nstore = JobStore(sys.argv[1])\n"
-        "for stage in ('reading model', 'checking model'):\n"
-        "    store.report_progress(sys.argv[2], stage, 0.0)\n    time.sleep(3)\n"
-        "store.report_progress(sys.argv[2], 'importing', 0.0)\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
-        "open(sys.argv[3], 'w').write(str(child.pid))\ntime.sleep(300)\n"
-    )
     pid_file = tmp_path / "grandchild.pid"
-
-    def start(data_dir, job, temporary):
-        return subprocess.Popen(
-            [sys.executable, "-c", script, str(data_dir), job, str(pid_file)],
-            start_new_session=True,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        )
-
-    monkeypatch.setattr(worker, "start_job_process", start)
+    stages = [("reading model", 3), ("checking model", 3), ("importing", 0)]
+    monkeypatch.setattr(worker, "start_job_process", job_process_in_stages(stages, pid_file))
     started = time.monotonic()
     worker.execute_job(tmp_path, job_id)
     took = time.monotonic() - started

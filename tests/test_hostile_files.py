@@ -1160,7 +1160,7 @@ def read(path, mcu):
 if __name__ == "__main__":
     mcu, outcomes = sys.argv[1] == "mcu", []
     for path in sys.argv[2:]:
-        print(path, file=sys.stderr, flush=True)  # the last name printed is the mutant a native crash was on
+        print("READING", path, file=sys.stderr, flush=True)  # the last one is the mutant a native crash was on
         try:
             outcomes.append([path, read(path, mcu), ""])
         except ModelError as error:
@@ -1190,7 +1190,8 @@ def read_mutants(mutants, tmp_path, mcu=False):
         timeout=1200,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
-    assert result.returncode == 0, (result.returncode, "last mutant read:", result.stderr.strip().splitlines()[-1:])
+    reading = [line for line in result.stderr.splitlines() if line.startswith("READING ")]
+    assert result.returncode == 0, (result.returncode, "last mutant read:", reading[-1:])
     outcomes = {}
     for path, outcome, message in json.loads(result.stdout.strip().splitlines()[-1]):
         name = path.rsplit("/", 1)[-1][: -len(".tflite")]
@@ -1200,11 +1201,12 @@ def read_mutants(mutants, tmp_path, mcu=False):
     return outcomes
 
 
-# Random mutants reach undefined behaviour in LiteRT's and TFLite Micro's C++: a mutant the child check passes may
-# still, rarely, crash a later load (an out-of-bounds read that lands on an unmapped page one time in many; seen once,
-# in allocate_tensors, when the sweep ran inside the suite's own process). The readers run in a child of the suite, so
-# such a crash fails this test naming the mutant. The TFLite Micro sweep (minutes: a child per mutant and step) runs
-# in the large suite.
+# Random mutants reach undefined behaviour in LiteRT's and TFLite Micro's C++. A mutant the child check passes can
+# still crash the reader that loads it next, in allocate_tensors, in some runs only (a read that lands on an unmapped
+# page one time in several: seen in two of the full suite's runs, never in twelve runs of this sweep alone): the
+# child check contains a crash that happens every time, not one that depends on the heap's layout. That hole is
+# open (issue 34), so the sweeps run in the large suite, their readers in a child that names the mutant it died on.
+@pytest.mark.large
 def test_random_single_field_edits_end_in_a_result_or_one_line(squares_int8, tmp_path):
     """The class of hole: random single-field edits of a real int8 artifact's flatbuffer, each run through the
     checks in a child and then the way tfyolo-eval and bench read it (the runner on an image, the graph inspection).
