@@ -38,6 +38,7 @@ def qat_run(float_run, tiny_synthetic, tmp_path_factory):
     return out, history
 
 
+@pytest.mark.large  # the QAT fine-tune they share takes 60-80 s on 2 cores
 def test_qat_training_steps_are_finite_and_the_model_reloads(qat_run):
     from tfyolo.qat.qat_io import load_any_detector
 
@@ -47,6 +48,7 @@ def test_qat_training_steps_are_finite_and_the_model_reloads(qat_run):
     assert is_qat_model(model) and not has_float_layers(model)
 
 
+@pytest.mark.large  # the QAT fine-tune they share takes 60-80 s on 2 cores
 def test_qat_keeps_its_start_unless_an_epoch_beats_it_on_val(qat_run):
     from tfyolo.metadata import find_model_metadata
 
@@ -146,6 +148,7 @@ def test_seeding_without_images_is_one_clear_error():
         seed_quantization_ranges(None, None, np.zeros((0, 64, 64, 3), np.float32))
 
 
+@pytest.mark.large  # the QAT fine-tune they share takes 60-80 s on 2 cores
 def test_qat_model_converts_to_integer_only_and_agrees_with_keras(qat_run, tiny_synthetic):
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.data.pipeline import evaluation_batches

@@ -41,6 +41,7 @@ def config(data, out, **changes):
     return TrainConfig(**{**values, **changes})
 
 
+@pytest.mark.large  # 30 s of training on 2 cores; the loss and the masks have fast tests
 def test_a_segmentation_run_trains_and_logs_its_mask_loss(polygon_set, tmp_path):
     _, polygons = polygon_set
     history = Trainer(config(polygons, tmp_path, task="segment")).fit()
