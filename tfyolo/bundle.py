@@ -339,7 +339,7 @@ def _names_outside(directory, manifest):
         outputs = entry.get("outputs") if isinstance(entry.get("outputs"), dict) else {}
         named += [entry.get("input"), *([entry["source"]] if "source" in entry else []), *outputs.values()]
     outside = [name for name in listed if not stays_inside(name)]
-    return outside + [name for name in named if name not in listed or name in outside]
+    return outside + [name for name in dict.fromkeys(map(str, named)) if name not in listed]
 
 
 def _consistency_problems(directory, manifest, runner):

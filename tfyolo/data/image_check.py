@@ -10,9 +10,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from tfyolo.data.images import decode_bgr
 from tfyolo.io_utils import atomic_write_json
 
 CACHE_VERSION = 1
@@ -37,9 +37,9 @@ def decode_problem(path):
     if not data.size:
         return "is empty (0 bytes)"
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error:  # OpenCV's size check (tfyolo.config.MAX_IMAGE_PIXELS), before it allocates the image
-        return f"declares more than {os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS')} pixels, the most tfyolo decodes"
+        image = decode_bgr(data)  # as read_image_rgb decodes it
+    except ValueError as error:
+        return str(error)
     if image is None or image.size == 0:
         return "cannot be decoded (corrupt, truncated or not an image)"
     return None

@@ -12,6 +12,17 @@ from tfyolo.errors import DataError
 PAD_VALUE = 114  # YOLOv8's gray padding
 
 
+def decode_bgr(data):
+    """`cv2.imdecode(data, IMREAD_COLOR)`: (H, W, 3) uint8 BGR, or None for bytes that do not decode. Raises
+    ValueError for a header declaring more pixels than OPENCV_IO_MAX_IMAGE_PIXELS (tfyolo.config.MAX_IMAGE_PIXELS),
+    which OpenCV refuses before it allocates the image."""
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error:
+        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
+        raise ValueError(f"declares more than {limit} pixels, the most tfyolo decodes") from None
+
+
 def read_image_rgb(path):
     """Reads an image as (H, W, 3) uint8 RGB, upright: the one decoder of training, evaluation, calibration and
     the bundle.
@@ -24,10 +35,9 @@ def read_image_rgb(path):
         raise DataError(f"{path}: image file not found.")
     data = np.fromfile(str(path), dtype=np.uint8)
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    except cv2.error:  # OpenCV's size check: the header declares more than OPENCV_IO_MAX_IMAGE_PIXELS
-        limit = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
-        raise DataError(f"{path}: its header declares more than {limit} pixels, the most tfyolo decodes.") from None
+        image = decode_bgr(data) if data.size else None
+    except ValueError as error:
+        raise DataError(f"{path}: its header {error}.") from None
     if image is None:
         raise DataError(f"{path}: cannot decode this file as an image (corrupt, truncated or not an image).")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

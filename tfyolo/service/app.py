@@ -52,6 +52,8 @@ def create_app(config, huey=None):
     from tfyolo.service.queue import make_huey
 
     store, artifacts = JobStore(config.data_dir), ArtifactStore(config.data_dir)
+    huey = huey or make_huey(config.data_dir, config.broker)
+    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     session, form_secret = derived_secret(config.token, "session"), derived_secret(config.token, "form")
 
     def page(request, name, context, status_code=200):
@@ -62,8 +64,7 @@ def create_app(config, huey=None):
     def check_form(secret):
         if not token_matches(form_secret, secret):
             raise HTTPException(403, "this form did not come from this server's pages (its form secret is wrong)")
-    huey = huey or make_huey(config.data_dir, config.broker)
-    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
     app = FastAPI(
         title="tfyolo conversion service",
         description="Submit a YOLO detector and calibration images; get verified TFLite artifacts, a report and an "
