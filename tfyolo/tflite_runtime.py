@@ -135,11 +135,50 @@ def _steps_in_child(model_path, steps, reached):
             continue
 
 
+# Inputs an operator cannot do without ({builtin operator name: input slots}): LiteRT accepts -1 ("no tensor") in any
+# slot while parsing, and XNNPACK dereferences it while preparing the op. What it reads there depends on the heap, so
+# the child below crashed on a missing CONV_2D filter in some runs and not in others (and the reader after it then
+# crashed): this is checked in the flatbuffer itself, deterministically, before any interpreter sees the file.
+REQUIRED_INPUTS = {
+    "CONV_2D": (0, 1),
+    "DEPTHWISE_CONV_2D": (0, 1),
+    "FULLY_CONNECTED": (0, 1),
+    "TRANSPOSE_CONV": (0, 1, 2),
+}
+
+
+def missing_required_input(model_content):
+    """'operator K (OP) of subgraph S has no tensor for its input I' for the first such operator, else None. A
+    flatbuffer the Python reader cannot walk is left to the interpreter and the child check."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    try:
+        model = schema.Model.GetRootAs(model_content, 0)
+        codes = [model.OperatorCodes(index) for index in range(model.OperatorCodesLength())]
+        for graph_index in range(model.SubgraphsLength()):
+            graph = model.Subgraphs(graph_index)
+            for op_index in range(graph.OperatorsLength()):
+                operator = graph.Operators(op_index)
+                code = codes[operator.OpcodeIndex()]
+                name = names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
+                inputs = operator.InputsAsNumpy() if operator.InputsLength() else []
+                for slot in REQUIRED_INPUTS.get(name, ()):
+                    if slot >= len(inputs) or inputs[slot] < 0:
+                        return f"operator {op_index} ({name}) of subgraph {graph_index} has no tensor for input {slot}"
+    except Exception:  # a malformed table or offset: what LiteRT makes of it is the child's to find out
+        return None
+    return None
+
+
 def check_in_child(model_path, extra_steps=(), timeout=CHILD_TIMEOUT_S):
     """Loads and runs the .tflite at `model_path` once in a spawned child (LITERT_STEPS, then `extra_steps`, e.g.
     TFLite Micro's); returns when the child ended by itself, raises one ModelError line when it crashed or hung."""
     import multiprocessing
 
+    missing = missing_required_input(Path(model_path).read_bytes())
+    if missing:
+        raise ModelError(f"{model_path}: {missing}; the file is malformed.")
     steps = LITERT_STEPS + tuple(extra_steps)
     context = multiprocessing.get_context("spawn")
     reached = context.Value("i", 0)
