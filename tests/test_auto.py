@@ -44,6 +44,21 @@ def test_search_stops_at_the_first_candidate_within_budget():
     assert len(ranked_calls) == 1
 
 
+def test_a_segmenter_s_candidate_must_keep_its_masks_within_budget_too():
+    drops = {"int8": 0.1, "int8_int16act1": 0.2, "fp16": 0.0}
+    mask_drops = {"int8": 0.9, "int8_int16act1": 0.3, "fp16": 0.0}
+
+    def measure(recipe):
+        candidate = fake_measure(drops)(recipe)
+        candidate.task_columns = {"delta_mask_map50_95": -mask_drops[recipe.name]}
+        return candidate
+
+    chosen, tried, _ = search(CPU_BASE, lambda: ["a_conv"], measure, max_drop=0.5)
+    # int8 keeps its boxes (0.1) but loses 0.9 mask points: the search goes on to the 16-bit block.
+    assert [c.recipe.name for c in tried] == ["int8", "int8_int16act1"] and chosen.recipe.name == "int8_int16act1"
+    assert chosen.row()["delta_mask_map50_95"] == -0.3
+
+
 def test_the_builtin_int8_within_budget_never_ranks_layers():
     def ranked():
         raise AssertionError("the ranking must not run when the built-in int8 meets the budget")

@@ -81,3 +81,28 @@ def test_an_mcu_answer_skips_what_tflite_micro_cannot_run_or_hold():
 def test_the_float_reference_and_failed_rows_are_never_recommended(recipe):
     only = [r for r in ROWS if r["recipe"] == recipe]
     assert recommend(only) == {"cpu": None, "npu": None, "mcu": None}
+
+
+def test_a_segmentation_row_is_held_to_its_mask_drop_too():
+    # int8 keeps its boxes (-0.1) but loses 0.8 mask points: outside 0.5, so the CPU answer is int8_b (-0.3 / -0.4).
+    masks = [
+        dict(row("int8", -0.1, 3.0, integer=True, io=INT8_IO), delta_mask_map50_95=-0.8),
+        dict(row("int8_b", -0.3, 3.5, integer=True, io=INT8_IO), delta_mask_map50_95=-0.4),
+    ]
+    chosen = recommend(masks)
+    assert chosen["cpu"]["recipe"] == "int8_b"
+    assert chosen["cpu"]["delta_mask_map50_95"] == -0.4
+    # Nothing within 0.2: the most accurate is the one whose worst drop is least (int8_b: 0.4 against int8's 0.8).
+    chosen = recommend(masks, max_drop=0.2)
+    assert chosen["cpu"]["recipe"] == "int8_b" and "none within 0.2" in chosen["cpu"]["why"]
+
+
+def test_the_report_shows_mask_columns_only_for_rows_that_have_masks():
+    from tfyolo.jobs.report import format_row, row_columns
+
+    detection = row("int8", -0.1, 3.0)
+    assert "mask" not in " ".join(header for _, header, _ in row_columns([detection]))
+    segmentation = dict(detection, mask_map50_95=0.3112, delta_mask_map50_95=-0.28)
+    headers = [header for _, header, _ in row_columns([detection, segmentation])]
+    assert headers.index("mask mAP50-95") == headers.index("delta mAP50-95 (points)") + 1
+    assert "| 0.3112 | -0.28 |" in format_row(segmentation)

@@ -26,6 +26,11 @@ class Evaluation:
     num_images: int
     task_metrics: dict = dataclasses.field(default_factory=dict)
 
+    @property
+    def all_metrics(self):
+        """The box metrics with each task's beside them under its report key ({..., "mask": {...}})."""
+        return {**self.metrics, **self.task_metrics}
+
 
 def runner_task(runner):
     """A runner's ModelTask; a runner that names none (a test's stand-in) is a detector."""

@@ -146,6 +146,26 @@ def drops(report):
     return {what: -delta for what, delta in found.items() if delta is not None}
 
 
+def worst_delta(report):
+    """The largest loss of `drops` as a (negative) delta in points: what a gate or a budget holds a segmentation
+    model's row to (its box or its mask mAP50-95, whichever fell more); None without a reference."""
+    found = drops(report)
+    return -max(found.values()) if found else None
+
+
+def task_columns(metrics, reference=None):
+    """A report row's columns for each task summary in `metrics` (`Evaluation.all_metrics` or a report dict):
+    `<key>_map50_95`, `<key>_map50` and, against `reference`, `delta_<key>_map50_95` in points."""
+    columns = {}
+    for key in TASK_REPORT_KEYS:
+        if key in metrics:
+            columns[f"{key}_map50_95"] = metrics[key]["map50_95"]
+            columns[f"{key}_map50"] = metrics[key]["map50"]
+            if reference is not None and key in reference:
+                columns[f"delta_{key}_map50_95"] = 100.0 * (metrics[key]["map50_95"] - reference[key]["map50_95"])
+    return columns
+
+
 def drop_exceeds(report, max_drop):
     """True when a mAP50-95 (boxes, or a task's: masks) fell by more than `max_drop` points against the reference."""
     return any(drop > max_drop + 1e-9 for drop in drops(report).values())

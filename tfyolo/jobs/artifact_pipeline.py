@@ -15,7 +15,7 @@ from typing import Optional
 
 from tfyolo.benchmark import interleaved_latency
 from tfyolo.evaluation.evaluator import evaluate
-from tfyolo.evaluation.model_evaluation import evaluate_models
+from tfyolo.evaluation.model_evaluation import evaluate_models, task_columns
 from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.metadata import find_model_metadata
 from tfyolo.quantization.aeq import with_float_boundary
@@ -123,24 +123,26 @@ def _evaluate_artifacts(artifacts, dataset, split, float_runner, threads, progre
         progress=progress.advance,
     )
     progress.end_stage()
-    reference_metrics = reference.metrics
+    reference_metrics = reference.all_metrics
     for name, result in results.items():
         rows[name] = {
             "map50_95": result["map50_95"],
             "map50": result["map50"],
             "delta_map50_95": result["delta_map50_95"],
+            **task_columns(result, result["reference"]),
             "output_errors": result["output_errors"],
             "detection_agreement": result["detection_agreement"]["agreement"],
             "pr_curves": evaluations[name].metrics.get("pr_curves"),
         }
     for name, runner in resized.items():
         progress.stage(f"evaluating {name} at {runner.input_size} px", len(dataset))
-        metrics = evaluate(runner, dataset, progress=progress.advance).metrics
+        metrics = evaluate(runner, dataset, progress=progress.advance).all_metrics
         progress.end_stage()
         rows[name] = {
             "map50_95": metrics["map50_95"],
             "map50": metrics["map50"],
             "delta_map50_95": 100 * (metrics["map50_95"] - reference_metrics["map50_95"]),
+            **task_columns(metrics, reference_metrics),
             "note": f"at {runner.input_size} px, against the float model at {float_runner.input_size} px",
         }
     return reference_metrics

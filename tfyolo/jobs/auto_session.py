@@ -13,6 +13,7 @@ from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_
 from tfyolo.jobs.artifact_pipeline import TIMING_ROUNDS, FloatModel, make_artifact, score_artifacts
 from tfyolo.jobs.model_runner import keras_runner
 from tfyolo.jobs.progress import Progress, TrainingProgress
+from tfyolo.jobs.report import row_columns
 from tfyolo.markdown import markdown_table
 from tfyolo.metadata import find_model_metadata, resolve_data
 from tfyolo.models.detector_metadata import family_of
@@ -106,7 +107,7 @@ class AutoSession:
             str(model), self.model_metadata, self.reference_runner.input_size, self.reference_runner.num_classes
         )
         progress.stage("float reference", len(self.dataset))
-        self.reference_metrics = evaluate(self.reference_runner, self.dataset, progress=progress.advance).metrics
+        self.reference_metrics = evaluate(self.reference_runner, self.dataset, progress=progress.advance).all_metrics
         progress.end_stage()
 
     def qat_model(self):
@@ -165,6 +166,7 @@ class AutoSession:
             )
             row = scored[recipe.name]
             candidate.map50_95, candidate.delta_map50_95 = row["map50_95"], row["delta_map50_95"]
+            candidate.task_columns = {key: row[key] for key in row if key.split("_")[-2:] == ["map50", "95"]}
             candidate.latency_ms_p50, candidate.size_bytes = row["latency_ms_p50"], facts["size_bytes"]
             candidate.content = content
             if self.npu_target is not None:
@@ -217,7 +219,13 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
         row = candidate.row()
         status = (
             row["error"]
-            or f"mAP50-95 {row['map50_95']:.4f} ({row['delta_map50_95']:+.2f} pt), {row['latency_ms_p50']:.2f} ms"
+            or f"mAP50-95 {row['map50_95']:.4f} ({row['delta_map50_95']:+.2f} pt)"
+            + "".join(
+                f", {key.removeprefix('delta_').removesuffix('_map50_95')} {value:+.2f} pt"
+                for key, value in row.items()
+                if key.startswith("delta_") and key != "delta_map50_95" and key.endswith("_map50_95")
+            )
+            + f", {row['latency_ms_p50']:.2f} ms"
         )
         if row["target_ms"] is not None:
             status += f", {session.npu_target.accelerator} est. {row['target_ms']:.2f} ms"
@@ -257,7 +265,10 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
             [
                 f"# Auto quantization of `{session.model_path}` (max drop {max_drop} pt, prefer {prefer})",
                 "",
-                markdown_table(result["candidates"], CANDIDATE_COLUMNS + (TARGET_COLUMNS if for_npu else [])),
+                markdown_table(
+                    result["candidates"],
+                    row_columns(result["candidates"], CANDIDATE_COLUMNS + (TARGET_COLUMNS if for_npu else [])),
+                ),
                 "",
                 f"Chosen: {result['chosen']['recipe'] if chosen else 'none within the budget'}; "
                 f"search took {result['search_seconds']:.0f} s.",

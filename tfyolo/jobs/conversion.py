@@ -11,6 +11,7 @@ from tfyolo.data.calibration_images import (
 )
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import TfyoloError
+from tfyolo.evaluation.model_evaluation import task_columns
 from tfyolo.io_utils import atomic_write_bytes
 from tfyolo.jobs.artifact_pipeline import FloatModel, make_artifact, score_artifacts
 from tfyolo.jobs.compression_pipeline import fine_tune_for
@@ -49,6 +50,7 @@ def float_row(model, metrics):
         map50_95=metrics["map50_95"],
         map50=metrics["map50"],
         delta_map50_95=0.0,
+        **task_columns(metrics, metrics),
         full_integer=False,
         pr_curves=metrics.get("pr_curves"),
     )

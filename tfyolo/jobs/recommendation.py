@@ -13,6 +13,7 @@ known of accuracy, and the choice says so.
 """
 
 from tfyolo.errors import TfyoloError
+from tfyolo.evaluation.model_evaluation import drop_exceeds, worst_delta
 
 # mAP50-95 points an artifact may lose and still be recommended, when the job sets no gate: `--auto`'s default.
 DEFAULT_BUDGET = 0.5
@@ -38,8 +39,8 @@ def _integer_io(row):
 
 
 def _within(row, budget):
-    delta = row.get("delta_map50_95")
-    return delta is not None and -delta <= budget + 1e-9
+    """Measured, and neither its box nor its task's mAP50-95 (masks) fell more than `budget` points."""
+    return row.get("delta_map50_95") is not None and not drop_exceeds(row, budget)
 
 
 def _choose(rows, budget, key):
@@ -49,7 +50,7 @@ def _choose(rows, budget, key):
         return min(within, key=key), f"within {budget} pt"
     measured = [row for row in rows if row.get("delta_map50_95") is not None]
     if measured:
-        return max(measured, key=lambda row: row["delta_map50_95"]), f"the most accurate; none within {budget} pt"
+        return max(measured, key=worst_delta), f"the most accurate; none within {budget} pt"
     return (min(rows, key=key), "accuracy not measured") if rows else (None, None)
 
 
@@ -98,6 +99,7 @@ def _entry(row, why):
         "recipe": row["recipe"],
         "path": row["path"],
         "delta_map50_95": row.get("delta_map50_95"),
+        **{key: value for key, value in row.items() if key.startswith("delta_") and key.endswith("_map50_95")},
         "latency_ms_p50": row.get("latency_ms_p50"),
         "size_bytes": row.get("size_bytes"),
         "why": why,

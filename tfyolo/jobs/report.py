@@ -95,6 +95,21 @@ ROW_COLUMNS = [
 ]
 
 
+# A task's own scores (segmentation: masks), shown after the boxes' where a row has them.
+TASK_COLUMNS = [
+    ("mask_map50_95", "mask mAP50-95", "{:.4f}"),
+    ("delta_mask_map50_95", "delta mask mAP50-95 (points)", "{:+.2f}"),
+]
+
+
+def row_columns(rows, columns=None):
+    """`columns` (default ROW_COLUMNS) with the task columns any of `rows` fills after the box delta."""
+    columns = list(columns or ROW_COLUMNS)
+    extra = [column for column in TASK_COLUMNS if any(row.get(column[0]) is not None for row in rows)]
+    at = next(index for index, column in enumerate(columns) if column[0] == "delta_map50_95") + 1
+    return columns[:at] + extra + columns[at:]
+
+
 def _display_row(row):
     note = (row.get("error") or row.get("note") or "") + (
         " (from an earlier run into this folder)" if row.get("earlier_run") else ""
@@ -105,7 +120,7 @@ def _display_row(row):
 
 def format_row(row):
     """One Markdown row, as the terminal prints it while the job runs."""
-    return markdown_table([_display_row(row)], ROW_COLUMNS).splitlines()[-1]
+    return markdown_table([_display_row(row)], row_columns([row])).splitlines()[-1]
 
 
 def markdown_report(report):
@@ -125,7 +140,7 @@ def markdown_report(report):
         f"Latency: LiteRT interpreter, XNNPACK, {latency.get('threads', '-')} threads, p50 of invoke(), every "
         f"artifact timed in one run, interleaved ({latency.get('rounds', '-')} rounds); load average {load_text}.",
         "",
-        markdown_table([_display_row(row) for row in report["rows"]], ROW_COLUMNS),
+        markdown_table([_display_row(row) for row in report["rows"]], row_columns(report["rows"])),
     ]
     verdict = report.get("verdict") or {}
     if verdict.get("max_drop") is not None:
@@ -136,7 +151,8 @@ def markdown_report(report):
         chosen = report["auto"].get("chosen")
         lines += ["", f"Auto search: chose {chosen['recipe'] if chosen else 'nothing within the budget'}."]
     if report.get("recommended"):
-        lines += ["", "## What to ship", "", markdown_table(_shipping_rows(report["recommended"]), SHIP_COLUMNS)]
+        shipping = _shipping_rows(report["recommended"])
+        lines += ["", "## What to ship", "", markdown_table(shipping, row_columns(shipping, SHIP_COLUMNS))]
     if report.get("bundle"):
         lines += ["", f"Edge bundle: `{Path(report['bundle']).name}`"]
     return "\n".join(lines) + "\n"

@@ -15,8 +15,15 @@ never trains on evaluated images.
 
 import dataclasses
 
+from tfyolo.evaluation.model_evaluation import drop_exceeds, worst_delta
 from tfyolo.quantization.aeq import block_pattern
 from tfyolo.quantization.recipe import Recipe
+
+
+def _within(candidate, max_drop):
+    """Measured, and no mAP50-95 of its task (boxes, masks) fell more than `max_drop` points."""
+    return candidate.error is None and not drop_exceeds(candidate.row(), max_drop)
+
 
 PREFERENCES = ("int8", "latency", "size", "target")
 FLOAT_LAYER_STEPS = (1, 2, 4, 8)
@@ -38,9 +45,11 @@ class Candidate:
     target_ms: float = None
     target_cpu_operators: dict = None
     target_error: str = None
+    # A task's own scores beside the boxes' (`mask_map50_95`, `delta_mask_map50_95`): a budget holds them too.
+    task_columns: dict = dataclasses.field(default_factory=dict)
 
     def row(self):
-        return {
+        return self.task_columns | {
             "recipe": self.recipe.name,
             "mode": self.recipe.mode,
             "keep_float": list(self.keep_float),
@@ -123,10 +132,9 @@ def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progres
         tried.append(candidate)
         if progress:
             progress(candidate)
-        meets = candidate.error is None and -candidate.delta_map50_95 <= max_drop + 1e-9
-        if meets and prefer == "int8":
+        if _within(candidate, max_drop) and prefer == "int8":
             return candidate, tried, candidate
-    within = [c for c in tried if c.error is None and -c.delta_map50_95 <= max_drop + 1e-9]
+    within = [c for c in tried if _within(c, max_drop)]
     if prefer == "target":
         within = [c for c in within if c.target_ms is not None]
     keys = {
@@ -136,5 +144,5 @@ def search(base_recipe, ranked_layers, measure, max_drop, prefer="int8", progres
     }
     key = keys.get(prefer, keys["size"])
     valid = [c for c in tried if c.error is None]
-    closest = max(valid, key=lambda c: c.delta_map50_95) if valid else None
+    closest = max(valid, key=lambda c: worst_delta(c.row())) if valid else None
     return (min(within, key=key) if within else None), tried, closest
