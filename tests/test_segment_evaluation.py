@@ -114,3 +114,47 @@ def test_the_imported_yolo11n_segmenter_scores_as_measured(pennfudan_seg):
     docs/evaluation.md)."""
     _, report = evaluate_file(SHARED / "weights" / "ultralytics_yolo11n_pennfudan_seg" / "best.pt", pennfudan_seg)
     assert (report["map50_95"], report["mask"]["map50_95"]) == pytest.approx((0.3919, 0.3140), abs=2e-3)
+
+
+def test_the_bundle_s_reference_infer_gives_the_masks_tfyolo_eval_scores(tmp_path):
+    """Two implementations of the mask assembly, one in the library (what tfyolo-eval scores) and one in the
+    standalone reference_infer.py a device team runs: on Ultralytics' int8 YOLO11n-seg export (its NCHW prototypes,
+    its coefficients at the end of output0) and a PennFudan image, the same detections with the same masks, read
+    back from reference_infer's RLE by pycocotools."""
+    import importlib.util
+
+    from pycocotools import mask as mask_utils
+
+    from tfyolo.bundle import make_bundle
+    from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
+    from tfyolo.evaluation.mask_scoring import MaskScoring
+    from tfyolo.evaluation.runners import TFLiteRunner
+    from tfyolo.ops.topk import select_anchors
+
+    golden("yolo11n")
+    model = next((SHARED / "weights" / "ultralytics_yolo11n_pennfudan_seg").glob("*_int8.tflite"))
+    image = shared_dataset("pennfudan") / "images" / "FudanPed00001.png"
+    for relative, data in make_bundle(model, [image]).items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(data)
+    spec = importlib.util.spec_from_file_location("reference_infer", tmp_path / "reference_infer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    detections = module.run(image, conf=0.25, bundle=tmp_path)
+
+    runner = TFLiteRunner(model)
+    boxed, info = letterbox(read_image_rgb(image), runner.input_size)
+    raw = runner.predict_raw(to_model_input(boxed[None]))
+    boxes, scores = runner.decode(raw)
+    boxes = boxes[0] * runner.input_size
+    anchors, kept_scores, kept_classes = select_anchors("nms")(boxes, scores[0], NMSConfig(confidence_threshold=0.25))
+    selected = (anchors, kept_scores, kept_classes, info.to_original(boxes[anchors]))
+    expected = MaskScoring().detections(0, selected, runner.task_outputs(raw), 0, info, runner.input_size)
+
+    assert len(detections) == len(expected) >= 2
+    np.testing.assert_allclose([d["score"] for d in detections], kept_scores, atol=1e-6)
+    height, width = info.original_height, info.original_width
+    for found, wanted in zip(detections, expected):
+        mask = mask_utils.decode(mask_utils.frPyObjects(found["mask"], height, width))
+        assert mask.sum() == found["mask_pixels"] > 0
+        np.testing.assert_array_equal(mask, mask_utils.decode(wanted["segmentation"]))

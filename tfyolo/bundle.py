@@ -18,6 +18,7 @@ from tfyolo.data.images import PAD_VALUE, letterbox, read_image_rgb, to_model_in
 from tfyolo.errors import ModelError
 from tfyolo.evaluation.runners import TFLiteRunner, quantize
 from tfyolo.metadata import find_model_metadata
+from tfyolo.models.tasks import MASK_COEFFICIENTS, MASK_PROTOTYPES
 from tfyolo.ops.nms import NMSConfig
 from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
 
@@ -133,7 +134,35 @@ def describe_model(runner):
                 "scores": "output0[4:] (already sigmoid)",
             }
         )
+    masks = _describe_masks(runner)
+    if masks:
+        decode["masks"] = masks
     return input_spec, outputs, decode
+
+
+def _describe_masks(runner):
+    """A segmenter's mask outputs and their assembly, for `decode["masks"]`; None for a detector."""
+    if not runner.task.inference_outputs:
+        return None
+    if runner.layout == "tfyolo":
+        where = {
+            "coefficients": f"{MASK_COEFFICIENTS} (1, anchors, {runner.task.num_masks}), in anchor order",
+            "prototypes": f"{MASK_PROTOTYPES} (1, input / 4, input / 4, {runner.task.num_masks}), NHWC",
+        }
+    else:
+        where = {
+            "coefficients": f"output0's last {runner.num_masks} rows, one column per anchor",
+            "prototypes": f"output1 (1, {runner.num_masks}, input / 4, input / 4), "
+            + ("NCHW" if runner.channels_first else "NHWC"),
+        }
+    return {
+        **where,
+        "prototype_layout": "NCHW" if runner.layout != "tfyolo" and runner.channels_first else "NHWC",
+        "assembly": "per kept detection: logits = coefficients . prototypes at input / 4; sampled bilinearly "
+        "(align_corners=False, clamped at the borders) at the original image's pixel centres mapped through the "
+        "letterbox (x_input = x * scale + pad); kept inside the detection's box (x1 <= col < x2, y1 <= row < y2); "
+        "mask = logits > 0 (sigmoid > 0.5)",
+    }
 
 
 def golden_input(image, input_spec, input_detail):

@@ -6,7 +6,8 @@
 Runs exactly what the manifest describes: letterbox (gray 114, RGB, /255, NHWC or NCHW) -> quantize input -> model ->
 dequantize outputs -> decode (DFL expectation, or plain distances for reg_max 1, + anchors for the tfyolo layout) ->
 class-aware NMS, or top-k for a one-to-one head (the manifest's `postprocess`), and prints each detection as class
-name, score and box in the original image's pixels.
+name, score and box in the original image's pixels. A segmentation model's detections also carry their mask at the
+original image size (`decode.masks`): its pixel count in the table, COCO's uncompressed RLE with --json.
 """
 
 import argparse
@@ -67,9 +68,24 @@ def anchor_points(size, strides):
     return np.concatenate(points), np.concatenate(anchor_strides)
 
 
+def mask_outputs(outputs, manifest):
+    """A segmenter's (coefficients (A, num_masks), prototypes (h, w, num_masks)); (None, None) for a detector."""
+    masks = manifest["decode"].get("masks")
+    if not masks:
+        return None, None
+    if manifest["decode"]["layout"] == "tfyolo":
+        return outputs["mask_coefficients"][0], outputs["mask_prototypes"][0]
+    prototypes = outputs["output1"][0]
+    num_masks = prototypes.shape[0] if masks["prototype_layout"] == "NCHW" else prototypes.shape[-1]
+    if masks["prototype_layout"] == "NCHW":
+        prototypes = np.transpose(prototypes, (1, 2, 0))
+    return outputs["output0"][0][-num_masks:].T, prototypes
+
+
 def decode(outputs, manifest):
     """-> boxes (A, 4) xyxy in input pixels, scores (A, classes)."""
     size, decoding = input_size(manifest["input"]), manifest["decode"]
+    num_masks = mask_outputs(outputs, manifest)[0].shape[1] if decoding.get("masks") else 0
     if decoding["layout"] == "ultralytics_end2end":
         rows = outputs["output0"][0]
         scores = np.zeros((len(rows), len(manifest["names"])), np.float32)
@@ -80,7 +96,7 @@ def decode(outputs, manifest):
         rows = outputs["output0"][0].T
         boxes = rows[:, :4] * (size if decoding["box_units"] == "normalized" else 1.0)
         xyxy = np.c_[boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2]
-        return xyxy, rows[:, 4:]
+        return xyxy, rows[:, 4 : rows.shape[1] - num_masks]
     reg_max = decoding["reg_max"]
     if reg_max == 1:
         distances = outputs["box_distribution"][0]
@@ -111,7 +127,7 @@ def nms(boxes, scores, conf, iou_threshold, max_detections):
         inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
         order = rest[inter / np.maximum(areas[best] + areas[rest] - inter, 1e-12) <= iou_threshold]
     keep = np.asarray(keep, dtype=np.int64)
-    return candidates[keep], confidences[keep], class_ids[keep]
+    return candidates[keep], confidences[keep], class_ids[keep], anchor_index[keep]
 
 
 def top_k(boxes, scores, conf, max_detections):
@@ -122,7 +138,59 @@ def top_k(boxes, scores, conf, max_detections):
     pairs = scores[anchors].reshape(-1)
     order = np.argsort(-pairs, kind="stable")[:k]
     order = order[pairs[order] > conf]
-    return boxes[anchors[order // scores.shape[1]]].astype(np.float64), pairs[order], order % scores.shape[1]
+    kept = anchors[order // scores.shape[1]]
+    return boxes[kept].astype(np.float64), pairs[order], order % scores.shape[1], kept
+
+
+def bilinear_taps(length, proto_length, size, scale, pad):
+    """Prototype rows (or columns) sampled for an original image's `length` pixel centres: pixel j lies at input
+    pixel (j + 0.5) * scale + pad, at prototype coordinate that / (input / prototype side) - 0.5, clamped to the
+    ends as PyTorch's bilinear interpolate(align_corners=False) is. -> (low, high, weight of high)."""
+    position = ((np.arange(length) + 0.5) * scale + pad) * proto_length / size - 0.5
+    position = np.clip(position, 0.0, proto_length - 1)
+    low = np.floor(position).astype(np.int64)
+    return low, np.minimum(low + 1, proto_length - 1), (position - low).astype(np.float32)
+
+
+def box_span(low, high, length):
+    """The pixels i with low <= i < high inside 0 .. length - 1, as (start, stop); edges within 1e-6 of a whole
+    pixel are on it (a box mapped through the letterbox and back lands a rounding error off)."""
+    start = int(min(max(np.ceil(low - 1e-6), 0), length))
+    return start, int(min(max(np.ceil(high - 1e-6), start), length))
+
+
+def assemble_masks(coefficients, prototypes, boxes, shape, size, scale, pad_x, pad_y):
+    """(N, H, W) bool masks of the kept detections at the original image size (see the manifest's
+    `decode.masks.assembly`)."""
+    proto_height, proto_width, num_masks = prototypes.shape
+    rows_low, rows_high, rows_weight = bilinear_taps(shape[0], proto_height, size, scale, pad_y)
+    cols_low, cols_high, cols_weight = bilinear_taps(shape[1], proto_width, size, scale, pad_x)
+    logits = (coefficients.astype(np.float32) @ prototypes.reshape(-1, num_masks).T.astype(np.float32)).reshape(
+        -1, proto_height, proto_width
+    )
+    masks = np.zeros((len(coefficients), *shape), bool)
+    for mask, logit, box in zip(masks, logits, boxes):
+        top, bottom = box_span(box[1], box[3], shape[0])
+        left, right = box_span(box[0], box[2], shape[1])
+        if bottom > top and right > left:
+            columns = slice(left, right)
+            across = (
+                logit[:, cols_low[columns]] * (1.0 - cols_weight[columns])
+                + logit[:, cols_high[columns]] * (cols_weight[columns])
+            )
+            rows = slice(top, bottom)
+            sampled = across[rows_low[rows]] * (1.0 - rows_weight[rows, None])
+            sampled += across[rows_high[rows]] * rows_weight[rows, None]
+            mask[top:bottom, left:right] = sampled > 0
+    return masks
+
+
+def run_length(mask):
+    """COCO's uncompressed RLE of a (H, W) bool mask: run lengths in column-major order, starting with zeros."""
+    flat = mask.ravel(order="F")
+    edges = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1, [flat.size]])
+    counts = ([0] if flat.size and flat[0] else []) + np.diff(edges).tolist()
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 
 def run(image_path, conf=None, iou=None, bundle=HERE):
@@ -151,19 +219,30 @@ def run(image_path, conf=None, iou=None, bundle=HERE):
     nms_spec = manifest["nms"]
     threshold = nms_spec["confidence_threshold"] if conf is None else conf
     if manifest.get("postprocess", "nms") == "topk":
-        kept_boxes, kept_scores, kept_classes = top_k(boxes, scores, threshold, nms_spec["max_detections"])
+        kept_boxes, kept_scores, kept_classes, kept_anchors = top_k(
+            boxes, scores, threshold, nms_spec["max_detections"]
+        )
     else:
-        kept_boxes, kept_scores, kept_classes = nms(
+        kept_boxes, kept_scores, kept_classes, kept_anchors = nms(
             boxes, scores, threshold, nms_spec["iou_threshold"] if iou is None else iou, nms_spec["max_detections"]
         )
     height, width = rgb.shape[:2]
     kept_boxes[:, [0, 2]] = ((kept_boxes[:, [0, 2]] - pad_x) / scale).clip(0, width)
     kept_boxes[:, [1, 3]] = ((kept_boxes[:, [1, 3]] - pad_y) / scale).clip(0, height)
     names = manifest["names"]
-    return [
+    detections = [
         {"class": names[int(c)], "class_id": int(c), "score": float(s), "box": [float(v) for v in b]}
         for b, s, c in zip(kept_boxes, kept_scores, kept_classes)
     ]
+    coefficients, prototypes = mask_outputs(outputs, manifest)
+    if coefficients is not None:
+        masks = assemble_masks(
+            coefficients[kept_anchors], prototypes, kept_boxes, (height, width), size, scale, pad_x, pad_y
+        )
+        for detection, mask in zip(detections, masks):
+            detection["mask"] = run_length(mask)
+            detection["mask_pixels"] = int(mask.sum())
+    return detections
 
 
 def main(argv=None):
@@ -179,7 +258,8 @@ def main(argv=None):
         return 0
     for det in detections:
         x1, y1, x2, y2 = det["box"]
-        print(f"{det['class']:<20} {det['score']:.3f}  [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")
+        mask = f"  mask {det['mask_pixels']} px" if "mask" in det else ""
+        print(f"{det['class']:<20} {det['score']:.3f}  [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]{mask}")
     print(f"{len(detections)} detection(s)", file=sys.stderr)
     return 0
 
