@@ -367,3 +367,45 @@ def test_the_segment_head_takes_fake_quantization(family):
     outputs = quantized(np.zeros((1, 64, 64, 3), np.float32))
     assert tuple(outputs["mask_prototypes"].shape) == (1, 16, 16, 32)
     assert type(quantized.get_layer("quant_head_proto_upsample")).__name__ == "QuantizeWrapperV2"
+
+
+def test_calibration_finds_a_segmenter_s_mask_outputs_and_keeps_their_average(tmp_path):
+    """The fp32 TFLite of a tiny segmenter, every activation calibrated to average [-1, 1] and extremes [-2, 2].
+    Oracle, found by name and not by the graph walk the code does: the mask coefficients' tensors (each level's
+    `head<i>_mask_pred`, its reshape `head<i>_mask_flat`, the `mask_coefficients` concatenation) and the prototypes'
+    (`head_proto_cv3_*`, the SiLU's sigmoid and product that make the `mask_prototypes` output) are the ones found
+    for the mask outputs, and they keep the average (tfyolo.models.prediction_outputs says why); the box tensors
+    take both extremes, the class tensors the top, as for a detector."""
+    import re
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from tfyolo.models.model_io import save_model_atomic
+    from tfyolo.models.tasks import MASK_COEFFICIENTS, MASK_PROTOTYPES
+    from tfyolo.quantization.aeq import choose_ranges
+    from tfyolo.quantization.head_tensors import prediction_tensor_names
+    from tfyolo.quantization.isolated import convert_isolated
+    from tfyolo.quantization.recipe import Recipe
+
+    save_model_atomic(segmenter("yolo11", num_classes=1), tmp_path / "seg.keras")
+    fp32 = convert_isolated(tmp_path / "seg.keras", Recipe(name="fp32", mode="fp32"), None)
+    subgraph = flatbuffer_utils.read_model_from_bytearray(bytearray(fp32)).subgraphs[0]
+    names = [subgraph.tensors[index].name.decode() for op in subgraph.operators for index in op.outputs]
+    span = {"min": np.array([-1.0]), "max": np.array([1.0])}
+    span.update(extreme_min=np.array([-2.0]), extreme_max=np.array([2.0]))
+    predictions = prediction_tensor_names(fp32)
+    chosen = choose_ranges({name: span for name in names}, "outputs_min_max", predictions)
+    ranges = {name: (float(entry["min"][0]), float(entry["max"][0])) for name, entry in chosen.items()}
+
+    def named(expression):
+        return {name for name in names if re.search(expression, name)}
+
+    coefficients = named(r"(^|/)(head\d+_mask_(pred|flat)/|mask_coefficients$)")
+    prototypes = named(r"(^|/)(head_proto_cv3_[a-z]+/|mask_prototypes(/|$))")
+    boxes = named(r"(^|/)(head\d+_box_[a-z]+/|box_distribution$)")
+    classes = named(r"(^|/)(head\d+_cls_[a-z]+/|class_logits$)")
+    assert len(coefficients) >= 7 and len(prototypes) >= 2 and len(boxes) >= 4 and len(classes) >= 4
+    assert (predictions[MASK_COEFFICIENTS], predictions[MASK_PROTOTYPES]) == (coefficients, prototypes)
+    assert {name for name, found in ranges.items() if found == (-2.0, 2.0)} == boxes
+    assert {name for name, found in ranges.items() if found == (-1.0, 2.0)} == classes
+    assert {ranges[name] for name in coefficients | prototypes} == {(-1.0, 1.0)}

@@ -10,7 +10,7 @@ from tfyolo.benchmark import benchmark_models
 from tfyolo.bundle import golden_image_paths, make_bundle, write_bundle
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import ConfigError, DataError, ModelError
-from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing
+from tfyolo.evaluation.model_evaluation import drop_exceeds, evaluate_model, reference_verifies_nothing, task_columns
 from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.importers.import_cache import IMPORTED_FOLDER, describe_import, imported_model, is_importable
 from tfyolo.io_utils import (
@@ -230,6 +230,7 @@ def _evaluate(spec, out, progress):
         size_bytes=Path(spec.model).stat().st_size,
         map50_95=result["map50_95"],
         map50=result["map50"],
+        **task_columns(result),
         evaluation=result,
     )
     return JobReport(
@@ -323,7 +324,7 @@ def _with_bundle(report, spec, out, progress):
         return report
     images = golden_image_paths(spec.model, spec.data, GOLDEN_IMAGES)
     row = next((row for row in report.rows if row["recipe"] == chosen.name), {})
-    evaluation = {key: row.get(key) for key in ("map50_95", "map50", "delta_map50_95")} if row else None
+    evaluation = {key: value for key, value in row.items() if key.endswith(("map50_95", "map50"))} if row else None
     archive = _write_bundle_zip(chosen.path, images, out, progress, evaluation=evaluation)
     return dataclasses.replace(
         report, artifacts=report.artifacts + (_artifact("bundle", archive, kind="bundle"),), bundle=str(archive)

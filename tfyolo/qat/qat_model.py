@@ -7,8 +7,8 @@ import tensorflow_model_optimization as tfmot
 
 from tfyolo.compat import keras
 from tfyolo.errors import ModelError
-from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT, ONE2ONE_OUTPUTS, OUTPUT_LAYERS
 from tfyolo.models.families import LEGACY_FAMILY, model_family
+from tfyolo.models.prediction_outputs import PREDICTION_OUTPUTS, outputs_with_extreme
 from tfyolo.qat.quantize_configs import quantize_scope, rule_for
 from tfyolo.training.compression import hold_centroids, preserve_scheme
 
@@ -74,24 +74,22 @@ RANGE_SMOOTHING = 0.95
 def _is_prediction_layer(name, output):
     """A layer that holds `output`'s predictions: a level's prediction conv or the concatenation of the levels (a
     model holding both of YOLO26's heads names its one-to-one concatenation apart)."""
-    patterns = (*OUTPUT_LAYERS[output], ONE2ONE_OUTPUTS[output])
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in PREDICTION_OUTPUTS[output].layers)
 
 
 def activation_range(name, minima, maxima):
     """(min, max) of the fake-quant range on layer `name`'s output from its per-image `minima` and `maxima`, by
     the rule of tfyolo's default PTQ (`range_statistic: outputs_min_max`): the moving average inside the network,
-    whose clipping of rare outliers buys resolution, and the extremes where a clipped value is a wrong answer: both
-    ends of the box predictions, the top of the class logits (their bottom holds only sure negatives). Zero stays
-    inside the range, as an integer zero point needs. The same rule as `aeq.choose_ranges`, written apart because
-    QAT sits below conversion in the layering (`tests/test_layering.py`): a change to one is a change to both."""
+    whose clipping of rare outliers buys resolution, and the extremes where a clipped value is a wrong answer (the
+    ends `tfyolo.models.prediction_outputs.PREDICTION_OUTPUTS` names, the table `aeq.choose_ranges` reads too). Zero
+    stays inside the range, as an integer zero point needs."""
     low, high = minima[0], maxima[0]
     for image_low, image_high in zip(minima[1:], maxima[1:]):
         low = RANGE_SMOOTHING * low + (1.0 - RANGE_SMOOTHING) * image_low
         high = RANGE_SMOOTHING * high + (1.0 - RANGE_SMOOTHING) * image_high
-    if _is_prediction_layer(name, BOX_OUTPUT):
+    if any(_is_prediction_layer(name, output) for output in outputs_with_extreme("min")):
         low = min(minima)
-    if _is_prediction_layer(name, BOX_OUTPUT) or _is_prediction_layer(name, CLASS_OUTPUT):
+    if any(_is_prediction_layer(name, output) for output in outputs_with_extreme("max")):
         high = max(maxima)
     low, high = min(float(low), 0.0), max(float(high), 0.0)
     return low, max(high, low + 1e-6)

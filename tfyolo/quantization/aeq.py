@@ -137,15 +137,16 @@ def calibrate(fp32_content, engine, samples):
 def choose_ranges(calibration, statistic, predictions=None):
     """The calibration ai-edge-quantizer quantizes with ({tensor name: {"min", "max"}}) for a recipe's
     `range_statistic`: "moving_average" everywhere, "min_max" (the extremes) everywhere, or "outputs_min_max": the
-    extremes on the box outputs (every DFL bin or distance is an answer) and the top extreme on the class logits
-    (their bottom holds only sure negatives, where the average's tighter floor costs nothing), the average
-    elsewhere. predictions: `head_tensors.prediction_tensor_names` of the model, for "outputs_min_max"."""
-    from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT
+    extremes at the ends `tfyolo.models.prediction_outputs.PREDICTION_OUTPUTS` names for each prediction output (the
+    boxes' both ends, the class logits' top; a segmenter's mask outputs keep the average), the average elsewhere.
+    predictions: `head_tensors.prediction_tensor_names` of the model, for "outputs_min_max"."""
+    from tfyolo.models.prediction_outputs import outputs_with_extreme
 
     if statistic == "min_max":
         extreme_min = extreme_max = set(calibration)
     elif statistic == "outputs_min_max":
-        extreme_min, extreme_max = predictions[BOX_OUTPUT], predictions[BOX_OUTPUT] | predictions[CLASS_OUTPUT]
+        extreme_min = set().union(*(predictions.get(output, ()) for output in outputs_with_extreme("min")))
+        extreme_max = set().union(*(predictions.get(output, ()) for output in outputs_with_extreme("max")))
     else:
         extreme_min = extreme_max = set()
     # Zero stays inside every range, as an int8 grid must hold it exactly (padding, ReLU's floor): a tensor whose
