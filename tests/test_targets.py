@@ -241,6 +241,19 @@ def test_target_command_without_a_target_is_a_usage_error(tiny_int8):
     assert result.exit_code == 2 and "--npu" in result.output
 
 
+def test_a_file_litert_cannot_read_gets_one_line_from_the_npu_check(tmp_path):
+    """A .tflite whose header says TFL3 but whose flatbuffer is not one: LiteRT's child check ends normally (it
+    raised, it did not crash), and the NPU check names the file and why, not an "unexpected ValueError"."""
+    from tfyolo.cli.main import cli
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00\x00\x00\x00TFL3" + bytes(range(256)) * 8)
+    result = CliRunner().invoke(cli, ["target", str(bad), "--npu", "ethos-u55-128"])
+    assert result.exit_code == 1, result.output
+    assert "bad: LiteRT cannot read it as a TFLite model" in result.output and "unexpected" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
 def test_a_bundle_carries_its_targets_and_verify_compiles_them_again(tiny_int8, tiny_synthetic, tmp_path):
     import hashlib
 

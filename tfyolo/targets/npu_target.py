@@ -200,7 +200,11 @@ def parse_report(summary, stdout):
 def _refuse_float_compute(model_content, model_name):
     from tfyolo.tflite_runtime import inspect_tflite
 
-    inspection = inspect_tflite(model_content)
+    try:
+        inspection = inspect_tflite(model_content)
+    except (ValueError, RuntimeError) as error:  # LiteRT's refusal of a file that is no model it can read
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise ModelError(f"{model_name}: LiteRT cannot read it as a TFLite model ({first}).") from None
     if inspection["float_compute_ops"]:
         ops = sorted(set(inspection["float_compute_ops"]))
         raise ConfigError(
