@@ -30,7 +30,7 @@ DEFAULT_QAT := $(BUILD)/default_qat
 QAT_EPOCHS ?= 3
 
 .PHONY: install test test-large lint train qat convert bench bench-train bench-ptq bench-qat bench-auto bench-eval-memory bench-finetune \
-	bench-import bench-coco bench-targets bench-service bench-compress serve system-packages \
+	bench-import bench-coco bench-seg bench-targets bench-service bench-compress serve system-packages \
 	bench-latency clean help
 
 help:
@@ -46,6 +46,7 @@ help:
 	@echo "make bench-import    the same Ultralytics weights: its own TFLite exports vs tfyolo import + convert"
 	@echo "make bench-targets   Ethos-U (Vela) estimates and TFLite Micro parity of every family's PennFudan int8 vs Ultralytics'"
 	@echo "make bench-coco      80-class int8 of the COCO YOLOv8n / YOLO11n / YOLO26n: calibrated on coco128, scored on coco_val150"
+	@echo "make bench-seg       segmentation int8 (box + mask mAP) of Ultralytics' PennFudan v8n/11n/26n-seg vs their own int8"
 	@echo "make bench-finetune  PennFudan: short training from scratch vs from imported Ultralytics weights"
 	@echo "make bench-compress  cluster_int8 / prune_int8 on PennFudan (from bench-import), mixed int8/int16 on the default model"
 	@echo "make bench-service   20 tiny jobs at once to 2 workers on loopback: jobs/min, p95 API latency"
@@ -137,6 +138,9 @@ bench-import: | $(STAMP)
 
 bench-coco: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_coco
+
+bench-seg: | $(STAMP)
+	$(BIN)/python -m benchmarks.bench_seg
 
 bench-targets: | $(STAMP)
 	$(BIN)/python -m benchmarks.bench_targets
