@@ -409,3 +409,17 @@ def test_calibration_finds_a_segmenter_s_mask_outputs_and_keeps_their_average(tm
     assert {name for name, found in ranges.items() if found == (-2.0, 2.0)} == boxes
     assert {name for name, found in ranges.items() if found == (-1.0, 2.0)} == classes
     assert {ranges[name] for name in coefficients | prototypes} == {(-1.0, 1.0)}
+
+
+@pytest.mark.large
+def test_a_quantization_aware_segmenter_passes_the_model_file_check(tmp_path):
+    """tfmot's config of the wrapped Conv2DTranspose (the prototypes' upsampling) is among the objects a model file
+    may name: a segmenter's QAT model loads for conversion (it was refused, and no seg QAT model could convert)."""
+    from tfyolo.models.families import FAMILIES
+    from tfyolo.models.model_file_check import check_model_config
+    from tfyolo.models.model_io import save_model_atomic
+    from tfyolo.qat.qat_model import build_qat_model
+
+    quantized = build_qat_model(segmenter("yolo11", num_classes=1), family=FAMILIES["yolo11"])
+    save_model_atomic(quantized, tmp_path / "qat.h5")  # as a QAT run saves its best.h5
+    check_model_config(tmp_path / "qat.h5")

@@ -68,6 +68,8 @@ KNOWN_OBJECTS = frozenset(
         "Default8BitOutputQuantizeConfig",
         "Default8BitActivationQuantizeConfig",
         "Default8BitConvQuantizeConfig",
+        # A segmenter's learned 2x upsampling (Conv2DTranspose) under QAT.
+        "Default8BitConvTransposeQuantizeConfig",
         "NoOpQuantizeConfig",
         "OutputQuantizeConfig",
         "AllValuesQuantizer",
