@@ -237,3 +237,18 @@ def test_mixed_precision_warning_follows_the_hardware():
     assert "measured 3-9x slower" in precision_warning("mixed_float16", has_gpu=False, flags={"avx2"})
     assert precision_warning("mixed_bfloat16", has_gpu=False, flags={"avx512_bf16"}) is None
     assert "avx512_bf16" in precision_warning("mixed_bfloat16", has_gpu=False, flags={"avx2"})
+
+
+def test_a_segmenter_s_best_epoch_counts_its_masks_as_ultralytics_fitness_does():
+    from tfyolo.training.trainer import best_validated, fitness
+
+    # Epoch 2 has the better boxes (+0.01) but loses 0.03 of mask mAP50-95: epoch 1 is the better model.
+    history = [
+        {"epoch": 0, "map50_95": None},
+        {"epoch": 1, "map50_95": 0.40, "mask_map50_95": 0.30},
+        {"epoch": 2, "map50_95": 0.41, "mask_map50_95": 0.27},
+    ]
+    assert best_validated(history)["epoch"] == 1
+    assert fitness(history[1]) == 0.40 + 0.30
+    # A detector's rows have no task figure: its fitness is its box mAP50-95, as before tasks.
+    assert best_validated([{"epoch": 1, "map50_95": 0.40}, {"epoch": 2, "map50_95": 0.41}])["epoch"] == 2

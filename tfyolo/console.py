@@ -59,6 +59,11 @@ class TqdmTrainingReporter:
         self.bar.close()
         validation = (
             f"val mAP50 {summary['map50']:.3f} mAP50-95 {summary['map50_95']:.3f}"
+            + "".join(
+                f" {key.removesuffix('_map50_95')} mAP50-95 {value:.3f}"  # a task's own: a segmenter's masks
+                for key, value in summary.items()
+                if key.endswith("_map50_95") and value is not None
+            )
             if summary["map50"] is not None
             else "(no validation this epoch)"
         )

@@ -15,6 +15,7 @@ from tfyolo.data.detection_dataset import DetectionDataset, label_path_for
 from tfyolo.data.pipeline import training_dataset
 from tfyolo.errors import ConfigError
 from tfyolo.evaluation.evaluator import evaluate
+from tfyolo.evaluation.model_evaluation import TASK_REPORT_KEYS
 from tfyolo.evaluation.runners import KerasRunner
 from tfyolo.io_utils import atomic_write_json
 from tfyolo.losses.task_losses import task_loss
@@ -49,6 +50,22 @@ HISTORY_KEYS = (
     "mosaic",
 )
 VALIDATION_KEYS = ("map50_95", "map50", "precision", "recall")
+# A task's own validation figure beside the boxes' (a segmenter's "mask_map50_95").
+TASK_FIGURES = tuple(f"{key}_map50_95" for key in TASK_REPORT_KEYS)
+
+
+def validation_figures(metrics):
+    """The flat figures of a validation (`Evaluation.all_metrics`): the box ones and each task's mAP50-95."""
+    figures = {key: metrics[key] for key in ("map50_95", "map50", "map75", "precision", "recall")}
+    figures.update({f"{key}_map50_95": metrics[key]["map50_95"] for key in TASK_REPORT_KEYS if key in metrics})
+    return figures
+
+
+def fitness(figures):
+    """What a run keeps its best epoch by: the box mAP50-95 plus each task's own (a segmenter's masks), as
+    Ultralytics' fitness adds the box and mask ones: a fine-tune that keeps its boxes and loses its masks has not
+    improved."""
+    return figures["map50_95"] + sum(figures.get(key) or 0.0 for key in TASK_FIGURES)
 
 
 class SilentReporter:
@@ -411,9 +428,10 @@ class Trainer:
         best_epoch, best_metrics = previous.get("best_epoch"), previous.get("val_metrics")
         if start_epoch == 0 and config.val_interval > 0 and getattr(self.models, "validates_start", False):
             best_epoch, best_metrics = 0, self._validate_start(runner, ema_model if config.ema else model, suffix)
-            best_fitness.assign(best_metrics["map50_95"])
+            best_fitness.assign(fitness(best_metrics))
             # Epoch 0 in the history: the start's scores, and no training figures (no step was taken).
-            history = [dict.fromkeys(HISTORY_KEYS) | {key: best_metrics[key] for key in VALIDATION_KEYS}]
+            validated = VALIDATION_KEYS + tuple(key for key in TASK_FIGURES if key in best_metrics)
+            history = [dict.fromkeys(HISTORY_KEYS) | {key: best_metrics[key] for key in validated}]
             history[0].update(epoch=0, best=True)
             atomic_write_json(history_path, history)
         for epoch in range(start_epoch, config.epochs):
@@ -461,7 +479,8 @@ class Trainer:
             )
             metrics = None
             if validate:
-                metrics = evaluate(runner, self.val_data, batch_size=config.val_batch, cache_images=True).metrics
+                evaluation = evaluate(runner, self.val_data, batch_size=config.val_batch, cache_images=True)
+                metrics = validation_figures(evaluation.all_metrics)
             epoch_counter.assign(epoch + 1)
             batches = max(batches_per_epoch, 1)
             summary = {
@@ -476,14 +495,15 @@ class Trainer:
                 "map50": metrics["map50"] if metrics else None,
                 "precision": metrics["precision"] if metrics else None,
                 "recall": metrics["recall"] if metrics else None,
+                **{key: metrics[key] for key in TASK_FIGURES if metrics and key in metrics},
                 "learning_rate": float(learning_rate),
                 "train_seconds": train_seconds,
                 "images_per_second": images_per_second,
                 "mosaic": use_mosaic,
             }
-            improved = metrics is not None and metrics["map50_95"] > float(best_fitness.numpy())
+            improved = metrics is not None and fitness(metrics) > float(best_fitness.numpy())
             if improved:
-                best_fitness.assign(metrics["map50_95"])
+                best_fitness.assign(fitness(metrics))
             history.append(summary)
             with writer.as_default(step=epoch + 1):
                 for key in list(summary)[1:]:
@@ -511,11 +531,17 @@ class Trainer:
         """Validates the model as it starts, before any step, and saves it as the run's best so far: a model that
         starts trained (QAT's) then has to beat its own start on val to replace it, and a fine-tune that only
         loses returns its start. Returns the start's metrics."""
-        metrics = evaluate(runner, self.val_data, batch_size=self.config.val_batch, cache_images=True).metrics
+        evaluation = evaluate(runner, self.val_data, batch_size=self.config.val_batch, cache_images=True)
+        metrics = validation_figures(evaluation.all_metrics)
         self._save_best(export, suffix, 0, metrics, 0)
         self.reporter.message(
             f"epoch   0  (the start, before any step)  val mAP50 {metrics['map50']:.3f} "
             f"mAP50-95 {metrics['map50_95']:.3f}"
+            + "".join(
+                f" {key.removesuffix('_map50_95')} mAP50-95 {metrics[key]:.3f}"
+                for key in TASK_FIGURES
+                if key in metrics
+            )
         )
         return metrics
 
@@ -555,17 +581,16 @@ class Trainer:
             best_epoch=best_epoch,
             compress=config.compress
             and {"method": config.compress, "clusters": config.clusters, "sparsity": config.sparsity},
-            val_metrics=metrics
-            and {key: metrics[key] for key in ("map50_95", "map50", "map75", "precision", "recall")},
+            val_metrics=metrics and dict(metrics),
             versions={"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
             **(self.models.details if self.models is not None else {"qat": False}),
         )
 
 
 def best_validated(history):
-    """The history row with the best val mAP50-95, or None when no epoch was validated."""
+    """The history row with the best `fitness` (val mAP50-95, plus a task's own), or None when none was validated."""
     validated = [row for row in history if row["map50_95"] is not None]
-    return max(validated, key=lambda row: row["map50_95"]) if validated else None
+    return max(validated, key=fitness) if validated else None
 
 
 def resume_config(out):
