@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -622,6 +623,55 @@ def test_a_stage_past_the_server_s_time_limit_is_stopped_and_fails_the_job(tmp_p
     )
     assert 6 + 4 <= took < 6 + 4 + 15, took
     assert process_gone(int(pid_file.read_text()))
+
+
+def test_a_job_whose_processes_hold_more_memory_than_the_limit_is_stopped(tmp_path, monkeypatch):
+    """Issue 34's memory bound: whatever reader a hostile file finds, a job whose processes together hold more than
+    $TFYOLO_JOB_MEMORY_LIMIT is stopped with its process group and fails in one line. Here the job process's child
+    (a conversion child's place) fills 400 MiB against a limit of 0.25 GiB."""
+    from tfyolo.service import worker
+    from tfyolo.service.store import JobStore
+
+    monkeypatch.setenv(worker.JOB_MEMORY_LIMIT_VARIABLE, "0.25")
+    store = JobStore(tmp_path)
+    job_id = store.create({"model": "m.pt", "kind": "convert"}, {"model": "m.pt"})
+    pid_file = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time\nfrom tfyolo.service.store import JobStore\n"
+        "JobStore(sys.argv[1]).report_progress(sys.argv[2], 'importing', 0.0)\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; x = b\"y\" * (400 << 20); time.sleep(300)'])\n"
+        "open(sys.argv[3], 'w').write(str(child.pid))\ntime.sleep(300)\n"
+    )
+
+    def start(data_dir, job, temporary):
+        return subprocess.Popen(
+            [sys.executable, "-c", script, str(data_dir), job, str(pid_file)],
+            start_new_session=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        )
+
+    monkeypatch.setattr(worker, "start_job_process", start)
+    started = time.monotonic()
+    worker.execute_job(tmp_path, job_id)
+    record = store.get(job_id)
+    assert record["state"] == "failed", record
+    assert re.fullmatch(
+        r"stopped: the job's processes held 0\.[3-9] GiB during 'importing', over this server's limit of 0\.2 GiB "
+        r"\(\$TFYOLO_JOB_MEMORY_LIMIT\)",
+        record["error"],
+    ), record["error"]
+    assert time.monotonic() - started < 30
+    assert process_gone(int(pid_file.read_text()))
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "a lot", "nan"])
+def test_a_malformed_job_memory_limit_is_one_line(monkeypatch, value):
+    from tfyolo.errors import ConfigError
+    from tfyolo.service.worker import job_memory_limit
+
+    monkeypatch.setenv("TFYOLO_JOB_MEMORY_LIMIT", value)
+    with pytest.raises(ConfigError, match=r"^\$TFYOLO_JOB_MEMORY_LIMIT: expected a number of GiB above 0, received"):
+        job_memory_limit()
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "an hour", "nan"])

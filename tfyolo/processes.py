@@ -64,3 +64,22 @@ def describe_exit(code):
             return f"killed by {signal.Signals(-code).name}"
         return f"killed by signal {-code}"
     return f"exit code {code}"
+
+
+def tree_resident_bytes(pid):
+    """Resident memory of process `pid` and every process below it (a job process and its conversion or Vela
+    children), in bytes; 0 once it is gone."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for process in tree:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            continue  # ended between the listing and the reading
+    return total

@@ -119,7 +119,10 @@ def _exit_on_sigterm(signum, frame):
 )
 @click.option("--max-upload-mb", default=512, show_default=True, type=click.IntRange(1, 1 << 20))
 @click.option(
-    "--max-pending-jobs", default=100, show_default=True, type=click.IntRange(1, 100_000),
+    "--max-pending-jobs",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
     help="Jobs queued or running at once; a submission past it is answered 429.",
 )
 @click.option("--dataset", "datasets", multiple=True, help="Register NAME=PATH (data.yaml or image folder).")
@@ -135,10 +138,10 @@ def serve_command(
     from tfyolo.service.queue import make_huey
     from tfyolo.service.security import load_token
     from tfyolo.service.store import JobStore, hold_data_dir, register_datasets
-    from tfyolo.service.worker import stage_time_limit
+    from tfyolo.service.worker import job_memory_limit, stage_time_limit
 
     token = load_token(token_file)
-    stage_time_limit()  # checked before the workers start, which read it too
+    stage_time_limit(), job_memory_limit()  # checked before the workers start, which read them too
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     lock = hold_data_dir(data_dir)  # refuses a data dir that another live server holds
     registered = register_datasets(data_dir, _parse_datasets(datasets))
@@ -185,18 +188,23 @@ def worker_command(data_dir, broker, stale_seconds, die_with_parent):
     from tfyolo.processes import die_with_parent as ask_for_death_with_parent
     from tfyolo.service.queue import make_huey
     from tfyolo.service.store import JobStore, worker_name
-    from tfyolo.service.worker import MAX_ATTEMPTS, RUNNING, stage_time_limit, worker_heartbeat
+    from tfyolo.service.worker import GIB, MAX_ATTEMPTS, RUNNING, job_memory_limit, stage_time_limit, worker_heartbeat
 
     if die_with_parent:
         ask_for_death_with_parent()
-    limit = stage_time_limit()  # a malformed $TFYOLO_STAGE_TIME_LIMIT is one line now, not a failed job later
+    # A malformed $TFYOLO_STAGE_TIME_LIMIT or $TFYOLO_JOB_MEMORY_LIMIT is one line now, not a failed job later.
+    limit, memory = stage_time_limit(), job_memory_limit()
     huey = make_huey(data_dir, broker)
     store = JobStore(data_dir)
     stop = threading.Event()
     threading.Thread(target=worker_heartbeat, args=(store, stop), daemon=True).start()
     threading.Thread(target=_sweep, args=(data_dir, huey, stale_seconds, stop), daemon=True).start()
     queue = "redis" if broker else "SQLite"
-    click.echo(f"tfyolo worker {worker_name()}: waiting for jobs ({queue} queue, {limit:.0f} s per stage)", err=True)
+    click.echo(
+        f"tfyolo worker {worker_name()}: waiting for jobs ({queue} queue, {limit:.0f} s per stage, "
+        f"{memory / GIB:.1f} GiB per job)",
+        err=True,
+    )
     consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
     try:
         consumer.run()

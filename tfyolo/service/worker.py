@@ -21,7 +21,7 @@ from pathlib import Path
 from tfyolo.errors import ConfigError, ModelError, one_line
 from tfyolo.jobs.progress import JobCancelled, Progress
 from tfyolo.jobs.spec import JobSpec
-from tfyolo.processes import describe_exit, stop_process_group
+from tfyolo.processes import describe_exit, stop_process_group, tree_resident_bytes
 from tfyolo.service.store import ArtifactStore, JobStore, registered_datasets, worker_name
 
 HEARTBEAT_SECONDS = 2.0
@@ -34,6 +34,13 @@ POLL_SECONDS = 0.25
 # ready. Real stages take minutes on 2 CPU cores; the operator sets the limit through this variable (seconds).
 STAGE_TIME_LIMIT_VARIABLE = "TFYOLO_STAGE_TIME_LIMIT"
 DEFAULT_STAGE_TIME_LIMIT_SECONDS = 4 * 3600
+# The resident memory a job's processes may hold together, in GiB: a hostile file that makes a reader allocate (a
+# decompression bomb, a tensor view that materializes gigabytes) is stopped before it takes the machine, whatever
+# reader it found. An address-space rlimit cannot do it: TensorFlow reserves far more address space than it uses.
+# The default, 3/4 of the machine's memory, leaves the web process and the other workers room.
+JOB_MEMORY_LIMIT_VARIABLE = "TFYOLO_JOB_MEMORY_LIMIT"
+DEFAULT_JOB_MEMORY_SHARE = 0.75
+GIB = 1 << 30
 
 
 class StoreProgress(Progress):
@@ -221,13 +228,40 @@ def stage_time_limit():
     return seconds
 
 
+def job_memory_limit():
+    """Bytes a job's processes may hold resident together: $TFYOLO_JOB_MEMORY_LIMIT (GiB), or
+    DEFAULT_JOB_MEMORY_SHARE of the machine's memory."""
+    import psutil
+
+    value = os.environ.get(JOB_MEMORY_LIMIT_VARIABLE, "").strip()
+    if not value:
+        return int(DEFAULT_JOB_MEMORY_SHARE * psutil.virtual_memory().total)
+    try:
+        gib = float(value)
+    except ValueError:
+        gib = 0.0
+    if not gib > 0:
+        raise ConfigError(f"${JOB_MEMORY_LIMIT_VARIABLE}: expected a number of GiB above 0, received {value!r}.")
+    return int(gib * GIB)
+
+
 def _supervise(store, job_id, process):
-    """Heartbeats for the job while its process runs; on cancel, or when one stage runs past stage_time_limit(),
-    stops the process group and records the stage it was in; when the process ends without finishing the record,
-    fails the job with how it ended."""
-    limit = stage_time_limit()
+    """Heartbeats for the job while its process runs; on cancel, when one stage runs past stage_time_limit(), or
+    when the job's processes hold more memory than job_memory_limit(), stops the process group and records the stage
+    it was in; when the process ends without finishing the record, fails the job with how it ended."""
+    limit, memory_limit = stage_time_limit(), job_memory_limit()
     last_heartbeat, stage, stage_started = 0.0, None, time.monotonic()
     while process.poll() is None:
+        resident = tree_resident_bytes(process.pid)
+        if resident > memory_limit:
+            stop_process_group(process)
+            store.finish(
+                job_id,
+                "failed",
+                error=f"stopped: the job's processes held {resident / GIB:.1f} GiB during '{store.stage_of(job_id)}', "
+                f"over this server's limit of {memory_limit / GIB:.1f} GiB (${JOB_MEMORY_LIMIT_VARIABLE})",
+            )
+            return
         now = time.monotonic()
         if now - last_heartbeat >= HEARTBEAT_SECONDS:
             last_heartbeat = now
