@@ -98,7 +98,7 @@ def test_a_segmentation_row_is_held_to_its_mask_drop_too():
 
 
 def test_the_report_shows_mask_columns_only_for_rows_that_have_masks():
-    from tfyolo.jobs.report import format_row, row_columns
+    from tfyolo.jobs.report import format_row, row_columns, task_delta_text
 
     detection = row("int8", -0.1, 3.0)
     assert "mask" not in " ".join(header for _, header, _ in row_columns([detection]))
@@ -106,3 +106,5 @@ def test_the_report_shows_mask_columns_only_for_rows_that_have_masks():
     headers = [header for _, header, _ in row_columns([detection, segmentation])]
     assert headers.index("mask mAP50-95") == headers.index("delta mAP50-95 (points)") + 1
     assert "| 0.3112 | -0.28 |" in format_row(segmentation)
+    # The one-line summaries (--auto's progress and its "Chosen:" line) name the mask drop too.
+    assert (task_delta_text(segmentation), task_delta_text(detection)) == (", mask -0.28 pt", "")

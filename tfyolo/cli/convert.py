@@ -148,6 +148,8 @@ def convert_command(
 
 
 def _auto_summary(report, spec, out):
+    from tfyolo.jobs.report import task_delta_text
+
     chosen = report.auto["chosen"]
     if chosen is None or report.verdict.passed is False:
         click.echo(
@@ -156,8 +158,8 @@ def _auto_summary(report, spec, out):
         )
         raise SystemExit(1)
     click.echo(
-        f"Chosen: {chosen['recipe']} (mAP50-95 {chosen['map50_95']:.4f}, {chosen['delta_map50_95']:+.2f} pt, "
-        f"{chosen['latency_ms_p50']:.2f} ms"
+        f"Chosen: {chosen['recipe']} (mAP50-95 {chosen['map50_95']:.4f}, {chosen['delta_map50_95']:+.2f} pt"
+        f"{task_delta_text(chosen)}, {chosen['latency_ms_p50']:.2f} ms"
         + (f", {spec.target} est. {chosen['target_ms']:.2f} ms" if spec.target else "")
         + f") after {len(report.auto['candidates'])} candidate(s); recipe saved as "
         f"{Path(out) / 'auto_recipe.yaml'} ({chosen['reuse']})."

@@ -13,7 +13,7 @@ from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_
 from tfyolo.jobs.artifact_pipeline import TIMING_ROUNDS, FloatModel, make_artifact, score_artifacts
 from tfyolo.jobs.model_runner import keras_runner
 from tfyolo.jobs.progress import Progress, TrainingProgress
-from tfyolo.jobs.report import row_columns
+from tfyolo.jobs.report import row_columns, task_delta_text
 from tfyolo.markdown import markdown_table
 from tfyolo.metadata import find_model_metadata, resolve_data
 from tfyolo.models.detector_metadata import family_of
@@ -219,13 +219,8 @@ def run_auto(session, max_drop, prefer, out, top_layers=8):
         row = candidate.row()
         status = (
             row["error"]
-            or f"mAP50-95 {row['map50_95']:.4f} ({row['delta_map50_95']:+.2f} pt)"
-            + "".join(
-                f", {key.removeprefix('delta_').removesuffix('_map50_95')} {value:+.2f} pt"
-                for key, value in row.items()
-                if key.startswith("delta_") and key != "delta_map50_95" and key.endswith("_map50_95")
-            )
-            + f", {row['latency_ms_p50']:.2f} ms"
+            or f"mAP50-95 {row['map50_95']:.4f} ({row['delta_map50_95']:+.2f} pt){task_delta_text(row)}, "
+            f"{row['latency_ms_p50']:.2f} ms"
         )
         if row["target_ms"] is not None:
             status += f", {session.npu_target.accelerator} est. {row['target_ms']:.2f} ms"

@@ -110,6 +110,15 @@ def row_columns(rows, columns=None):
     return columns[:at] + extra + columns[at:]
 
 
+def task_delta_text(row):
+    """ ", mask -0.11 pt" for each task's own delta a row holds (nothing for a detector's row)."""
+    return "".join(
+        f", {key.removeprefix('delta_').removesuffix('_map50_95')} {value:+.2f} pt"
+        for key, value in row.items()
+        if key.startswith("delta_") and key != "delta_map50_95" and key.endswith("_map50_95") and value is not None
+    )
+
+
 def _display_row(row):
     note = (row.get("error") or row.get("note") or "") + (
         " (from an earlier run into this folder)" if row.get("earlier_run") else ""
