@@ -29,6 +29,7 @@ from benchmarks.common import (
     machine,
     markdown_table,
     require_dataset,
+    seeded_recipes,
     write_results,
 )
 
@@ -49,21 +50,6 @@ GOAL_LATENCY = 1.05
 GOAL_ABOVE_ULTRALYTICS = 2.0
 
 
-def seeded_recipes(work, seed):
-    """The built-in recipes with calibration seed `seed`, as recipe files (same names, so the same row names)."""
-    from tfyolo.quantization.recipe import Recipe
-    from tfyolo.quantization.recipes_dir import resolve_recipe
-
-    folder = work / f"seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in RECIPES:
-        path = folder / f"{name}.yaml"
-        path.write_text(Recipe(**{**resolve_recipe(name).to_dict(), "calibration_seed": seed}).to_yaml())
-        paths.append(str(path))
-    return tuple(paths)
-
-
 def convert_rows(family, model, work, seed):
     """One convert job: float, int8, int8_tflite against coco_val150, calibrated on coco128 with `seed`."""
     from tfyolo.console import TqdmProgress
@@ -72,7 +58,7 @@ def convert_rows(family, model, work, seed):
 
     spec = JobSpec(
         model=str(model),
-        recipes=seeded_recipes(work, seed),
+        recipes=seeded_recipes(work / f"seed{seed}", seed, RECIPES),
         calibration=str(CALIBRATION),
         data=str(SCORING),
         name=family,

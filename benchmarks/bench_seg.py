@@ -18,7 +18,17 @@ from pathlib import Path
 import click
 
 from benchmarks.bench_coco import spread
-from benchmarks.common import RESULTS, ROOT, SHARED, WORK, load_json, machine, markdown_table, write_results
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    SHARED,
+    WORK,
+    load_json,
+    machine,
+    markdown_table,
+    seeded_recipes,
+    write_results,
+)
 
 WEIGHTS = ROOT.parent / "shared" / "weights"
 # row name -> (the shared folder of the Ultralytics model, the YOLO26 head to import, the goals that apply)
@@ -54,20 +64,6 @@ def pennfudan_seg_data():
     return root / "data.yaml"
 
 
-def seeded_recipes(folder, seed):
-    """The built-in int8 recipes with calibration seed `seed`, as recipe files of the same names."""
-    from tfyolo.quantization.recipe import Recipe
-    from tfyolo.quantization.recipes_dir import resolve_recipe
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in RECIPES:
-        path = folder / f"{name}.yaml"
-        path.write_text(Recipe(**{**resolve_recipe(name).to_dict(), "calibration_seed": seed}).to_yaml())
-        paths.append(str(path))
-    return tuple(paths)
-
-
 def convert(checkpoint, head, data, work, seed):
     """One `tfyolo convert` job, no evaluation (every row is scored below in one pass): {recipe: artifact path},
     and the imported float model's path."""
@@ -78,7 +74,7 @@ def convert(checkpoint, head, data, work, seed):
     spec = JobSpec(
         model=str(checkpoint),
         head=head,
-        recipes=seeded_recipes(work / f"recipes_seed{seed}", seed),
+        recipes=seeded_recipes(work / f"recipes_seed{seed}", seed, RECIPES),
         calibration=str(data),
         data=str(data),
         evaluate=False,

@@ -42,3 +42,18 @@ def write_results(name, data, markdown):
 
 def load_json(path):
     return json.loads(Path(path).read_text())
+
+
+def seeded_recipes(folder, seed, names):
+    """The built-in recipes `names` with calibration seed `seed`, as recipe files in `folder` (same names, so the
+    same row names); returns their paths."""
+    from tfyolo.quantization.recipe import Recipe
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        path = folder / f"{name}.yaml"
+        path.write_text(Recipe(**{**resolve_recipe(name).to_dict(), "calibration_seed": seed}).to_yaml())
+        paths.append(str(path))
+    return tuple(paths)

@@ -209,24 +209,16 @@ def test_an_end_to_end_export_on_a_fine_integer_grid_is_read():
 
 def test_bundle_of_an_end_to_end_export_in_fractions_gives_pixels(tmp_path):
     """The edge bundle's reference_infer.py reads the box units from the manifest, as the runner decided them."""
-    import importlib.util
-
     import cv2
 
-    from tfyolo.bundle import make_bundle
+    from tests.bundles import bundle_with_reference
 
     model = tmp_path / "end2end.tflite"
     model.write_bytes(to_tflite(end2end_model(ROWS.astype(np.float32)), names=3))
     image = tmp_path / "gray.png"
     cv2.imwrite(str(image), np.full((64, 64, 3), 90, np.uint8))
     bundle = tmp_path / "bundle"
-    for relative, data in make_bundle(model, [image]).items():
-        (bundle / relative).parent.mkdir(parents=True, exist_ok=True)
-        (bundle / relative).write_bytes(data)
-    spec = importlib.util.spec_from_file_location("reference_infer", bundle / "reference_infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    detections = module.run(image, conf=0.25, bundle=bundle)
+    detections = bundle_with_reference(model, [image], bundle).run(image, conf=0.25, bundle=bundle)
     found = sorted((d["score"], d["class_id"], d["box"]) for d in detections)[::-1]
     np.testing.assert_allclose([box for _, _, box in found], DETECTIONS[:, :4] * 64, atol=0.1)
     assert [class_id for _, class_id, _ in found] == [1, 0, 2]

@@ -546,15 +546,16 @@ def test_a_data_dir_held_by_a_live_server_is_refused(tmp_path):
     hold_data_dir(tmp_path).close()  # released with its holder
 
 
-def job_process_in_stages(stages, pid_file):
+def job_process_in_stages(stages, pid_file, child="import time; time.sleep(300)"):
     """A stand-in for `worker.start_job_process`: a job process (in a session of its own, as the real one) that
-    reports each of `stages` ((name, seconds) pairs) and then, in its last stage, starts a child that sleeps (as a
-    conversion child would), writes that child's pid to `pid_file` and sleeps itself."""
+    reports each of `stages` ((name, seconds) pairs) and then, in its last stage, starts a child running the Python
+    code `child` (by default it sleeps, as a conversion child would), writes that child's pid to `pid_file` and
+    sleeps itself."""
     script = "import subprocess, sys, time\nfrom tfyolo.service.store import JobStore\nstore = JobStore(sys.argv[1])\n"
     for name, seconds in stages:
         script += f"store.report_progress(sys.argv[2], {name!r}, 0.0)\ntime.sleep({seconds})\n"
     script += (
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {child!r}])\n"
         "open(sys.argv[3], 'w').write(str(child.pid))\ntime.sleep(300)\n"
     )
 
@@ -636,21 +637,10 @@ def test_a_job_whose_processes_hold_more_memory_than_the_limit_is_stopped(tmp_pa
     store = JobStore(tmp_path)
     job_id = store.create({"model": "m.pt", "kind": "convert"}, {"model": "m.pt"})
     pid_file = tmp_path / "grandchild.pid"
-    script = (
-        "import subprocess, sys, time\nfrom tfyolo.service.store import JobStore\n"
-        "JobStore(sys.argv[1]).report_progress(sys.argv[2], 'importing', 0.0)\n"
-        "child = subprocess.Popen([sys.executable, '-c', 'import time; x = b\"y\" * (400 << 20); time.sleep(300)'])\n"
-        "open(sys.argv[3], 'w').write(str(child.pid))\ntime.sleep(300)\n"
+    filling = job_process_in_stages(
+        [("importing", 0)], pid_file, child='import time; x = b"y" * (400 << 20); time.sleep(300)'
     )
-
-    def start(data_dir, job, temporary):
-        return subprocess.Popen(
-            [sys.executable, "-c", script, str(data_dir), job, str(pid_file)],
-            start_new_session=True,
-            env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        )
-
-    monkeypatch.setattr(worker, "start_job_process", start)
+    monkeypatch.setattr(worker, "start_job_process", filling)
     started = time.monotonic()
     worker.execute_job(tmp_path, job_id)
     record = store.get(job_id)

@@ -121,11 +121,9 @@ def test_the_bundle_s_reference_infer_gives_the_masks_tfyolo_eval_scores(tmp_pat
     standalone reference_infer.py a device team runs: on Ultralytics' int8 YOLO11n-seg export (its NCHW prototypes,
     its coefficients at the end of output0) and a PennFudan image, the same detections with the same masks, read
     back from reference_infer's RLE by pycocotools."""
-    import importlib.util
-
     from pycocotools import mask as mask_utils
 
-    from tfyolo.bundle import make_bundle
+    from tests.bundles import bundle_with_reference
     from tfyolo.data.images import letterbox, read_image_rgb, to_model_input
     from tfyolo.evaluation.mask_scoring import MaskScoring
     from tfyolo.evaluation.runners import TFLiteRunner
@@ -134,13 +132,7 @@ def test_the_bundle_s_reference_infer_gives_the_masks_tfyolo_eval_scores(tmp_pat
     golden("yolo11n")
     model = next((SHARED / "weights" / "ultralytics_yolo11n_pennfudan_seg").glob("*_int8.tflite"))
     image = shared_dataset("pennfudan") / "images" / "FudanPed00001.png"
-    for relative, data in make_bundle(model, [image]).items():
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative).write_bytes(data)
-    spec = importlib.util.spec_from_file_location("reference_infer", tmp_path / "reference_infer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    detections = module.run(image, conf=0.25, bundle=tmp_path)
+    detections = bundle_with_reference(model, [image], tmp_path).run(image, conf=0.25, bundle=tmp_path)
 
     runner = TFLiteRunner(model)
     boxed, info = letterbox(read_image_rgb(image), runner.input_size)

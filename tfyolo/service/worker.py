@@ -214,18 +214,24 @@ def execute_job(data_dir, job_id, in_process=False):
         shutil.rmtree(temporary, ignore_errors=True)
 
 
+def _positive_setting(variable, unit):
+    """The number in environment variable `variable` (None when unset), or one ConfigError line naming `unit`."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:  # nan too
+        raise ConfigError(f"${variable}: expected a number of {unit} above 0, received {value!r}.")
+    return number
+
+
 def stage_time_limit():
     """Seconds one stage of a job may run: $TFYOLO_STAGE_TIME_LIMIT, or DEFAULT_STAGE_TIME_LIMIT_SECONDS."""
-    value = os.environ.get(STAGE_TIME_LIMIT_VARIABLE, "").strip()
-    if not value:
-        return DEFAULT_STAGE_TIME_LIMIT_SECONDS
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise ConfigError(f"${STAGE_TIME_LIMIT_VARIABLE}: expected a number of seconds above 0, received {value!r}.")
-    return seconds
+    seconds = _positive_setting(STAGE_TIME_LIMIT_VARIABLE, "seconds")
+    return DEFAULT_STAGE_TIME_LIMIT_SECONDS if seconds is None else seconds
 
 
 def job_memory_limit():
@@ -233,16 +239,8 @@ def job_memory_limit():
     DEFAULT_JOB_MEMORY_SHARE of the machine's memory."""
     import psutil
 
-    value = os.environ.get(JOB_MEMORY_LIMIT_VARIABLE, "").strip()
-    if not value:
-        return int(DEFAULT_JOB_MEMORY_SHARE * psutil.virtual_memory().total)
-    try:
-        gib = float(value)
-    except ValueError:
-        gib = 0.0
-    if not gib > 0:
-        raise ConfigError(f"${JOB_MEMORY_LIMIT_VARIABLE}: expected a number of GiB above 0, received {value!r}.")
-    return int(gib * GIB)
+    gib = _positive_setting(JOB_MEMORY_LIMIT_VARIABLE, "GiB")
+    return int(DEFAULT_JOB_MEMORY_SHARE * psutil.virtual_memory().total) if gib is None else int(gib * GIB)
 
 
 def _supervise(store, job_id, process):
