@@ -42,6 +42,16 @@ def headline():
                 f"| coco_val150 {family} (80 classes, unseen images) | `int8` vs float, worst / best seed | "
                 f"{min(deltas):+.2f} / {max(deltas):+.2f} pt |"
             )
+    seg = RESULTS / "seg_pennfudan.json"
+    if seg.is_file():
+        for model, result in load_json(seg)["results"].items():
+            # int8_int8io is the same integer graph behind int8 I/O: the same scores.
+            rows = [result["rows"][f"int8 seed{seed}"] for seed in result["seeds"]]
+            box, mask = (sum(row[key] for row in rows) / len(rows) for key in ("delta_box", "delta_mask"))
+            lines.append(
+                f"| seg pennfudan {model} | `int8` box / mask mAP50-95 vs float, mean of {len(rows)} seeds | "
+                f"{box:+.2f} / {mask:+.2f} pt |"
+            )
     service = RESULTS / "service_load.json"
     if service.is_file():
         load = load_json(service)
