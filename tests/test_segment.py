@@ -369,7 +369,7 @@ def test_the_segment_head_takes_fake_quantization(family):
     assert type(quantized.get_layer("quant_head_proto_upsample")).__name__ == "QuantizeWrapperV2"
 
 
-def test_calibration_finds_a_segmenter_s_mask_outputs_and_keeps_their_average(tmp_path):
+def test_calibration_finds_a_segmenter_s_mask_outputs_and_keeps_their_average():
     """The fp32 TFLite of a tiny segmenter, every activation calibrated to average [-1, 1] and extremes [-2, 2].
     Oracle, found by name and not by the graph walk the code does: the mask coefficients' tensors (each level's
     `head<i>_mask_pred`, its reshape `head<i>_mask_flat`, the `mask_coefficients` concatenation) and the prototypes'
@@ -380,15 +380,13 @@ def test_calibration_finds_a_segmenter_s_mask_outputs_and_keeps_their_average(tm
 
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from tfyolo.models.model_io import save_model_atomic
     from tfyolo.models.tasks import MASK_COEFFICIENTS, MASK_PROTOTYPES
     from tfyolo.quantization.aeq import choose_ranges
+    from tfyolo.quantization.converter import convert
     from tfyolo.quantization.head_tensors import prediction_tensor_names
-    from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.quantization.recipe import Recipe
 
-    save_model_atomic(segmenter("yolo11", num_classes=1), tmp_path / "seg.keras")
-    fp32 = convert_isolated(tmp_path / "seg.keras", Recipe(name="fp32", mode="fp32"), None)
+    fp32 = convert(segmenter("yolo11", num_classes=1), Recipe(name="fp32", mode="fp32"))
     subgraph = flatbuffer_utils.read_model_from_bytearray(bytearray(fp32)).subgraphs[0]
     names = [subgraph.tensors[index].name.decode() for op in subgraph.operators for index in op.outputs]
     span = {"min": np.array([-1.0]), "max": np.array([1.0])}
