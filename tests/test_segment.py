@@ -369,6 +369,7 @@ def test_the_segment_head_takes_fake_quantization(family):
     assert type(quantized.get_layer("quant_head_proto_upsample")).__name__ == "QuantizeWrapperV2"
 
 
+@pytest.mark.large  # 16 s of conversion; the detector's rule is in the fast suite (tests/test_mixed_precision.py)
 def test_calibration_finds_a_segmenter_s_mask_outputs_and_keeps_their_average():
     """The fp32 TFLite of a tiny segmenter, every activation calibrated to average [-1, 1] and extremes [-2, 2].
     Oracle, found by name and not by the graph walk the code does: the mask coefficients' tensors (each level's
