@@ -21,6 +21,7 @@ from tfyolo.metadata import find_model_metadata
 from tfyolo.models.tasks import MASK_COEFFICIENTS, MASK_PROTOTYPES
 from tfyolo.ops.nms import NMSConfig
 from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
+from tfyolo.tflite_runtime import builtin_operator_names
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.json.sha256"
@@ -48,7 +49,7 @@ def op_versions(model_content):
     from tensorflow.lite.python import schema_py_generated as schema
 
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytearray(model_content), 0))
-    names = {value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    names = builtin_operator_names()
     result = []
     for code in model.operatorCodes:
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)

@@ -56,14 +56,12 @@ class TqdmTrainingReporter:
         self.bar.set_postfix({key: f"{value:.3f}" for key, value in losses.items()})
 
     def epoch_end(self, summary):
+        from tfyolo.training.trainer import task_figures_text  # loaded already: it is the trainer calling
+
         self.bar.close()
         validation = (
             f"val mAP50 {summary['map50']:.3f} mAP50-95 {summary['map50_95']:.3f}"
-            + "".join(
-                f" {key.removesuffix('_map50_95')} mAP50-95 {value:.3f}"  # a task's own: a segmenter's masks
-                for key, value in summary.items()
-                if key.endswith("_map50_95") and value is not None
-            )
+            + task_figures_text(summary)  # a task's own: a segmenter's masks
             if summary["map50"] is not None
             else "(no validation this epoch)"
         )

@@ -147,12 +147,19 @@ REQUIRED_INPUTS = {
 }
 
 
+def builtin_operator_names():
+    """{builtin operator code: its name ("CONV_2D")}, from the TFLite schema."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    return {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+
+
 def missing_required_input(model_content):
     """'operator K (OP) of subgraph S has no tensor for its input I' for the first such operator, else None. A
     flatbuffer the Python reader cannot walk is left to the interpreter and the child check."""
     from ai_edge_litert import schema_py_generated as schema
 
-    names = {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
+    names = builtin_operator_names()
     try:
         model = schema.Model.GetRootAs(model_content, 0)
         codes = [model.OperatorCodes(index) for index in range(model.OperatorCodesLength())]

@@ -61,6 +61,11 @@ def ultralytics_task_outputs(raw, num_masks, channels_first):
     return {MASK_COEFFICIENTS: coefficients, MASK_PROTOTYPES: prototypes}
 
 
+def model_output_names(task):
+    """The outputs a tfyolo model of `task` gives: detection's two, then those its task adds."""
+    return (BOX_OUTPUT, CLASS_OUTPUT, *task.inference_outputs)
+
+
 def tfyolo_task_outputs(raw, task):
     """The outputs a tfyolo model's task adds, as the model gives them (already tfyolo's names and layouts)."""
     return {name: raw[name] for name in task.inference_outputs}
@@ -108,7 +113,7 @@ class KerasRunner:
 
     def predict_raw(self, batch):
         outputs = self._forward(batch)
-        return {name: outputs[name].numpy() for name in (BOX_OUTPUT, CLASS_OUTPUT, *self.task.inference_outputs)}
+        return {name: outputs[name].numpy() for name in model_output_names(self.task)}
 
     def task_outputs(self, raw):
         return tfyolo_task_outputs(raw, self.task)
@@ -136,7 +141,7 @@ class SavedModelRunner(KerasRunner):
         self._loaded = loaded
         outputs = self._signature.structured_outputs
         self.task = task_of_outputs(outputs)
-        if set(outputs) != {BOX_OUTPUT, CLASS_OUTPUT, *self.task.inference_outputs}:
+        if set(outputs) != set(model_output_names(self.task)):
             raise ModelError(f"{path}: outputs {sorted(outputs)} are not a tfyolo model's.")
         spec = list(self._signature.structured_input_signature[1].values())[0]
         # As for a Keras model: the box output is 4 * reg_max wide (a YOLO26 SavedModel's is 4).
@@ -149,7 +154,7 @@ class SavedModelRunner(KerasRunner):
 
     def predict_raw(self, batch):
         outputs = self._signature(**{self._input_name: batch})
-        return {name: outputs[name].numpy() for name in (BOX_OUTPUT, CLASS_OUTPUT, *self.task.inference_outputs)}
+        return {name: outputs[name].numpy() for name in model_output_names(self.task)}
 
 
 def quantize(values, detail):
@@ -176,8 +181,7 @@ def _describe(details):
 
 def _tfyolo_outputs(names, found, path):
     """{output name: detail} of tfyolo's detection outputs and those its task adds, from `found` ({name: detail})."""
-    task = task_of_outputs(names)
-    wanted = (BOX_OUTPUT, CLASS_OUTPUT, *task.inference_outputs)
+    wanted = model_output_names(task_of_outputs(names))
     if not all(name in found for name in wanted):
         raise ModelError(f"{path}: its serving_default signature names outputs that are not the graph's outputs.")
     return {name: found[name] for name in wanted}
@@ -211,7 +215,7 @@ def _identify_outputs(interpreter, metadata, input_size, path, channels_first=Fa
     if {BOX_OUTPUT, CLASS_OUTPUT} <= set(signature):
         found = {name: by_index[index] for name, index in signature.items() if index in by_index}
         return "tfyolo", _tfyolo_outputs(signature, found, path)
-    known = (BOX_OUTPUT, CLASS_OUTPUT, *SEGMENT.inference_outputs)
+    known = model_output_names(SEGMENT)
     by_name = {name: detail for detail in details for name in known if name in detail["name"]}
     if {BOX_OUTPUT, CLASS_OUTPUT} <= set(by_name):
         return "tfyolo", _tfyolo_outputs(by_name, by_name, path)

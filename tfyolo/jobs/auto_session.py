@@ -9,6 +9,7 @@ from tfyolo.data.calibration_images import load_calibration_images, refuse_train
 from tfyolo.data.detection_dataset import DetectionDataset
 from tfyolo.errors import ConfigError, TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
+from tfyolo.evaluation.model_evaluation import TASK_REPORT_KEYS
 from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfyolo.jobs.artifact_pipeline import TIMING_ROUNDS, FloatModel, make_artifact, score_artifacts
 from tfyolo.jobs.model_runner import keras_runner
@@ -166,7 +167,12 @@ class AutoSession:
             )
             row = scored[recipe.name]
             candidate.map50_95, candidate.delta_map50_95 = row["map50_95"], row["delta_map50_95"]
-            candidate.task_columns = {key: row[key] for key in row if key.split("_")[-2:] == ["map50", "95"]}
+            candidate.task_columns = {
+                column: row[column]
+                for key in TASK_REPORT_KEYS
+                for column in (f"{key}_map50_95", f"delta_{key}_map50_95")
+                if column in row
+            }
             candidate.latency_ms_p50, candidate.size_bytes = row["latency_ms_p50"], facts["size_bytes"]
             candidate.content = content
             if self.npu_target is not None:

@@ -8,15 +8,10 @@ import re
 from tfyolo.errors import ConfigError
 from tfyolo.models.prediction_outputs import PREDICTION_OUTPUTS
 from tfyolo.quantization.aeq import layer_regex
+from tfyolo.tflite_runtime import builtin_operator_names
 
 # Ops whose output holds the same values as their (first) input: a prediction passes through them to the output.
 VALUE_CARRIERS = ("RESHAPE", "CONCATENATION")
-
-
-def _op_names():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return {code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")}
 
 
 def prediction_tensors(model, output):
@@ -24,7 +19,7 @@ def prediction_tensors(model, output):
     class logits, a segmenter's mask coefficients and prototypes) in a flatbuffer object-API `model`: the outputs of
     that output's prediction layers, then every tensor reached from them through `VALUE_CARRIERS` ops. An output
     the model does not have (a detector's masks) gives none; a missing box or class output is refused."""
-    names = _op_names()
+    names = builtin_operator_names()
     subgraph = model.subgraphs[0]
     entry = PREDICTION_OUTPUTS[output]
     pattern = re.compile(layer_regex(entry.layers))

@@ -117,7 +117,11 @@ class TrainConfig:
         checks.append((self.task in TASKS, f"task must be one of {sorted(TASKS)}, received {self.task!r}"))
         if self.task != DEFAULT_TASK:
             checks.append(
-                (not (self.qat_from or self.compress), f"QAT and compress train detectors only, not {self.task}")
+                (
+                    not (self.qat_from or self.compress),
+                    f"task: QAT and compress take none (QAT keeps the task of the model it fine-tunes; compress trains "
+                    f"detectors only), received {self.task!r}",
+                )
             )
         if self.compress:
             checks += [

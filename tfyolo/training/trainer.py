@@ -61,6 +61,15 @@ def validation_figures(metrics):
     return figures
 
 
+def task_figures_text(figures):
+    """ " mask mAP50-95 0.314" for each task figure `figures` holds (nothing for a detector's), for progress lines."""
+    return "".join(
+        f" {key.removesuffix('_map50_95')} mAP50-95 {figures[key]:.3f}"
+        for key in TASK_FIGURES
+        if figures.get(key) is not None
+    )
+
+
 def fitness(figures):
     """What a run keeps its best epoch by: the box mAP50-95 plus each task's own (a segmenter's masks), as
     Ultralytics' fitness adds the box and mask ones: a fine-tune that keeps its boxes and loses its masks has not
@@ -536,12 +545,7 @@ class Trainer:
         self._save_best(export, suffix, 0, metrics, 0)
         self.reporter.message(
             f"epoch   0  (the start, before any step)  val mAP50 {metrics['map50']:.3f} "
-            f"mAP50-95 {metrics['map50_95']:.3f}"
-            + "".join(
-                f" {key.removesuffix('_map50_95')} mAP50-95 {metrics[key]:.3f}"
-                for key in TASK_FIGURES
-                if key in metrics
-            )
+            f"mAP50-95 {metrics['map50_95']:.3f}" + task_figures_text(metrics)
         )
         return metrics
 
