@@ -69,11 +69,17 @@ def test_qat_and_compress_refuse_before_any_training(command, tiny_float_run, sa
 
 
 def test_the_search_s_qat_candidate_is_refused_and_the_search_goes_on(tiny_float_run, same_folder_data, tmp_path):
+    """The candidate learns from the calibration images: calibrating on evaluated images was forced (True below),
+    learning from them was not, so the candidate is refused with its reason and nothing is trained."""
     from tfyolo.jobs.auto_session import AutoSession
     from tfyolo.quantization.auto import QAT_CANDIDATE
     from tfyolo.quantization.recipe import Recipe
 
-    session = AutoSession(tiny_float_run, None, same_folder_data, "val", 4, 1, True, qat_epochs=1, work=tmp_path)
+    session = AutoSession(
+        tiny_float_run, same_folder_data, same_folder_data, "val", 4, 1, True, qat_epochs=1, work=tmp_path
+    )
+    assert session.calibration["overlap_with_evaluation"] > 0
     candidate = session.measure(Recipe(name=QAT_CANDIDATE, mode="int8"))
     assert "the search's QAT candidate learns from" in candidate.error
+    assert "--force-training-overlap" in candidate.error
     assert not (tmp_path / "auto_qat").exists()

@@ -79,8 +79,8 @@ AUTO_DEFAULT_MAX_DROP = 0.5
     default=3,
     show_default=True,
     type=click.IntRange(0, 1000),
-    help="--auto: epochs of quantization-aware training for the QAT candidate (train split of the model's data, "
-    "tried after int8_aeq); 0 leaves it out.",
+    help="--auto: epochs of quantization-aware distillation for the QAT candidate (on the calibration images, the "
+    "float model's outputs as targets, the best epoch kept; tried after the 16-bit blocks); 0 leaves it out.",
 )
 @click.option(
     "--target",

@@ -5,27 +5,26 @@ evaluation split, and the calibration images; `measure` turns one recipe into a 
 import time
 from pathlib import Path
 
-from tfyolo.data.calibration_images import load_calibration_images, refuse_training_overlap
+from tfyolo.data.calibration_images import load_calibration_images
 from tfyolo.data.detection_dataset import DetectionDataset
-from tfyolo.errors import ConfigError, TfyoloError
+from tfyolo.errors import ConfigError, DataError, TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import TASK_REPORT_KEYS
 from tfyolo.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfyolo.jobs.artifact_pipeline import TIMING_ROUNDS, FloatModel, make_artifact, score_artifacts
 from tfyolo.jobs.model_runner import keras_runner
-from tfyolo.jobs.progress import Progress, TrainingProgress
+from tfyolo.jobs.progress import Progress
 from tfyolo.jobs.report import row_columns, task_delta_text
 from tfyolo.markdown import markdown_table
 from tfyolo.metadata import find_model_metadata, resolve_data
 from tfyolo.models.detector_metadata import family_of
 from tfyolo.models.model_io import load_keras_model
-from tfyolo.qat.qat_training import trainer_for
+from tfyolo.qat.distillation import DistillationConfig, distill_qat_model
 from tfyolo.quantization.auto import Candidate, is_qat_candidate, search
 from tfyolo.quantization.calibration import default_calibration_source
 from tfyolo.quantization.recipe import Recipe
 from tfyolo.quantization.recipes_dir import resolve_recipe
 from tfyolo.quantization.sensitivity import layer_sensitivity
-from tfyolo.training.train_config import QAT_FINE_TUNE, TrainConfig
 
 CANDIDATE_COLUMNS = [
     ("recipe", "candidate", None),
@@ -48,8 +47,8 @@ TARGET_COLUMNS = [
 class AutoSession:
     """The float model, its reference metrics and the calibration images, loaded once for many candidates.
 
-    qat_epochs: epochs of the QAT candidate's training (on the train split of the model's data), run in
-    `work`/auto_qat the first time the search reaches it; 0: no QAT candidate.
+    qat_epochs: epochs of the QAT candidate's distillation (on the calibration images), run in `work`/auto_qat the
+    first time the search reaches it; 0: no QAT candidate.
     """
 
     def __init__(
@@ -112,31 +111,36 @@ class AutoSession:
         progress.end_stage()
 
     def qat_model(self):
-        """The QAT model of the QAT candidate, trained the first time it is asked for; its path."""
+        """The QAT model of the QAT candidate, distilled the first time it is asked for (`tfyolo.qat.distillation`:
+        the float model's outputs on the calibration images are its targets, so it needs no labels); its path."""
         if self._qat_model is None:
             if self.work is None:
                 raise TfyoloError("the QAT candidate needs a work folder for its training run.")
-            refuse_training_overlap(
-                self.data_yaml,
-                [sample.image_path for sample in self.dataset.samples],
-                self.force_training_overlap,
-                "the search's QAT candidate",
-            )
-            config = TrainConfig(
-                data=str(self.data_yaml),
-                out=str(self.work / "auto_qat"),
-                imgsz=self.reference_runner.input_size,
-                epochs=self.qat_epochs,
-                qat_from=str(self.model_path),
-                # No validation: the candidate is scored on that split.
-                val_interval=0,
-                **QAT_FINE_TUNE,
-            )
+            overlap = self.calibration.get("overlap_with_evaluation", 0)
+            if overlap and not self.force_training_overlap:
+                # Calibrating on an evaluated image was forced; learning from it is a further step, asked for apart.
+                raise DataError(
+                    f"{self.calibration['source']}: {overlap} of the calibration images the search's QAT candidate "
+                    "learns from have the same content as evaluated images; a model fine-tuned on its test images "
+                    "reports a flattering mAP. Pass --force-training-overlap to accept it."
+                )
+            out = self.work / "auto_qat" / "distilled.h5"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            config = DistillationConfig(epochs=self.qat_epochs)
             self.progress.message(
-                f"  training the QAT candidate: {self.qat_epochs} epoch(s) on the train split into {config.out}"
+                f"  training the QAT candidate: {self.qat_epochs} epoch(s) of distillation from the float model on "
+                f"{len(self.images)} calibration images ({config.holdout:.0%} held out to keep the best) into {out}"
             )
-            trainer_for(config, reporter=TrainingProgress(self.progress, "QAT")).fit()
-            self._qat_model = Path(config.out) / "last.h5"
+
+            def report(epoch):
+                kept = "best so far" if epoch["best"] else "not kept"
+                self.progress.message(
+                    f"    epoch {epoch['epoch']}/{self.qat_epochs}: held-out loss {epoch['held_out_loss']:.4f} ({kept})"
+                )
+
+            history = distill_qat_model(self.model_path, self.images, out, config, report)
+            atomic_write_json(out.parent / "history.json", history)
+            self._qat_model = out
         return self._qat_model
 
     def measure(self, recipe):

@@ -37,7 +37,7 @@ class JobSpec:
         auto_max_drop: float or None. "convert" searches the fastest recipe whose mAP50-95 drop stays within this
             many points, instead of running `recipes`.
         prefer: str. The auto search's stopping rule, one of `PREFERENCES`.
-        auto_qat_epochs: int. Epochs of quantization-aware training for the auto search's QAT candidate; 0: none.
+        auto_qat_epochs: int. Epochs of quantization-aware distillation for the auto search's QAT candidate; 0: none.
         target: str or None. An Ethos-U NPU (`tfyolo.targets.npu_target.ACCELERATORS`): the auto search keeps what
             the NPU runs and chooses by Vela's estimate for it, at Vela's default system config and memory mode.
         calibration: str or None. Image folder or data.yaml (its train split); None: the model's own default.

@@ -1,8 +1,9 @@
 """Accuracy-aware quantization: the fastest recipe whose measured mAP50-95 drop stays within a budget.
 
 Candidates, in order: the built-in int8 (ai-edge-quantizer with tfyolo's ranges); the same with the most sensitive
-blocks at 16-bit activations (1, 2, 4, 8 of them); int8 after a short quantization-aware training (QAT, when the
-search is given epochs for it); int16x8; fp16. With prefer="int8" the search stops at the first candidate within
+blocks at 16-bit activations (1, 2, 4, 8 of them); int8 after a short quantization-aware training by distillation
+(QAT on the calibration images, the float model's outputs its targets, when the search is given epochs for it;
+`tfyolo.qat.distillation`); int16x8; fp16. With prefer="int8" the search stops at the first candidate within
 the budget. The order is fastest-first on CPUs but for QAT, which costs training time and is tried after the 16-bit
 blocks: its artifact runs at int8's speed, but a few epochs on few images are the least predictable candidate.
 prefer="latency" or "size" evaluates them all and picks the best within budget. prefer="target" searches for an
@@ -10,7 +11,7 @@ Ethos-U NPU: only the candidates an NPU can run at all (integer compute, integer
 within budget with every operator on the NPU and the lowest Vela estimate chosen (a candidate that leaves its float
 I/O's QUANTIZE / DEQUANTIZE to the CPU only when none runs wholly on the NPU: Vela's estimate leaves out the CPU's
 share). Evaluation always runs on the validation split, never on the calibration images, and the QAT candidate
-never trains on evaluated images.
+learns from the calibration images only.
 """
 
 import dataclasses
@@ -102,7 +103,7 @@ def candidate_recipes(base, ranked_layers, qat_epochs=0, for_npu=False, smaller_
             mode="int8",
             io_type=base.io_type,
             calibration_images=base.calibration_images,
-            description=f"int8 from the model after {qat_epochs} epoch(s) of quantization-aware training",
+            description=f"int8 from the model after {qat_epochs} epoch(s) of quantization-aware distillation",
         )
     int16_io = {"io_type": "int16", "name": "int16x8_int16io"} if for_npu else {"io_type": "float32", "name": "int16x8"}
     yield Recipe(mode="int16x8", calibration_images=base.calibration_images, **int16_io)
