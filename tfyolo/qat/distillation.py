@@ -11,8 +11,8 @@ took the COCO YOLOv8n from 0.42 to 0.03 mAP50-95 in three epochs on about 100 im
 What it buys, measured on the COCO YOLO11n (100 coco128 images at seed 0, 20 of them held out; 32 s per epoch on
 2 cores at 640 px): the held-out loss of the seeded start is 0.0338. Adam at 1e-5 brought it to 0.0331 in 3 epochs,
 and that model's int8 scored -0.57 pt on coco_val150 against the start's -0.35 (within the noise of 150 images).
-Every faster rate made it worse: Adam at 3e-6 for all weights 0.036-0.039, at 1e-4 0.16-0.28, on the biases alone
-0.035-0.037; SGD with momentum 0.9 at 1e-4 0.035-0.050 and at 1e-3 5.1. A hundred images do not hold enough to move
+Every other setting made it worse: Adam at 3e-6 0.036-0.039 and at 1e-4 0.16-0.28; SGD with momentum 0.9 at 1e-4
+0.035-0.050 and at 1e-3 5.1 (`python -m benchmarks.study_distillation`). A hundred images do not hold enough to move
 a network whose int8 error is rounding noise rather than a bias, so on such a set the start is what is kept.
 """
 
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfyolo.errors import ConfigError
 from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT
 
 # Distillation learns from the calibration images; a part is held out to judge each epoch.
@@ -32,15 +33,20 @@ HOLDOUT_FRACTION = 0.2
 
 @dataclasses.dataclass(frozen=True)
 class DistillationConfig:
-    """epochs: passes over the training images; learning_rate: Adam's (the module docstring's measurements);
-    batch: images per step; holdout: the fraction of the images kept out of training to judge each epoch; seed: the
-    split, the order and the flips."""
+    """epochs: passes over the training images; learning_rate and optimizer ("adam", or "sgd" with momentum 0.9):
+    the module docstring's measurements; batch: images per step; holdout: the fraction of the images kept out of
+    training to judge each epoch; seed: the split, the order and the flips."""
 
     epochs: int = 3
     learning_rate: float = 1e-5
+    optimizer: str = "adam"
     batch: int = 4
     holdout: float = HOLDOUT_FRACTION
     seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"distillation optimizer: expected 'adam' or 'sgd', received {self.optimizer!r}.")
 
 
 def distillation_loss(student, teacher):
@@ -118,7 +124,10 @@ class Distillation:
         if given, is called with each epoch's dict as it ends."""
         from tfyolo.compat import keras
 
-        optimizer = keras.optimizers.Adam(self.config.learning_rate)
+        if self.config.optimizer == "sgd":
+            optimizer = keras.optimizers.SGD(self.config.learning_rate, momentum=0.9)
+        else:
+            optimizer = keras.optimizers.Adam(self.config.learning_rate)
         variables = self.qat_model.trainable_variables
         flips = tf.random.Generator.from_seed(self.config.seed)
 

@@ -67,6 +67,10 @@ FIELD_TYPES = {
         lambda value: value is None or (_is_int(value) and 32 <= value <= MAX_RECIPE_INPUT_SIZE and value % 32 == 0),
     ),
     "range_statistic": (f"one of {RANGE_STATISTICS} or null", lambda value: value is None or value in RANGE_STATISTICS),
+    "concat_shared_range": (
+        "a share above 0 and at most 1, or null",
+        lambda value: value is None or (isinstance(value, float) and not isinstance(value, bool) and 0 < value <= 1),
+    ),
     "min_score": (
         "a score above 0 and at most 0.01, or null",
         lambda value: value is None or (isinstance(value, float) and 0 < value <= MAX_MIN_SCORE),
@@ -103,6 +107,10 @@ class Recipe:
         min_score: float or None. The lowest class score the int8 artifact resolves: the class logits' calibrated
             range starts at logit(min_score), so their 256 steps cover the scores a threshold keeps
             (`tfyolo.quantization.score_floor`); a lower score reads as min_score. None: the calibrated min-max.
+        concat_shared_range: float or None. ai-edge-quantizer only: a CONCATENATION input whose calibrated range lies
+            inside the output's and spans at least this share of it takes the output's range, so it is rounded
+            once, on the output's grid, instead of on its own grid and again by a requantizing QUANTIZE
+            (`tfyolo.quantization.aeq.share_concatenation_ranges`). None: every input keeps its own range.
         input_size: int or None. Convert the model rebuilt at this square input side (its convolution weights do
             not depend on the size; calibration images are resized to it): the smaller inputs an NPU or MCU
             team ships. None: the model's own size.
@@ -126,6 +134,7 @@ class Recipe:
     min_score: Optional[float] = None
     input_size: Optional[int] = None
     range_statistic: Optional[str] = None
+    concat_shared_range: Optional[float] = None
 
     def __post_init__(self):
         check_plain_name(self.name, "recipe name")
@@ -170,6 +179,11 @@ class Recipe:
                 f"extremes); received {self.range_statistic!r} with quantizer {self.quantizer!r}. Hint: recipe "
                 "files that --auto wrote before tfyolo chose ranges per tensor carry `range_statistic: "
                 "moving_average` on every recipe; for TFLiteConverter delete that line."
+            )
+        if self.concat_shared_range is not None and self.quantizer != "ai_edge_quantizer":
+            raise ConfigError(
+                f"recipe {self.name!r}: concat_shared_range chooses ai-edge-quantizer's ranges at concatenations "
+                f"(TFLiteConverter gives every input the output's scale); received quantizer {self.quantizer!r}."
             )
         if self.quantizer == "ai_edge_quantizer" and self.range_statistic is None:
             object.__setattr__(self, "range_statistic", RANGE_STATISTICS[0])
