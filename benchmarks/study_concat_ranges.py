@@ -88,31 +88,32 @@ def markdown(results, seeds):
         built_in = [result["seeds"][seed]["int8_delta"] for seed in seeds]
         latency = result["latency_ms_p50"]
         rows.append(
-            [
-                result["family"],
-                " / ".join(f"{value:+.2f}" for value in built_in),
-                f"{sum(built_in) / len(built_in):+.2f}",
-                " / ".join(f"{value:+.2f}" for value in shared),
-                f"{sum(shared) / len(shared):+.2f}",
-                f"{result['int8_quantize_ops']} -> {result['seeds'][seeds[0]]['quantize_ops']}",
-                f"{latency['int8'] / latency['int8_tflite']:.2f}x -> {latency['shared'] / latency['int8_tflite']:.2f}x",
-            ]
+            {
+                "family": result["family"],
+                "int8": " / ".join(f"{value:+.2f}" for value in built_in),
+                "int8_mean": sum(built_in) / len(built_in),
+                "shared": " / ".join(f"{value:+.2f}" for value in shared),
+                "shared_mean": sum(shared) / len(shared),
+                "ops": f"{result['int8_quantize_ops']} -> {result['seeds'][seeds[0]]['quantize_ops']}",
+                "latency": f"{latency['int8'] / latency['int8_tflite']:.2f}x -> "
+                f"{latency['shared'] / latency['int8_tflite']:.2f}x",
+            }
         )
     share = results[0]["share"]
-    header = [
-        "family",
-        f"int8 vs float, seeds {' / '.join(map(str, seeds))} (pt)",
-        "mean",
-        f"concat_shared_range {share}",
-        "mean",
-        "QUANTIZE ops",
-        "latency / int8_tflite",
+    columns = [
+        ("family", "family", None),
+        ("int8", f"int8 vs float, seeds {' / '.join(map(str, seeds))} (pt)", None),
+        ("int8_mean", "mean", "{:+.2f}"),
+        ("shared", f"concat_shared_range {share}", None),
+        ("shared_mean", "mean", "{:+.2f}"),
+        ("ops", "QUANTIZE ops", None),
+        ("latency", "latency / int8_tflite", None),
     ]
     return "\n".join(
         [
             f"# Concatenation inputs on the output's grid (concat_shared_range {share}), coco_val150",
             "",
-            markdown_table(header, rows),
+            markdown_table(rows, columns),
             "",
             "Calibrated on 100 coco128 images per seed (bench-coco's draws), scored on the 150 val2017 images of "
             "coco_val150; the int8 columns are bench-coco's recorded rows (benchmarks/results/coco_val150.json). "
