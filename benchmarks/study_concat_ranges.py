@@ -33,7 +33,7 @@ def shared_row(family, model, seed, share):
     from tfyolo.quantization.recipe import Recipe
     from tfyolo.quantization.recipes_dir import resolve_recipe
 
-    work = WORK / "coco_concat_ranges" / family / f"share{share}_seed{seed}"
+    work = WORK / "coco_concat_ranges" / family / f"share{share}_outputs_kept_seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
     recipe = Recipe(**{**resolve_recipe("int8").to_dict(), "calibration_seed": seed, "concat_shared_range": share})
     (work / "int8.yaml").write_text(recipe.to_yaml())

@@ -62,6 +62,16 @@ def test_an_input_outside_the_output_range_keeps_its_own(concat_model):
     assert float(share_concatenation_ranges(content, ranges, 0.6)[wide]["max"]) == pytest.approx(3.2)
 
 
+def test_a_kept_concatenation_keeps_every_input_s_own_range(concat_model):
+    # The prediction outputs' concatenation over the levels: each level keeps its own grid.
+    content, wide, narrow_conv, pooled, joined = concat_model
+    ranges = ranges_of({wide: (-0.9, 2.8), narrow_conv: (-0.1, 1.0), pooled: (-0.1, 1.0), joined: (-1.0, 3.0)})
+    kept = share_concatenation_ranges(content, ranges, 0.2, keep={joined})
+    assert {name: (float(r["min"]), float(r["max"])) for name, r in kept.items()} == {
+        name: (float(r["min"]), float(r["max"])) for name, r in ranges.items()
+    }
+
+
 def test_shared_ranges_remove_the_requantizing_ops(concat_model):
     """Quantized by ai-edge-quantizer: each concatenation input with its own scale is requantized by a QUANTIZE op;
     with every input sharing the output's range there is none left."""

@@ -65,7 +65,13 @@ def quantize(fp32_content, recipe, calibration_images):
         predictions = prediction_tensor_names(fp32_content)
     calibration = choose_ranges(calibrate(fp32_content, engine, samples), recipe.range_statistic, predictions)
     if recipe.concat_shared_range is not None:
-        calibration = share_concatenation_ranges(fp32_content, calibration, recipe.concat_shared_range)
+        from tfyolo.quantization.head_tensors import prediction_tensor_names
+
+        try:
+            outputs = set().union(*(predictions or prediction_tensor_names(fp32_content)).values())
+        except ConfigError:  # not a detector: no prediction outputs to keep apart
+            outputs = set()
+        calibration = share_concatenation_ranges(fp32_content, calibration, recipe.concat_shared_range, outputs)
     if recipe.min_score is not None:
         from tfyolo.models.detect_head import CLASS_OUTPUT
         from tfyolo.quantization.score_floor import floor_calibration_result
@@ -246,10 +252,11 @@ def matched_tensor_count(content, patterns):
 SCALE_CARRIERS = ("RESHAPE", "RESIZE_NEAREST_NEIGHBOR", "MAX_POOL_2D", "PAD")
 
 
-def share_concatenation_ranges(content, ranges, min_share):
+def share_concatenation_ranges(content, ranges, min_share, keep=()):
     """`ranges` ({tensor name: {"min", "max"}}) where each CONCATENATION input of the fp32 model `content` whose
     range lies inside the output's and spans at least `min_share` of it takes the output's range, with every tensor
-    up its chain of `SCALE_CARRIERS`.
+    up its chain of `SCALE_CARRIERS`. A concatenation whose output is named in `keep` (the prediction outputs: each
+    level keeps its own grid, where a coarser step moves a box) is left as it is.
 
     ai-edge-quantizer gives a concatenation's inputs the output's scale and requantizes an input that has its own:
     that value is rounded twice, on its own grid and on the output's. Where the two grids differ little, one
@@ -273,7 +280,8 @@ def share_concatenation_ranges(content, ranges, min_share):
     producer = {index: op for op in graph.operators for index in op.outputs}
     ranges = dict(ranges)
     for op in graph.operators:
-        output = ranges.get(name(op.outputs[0])) if kind(op) == "CONCATENATION" else None
+        concatenated = kind(op) == "CONCATENATION" and name(op.outputs[0]) not in keep
+        output = ranges.get(name(op.outputs[0])) if concatenated else None
         if output is None:
             continue
         low, high = np.min(output["min"]), np.max(output["max"])

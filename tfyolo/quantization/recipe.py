@@ -110,7 +110,8 @@ class Recipe:
         concat_shared_range: float or None. ai-edge-quantizer only: a CONCATENATION input whose calibrated range lies
             inside the output's and spans at least this share of it takes the output's range, so it is rounded
             once, on the output's grid, instead of on its own grid and again by a requantizing QUANTIZE
-            (`tfyolo.quantization.aeq.share_concatenation_ranges`). None: every input keeps its own range.
+            (`tfyolo.quantization.aeq.share_concatenation_ranges`); the prediction outputs' levels keep their own
+            grids. None: every input keeps its own range.
         input_size: int or None. Convert the model rebuilt at this square input side (its convolution weights do
             not depend on the size; calibration images are resized to it): the smaller inputs an NPU or MCU
             team ships. None: the model's own size.
