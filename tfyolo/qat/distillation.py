@@ -8,12 +8,14 @@ training, by the same loss, and the best weights, the start included, are the on
 the start or come closer to the float model on those images. A fine-tune on labels (what the search ran before)
 took the COCO YOLOv8n from 0.42 to 0.03 mAP50-95 in three epochs on about 100 images.
 
-What it buys, measured on the COCO YOLO11n (100 coco128 images at seed 0, 20 of them held out; 32 s per epoch on
-2 cores at 640 px): the held-out loss of the seeded start is 0.0338. Adam at 1e-5 brought it to 0.0331 in 3 epochs,
-and that model's int8 scored -0.57 pt on coco_val150 against the start's -0.35 (within the noise of 150 images).
-Every other setting made it worse: Adam at 3e-6 0.036-0.039 and at 1e-4 0.16-0.28; SGD with momentum 0.9 at 1e-4
-0.035-0.050 and at 1e-3 5.1 (`python -m benchmarks.study_distillation`). A hundred images do not hold enough to move
-a network whose int8 error is rounding noise rather than a bias, so on such a set the start is what is kept.
+What it buys, measured on the COCO YOLO11n (100 coco128 images at seed 0, 20 of them held out; 32-42 s per epoch
+on 2 cores at 640 px; `python -m benchmarks.study_distillation`, benchmarks/results/coco_distillation.md): the
+held-out loss of the seeded start is 0.0338, and Adam at 1e-5 gave 0.0362 / 0.0367 / 0.0356 over 3 epochs, so the
+start is kept. The loss moves with the draw of flips: a run that drew them differently reached 0.0331 at epoch 3,
+and that model's int8 scored -0.57 pt on coco_val150 against the start's -0.35 (noise on 150 images). Other settings
+made it worse (Adam at 3e-6: 0.036-0.039, at 1e-4: 0.16-0.28; SGD with momentum 0.9 at 1e-4: 0.035-0.050, at 1e-3:
+5.1). A hundred images do not hold enough to move a network whose int8 error is rounding noise, so on such a set
+the start is what is kept.
 """
 
 import dataclasses
