@@ -262,37 +262,29 @@ def share_concatenation_ranges(content, ranges, min_share, keep=()):
     that value is rounded twice, on its own grid and on the output's. Where the two grids differ little, one
     rounding on the output's grid loses less than the second rounding adds (a MUL output at scale 0.0238 requantized
     to 0.0253 gains 6% resolution and pays up to half a 0.0253 step again)."""
-    from tensorflow.lite.tools import flatbuffer_utils
+    from tfyolo.tflite_runtime import read_graph
 
-    from tfyolo.tflite_runtime import builtin_operator_names
-
-    names = builtin_operator_names()
-    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
-    graph = model.subgraphs[0]
-
-    def kind(op):
-        code = model.operatorCodes[op.opcodeIndex]
-        return names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+    _, ops, tensors = read_graph(content)
 
     def name(index):
-        return graph.tensors[index].name.decode()
+        return tensors[index]["name"]
 
-    producer = {index: op for op in graph.operators for index in op.outputs}
+    producer = {index: op for op in ops for index in op["outputs"]}
     ranges = dict(ranges)
-    for op in graph.operators:
-        concatenated = kind(op) == "CONCATENATION" and name(op.outputs[0]) not in keep
-        output = ranges.get(name(op.outputs[0])) if concatenated else None
+    for op in ops:
+        concatenated = op["op_name"] == "CONCATENATION" and name(op["outputs"][0]) not in keep
+        output = ranges.get(name(op["outputs"][0])) if concatenated else None
         if output is None:
             continue
         low, high = np.min(output["min"]), np.max(output["max"])
-        for index in op.inputs:
+        for index in op["inputs"]:
             own = ranges.get(name(index))
             if own is None or np.min(own["min"]) < low - 1e-6 or np.max(own["max"]) > high + 1e-6:
                 continue
             if np.max(own["max"]) - np.min(own["min"]) < min_share * (high - low):
                 continue
             chain = [index]
-            while chain[-1] in producer and kind(producer[chain[-1]]) in SCALE_CARRIERS:
-                chain.append(producer[chain[-1]].inputs[0])
+            while chain[-1] in producer and producer[chain[-1]]["op_name"] in SCALE_CARRIERS:
+                chain.append(producer[chain[-1]]["inputs"][0])
             ranges.update({name(tensor): output for tensor in chain if name(tensor) in ranges})
     return ranges
