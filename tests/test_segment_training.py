@@ -51,6 +51,29 @@ def test_a_segmentation_run_trains_and_logs_its_mask_loss(polygon_set, tmp_path)
     assert read_model_file_metadata(tmp_path / "best.keras")["model"]["task"] == "segment"
 
 
+@pytest.mark.large  # 60 s of training on 2 cores; the loss has fast tests (test_yolo26_segmentation_loss)
+def test_a_yolo26_segmentation_run_trains_both_heads_and_saves_each(polygon_set, tmp_path):
+    """YOLO26-seg trains with both heads and the semantic branch; each head is saved alone as a segmenter, without
+    the training-only branch, and validation scores masks."""
+    from tfyolo.models.model_io import load_keras_model
+
+    _, polygons = polygon_set
+    history = Trainer(config(polygons, tmp_path, task="segment", family="yolo26")).fit()
+    for name in ("mask_loss", "semantic_loss"):
+        assert np.isfinite(history[-1][name]) and history[-1][name] > 0
+    assert history[-1]["mask_map50_95"] is not None
+    for head in ("one2one", "one2many"):
+        path = tmp_path / f"best_{head}.keras"
+        model_meta = read_model_file_metadata(path)["model"]
+        assert (model_meta["task"], model_meta["head"]) == ("segment", head)
+        assert set(load_keras_model(path).output_names) == {
+            "box_distribution",
+            "class_logits",
+            "mask_coefficients",
+            "mask_prototypes",
+        }
+
+
 def test_a_detection_run_s_arguments_name_no_task(tmp_path):
     detect = config("data.yaml", tmp_path)
     assert "task" not in detect.to_dict()

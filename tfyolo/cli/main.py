@@ -125,7 +125,7 @@ def data_check(data_yaml):
     default=DEFAULT_TASK,
     show_default=True,
     type=click.Choice(sorted(TASKS)),
-    help="What the model predicts (segment: instance masks too, learned from polygon labels; yolov8 and yolo11).",
+    help="What the model predicts (segment: instance masks too, learned from polygon labels).",
 )
 @click.option(
     "--activation", default="silu", show_default=True, type=click.Choice(["silu", "relu", "relu6", "hard_swish"])

@@ -33,11 +33,13 @@ class DetectionLoss:
         config: ModelConfig. Its family and head say which heads the model's outputs hold.
         input_size: int. Square training input side in pixels.
         epochs: int. The run's epochs (ProgLoss' schedule).
+        assigner_class: the assigner each head's loss is built with, called as TaskAlignedAssigner is (a task whose
+            assignment reads more than the boxes passes its own).
     """
 
     part_names = ("box", "class", "dfl")
 
-    def __init__(self, config, input_size, epochs):
+    def __init__(self, config, input_size, epochs, assigner_class=TaskAlignedAssigner):
         family = config.model_family
         self.heads = family.heads if config.head == ALL_HEADS else (config.head,)
         self.epochs = epochs
@@ -49,7 +51,7 @@ class DetectionLoss:
                 input_size,
                 config.strides,
                 reg_max=config.reg_max,
-                assigner=TaskAlignedAssigner(config.num_classes, min_side=min_side, **ASSIGNMENT[head]),
+                assigner=assigner_class(config.num_classes, min_side=min_side, **ASSIGNMENT[head]),
             )
             for head in self.heads
         }

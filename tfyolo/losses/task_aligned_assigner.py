@@ -42,12 +42,23 @@ class TaskAlignedAssigner:
             "min_side": self.min_side,
         }
 
-    def __call__(self, pred_scores, pred_boxes, anchor_points, gt_classes, gt_boxes, gt_mask, with_indices=False):
+    def __call__(
+        self,
+        pred_scores,
+        pred_boxes,
+        anchor_points,
+        gt_classes,
+        gt_boxes,
+        gt_mask,
+        with_indices=False,
+        **overlap_inputs,
+    ):
         """Assigns targets; every input and output is in pixels of the model input.
 
         Args:
             pred_scores: (B, A, C) probabilities. pred_boxes: (B, A, 4) xyxy. anchor_points: (A, 2) x, y.
             gt_classes: (B, M) int32. gt_boxes: (B, M, 4) xyxy. gt_mask: (B, M) 1.0 for real boxes, 0.0 padding.
+            overlap_inputs: what a subclass's `pair_overlaps` reads beyond the boxes (a mask-aware assigner's masks).
         Returns:
             target_boxes (B, A, 4) xyxy, target_scores (B, A, C), foreground (B, A) bool; with_indices, also
             assigned (B, A) int32: the index of each anchor's ground-truth box (what a mask loss needs).
@@ -68,7 +79,7 @@ class TaskAlignedAssigner:
 
         # 2. Alignment metric of every (box, anchor) pair.
         class_scores = tf.transpose(tf.gather(pred_scores, gt_classes, axis=2, batch_dims=1), [0, 2, 1])
-        overlaps = tf.maximum(complete_iou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :]), 0.0) * candidate
+        overlaps = self.pair_overlaps(gt_boxes, pred_boxes, candidate, class_scores, **overlap_inputs)
         metric = class_scores**self.alpha * overlaps**self.beta * candidate
 
         # 3. The top_k candidates by metric per box. Anchors with a zero metric carry zero targets anyway.
@@ -98,6 +109,12 @@ class TaskAlignedAssigner:
         if with_indices:
             return target_boxes, target_scores * normalized[..., None], foreground, assigned
         return target_boxes, target_scores * normalized[..., None], foreground
+
+    def pair_overlaps(self, gt_boxes, pred_boxes, candidate, class_scores):
+        """(B, M, A) how well each candidate anchor's prediction overlaps each box: the CIoU, floored at 0, and 0 off
+        the candidates. class_scores (B, M, A) are for subclasses whose overlap depends on the alignment metric."""
+        del class_scores
+        return tf.maximum(complete_iou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :]), 0.0) * candidate
 
 
 def widen_to(boxes, min_side):

@@ -44,12 +44,16 @@ class YOLOLoss:
         self.anchor_points = tf.constant(points)
         self.anchor_strides = tf.constant(anchor_strides)
 
-    def __call__(self, box_distribution, class_logits, gt_boxes, gt_classes, gt_mask, with_assignment=False):
+    def __call__(
+        self, box_distribution, class_logits, gt_boxes, gt_classes, gt_mask, with_assignment=False, assigner_inputs=None
+    ):
         """Returns (total loss, {"box": ..., "class": ..., "dfl": ...}) for one batch ("dfl": the distance loss,
         DFL or, for reg_max 1, L1); with_assignment, also (target_boxes (B, A, 4) xyxy input pixels, assigned (B, A)
         int32 box index, foreground (B, A) bool): the positives a mask loss learns from.
 
         gt_boxes: (B, M, 4) xyxy in input pixels; gt_classes: (B, M) int32; gt_mask: (B, M) float.
+        assigner_inputs: dict or None. Passed on to an assigner whose overlap reads more than the boxes
+            (`tfyolo.losses.mask_aware_assigner.MaskAwareAssigner`: the head's mask coefficients and the masks).
         """
         box_distribution = tf.cast(box_distribution, tf.float32)
         class_logits = tf.cast(class_logits, tf.float32)
@@ -75,6 +79,7 @@ class YOLOLoss:
             # Asked for only when a task's loss needs each anchor's object: an assigner with the detection signature
             # (a test's, a user's) keeps working.
             **({"with_indices": True} if with_assignment else {}),
+            **(assigner_inputs or {}),
         )
         target_boxes, target_scores, foreground = assignment[:3]
         target_scores_sum = tf.maximum(tf.reduce_sum(target_scores), 1.0)
