@@ -230,10 +230,40 @@ def test_outputs_min_max_takes_the_extremes_on_the_prediction_tensors_only(tiny_
         assert all(set(entry) == {"min", "max"} for entry in chosen.values())
 
 
+def test_outputs_mean_weighs_every_image_the_same():
+    """Four images' ranges of one inner tensor and one box output, folded by the calibrator's update function
+    (`both_statistics`, the first summary stored as it comes). Hand arithmetic: the plain mean of the maxima
+    (8 + 1 + 1 + 1) / 4 = 2.75 and minima (-4 - 1 - 1 - 1) / 4 = -1.75; ai-edge-quantizer's moving average
+    (0.95 x old + 0.05 x new, three times) keeps the first image's 8 at 8 x 0.95^3 + 1 x (1 - 0.95^3) = 6.99...;
+    the box output keeps its extremes [-4, 8] under both statistics."""
+    from tfyolo.quantization.aeq import both_statistics, choose_ranges
+
+    images = [(-4.0, 8.0), (-1.0, 1.0), (-1.0, 1.0), (-1.0, 1.0)]
+    summaries = {}
+    for name in ("inner", "boxes"):
+        summary = {"min": np.array([images[0][0]]), "max": np.array([images[0][1]])}
+        for low, high in images[1:]:
+            summary = both_statistics(summary, {"min": np.array([low]), "max": np.array([high])})
+        summaries[name] = summary
+    predictions = {"box_distribution": {"boxes"}}
+    mean = choose_ranges(summaries, "outputs_mean", predictions)
+    average = choose_ranges(summaries, "outputs_min_max", predictions)
+    assert float(mean["inner"]["min"][0]) == pytest.approx(-1.75)
+    assert float(mean["inner"]["max"][0]) == pytest.approx(2.75)
+    assert float(average["inner"]["max"][0]) == pytest.approx(8 * 0.95**3 + (1 - 0.95**3))
+    assert float(average["inner"]["min"][0]) == pytest.approx(-4 * 0.95**3 - (1 - 0.95**3))
+    for chosen in (mean, average):
+        assert (float(chosen["boxes"]["min"][0]), float(chosen["boxes"]["max"][0])) == (-4.0, 8.0)
+
+
 @pytest.mark.parametrize(
     "value, expected",
     [
-        ("percentile", r"'range_statistic' must be one of \('outputs_min_max', 'moving_average', 'min_max'\) or null"),
+        (
+            "percentile",
+            r"'range_statistic' must be one of \('outputs_min_max', 'moving_average', 'min_max', 'outputs_mean'\) "
+            r"or null",
+        ),
         (["min_max"], r"'range_statistic' must be one of .* received list"),
         (7, r"'range_statistic' must be one of .* received int 7"),
     ],
