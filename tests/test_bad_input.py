@@ -131,6 +131,19 @@ def test_data_yaml_type_errors_name_the_key(tmp_path, yaml_text, fragment):
     one_clear_line(CliRunner().invoke(cli, ["data", "check", str(tmp_path / "d" / "data.yaml")]), fragment)
 
 
+def test_an_unparsable_data_yaml_is_one_line_naming_the_file(tmp_path):
+    from tfyolo.data.data_config import load_data_config
+
+    data = tmp_path / "broken.yaml"
+    data.write_text("train: [images/train\nval: images/val\n")
+    with pytest.raises(DataError) as refused:
+        load_data_config(data)
+    assert "\n" not in str(refused.value) and str(data) in str(refused.value), str(refused.value)
+    assert "not valid YAML" in str(refused.value)
+    result = CliRunner().invoke(cli, ["data", "check", str(data)])
+    assert result.exit_code == 1 and result.output.strip().count("\n") == 0, result.output
+
+
 # === Recipes ===
 
 

@@ -58,7 +58,7 @@ def load_data_config(yaml_path):
     try:
         raw = yaml.safe_load(yaml_path.read_text())
     except yaml.YAMLError as error:
-        raise DataError(f"{yaml_path}: not valid YAML ({error}).")
+        raise DataError(f"{yaml_path}: not valid YAML ({' '.join(str(error).split())}).")
     if not isinstance(raw, dict):
         raise DataError(f"{yaml_path}: expected a mapping with keys {sorted(KNOWN_KEYS)}.")
     unknown = sorted(set(raw) - KNOWN_KEYS)
