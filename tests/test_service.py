@@ -219,7 +219,6 @@ def test_a_full_disk_at_upload_is_a_507_and_nothing_is_kept(service, tmp_path, m
     """Issue 34's trial: a full disk at upload gave a bare 500."""
     from tfyolo.service import submission
 
-
     def full(upload, target, limit):
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
@@ -342,6 +341,27 @@ def test_cancel_stops_a_queued_job_at_once_and_a_running_one_at_its_next_step(tm
     assert store.cancel(running) == "running"
     with pytest.raises(JobCancelled, match="cancelled during 'timing'"):
         progress.stage("timing", 3)
+
+
+def test_vela_asks_the_kernel_to_kill_it_when_its_parent_dies(monkeypatch):
+    import subprocess
+
+    from tfyolo import processes
+    from tfyolo.errors import ModelError
+    from tfyolo.targets import npu_target
+
+    calls = []
+
+    def fake_run(command, **options):
+        calls.append(options)
+        return subprocess.CompletedProcess(command, 1, stdout="", stderr="Error: stopped by the test")
+
+    monkeypatch.setattr(npu_target, "require_vela", lambda: None)
+    monkeypatch.setattr(npu_target, "_refuse_float_compute", lambda content, name: None)
+    monkeypatch.setattr(npu_target.subprocess, "run", fake_run)
+    with pytest.raises(ModelError, match="stopped by the test"):
+        npu_target.compile_for_npu(b"model", npu_target.NpuTarget("ethos-u55-128"), "m")
+    assert len(calls) == 1 and calls[0].get("preexec_fn") is processes.die_with_parent
 
 
 def test_a_pickle_upload_is_only_ever_read_by_the_restricted_unpickler(service, tmp_path):

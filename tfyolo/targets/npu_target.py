@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from tfyolo.errors import ConfigError, ModelError
+from tfyolo.processes import die_with_parent
 
 VELA_VERSION = "5.2.0"
 # Vela 5.2's --accelerator-config choices: the NPU, then its MACs per cycle.
@@ -138,7 +139,8 @@ def compile_for_npu(model_content, target, model_name="model"):
         out = Path(folder) / "out"
         command = [sys.executable, "-m", "ethosu.vela", *target.vela_arguments(), "--show-cpu-operations"]
         command += ["--output-dir", str(out), str(source)]
-        finished = subprocess.run(command, capture_output=True, text=True)
+        # Vela dies with the process that started it (a job's worker killed with SIGKILL leaves no Vela behind).
+        finished = subprocess.run(command, capture_output=True, text=True, preexec_fn=die_with_parent)
         if finished.returncode != 0:
             reason = vela_refusal(finished.stderr + "\n" + finished.stdout)
             raise ModelError(f"{model_name}: Vela {VELA_VERSION} refused it for {target.accelerator}: {reason}")
