@@ -24,6 +24,16 @@ def tflite_bytes():
 
 @pytest.fixture
 def service(tmp_path):
+    return make_service(tmp_path, max_upload_bytes=4096)
+
+
+@pytest.fixture
+def roomy_service(tmp_path):
+    """The service with room for an HDF5 file (h5py writes 6 KiB for a few attributes)."""
+    return make_service(tmp_path, max_upload_bytes=1 << 20)
+
+
+def make_service(tmp_path, max_upload_bytes):
     from fastapi.testclient import TestClient
 
     from tfyolo.service.app import ServiceConfig, create_app
@@ -32,7 +42,7 @@ def service(tmp_path):
     data_dir = tmp_path / "service"
     data_dir.mkdir()
     (data_dir / "datasets.json").write_text(json.dumps({"tiny": str(tmp_path)}))
-    config = ServiceConfig(data_dir=str(data_dir), token=TOKEN, max_upload_bytes=4096)
+    config = ServiceConfig(data_dir=str(data_dir), token=TOKEN, max_upload_bytes=max_upload_bytes)
     huey = make_huey(data_dir)
     client = TestClient(create_app(config, huey))
     client.data_dir, client.huey = data_dir, huey
@@ -362,6 +372,72 @@ def test_vela_asks_the_kernel_to_kill_it_when_its_parent_dies(monkeypatch):
     with pytest.raises(ModelError, match="stopped by the test"):
         npu_target.compile_for_npu(b"model", npu_target.NpuTarget("ethos-u55-128"), "m")
     assert len(calls) == 1 and calls[0].get("preexec_fn") is processes.die_with_parent
+
+
+def h5_upload(path, attributes):
+    """An .h5 of no weights whose root attributes are `attributes` (bytes: a fixed-length string, as tf_keras writes
+    model_config; str: a variable-length one, as tfyolo writes its metadata); returns its bytes."""
+    import h5py
+
+    with h5py.File(path, "w") as stream:
+        for name, value in attributes.items():
+            stream.attrs[name] = value
+    return path.read_bytes()
+
+
+CLEAN_CONFIG = json.dumps({"class_name": "Functional", "config": {"name": "m", "layers": []}})
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+@pytest.mark.parametrize("attribute", ["model_config", "tfyolo_metadata"])
+def test_h5_json_attributes_past_their_bound_are_refused_at_the_door_before_json_reads_them(
+    roomy_service, tmp_path, monkeypatch, attribute, as_bytes
+):
+    """The .h5 model_config and tfyolo_metadata attributes are parsed in the web process: bounded there as the
+    .keras config.json (MAX_JSON_BYTES) and a .tflite's metadata (MAX_METADATA_BYTES) are; bounds made small here."""
+    from tfyolo import metadata
+    from tfyolo.models import model_file_check
+
+    service = roomy_service
+    monkeypatch.setattr(model_file_check, "MAX_JSON_BYTES", 200)
+    monkeypatch.setattr(metadata, "MAX_METADATA_BYTES", 100)
+    parsed = []
+    real_loads = json.loads
+    monkeypatch.setattr(json, "loads", lambda text, **options: parsed.append(len(text)) or real_loads(text, **options))
+    big = json.dumps({"names": ["x" * 240]})
+    value = big.encode() if as_bytes else big
+    attributes = {"model_config": value} if attribute == "model_config" else {"model_config": CLEAN_CONFIG.encode()}
+    if attribute == "tfyolo_metadata":
+        attributes["tfyolo_metadata"] = value
+    content = h5_upload(tmp_path / "big.h5", attributes)
+    response = service.post("/jobs", headers=AUTH, files={"model": ("big.h5", content)}, data={"kind": "convert"})
+    detail = response.json()["detail"]
+    assert response.status_code == 422 and "\n" not in detail, detail
+    bound = 200 if attribute == "model_config" else 100
+    assert f"model.h5: its attribute {attribute!r} holds" in detail and f"at most {bound:,}" in detail, detail
+    assert str(tmp_path) not in detail and all(size <= 200 for size in parsed), parsed
+    assert job_folders(service) == []
+
+
+@pytest.mark.parametrize("value", ["[1, 2, 3]", '"text"', "7"])
+def test_h5_metadata_that_is_not_a_json_object_is_a_422_not_a_500(roomy_service, tmp_path, value):
+    service = roomy_service
+    content = h5_upload(tmp_path / "odd.h5", {"model_config": CLEAN_CONFIG.encode(), "tfyolo_metadata": value})
+    response = service.post("/jobs", headers=AUTH, files={"model": ("odd.h5", content)}, data={"kind": "convert"})
+    detail = response.json()["detail"]
+    assert response.status_code == 422 and "'tfyolo_metadata' holds a JSON" in detail and "\n" not in detail, detail
+    assert job_folders(service) == []
+
+
+def test_an_h5_attribute_that_is_not_one_string_is_refused_in_one_line(tmp_path):
+    import numpy as np
+
+    from tfyolo.errors import ModelError
+    from tfyolo.models.model_file_check import read_model_config
+
+    h5_upload(tmp_path / "array.h5", {"model_config": np.array([CLEAN_CONFIG.encode()] * 3)})
+    with pytest.raises(ModelError, match="attribute 'model_config' is not one string"):
+        read_model_config(tmp_path / "array.h5")
 
 
 def test_a_pickle_upload_is_only_ever_read_by_the_restricted_unpickler(service, tmp_path):

@@ -118,6 +118,31 @@ def replace_model_file_metadata(path, metadata):
     rebuilt.replace(path)
 
 
+def read_h5_text_attribute(stream, name, limit, where):
+    """The text of attribute `name` of the open h5py file `stream`, or None if it has none; refused in one line naming
+    `where` and the attribute unless it is one string of at most `limit` bytes, so JSON never parses more. A
+    fixed-length string's size is read from its header, before its bytes; a variable-length one is measured once
+    read (HDF5 keeps its bytes in the file, unfiltered: it is no larger than the file)."""
+    import h5py
+
+    if name not in stream.attrs:
+        return None
+    attribute = stream.attrs.get_id(name)
+    string = h5py.check_string_dtype(attribute.dtype)
+    if string is None or attribute.shape != ():
+        raise ModelError(
+            f"{where}: its attribute {name!r} is not one string (shape {attribute.shape}, type {attribute.dtype}); "
+            "expected a JSON text."
+        )
+    size = string.length
+    if size is None or size <= limit:
+        raw = stream.attrs[name]
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > limit:
+        raise ModelError(f"{where}: its attribute {name!r} holds {size:,} bytes; expected at most {limit:,}.")
+    return raw
+
+
 def read_model_file_metadata(path):
     """The metadata inside a saved Keras model (.keras or .h5), or None."""
     path = Path(path)
@@ -126,11 +151,17 @@ def read_model_file_metadata(path):
             import h5py
 
             with h5py.File(path, "r") as stream:
-                raw = stream.attrs.get(H5_ATTRIBUTE)
-            return None if raw is None else json.loads(raw)
+                raw = read_h5_text_attribute(stream, H5_ATTRIBUTE, MAX_METADATA_BYTES, path)
+            value = None if raw is None else json.loads(raw)
+            if value is not None and not isinstance(value, dict):
+                raise ModelError(
+                    f"{path}: its attribute {H5_ATTRIBUTE!r} holds a JSON {type(value).__name__}; "
+                    "a model's metadata is a JSON object."
+                )
+            return value
         with zipfile.ZipFile(path) as archive:
             return read_json_entry(archive, MODEL_FILE_ENTRY, path)
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, KeyError, ValueError):
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, KeyError, ValueError, RecursionError):
         return None
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tfyolo.config import MAX_INPUT_SIZE
 from tfyolo.errors import ModelError
+from tfyolo.metadata import read_h5_text_attribute
 from tfyolo.models.hdf5_check import FileWindow, check_hdf5_weights
 
 # Every layer class a tfyolo detector is made of (`tests/test_model_families.py` builds every family and proves
@@ -102,7 +103,7 @@ def read_model_config(path):
 
             check_hdf5_weights(path, path.stat().st_size, path)
             with h5py.File(path, "r") as stream:
-                raw = stream.attrs.get("model_config")
+                raw = read_h5_text_attribute(stream, "model_config", MAX_JSON_BYTES, path)
         else:
             with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
                 check_keras_archive(path, archive, handle)
@@ -113,8 +114,8 @@ def read_model_config(path):
         raise ModelError(f"{path}: holds no model config (weights only?); tfyolo loads whole Keras models.")
     try:
         return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ModelError(f"{path}: its model config is not valid JSON ({error}).")
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise ModelError(f"{path}: its model config is not valid JSON ({type(error).__name__}: {error}).")
 
 
 def _entry_refusal(path, name, what):
