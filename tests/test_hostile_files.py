@@ -436,6 +436,31 @@ def test_views_repeating_one_storage_are_refused_past_twice_its_bytes(tmp_path):
         read_checkpoint(checkpoint_with_views(tmp_path / "thrice.pt", storage, [whole, whole, whole]))
 
 
+def test_entries_each_under_the_bound_are_refused_when_their_sum_passes_it_before_one_is_inflated(
+    tmp_path, monkeypatch
+):
+    """Each entry was bounded (2 GiB, 200x) but not their sum, and every storage the pickle references is kept whole:
+    ~47 deflated 2 GiB entries fit in a 512 MB upload. The bound is made small here: two 16 KiB storages, 20 KB."""
+    from tfyolo.importers import ultralytics_checkpoint
+    from tfyolo.importers.ultralytics_checkpoint import read_checkpoint
+
+    storages = {key: np.arange(4096, dtype=np.float32) for key in ("0", "1")}
+    path = checkpoint_with_views(tmp_path / "sum.pt", storages, [("0", 0, (4096,), (1,)), ("1", 0, (4096,), (1,))])
+    assert read_checkpoint(path)["model"]
+    monkeypatch.setattr(ultralytics_checkpoint, "MAX_TOTAL_BYTES", 20_000)
+    inflated = []
+    real_open = zipfile.ZipFile.open
+    monkeypatch.setattr(
+        zipfile.ZipFile,
+        "open",
+        lambda self, name, *rest, **options: inflated.append(name) or real_open(self, name, *rest, **options),
+    )
+    with pytest.raises(ModelError) as refused:
+        read_checkpoint(path)
+    assert_one_line(refused, "sum.pt: refused: its 3 entries unpack to", "bytes in all; the limit is 20,000 bytes")
+    assert inflated == []
+
+
 def test_random_sets_of_tensor_views_are_read_exactly_or_refused(tmp_path):
     """The class of hole: random views (strides of 0 included) over random storages, several per storage. The oracle
     enumerates every index: a view reaching outside its storage, holding more elements than it, or taking the bytes
@@ -848,7 +873,6 @@ def patch_central_sizes(data, compress_size, file_size):
 def test_random_metadata_entries_read_as_an_object_none_or_one_line(tmp_path):
     """The class of hole: random payloads (JSON, deep nesting, repeats, bytes), methods and declared sizes (lies
     included). Each ends as a dict, None, or one line naming the entry, never past a bounded read."""
-
 
     rng = random.Random(6)
     payloads = [
@@ -1276,11 +1300,16 @@ def test_the_door_tells_onnx_from_its_outer_layer_without_parsing_it(tmp_path):
     for name, content in cases.items():
         (tmp_path / name).write_bytes(content)
     assert {name: sniff(tmp_path / name) for name in cases} == {
-        "real": "onnx", "cut": None, "appended": None, "no_graph": None, "text": None
+        "real": "onnx",
+        "cut": None,
+        "appended": None,
+        "no_graph": None,
+        "text": None,
     }
     # Every genuine export here (Ultralytics' and a third party's) passes the same door.
     shared = sorted(Path(__file__).resolve().parents[2].glob("shared/weights/*/*.onnx"))
     assert all(sniff(path) == "onnx" for path in shared), [(path, sniff(path)) for path in shared]
+
     # 40 MB of empty nodes, written as protobuf wire bytes (building it with onnx.helper takes half a minute): a
     # GraphProto of 3.3 million `node` fields (field 1), each a NodeProto holding only op_type "Identity" (field 4),
     # in a ModelProto with ir_version 8 (field 1) and that graph (field 7).
@@ -1309,7 +1338,10 @@ def test_the_door_tells_onnx_from_its_outer_layer_without_parsing_it(tmp_path):
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "empty_nodes.onnx")],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
     kind, grown_kib, onnx_imported = result.stdout.split()
     assert size > 15_000_000 and kind == "onnx" and onnx_imported == "False", result
@@ -1344,13 +1376,15 @@ def test_a_1_kb_bmp_declaring_900_megapixels_is_refused_before_it_is_allocated(t
         "import sys\nfrom tfyolo.data.image_check import decode_problem\n"
         "from tfyolo.data.images import read_image_rgb\nfrom tfyolo.errors import DataError\n"
         "print(read_image_rgb(sys.argv[2]).shape)\nprint(decode_problem(sys.argv[1]))\n"
-        "try:\n    read_image_rgb(sys.argv[1])\nexcept DataError as error:\n    print(error)\n"
-        + PRINT_PEAK_KIB
+        "try:\n    read_image_rgb(sys.argv[1])\nexcept DataError as error:\n    print(error)\n" + PRINT_PEAK_KIB
     )
     environment = {key: value for key, value in os.environ.items() if key != "OPENCV_IO_MAX_IMAGE_PIXELS"}
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path / "bomb.bmp"), str(tmp_path / "small.bmp")],
-        capture_output=True, text=True, timeout=120, env=dict(environment, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(environment, PYTHONPATH=str(ROOT)),
     )
     lines = result.stdout.splitlines()
     assert result.returncode == 0 and len(lines) == 4, (result.stdout, result.stderr[-2000:])

@@ -36,6 +36,10 @@ MODULE_PREFIXES = ("torch.nn.modules.", "ultralytics.nn.", "ultralytics.utils")
 MAX_ENTRY_BYTES = 2 << 30
 MAX_PICKLE_BYTES = 256 << 20
 MAX_COMPRESSION_RATIO = 200
+# And on all of them together: the storages a pickle references are kept whole, so entries each under the bound could
+# add up to any amount. A real checkpoint's entries sum to its file size (a YOLOv8x's 0.13 GiB); the sum gets the bound
+# of one entry, as the service's calibration zips do (2 GiB).
+MAX_TOTAL_BYTES = MAX_ENTRY_BYTES
 MAX_TENSOR_ELEMENTS = 1 << 31
 MAX_TENSOR_RANK = 8
 # The bytes all tensors together may copy out of the storages, as a multiple of the storages' own bytes: a model's
@@ -274,8 +278,8 @@ def read_checkpoint(path):
 
 
 def _check_sizes(archive, path):
-    """Refuses an archive whose entries would unpack past the bounds, before any entry is read: the sizes are
-    the archive's own claims, and zipfile stops reading an entry at its claimed size."""
+    """Refuses an archive whose entries would unpack past the bounds, each or all together, before any entry is read:
+    the sizes are the archive's own claims, and zipfile stops reading an entry at its claimed size."""
     for member in archive.infolist():
         limit = MAX_PICKLE_BYTES if member.filename.endswith(".pkl") else MAX_ENTRY_BYTES
         ratio = member.file_size / max(member.compress_size, 1)
@@ -284,3 +288,9 @@ def _check_sizes(archive, path):
                 f"{path}: refused: entry {member.filename[:80]!r} unpacks to {member.file_size:,} bytes "
                 f"({ratio:.0f}x its stored size); the limits are {limit:,} bytes and {MAX_COMPRESSION_RATIO}x."
             )
+    total = sum(member.file_size for member in archive.infolist())
+    if total > MAX_TOTAL_BYTES:
+        raise ModelError(
+            f"{path}: refused: its {len(archive.infolist())} entries unpack to {total:,} bytes in all; the limit is "
+            f"{MAX_TOTAL_BYTES:,} bytes."
+        )
