@@ -1140,6 +1140,20 @@ def test_a_crashing_tflite_ends_each_command_in_one_line(squares_int8, tmp_path,
 MISSING_FILTER = "operator 0 (CONV_2D) of subgraph 0 has no tensor for input 1"
 
 
+@pytest.mark.parametrize("kind", ["evaluate", "bench", "bundle"])
+def test_a_tflite_upload_missing_a_required_input_is_a_422_at_the_door(service, squares_int8, kind):
+    """The service's jobs hand an uploaded .tflite to LiteRT in the job process, with no child check: the CONV_2D
+    whose filter is -1 is refused from the flatbuffer before it is queued, naming the operator; a clean one queues."""
+    data = {"kind": kind, "data_dataset": "tiny"}
+    mutant = index_removed(squares_int8, "filter")
+    response = service.post("/jobs", headers=AUTH, files={"model": ("m.tflite", mutant)}, data=data)
+    detail = response.json()["detail"]
+    assert response.status_code == 422 and detail == f"model.tflite: {MISSING_FILTER}; the file is malformed.", detail
+    assert job_folders(service) == [] and service.huey.pending_count() == 0
+    response = service.post("/jobs", headers=AUTH, files={"model": ("m.tflite", squares_int8)}, data=data)
+    assert response.status_code == 201, response.text
+
+
 def test_a_crash_in_the_child_check_is_one_line_naming_the_step_and_the_phase(squares_int8, tmp_path):
     """The containment itself, on a step that dies by SIGSEGV every time: one ModelError line, never this process."""
     from tests.crashing_step import crash_while_loading

@@ -8,7 +8,7 @@ import shutil
 from typing import Optional
 
 from tfyolo.config import PLAIN_NAME
-from tfyolo.errors import ConfigError, TfyoloError, one_line
+from tfyolo.errors import ConfigError, ModelError, TfyoloError, one_line
 from tfyolo.jobs.spec import KINDS, JobSpec
 from tfyolo.metadata import read_model_file_metadata, replace_model_file_metadata
 from tfyolo.models.model_file_check import check_model_config
@@ -16,6 +16,7 @@ from tfyolo.quantization.recipes_dir import builtin_recipe_names
 from tfyolo.service.redaction import Redactor
 from tfyolo.service.security import extract_images, sniff
 from tfyolo.service.store import registered_datasets
+from tfyolo.tflite_runtime import missing_required_input
 
 # sniffed kind: the name the upload is stored under
 MODEL_UPLOADS = {
@@ -147,6 +148,13 @@ def _prepare(config, submission, model, calibration, uploads):
         # the job is queued, and again by the worker's loader.
         check_model_config(stored)
         _drop_paths_from_metadata(stored)
+    if found == "tflite":
+        # Evaluate, bench and bundle jobs hand the file to LiteRT in the job process, and a required operator input
+        # of -1 is dereferenced there (a crash or not, by what the heap holds): refused from the flatbuffer itself, as
+        # the CLI's commands do before their child check.
+        missing = missing_required_input(stored.read_bytes())
+        if missing:
+            raise ModelError(f"{stored}: {missing}; the file is malformed.")
     values = {"model": MODEL_UPLOADS[found], "kind": kind, "threads": submission.threads}
     recipes = tuple(name.strip() for value in submission.recipes for name in value.split(",") if name.strip())
     if recipes and (kind != "convert" or submission.auto):
