@@ -21,11 +21,11 @@ from benchmarks.bench_coco import spread
 from benchmarks.common import (
     RESULTS,
     ROOT,
-    SHARED,
     WORK,
     load_json,
     machine,
     markdown_table,
+    pennfudan_seg_data,
     seeded_recipes,
     write_results,
 )
@@ -45,23 +45,6 @@ GOAL_LATENCY = 0.9
 # The Ethos-U the integer-only file is compiled for: every operator must land on the NPU.
 NPU = "ethos-u55-128"
 RESULT = "seg_pennfudan"
-
-
-def pennfudan_seg_data():
-    """pennfudan_seg's data.yaml with its labels beside pennfudan's images, in benchmarks/work. The shared split's
-    images/ are relative links into ../pennfudan; a copy that flattened them into small text files cannot be read,
-    so the benchmark links the two folders itself (as tests/test_segment_evaluation.py does)."""
-    seg, images = SHARED / "pennfudan_seg", SHARED / "pennfudan" / "images"
-    if not (seg / "data.yaml").is_file() or not images.is_dir():
-        raise SystemExit(f"{seg} and {images} are needed: the benchmark runs on ../shared/datasets.")
-    root = WORK / "pennfudan_seg"
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    (root / "images").symlink_to(images)
-    (root / "labels").symlink_to(seg / "labels")
-    for name in ("train.txt", "val.txt", "data.yaml"):
-        shutil.copy(seg / name, root / name)
-    return root / "data.yaml"
 
 
 def convert(checkpoint, head, data, work, seed):

@@ -5,8 +5,11 @@
 2. Accuracy: a full from-scratch run for a fixed epoch budget, validated with pycocotools on PennFudan val.
    The model lands in benchmarks/work/pennfudan_n_320/ where the PTQ/QAT benchmarks pick it up.
 
-Usage: python -m benchmarks.bench_train [--family yolov8|yolo11|yolo26] [--epochs 120] [--precision float32 ...]
-    [--skip-throughput] [--skip-accuracy]
+With `--task segment` the model is a segmenter trained on pennfudan_seg (the same images with instance polygons)
+and the accuracy rows add mask mAP50-95.
+
+Usage: python -m benchmarks.bench_train [--family yolov8|yolo11|yolo26] [--task detect|segment] [--epochs 120]
+    [--precision float32 ...] [--skip-throughput] [--skip-accuracy]
 """
 
 import shutil
@@ -14,7 +17,15 @@ import time
 
 import click
 
-from benchmarks.common import PENNFUDAN, WORK, machine, markdown_table, require_dataset, write_results
+from benchmarks.common import (
+    PENNFUDAN,
+    WORK,
+    machine,
+    markdown_table,
+    pennfudan_seg_data,
+    require_dataset,
+    write_results,
+)
 
 
 def train(config):
@@ -25,6 +36,25 @@ def train(config):
 
     history = Trainer(config, reporter=TqdmTrainingReporter()).fit()
     return history, time.perf_counter() - started
+
+
+def reference_line(family):
+    """Ultralytics' own 60-epoch from-scratch model of the family on pennfudan_seg, as `make bench-seg` scored it
+    with tfyolo-eval (masks at the original image size) and as Ultralytics' val did (80 x 80 masks)."""
+    import json
+
+    from benchmarks.common import RESULTS, SHARED
+
+    key = {"yolov8": "yolov8n-seg", "yolo11": "yolo11n-seg", "yolo26": "yolo26n-seg one2many"}[family]
+    recorded = RESULTS / "seg_pennfudan.json"
+    ours = json.loads(recorded.read_text())["results"][key]["float"] if recorded.is_file() else None
+    source = SHARED.parent / "weights" / f"ultralytics_{family}n_pennfudan_seg" / "ul_results.json"
+    val = json.loads(source.read_text())["val_ultralytics"]["results"]["pt_rect"]
+    return (
+        f"Ultralytics' {key} trained from scratch (60 epochs, 320 px, batch 8): box / mask mAP50-95 "
+        + (f"{ours['box']:.3f} / {ours['mask']:.3f} under tfyolo-eval ({recorded.name}), " if ours else "")
+        + f"{val['box']['map50_95']:.3f} / {val['mask']['map50_95']:.3f} under Ultralytics' val."
+    )
 
 
 @click.command()
@@ -40,17 +70,20 @@ def train(config):
     type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]),
     help="Throughput rows to measure [default: all three].",
 )
+@click.option("--task", default="detect", show_default=True, type=click.Choice(["detect", "segment"]))
 @click.option("--skip-throughput", is_flag=True)
 @click.option("--skip-accuracy", is_flag=True)
-def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, skip_accuracy):
+def main(epochs, batch, imgsz, activation, family, precisions, task, skip_throughput, skip_accuracy):
     from tfyolo.training.train_config import TrainConfig
 
-    data = require_dataset(PENNFUDAN)
+    data = pennfudan_seg_data() if task == "segment" else require_dataset(PENNFUDAN)
+    # A detection run's names are what they were before tasks existed.
+    suffix = "" if task == "detect" else f"_{task}"
     results = {"machine": machine(), "throughput": [], "accuracy": None}
     if not skip_throughput:
         for precision in precisions or ("float32", "mixed_float16", "mixed_bfloat16"):
             for throughput_batch in (8, 16):
-                out = WORK / f"throughput_{family}_{precision}_{throughput_batch}"
+                out = WORK / f"throughput_{family}{suffix}_{precision}_{throughput_batch}"
                 shutil.rmtree(out, ignore_errors=True)
                 config = TrainConfig(
                     data=str(data),
@@ -62,6 +95,7 @@ def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, 
                     val_interval=0,
                     activation=activation,
                     family=family,
+                    task=task,
                 )
                 history, seconds = train(config)
                 row = {
@@ -77,6 +111,7 @@ def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, 
             f"pennfudan_n_{imgsz}"
             + ("" if activation == "silu" else f"_{activation}")
             + ("" if family == "yolov8" else f"_{family}")
+            + suffix
         )
         config = TrainConfig(
             data=str(data),
@@ -88,6 +123,7 @@ def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, 
             family=family,
             val_interval=5,
             close_mosaic=10,
+            task=task,
         )
         history, seconds = train(config)
         from tfyolo.training.trainer import best_validated
@@ -104,6 +140,7 @@ def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, 
             "best_epoch": best["epoch"],
             "map50": best["map50"],
             "map50_95": best["map50_95"],
+            "mask_map50_95": best.get("mask_map50_95"),
             "wall_seconds_this_invocation": seconds,
             # Summed over every epoch of the run, including epochs done before a --resume.
             "train_seconds_total": sum(row["train_seconds"] for row in history),
@@ -118,9 +155,9 @@ def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, 
             from tfyolo.jobs.model_runner import open_runner
 
             metrics = evaluate(open_runner(one2one), DetectionDataset.from_data_yaml(data, "val")).metrics
-            results["accuracy"]["one2one"] = {"map50": metrics["map50"], "map50_95": metrics["map50_95"]}
+            results["accuracy"]["one2one"] = {key: metrics.get(key) for key in ("map50", "map50_95", "mask_map50_95")}
     markdown = [
-        f"# Training benchmark: PennFudan, {family}n, from scratch",
+        f"# Training benchmark: PennFudan{' ' + task if suffix else ''}, {family}n, from scratch",
         "",
         f"Machine: {results['machine']}",
         "",
@@ -153,6 +190,7 @@ def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, 
                     ("best_epoch", "best epoch", None),
                     ("map50", "val mAP50", "{:.3f}"),
                     ("map50_95", "val mAP50-95", "{:.3f}"),
+                    *([("mask_map50_95", "mask mAP50-95", "{:.3f}")] if suffix else []),
                     ("train_seconds_total", "train-step s (all epochs)", "{:.0f}"),
                     ("median_images_per_second", "median img/s", "{:.1f}"),
                 ],
@@ -161,17 +199,21 @@ def main(epochs, batch, imgsz, activation, family, precisions, skip_throughput, 
             "Validation every 5 epochs (pycocotools, conf 0.001, IoU 0.7, 300 dets); the best of those is kept.",
             "",
         ]
+        if suffix:
+            markdown += [reference_line(family), ""]
         if "one2one" in accuracy:
             markdown += [
                 "Both heads trained (ProgLoss); the table is the one-to-many head with NMS, as training validates. "
                 f"The same best epoch's one-to-one head with top-k (no NMS): mAP50 {accuracy['one2one']['map50']:.3f}, "
-                f"mAP50-95 {accuracy['one2one']['map50_95']:.3f}.",
+                f"mAP50-95 {accuracy['one2one']['map50_95']:.3f}"
+                + (f", mask mAP50-95 {accuracy['one2one']['mask_map50_95']:.3f}." if suffix else "."),
                 "",
             ]
     name = (
         "train_pennfudan"
         + ("" if activation == "silu" else f"_{activation}")
         + ("" if family == "yolov8" else f"_{family}")
+        + suffix
     )
     if precisions:
         name += "_" + "_".join(precisions)

@@ -2,6 +2,7 @@
 
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -57,3 +58,20 @@ def seeded_recipes(folder, seed, names):
         path.write_text(Recipe(**{**resolve_recipe(name).to_dict(), "calibration_seed": seed}).to_yaml())
         paths.append(str(path))
     return tuple(paths)
+
+
+def pennfudan_seg_data():
+    """pennfudan_seg's data.yaml with its labels beside pennfudan's images, in benchmarks/work. The shared split's
+    images/ are relative links into ../pennfudan; a copy that flattened them into small text files cannot be read,
+    so the benchmarks link the two folders themselves (as tests/test_segment_evaluation.py does)."""
+    seg, images = SHARED / "pennfudan_seg", SHARED / "pennfudan" / "images"
+    if not (seg / "data.yaml").is_file() or not images.is_dir():
+        raise SystemExit(f"{seg} and {images} are needed: the benchmarks run on ../shared/datasets.")
+    root = WORK / "pennfudan_seg"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (root / "images").symlink_to(images)
+    (root / "labels").symlink_to(seg / "labels")
+    for name in ("train.txt", "val.txt", "data.yaml"):
+        shutil.copy(seg / name, root / name)
+    return root / "data.yaml"
