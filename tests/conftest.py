@@ -1,4 +1,5 @@
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,18 @@ def tiny_int8(tiny_float_run, tiny_synthetic, tmp_path_factory):
     path = tmp_path_factory.mktemp("int8") / "tiny_int8_int8io.tflite"
     path.write_bytes(embed_metadata(content, metadata))
     return path
+
+
+@pytest.fixture
+def pennfudan_seg(tmp_path):
+    """pennfudan_seg's data.yaml, its labels beside pennfudan's images. Its SOURCE.md ships images/ as relative
+    symlinks into ../pennfudan; a copy that flattened them into 40-byte text files (as this checkout's has) cannot
+    be read, so the test links the two folders itself."""
+    seg, images = shared_dataset("pennfudan_seg"), shared_dataset("pennfudan") / "images"
+    root = tmp_path / "pennfudan_seg"
+    root.mkdir()
+    (root / "images").symlink_to(images)
+    (root / "labels").symlink_to(seg / "labels")
+    for name in ("train.txt", "val.txt", "data.yaml"):
+        shutil.copy(seg / name, root / name)
+    return root / "data.yaml"

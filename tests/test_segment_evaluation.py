@@ -2,8 +2,6 @@
 tfyolo assembles from ONNX Runtime's golden outputs against the masks Ultralytics decoded from them, and tfyolo-eval
 on the shipped models (large)."""
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -59,21 +57,6 @@ def test_masks_equal_ultralytics_decoded_masks(family, suffix):
         assert len(boxes) == count
         np.testing.assert_allclose(boxes, rows[:, :4], atol=1e-3)
         assert min(mask_iou(a, b) for a, b in zip(found, expected.astype(bool))) > 0.999
-
-
-@pytest.fixture
-def pennfudan_seg(tmp_path):
-    """pennfudan_seg's data.yaml, its labels beside pennfudan's images. Its SOURCE.md ships images/ as relative
-    symlinks into ../pennfudan; a copy that flattened them into 40-byte text files (as this checkout's has) cannot
-    be read, so the test links the two folders itself."""
-    seg, images = shared_dataset("pennfudan_seg"), shared_dataset("pennfudan") / "images"
-    root = tmp_path / "pennfudan_seg"
-    root.mkdir()
-    (root / "images").symlink_to(images)
-    (root / "labels").symlink_to(seg / "labels")
-    for name in ("train.txt", "val.txt", "data.yaml"):
-        shutil.copy(seg / name, root / name)
-    return root / "data.yaml"
 
 
 def evaluate_file(model, data):

@@ -508,3 +508,34 @@ def test_a_convert_job_runs_end_to_end_and_its_artifacts_are_content_addressed(s
     assert 'id="report"' in page and "fp32" in page and "/plots/latency.png" in page
     assert client.get(f"/jobs/{job_id}/plots/latency.png", headers=AUTH).headers["content-type"] == "image/png"
     assert client.get("/artifacts/../../jobs.db", headers=AUTH).status_code == 404
+
+
+@pytest.mark.large  # imports Ultralytics' YOLO11n-seg and scores it twice on 51 images: about a minute on 2 cores
+def test_a_segmentation_job_scores_boxes_and_masks(tmp_path, pennfudan_seg):
+    """Ultralytics' YOLO11n-seg checkpoint, uploaded as a .pt to a convert job on a registered pennfudan_seg: the
+    float row scores what tfyolo-eval measured for that checkpoint (box 0.3919, mask 0.3140,
+    tests/test_segment_evaluation.py), and its fp32 artifact the same masks within float arithmetic."""
+    from tests.conftest import SHARED
+    from tfyolo.service.worker import execute_job
+
+    checkpoint = SHARED / "weights" / "ultralytics_yolo11n_pennfudan_seg" / "best.pt"
+    if not checkpoint.is_file():
+        pytest.skip("needs ../shared/weights/ultralytics_yolo11n_pennfudan_seg beside the project (present in CI)")
+    client = make_service(tmp_path, max_upload_bytes=16 << 20)
+    (client.data_dir / "datasets.json").write_text(json.dumps({"pennfudan_seg": str(pennfudan_seg)}))
+    response = client.post(
+        "/jobs",
+        headers=AUTH,
+        files={"model": ("best.pt", checkpoint.read_bytes())},
+        data={"recipes": "fp32", "data_dataset": "pennfudan_seg", "max_drop": "0.5"},
+    )
+    assert response.status_code == 201, response.text
+    job_id = response.json()["id"]
+    execute_job(client.data_dir, job_id)
+    record = client.get(f"/jobs/{job_id}", headers=AUTH).json()
+    assert record["state"] == "succeeded", record
+    rows = {row["recipe"]: row for row in client.get(f"/jobs/{job_id}/report", headers=AUTH).json()["rows"]}
+    assert (rows["float"]["map50_95"], rows["float"]["mask_map50_95"]) == pytest.approx((0.3919, 0.3140), abs=2e-3)
+    assert rows["fp32"]["mask_map50_95"] == pytest.approx(rows["float"]["mask_map50_95"], abs=1e-3)
+    markdown = client.get(f"/jobs/{job_id}/report.md", headers=AUTH).text
+    assert "mask mAP50-95" in markdown

@@ -252,3 +252,64 @@ def test_a_segmenter_s_best_epoch_counts_its_masks_as_ultralytics_fitness_does()
     assert fitness(history[1]) == 0.40 + 0.30
     # A detector's rows have no task figure: its fitness is its box mAP50-95, as before tasks.
     assert best_validated([{"epoch": 1, "map50_95": 0.40}, {"epoch": 2, "map50_95": 0.41}])["epoch"] == 2
+
+
+class NaNOnSteps:
+    """The run's own loss, but NaN on the given steps (counted across the run), as a batch with a degenerate box
+    or an overflow makes it."""
+
+    def __init__(self, loss_fn, steps):
+        from tfyolo.compat import tf
+
+        self.loss_fn, self.steps = loss_fn, tf.constant(steps, tf.int64)
+        self.calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def __getattr__(self, name):
+        return getattr(self.loss_fn, name)
+
+    def __call__(self, *args):
+        from tfyolo.compat import tf
+
+        loss, head_only, parts = self.loss_fn(*args)
+        poisoned = tf.reduce_any(tf.equal(self.steps, self.calls))
+        self.calls.assign_add(1)
+        return tf.where(poisoned, tf.constant(float("nan")), loss), head_only, parts
+
+
+class Messages(SilentReporter):
+    def __init__(self):
+        self.messages = []
+
+    def message(self, text):
+        self.messages.append(text)
+
+
+def nan_loss_run(tiny_synthetic, tmp_path, monkeypatch, steps):
+    import tfyolo.training.trainer as trainer
+
+    real = trainer.task_loss
+    monkeypatch.setattr(trainer, "task_loss", lambda *args: NaNOnSteps(real(*args), steps))
+    reporter = Messages()
+    run = Trainer(tiny_config(tiny_synthetic, tmp_path / "run", epochs=1, ema=False), reporter=reporter)
+    return run, reporter
+
+
+def test_a_step_with_a_non_finite_loss_is_skipped_and_the_weights_stay_finite(tiny_synthetic, tmp_path, monkeypatch):
+    """One NaN step of four (19 images, batch 4): without the guard, the global-norm clip turns every gradient into
+    NaN and so every weight; with it the step is skipped, counted, said, and the epoch's loss is the mean of the
+    three others."""
+    run, reporter = nan_loss_run(tiny_synthetic, tmp_path, monkeypatch, steps=[1])
+    history = run.fit()
+    assert history[-1]["skipped_steps"] == 1 and np.isfinite(history[-1]["loss"])
+    assert "epoch 1: skipped 1 of 4 steps (non-finite loss or gradient)." in reporter.messages
+    weights = _weights(tmp_path / "run" / "last.keras")
+    assert all(np.all(np.isfinite(value)) for value in weights)
+
+
+def test_an_epoch_of_mostly_non_finite_steps_stops_the_run_in_one_line(tiny_synthetic, tmp_path, monkeypatch):
+    from tfyolo.errors import TfyoloError
+
+    run, _ = nan_loss_run(tiny_synthetic, tmp_path, monkeypatch, steps=[0, 1, 2])
+    with pytest.raises(TfyoloError, match=r"epoch 1: 3 of 4 steps had a non-finite loss or gradient") as error:
+        run.fit()
+    assert "\n" not in str(error.value) and not (tmp_path / "run" / "last.keras").exists()

@@ -13,7 +13,7 @@ from tfyolo.compat import keras, tf
 from tfyolo.data.augment import AugmentConfig
 from tfyolo.data.detection_dataset import DetectionDataset, label_path_for
 from tfyolo.data.pipeline import training_dataset
-from tfyolo.errors import ConfigError
+from tfyolo.errors import ConfigError, TfyoloError
 from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import TASK_REPORT_KEYS
 from tfyolo.evaluation.runners import KerasRunner
@@ -394,11 +394,23 @@ class Trainer:
                     for v, gradient in zip(model.trainable_variables, gradients)
                 ]
                 loss = loss + head_loss
+            values = tf.stack([loss, *(parts[name] for name in loss_fn.part_names)])
             if scaling:
+                # A loss-scaling optimizer skips a step with non-finite gradients itself and lowers its scale.
                 gradients = optimizer.get_unscaled_gradients(gradients)
+                finite = tf.constant(True)
+            else:
+                # One batch whose loss or gradients are not finite (a degenerate box, an overflow) would, through
+                # the global-norm clip, turn every weight into NaN and the run would train NaN from then on: its
+                # gradients are zeroed instead and the step is counted as skipped.
+                present = [gradient for gradient in gradients if gradient is not None]
+                finite = tf.reduce_all(tf.math.is_finite(values)) & tf.math.is_finite(tf.linalg.global_norm(present))
+                gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
+                values = tf.where(finite, values, tf.zeros_like(values))
             gradients, _ = tf.clip_by_global_norm(gradients, config.max_grad_norm)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            return tf.stack([loss, *(parts[name] for name in loss_fn.part_names)]) / replicas
+            skipped = 1.0 - tf.cast(finite, tf.float32)
+            return tf.concat([values, [skipped]], axis=0) / replicas
 
         @tf.function
         def train_step(batch):
@@ -461,6 +473,7 @@ class Trainer:
             self.reporter.epoch_start(epoch, config.epochs, batches_per_epoch)
             loss_names = ("loss", *loss_fn.part_names)
             totals, started, step_times = np.zeros(len(loss_names)), time.perf_counter(), []
+            skipped = 0
             for step, batch in enumerate(data):
                 iteration = epoch * batches_per_epoch + step
                 learning_rate = warmup_and_decay(
@@ -474,10 +487,12 @@ class Trainer:
                 )
                 optimizer.learning_rate.assign(learning_rate)
                 step_start = time.perf_counter()
-                losses = train_step(batch).numpy()
+                *losses, step_skipped = train_step(batch).numpy()
                 step_times.append(time.perf_counter() - step_start)
                 totals += losses
-                self.reporter.batch_end(dict(zip(loss_names, totals / (step + 1))))
+                skipped += round(step_skipped)
+                self.reporter.batch_end(dict(zip(loss_names, totals / max(step + 1 - skipped, 1))))
+            self._check_skipped(epoch, skipped, len(step_times))
             train_seconds = time.perf_counter() - started
             # The first step of a process includes tracing; throughput is measured on the steps after it.
             steady = step_times[1:] if len(step_times) > 1 else step_times
@@ -491,7 +506,7 @@ class Trainer:
                 evaluation = evaluate(runner, self.val_data, batch_size=config.val_batch, cache_images=True)
                 metrics = validation_figures(evaluation.all_metrics)
             epoch_counter.assign(epoch + 1)
-            batches = max(batches_per_epoch, 1)
+            batches = max(batches_per_epoch - skipped, 1)
             summary = {
                 "epoch": epoch + 1,
                 "loss": float(totals[0] / batches),
@@ -509,6 +524,7 @@ class Trainer:
                 "train_seconds": train_seconds,
                 "images_per_second": images_per_second,
                 "mosaic": use_mosaic,
+                **({"skipped_steps": skipped} if skipped else {}),
             }
             improved = metrics is not None and fitness(metrics) > float(best_fitness.numpy())
             if improved:
@@ -548,6 +564,20 @@ class Trainer:
             f"mAP50-95 {metrics['map50_95']:.3f}" + task_figures_text(metrics)
         )
         return metrics
+
+    def _check_skipped(self, epoch, skipped, steps):
+        """Says how many of the epoch's steps were skipped for a non-finite loss or gradient; an epoch that skipped
+        more than half of them has diverged, and the run stops in one line before saving it (last.keras and the
+        checkpoints keep the epoch before)."""
+        if not skipped:
+            return
+        if skipped * 2 > steps:
+            suffix = self.models.suffix if self.models is not None else ".keras"
+            raise TfyoloError(
+                f"epoch {epoch + 1}: {skipped} of {steps} steps had a non-finite loss or gradient: training diverged. "
+                f"The epoch before is in {self.out / ('last' + suffix)}; train again with a lower --lr0."
+            )
+        self.reporter.message(f"epoch {epoch + 1}: skipped {skipped} of {steps} steps (non-finite loss or gradient).")
 
     def _save_best(self, model, suffix, epoch, metrics, best_epoch):
         """Saves `model` (the weights of `epoch`, which scored `metrics`) as the run's best, and each of its heads
