@@ -97,6 +97,27 @@ def test_semantic_targets_give_each_pixel_the_class_of_its_smallest_mask():
     assert target.sum(-1).tolist() == [[1.0, 1.0], [1.0, 1.0]]
 
 
+def test_the_smallest_mask_is_found_at_the_masks_own_resolution():
+    """Mask A: rows 1 and 3 and pixel (0, 0), 9 pixels, of which the 2 x 2 sampling (every second pixel) sees only
+    (0, 0); mask B: pixels (0, 0), (0, 2), (2, 0), 3 pixels, all sampled. At (0, 0) both cover: B is the smaller
+    (3 < 9), so its class wins there, although A looks smaller among the sampled pixels (1 < 3)."""
+    masks = np.zeros((1, 2, 4, 4), np.float32)
+    masks[0, 0, [1, 3], :] = 1.0
+    masks[0, 0, 0, 0] = 1.0
+    masks[0, 1, 0, 0] = masks[0, 1, 0, 2] = masks[0, 1, 2, 0] = 1.0
+    target = SemanticLoss(2).targets(tf.constant(masks), tf.constant([[0, 1]]), tf.ones((1, 2)), 2, 2).numpy()[0]
+    assert target[0, 0].tolist() == [0.0, 1.0]
+
+
+def test_a_batch_without_objects_has_no_semantic_loss():
+    """Ultralytics computes the term only where the head has positives: with no object it is 0, not a push of
+    every pixel towards background."""
+    loss = SemanticLoss(2)(
+        tf.fill((1, 2, 2, 2), 3.0), tf.zeros((1, 1, 4, 4)), tf.zeros((1, 1), tf.int32), tf.zeros((1, 1))
+    )
+    assert float(loss) == 0.0
+
+
 def test_semantic_loss_at_zero_logits_is_bce_ln2_plus_dice_arithmetic():
     """Logits 0: every sigmoid is 1/2, so the BCE is ln 2 and each (image, class) Dice loss is
     1 - (2 x T/2 + 1) / (HW/2 + T + 1), T the class's target pixels. One object (class 1) covering 3 of 4 pixels,

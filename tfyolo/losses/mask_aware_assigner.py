@@ -50,6 +50,7 @@ class MaskAwareAssigner(TaskAlignedAssigner):
             lambda image: picked_mask_ious(*image, picks),
             (picked_coefficients, prototypes, picked_boxes, truth),
             fn_output_signature=tf.float32,
+            parallel_iterations=1,
         )
         mask_iou = tf.reshape(mask_iou, [batch, boxes, picks]) * selected
 

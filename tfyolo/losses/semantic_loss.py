@@ -29,8 +29,10 @@ class SemanticLoss:
         gt_masks: (B, M, h, w) 0/1 at prototype resolution, a whole multiple of (height, width): taken by nearest
         neighbour (every (h / height)-th pixel from the first), as Ultralytics' F.interpolate(mode="nearest")."""
         step = tf.shape(gt_masks)[2] // height
-        masks = tf.cast(gt_masks[:, :, ::step, ::step] > 0.5, tf.float32) * gt_mask[:, :, None, None]
-        area = tf.reduce_sum(masks, axis=[2, 3], keepdims=True)
+        full = tf.cast(gt_masks > 0.5, tf.float32) * gt_mask[:, :, None, None]
+        # Areas at the masks' own resolution (Ultralytics ranks the instances there), pixels taken after.
+        area = tf.reduce_sum(full, axis=[2, 3], keepdims=True)
+        masks = full[:, :, ::step, ::step]
         # Smallest covering mask wins: uncovered (mask, pixel) pairs get an area no mask has.
         key = tf.where(masks > 0, area, tf.reduce_max(area) + 1.0)
         winner = tf.argmin(key, axis=1, output_type=tf.int32)  # (B, height, width)
@@ -40,7 +42,8 @@ class SemanticLoss:
         return one_hot * covered[..., None]
 
     def __call__(self, semantic_logits, gt_masks, gt_classes, gt_mask):
-        """Returns the gained semantic loss, a scalar.
+        """Returns the gained semantic loss, a scalar; 0 for a batch without objects (Ultralytics computes the term
+        only where its head has positives).
 
         semantic_logits: (B, height, width, C). gt_masks: (B, M, h, w) 0/1 at prototype resolution.
         gt_classes: (B, M) int32. gt_mask: (B, M) float, 1.0 for real objects."""
@@ -52,4 +55,5 @@ class SemanticLoss:
         intersection = tf.reduce_sum(probabilities * target, axis=[1, 2])
         union = tf.reduce_sum(probabilities, axis=[1, 2]) + tf.reduce_sum(target, axis=[1, 2])
         dice = 1.0 - (2.0 * intersection + self.smooth) / (union + self.smooth)
-        return self.gain * (0.5 * bce + 0.5 * tf.reduce_mean(dice))
+        any_object = tf.cast(tf.reduce_any(gt_mask > 0), tf.float32)
+        return any_object * self.gain * (0.5 * bce + 0.5 * tf.reduce_mean(dice))
