@@ -306,6 +306,7 @@ def test_a_step_with_a_non_finite_loss_is_skipped_and_the_weights_stay_finite(ti
     assert all(np.all(np.isfinite(value)) for value in weights)
 
 
+@pytest.mark.large  # 26 s of tracing for a one-line refusal; the skip itself is the fast test above
 def test_an_epoch_of_mostly_non_finite_steps_stops_the_run_in_one_line(tiny_synthetic, tmp_path, monkeypatch):
     from tfyolo.errors import TfyoloError
 
