@@ -15,7 +15,7 @@ from tfyolo.losses.segment_loss import SegmentLoss
 from tfyolo.losses.semantic_loss import SemanticLoss
 from tfyolo.losses.task_aligned_assigner import TaskAlignedAssigner
 from tfyolo.models.model_family import ALL_HEADS
-from tfyolo.models.model_task import ONE2ONE_PREFIX
+from tfyolo.models.model_task import head_output_name
 from tfyolo.models.tasks import MASK_COEFFICIENTS, MASK_PROTOTYPES, SEMANTIC_LOGITS
 
 
@@ -39,10 +39,7 @@ class SegmentationLoss:
         heads = self.detection.heads
         trains_semantic = SEMANTIC_LOGITS in config.model_task.output_names(heads, config.head == ALL_HEADS)
         self.semantic = SemanticLoss(config.num_classes) if trains_semantic else None
-        self.coefficient_outputs = {
-            head: f"{ONE2ONE_PREFIX}{MASK_COEFFICIENTS}" if head == "one2one" and len(heads) > 1 else MASK_COEFFICIENTS
-            for head in heads
-        }
+        self.coefficient_outputs = {head: head_output_name(MASK_COEFFICIENTS, head, heads) for head in heads}
         self.part_names = DetectionLoss.part_names + ("mask",) + (("semantic",) if self.semantic else ())
 
     @property

@@ -10,6 +10,12 @@ from typing import Tuple
 ONE2ONE_PREFIX = "one2one_"
 
 
+def head_output_name(output, head, heads):
+    """The name of `head`'s copy of a per-head output (`ModelTask.head_outputs`) in a model ending in `heads`: the
+    one-to-one head's is prefixed where the model holds both heads, and plain where it is the only one."""
+    return f"{ONE2ONE_PREFIX}{output}" if head == "one2one" and len(heads) > 1 else output
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelTask:
     """A task: what a model predicts beyond a box and class scores per anchor.
@@ -52,9 +58,5 @@ class ModelTask:
         """The outputs this task adds to a model ending in `heads` (its one-to-many head first where it has both):
         each head's outputs (the one-to-one head's prefixed where there are two), the shared ones, and in the
         training form the training-only ones."""
-        per_head = [
-            f"{ONE2ONE_PREFIX}{output}" if head == "one2one" and len(heads) > 1 else output
-            for head in heads
-            for output in self.head_outputs
-        ]
+        per_head = [head_output_name(output, head, heads) for head in heads for output in self.head_outputs]
         return tuple(per_head) + self.shared_outputs + (self.training_outputs if training_form else ())

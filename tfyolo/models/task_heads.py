@@ -3,7 +3,7 @@
 
 from tfyolo.models.detect_head import detect_heads
 from tfyolo.models.model_family import ALL_HEADS
-from tfyolo.models.model_task import ONE2ONE_PREFIX
+from tfyolo.models.model_task import head_output_name
 from tfyolo.models.segment_head import segment_outputs
 from tfyolo.models.tasks import MASK_COEFFICIENTS
 
@@ -17,10 +17,7 @@ def _heads(config):
 
 def _segment(features, config, proto_fusion):
     heads = _heads(config)
-    names = {
-        head: f"{ONE2ONE_PREFIX}{MASK_COEFFICIENTS}" if head == "one2one" and len(heads) > 1 else MASK_COEFFICIENTS
-        for head in heads
-    }
+    names = {head: head_output_name(MASK_COEFFICIENTS, head, heads) for head in heads}
     return segment_outputs(
         features, config, heads, names, proto_fusion=proto_fusion, training_form=config.head == ALL_HEADS
     )
