@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
+from tfyolo.compat import keras, tf
 from tfyolo.errors import ConfigError
 from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT
 
@@ -124,8 +124,6 @@ class Distillation:
         """Trains for `config.epochs`, keeps the best weights by the held-out loss, and returns the history: one
         dict per epoch (epoch 0: the start) with its held-out loss and whether it was the best so far. `progress`,
         if given, is called with each epoch's dict as it ends."""
-        from tfyolo.compat import keras
-
         if self.config.optimizer == "sgd":
             optimizer = keras.optimizers.SGD(self.config.learning_rate, momentum=0.9)
         else:
