@@ -396,18 +396,18 @@ class Trainer:
                 loss = loss + head_loss
             values = tf.stack([loss, *(parts[name] for name in loss_fn.part_names)])
             if scaling:
-                # A loss-scaling optimizer skips a step with non-finite gradients itself and lowers its scale.
                 gradients = optimizer.get_unscaled_gradients(gradients)
+            gradients, norm = tf.clip_by_global_norm(gradients, config.max_grad_norm)
+            if scaling:
+                # A loss-scaling optimizer skips a step with non-finite gradients itself and lowers its scale.
                 finite = tf.constant(True)
             else:
-                # One batch whose loss or gradients are not finite (a degenerate box, an overflow) would, through
-                # the global-norm clip, turn every weight into NaN and the run would train NaN from then on: its
-                # gradients are zeroed instead and the step is counted as skipped.
-                present = [gradient for gradient in gradients if gradient is not None]
-                finite = tf.reduce_all(tf.math.is_finite(values)) & tf.math.is_finite(tf.linalg.global_norm(present))
+                # One batch whose loss or gradients are not finite (a degenerate box, an overflow) makes the clip
+                # (by a norm that is not finite) turn every gradient, then every weight, into NaN, and the run would
+                # train NaN from then on: its gradients are zeroed instead and the step is counted as skipped.
+                finite = tf.reduce_all(tf.math.is_finite(values)) & tf.math.is_finite(norm)
                 gradients = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in gradients]
                 values = tf.where(finite, values, tf.zeros_like(values))
-            gradients, _ = tf.clip_by_global_norm(gradients, config.max_grad_norm)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
             skipped = 1.0 - tf.cast(finite, tf.float32)
             return tf.concat([values, [skipped]], axis=0) / replicas
