@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -525,6 +526,118 @@ def test_a_dead_worker_is_replaced_and_its_job_swept_at_once(tmp_path):
     finally:
         supervisor.stop()
     assert all(process.poll() is not None for process in supervisor.processes)
+
+
+# A job process that records the signals it receives in the file argv[1] ("up" first), dying with its parent as the
+# real one does.
+SIGNAL_RECORDING_CHILD = """
+import signal, sys, time
+from tfyolo.processes import die_with_parent
+
+die_with_parent()
+
+
+def record(signum, frame):
+    with open(sys.argv[1], "a") as log:
+        log.write(signal.Signals(signum).name + "\\n")
+    sys.exit(0)
+
+
+signal.signal(signal.SIGINT, record)
+signal.signal(signal.SIGTERM, record)
+with open(sys.argv[1], "a") as log:
+    log.write("up\\n")
+time.sleep(120)
+"""
+
+
+def test_ctrl_c_in_a_worker_s_terminal_re_queues_its_job_without_spending_the_attempt(tmp_path):
+    """Issue 34, round two: a Ctrl-C where `tfyolo worker` runs sends SIGINT to the terminal's whole foreground group.
+    The job's process is in a session of its own, so the worker alone takes it; the worker stops at once (not
+    Huey's graceful stop, which waits for the job to end), stops the job (SIGTERM) and gives it back to the queue with
+    its attempt. The job process is started as the worker starts it; only its command is a stand-in."""
+    from tfyolo.service.queue import make_huey
+    from tfyolo.service.store import JobStore
+
+    store = JobStore(tmp_path)
+    job_id = store.create({"model": "m.tflite", "kind": "bench"}, {"model": "m.tflite"})
+    make_huey(tmp_path).run_job_task(job_id)
+    log = tmp_path / "signals.log"
+    worker_script = (
+        "import sys\n"
+        "from tfyolo.service import worker\n"
+        f"worker.job_process_command = lambda data_dir, job: [sys.executable, '-c', {SIGNAL_RECORDING_CHILD!r}, "
+        f"{str(log)!r}]\n"
+        "from tfyolo.cli.serve import worker_command\n"
+        "worker_command.main(['--data-dir', sys.argv[1]])\n"
+    )
+    # A session of its own: the worker's process group stands for the terminal's foreground group.
+    worker = subprocess.Popen(
+        [sys.executable, "-c", worker_script, str(tmp_path)],
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (log.is_file() and log.read_text()):
+            time.sleep(0.1)
+        assert log.read_text() == "up\n" and store.get(job_id)["state"] == "running"
+        os.killpg(worker.pid, signal.SIGINT)
+        try:
+            _, stderr = worker.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the worker did not stop within 30 s of the Ctrl-C: it waits for its job to end")
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    assert log.read_text().split() == ["up", "SIGTERM"], "the job process took the terminal's SIGINT itself"
+    record = store.get(job_id)
+    assert (record["state"], record["attempts"]) == ("queued", 0), record
+    assert "1 job(s) back in the queue" in stderr and "Shutdown timeout" not in stderr, stderr
+
+
+def test_serve_s_workers_take_no_terminal_signal_and_a_replacement_stops_in_order(tmp_path):
+    """`serve` starts each worker in a session of its own (a Ctrl-C in its terminal reaches `serve` alone, which stops
+    them in order), and a worker it started to replace a dead one is stopped in order too: it dies with the thread
+    that started it (PR_SET_PDEATHSIG), which must outlast it, or it is killed before it gives its job back."""
+    from tfyolo.cli.serve import WorkerSupervisor
+
+    class Queue:
+        def run_job_task(self, job_id):
+            pass
+
+    logs = iter(tmp_path / f"worker{index}.log" for index in range(3))
+    # Each stand-in worker takes 2 s to stop after SIGTERM, as a worker stopping its job does, then records it.
+    header = "def record(signum, frame):"
+    stand_in = SIGNAL_RECORDING_CHILD.replace(header, header + "\n    time.sleep(2)")
+
+    class Supervisor(WorkerSupervisor):
+        def _spawn(self):
+            self.command = [sys.executable, "-c", stand_in, str(next(logs))]
+            return super()._spawn()
+
+    supervisor = Supervisor([], 1, tmp_path, Queue())
+    supervisor.start()
+    try:
+        first = supervisor.processes[0]
+        assert os.getpgid(first.pid) == first.pid != os.getpgid(0)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (tmp_path / "worker0.log").is_file():
+            time.sleep(0.1)
+        first.kill()
+        while time.monotonic() < deadline and supervisor.processes[0] is first:
+            time.sleep(0.1)
+        replacement = supervisor.processes[0]
+        assert replacement is not first and os.getpgid(replacement.pid) == replacement.pid
+        while time.monotonic() < deadline and not (tmp_path / "worker1.log").is_file():
+            time.sleep(0.1)
+    finally:
+        supervisor.stop()
+    assert (tmp_path / "worker1.log").read_text().split() == ["up", "SIGTERM"]
+    assert replacement.returncode == 0
 
 
 def test_stale_seconds_must_be_positive():

@@ -1,5 +1,6 @@
 """`tfyolo serve` (the HTTP API and pages, plus the workers it supervises) and `tfyolo worker` (runs queued jobs)."""
 
+import logging
 import signal
 import subprocess
 import sys
@@ -55,7 +56,13 @@ def _parse_datasets(entries):
 
 class WorkerSupervisor:
     """The worker processes `serve` starts: a dead one is replaced at once and its jobs are swept (re-queued once,
-    then failed) without waiting for its heartbeat to go stale; all of them stop when `serve` stops."""
+    then failed) without waiting for its heartbeat to go stale; all of them stop when `serve` stops.
+
+    Each worker runs in a session of its own: the Ctrl-C a terminal sends to `serve`'s process group reaches `serve`
+    alone, which stops its workers (SIGTERM: each stops its job and re-queues it, the attempt given back) instead of
+    every worker taking the signal while `serve` still runs and replaces the ones that end. A worker dies with
+    `serve` (--die-with-parent), that is with the thread that started it: the watching thread, which starts the
+    replacements, therefore lasts until `stop` has seen every worker end."""
 
     def __init__(self, command, count, data_dir, huey):
         self.command, self.count, self.huey = command, count, huey
@@ -64,41 +71,49 @@ class WorkerSupervisor:
         self.store = JobStore(data_dir)
         self.processes = []
         self.stop_event = threading.Event()
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()  # held while a dead worker is replaced, so that `stop` sees the replacement
 
     def start(self):
         self.processes = [self._spawn() for _ in range(self.count)]
         threading.Thread(target=self._watch, daemon=True).start()
 
     def _spawn(self):
-        return subprocess.Popen(self.command)
+        return subprocess.Popen(self.command, start_new_session=True)
 
     def _watch(self):
         from tfyolo.processes import describe_exit
         from tfyolo.service.store import worker_name_of
         from tfyolo.service.worker import MAX_ATTEMPTS
 
-        while not self.stop_event.wait(1.0):
+        while not self.stopped.wait(1.0):
             for index, process in enumerate(self.processes):
-                if process.poll() is None or self.stop_event.is_set():
-                    continue
-                how = describe_exit(process.returncode)
-                for job_id in self.store.requeue_jobs_of(worker_name_of(process.pid), f"died ({how})", MAX_ATTEMPTS):
-                    self.huey.run_job_task(job_id)
-                self.store.worker_gone(worker_name_of(process.pid))
-                click.echo(f"tfyolo serve: worker {process.pid} died ({how}); starting another", err=True)
-                self.processes[index] = self._spawn()
+                with self.lock:
+                    if process.poll() is None or self.stop_event.is_set():
+                        continue
+                    how = describe_exit(process.returncode)
+                    name = worker_name_of(process.pid)
+                    for job_id in self.store.requeue_jobs_of(name, f"died ({how})", MAX_ATTEMPTS):
+                        self.huey.run_job_task(job_id)
+                    self.store.worker_gone(name)
+                    click.echo(f"tfyolo serve: worker {process.pid} died ({how}); starting another", err=True)
+                    self.processes[index] = self._spawn()
 
     def stop(self, timeout=30.0):
-        self.stop_event.set()
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        with self.lock:
+            self.stop_event.set()
+        try:
+            for process in self.processes:
+                if process.poll() is None:
+                    process.terminate()
+            for process in self.processes:
+                try:
+                    process.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        finally:
+            self.stopped.set()
 
 
 def _exit_on_sigterm(signum, frame):
@@ -172,6 +187,7 @@ def serve_command(
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the workers' orderly stop short
         stop_sweep.set()
         supervisor.stop()
         lock.close()
@@ -205,13 +221,23 @@ def worker_command(data_dir, broker, stale_seconds, die_with_parent):
         f"{memory / GIB:.1f} GiB per job)",
         err=True,
     )
-    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False)
+    # Ctrl-C (SIGINT) stops the worker as SIGTERM does: Huey's graceful stop would wait for the running job to end,
+    # hours maybe, and `serve` kills a worker that takes more than 30 s, which spends the job's attempt. The job's
+    # process is in a session of its own (worker.start_job_process): the terminal's SIGINT does not reach it.
+    consumer = huey.create_consumer(workers=1, worker_type="thread", periodic=False, shutdown_timeout=0)
+    # ... and says so below, not as Huey's "Shutdown timeout of 0s elapsed" warning.
+    logging.getLogger("huey.consumer").addFilter(lambda record: not record.getMessage().startswith("Shutdown timeout"))
     try:
         consumer.run()
     finally:
-        # SIGTERM or SIGINT: stop the running job's process group and give its job back, the attempt with it.
+        # SIGTERM or SIGINT: stop the running job's process group and give its job back, the attempt with it. A
+        # second Ctrl-C must not cut this short: the job would be left running under a gone worker, then swept as
+        # lost, its attempt spent.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         RUNNING.stop_all()
-        for job_id in store.requeue_jobs_of(worker_name(), "stopped", MAX_ATTEMPTS, orderly=True):
+        given_back = store.requeue_jobs_of(worker_name(), "stopped", MAX_ATTEMPTS, orderly=True)
+        for job_id in given_back:
             huey.run_job_task(job_id)
         stop.set()
         store.worker_gone(worker_name())
+        click.echo(f"tfyolo worker {worker_name()}: stopped; {len(given_back)} job(s) back in the queue", err=True)

@@ -179,16 +179,19 @@ class _RunningJobs:
 RUNNING = _RunningJobs()
 
 
+def job_process_command(data_dir, job_id):
+    """The command line of the job's process."""
+    return [sys.executable, "-m", "tfyolo.service.job_process", str(data_dir), job_id]
+
+
 def start_job_process(data_dir, job_id, temporary):
-    """`python -m tfyolo.service.job_process` for the job, in a new session (its own process group), with its
-    temporary files inside the job's folder."""
+    """`job_process_command` for the job, with its temporary files inside the job's folder, in a new session: its
+    own process group, so that the Ctrl-C a terminal sends to the worker's group reaches the worker alone, and the
+    worker's orderly stop decides the job's fate (stopped, re-queued with its attempt given back). The job process
+    asks to die with its worker first thing (`tfyolo.service.job_process`)."""
     temporary.mkdir(parents=True, exist_ok=True)
     environment = dict(os.environ, TMPDIR=str(temporary))
-    return subprocess.Popen(
-        [sys.executable, "-m", "tfyolo.service.job_process", str(data_dir), job_id],
-        start_new_session=True,
-        env=environment,
-    )
+    return subprocess.Popen(job_process_command(data_dir, job_id), start_new_session=True, env=environment)
 
 
 def execute_job(data_dir, job_id, in_process=False):
