@@ -1293,6 +1293,24 @@ def test_random_single_field_edits_end_the_mcu_check_in_a_report_or_one_line(squ
 # === Parsing at the door ===
 
 
+def protobuf_field(number, payload):
+    """One length-delimited protobuf field: its tag, its length as a varint, its bytes."""
+    length, size = bytearray(), len(payload)
+    while True:
+        length.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
+        size >>= 7
+        if not size:
+            break
+    return bytes([number << 3 | 2]) + bytes(length) + payload
+
+
+def empty_nodes(count):
+    """An ONNX file of `count` empty nodes, written as protobuf wire bytes (building 40 MB of it with onnx.helper takes
+    half a minute): a GraphProto of `count` `node` fields (field 1), each a NodeProto holding only op_type "Identity"
+    (field 4), in a ModelProto with ir_version 8 (field 1) and that graph (field 7)."""
+    return b"\x08\x08" + protobuf_field(7, protobuf_field(1, protobuf_field(4, b"Identity")) * count)
+
+
 def test_the_door_tells_onnx_from_its_outer_layer_without_parsing_it(tmp_path):
     """Issue 34's trial: every upload that was not TFL3/HDF5/zip was parsed as ONNX in the web process (a 40 MB file
     of empty nodes took it to 3.2 GB). The door now walks ModelProto's top-level fields only: a real export is onnx;
@@ -1324,21 +1342,6 @@ def test_the_door_tells_onnx_from_its_outer_layer_without_parsing_it(tmp_path):
     shared = sorted(Path(__file__).resolve().parents[2].glob("shared/weights/*/*.onnx"))
     assert all(sniff(path) == "onnx" for path in shared), [(path, sniff(path)) for path in shared]
 
-    # 40 MB of empty nodes, written as protobuf wire bytes (building it with onnx.helper takes half a minute): a
-    # GraphProto of 3.3 million `node` fields (field 1), each a NodeProto holding only op_type "Identity" (field 4),
-    # in a ModelProto with ir_version 8 (field 1) and that graph (field 7).
-    def field(number, payload):
-        length, size = bytearray(), len(payload)
-        while True:
-            length.append((size & 0x7F) | (0x80 if size > 0x7F else 0))
-            size >>= 7
-            if not size:
-                break
-        return bytes([number << 3 | 2]) + bytes(length) + payload
-
-    def empty_nodes(count):
-        return b"\x08\x08" + field(7, field(1, field(4, b"Identity")) * count)
-
     parsed = onnx.load_from_string(empty_nodes(3))  # the encoding, checked small: parsing 40 MB takes gigabytes
     assert [node.op_type for node in parsed.graph.node] == ["Identity"] * 3 and parsed.ir_version == 8
     (tmp_path / "empty_nodes.onnx").write_bytes(empty_nodes(3_300_000))
@@ -1360,6 +1363,103 @@ def test_the_door_tells_onnx_from_its_outer_layer_without_parsing_it(tmp_path):
     kind, grown_kib, onnx_imported = result.stdout.split()
     assert size > 15_000_000 and kind == "onnx" and onnx_imported == "False", result
     assert int(grown_kib) * 1024 < size / 10, (grown_kib, size)
+
+
+def protobuf_entries(message):
+    """The oracle: the field entries protobuf's own parse of `message` holds, counted through its descriptors (a
+    packed array is one entry, each value of an unpacked one is an entry)."""
+    total = 0
+    for field, value in message.ListFields():
+        if field.is_repeated and field.message_type:
+            total += sum(1 + protobuf_entries(item) for item in value)
+        elif field.is_repeated:
+            total += 1 if field.is_packed else len(value)
+        else:
+            total += 1 + (protobuf_entries(value) if field.message_type else 0)
+    return total
+
+
+def test_the_onnx_reader_counts_a_file_s_entries_before_onnx_parses_it(tmp_path):
+    """The importer's half of the 40 MB empty-node file: the job process (and the CLI) parsed it into 3.2 GB. The
+    wire-format walk counts what the parse would build, equal to protobuf's own count on every genuine export here and
+    on a file with a subgraph, a string tensor and metadata; a graph past the bound, graphs nested past the bound and
+    a file cut short are each refused in one line, the 40 MB file within a few tens of MB."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tfyolo.importers.onnx_wire import MAX_ONNX_DEPTH, MAX_ONNX_ENTRIES, count_onnx_entries
+    from tfyolo.importers.ultralytics_source import read_source
+
+    shared = sorted(Path(__file__).resolve().parents[2].glob("shared/weights/*/*.onnx"))
+    genuine = [*shared, onnx_export(tmp_path / "small.onnx", imgsz=32, names={0: "person"})]
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "b", [], [])
+    strings = helper.make_tensor("s", TensorProto.STRING, [3], [b"a", b"", b"ccc"])
+    nested = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch)],
+            "g",
+            [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+            [strings, numpy_helper.from_array(np.arange(6, dtype=np.int64).reshape(2, 3), "i")],
+        )
+    )
+    onnx.save(nested, str(tmp_path / "nested.onnx"))
+    for path in [*genuine, tmp_path / "nested.onnx"]:
+        assert count_onnx_entries(path) == protobuf_entries(onnx.load(str(path))), path
+    assert len(shared) >= 4
+
+    def deep(levels):
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [], [])
+        for _ in range(levels):
+            graph = helper.make_graph([helper.make_node("If", ["c"], ["y"], then_branch=graph)], "g", [], [])
+        return helper.make_model(graph).SerializeToString()
+
+    cases = {
+        "empty_nodes.onnx": (empty_nodes(3_300_000), f"more than {MAX_ONNX_ENTRIES:,} entries"),
+        "deep.onnx": (deep(MAX_ONNX_DEPTH // 3), f"nested more than {MAX_ONNX_DEPTH} deep"),
+        "cut.onnx": (genuine[-1].read_bytes()[:-5], "not a readable ONNX model"),
+    }
+    assert count_onnx_entries(_written(tmp_path / "fits.onnx", deep(MAX_ONNX_DEPTH // 3 - 2))) > 0
+    for name, (content, fragment) in cases.items():
+        path = _written(tmp_path / name, content)
+        with peak_growth_kib() as growth, pytest.raises(ModelError) as raised:
+            read_source(path)
+        assert_one_line(raised, f"{path}: ", fragment)
+        assert growth[0] < 100 << 10, (name, growth[0])  # KiB; the parse took 3.2 GB of the 40 MB file
+
+
+def test_random_byte_edits_of_an_export_read_or_are_refused_in_one_line(tmp_path):
+    """The class of hole: an export with random bytes changed, cut or repeated. Each reads, or is refused in one
+    line naming the file; nothing else escapes the wire walk or onnx's parse."""
+    from tfyolo.importers.ultralytics_source import read_source
+
+    rng = random.Random(11)
+    real = bytearray(onnx_export(tmp_path / "real.onnx", imgsz=32, names={0: "person"}).read_bytes())
+    outcomes = {"read": 0, "refused": 0}
+    for trial in range(200):
+        content = bytearray(real)
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(content))
+            edit = rng.choice(["flip", "cut", "repeat"])
+            if edit == "flip":
+                content[at] = rng.randrange(256)
+            elif edit == "cut":
+                del content[at : at + rng.randint(1, 16)]
+            else:
+                content[at:at] = content[at : at + rng.randint(1, 16)] * rng.randint(1, 50)
+        path = _written(tmp_path / f"m{trial}.onnx", bytes(content))
+        try:
+            read_source(path)
+            outcomes["read"] += 1
+        except ModelError as error:
+            assert str(error).startswith(f"{path}: ") and "\n" not in str(error), (trial, error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 50, outcomes
+
+
+def _written(path, content):
+    path.write_bytes(content)
+    return path
 
 
 # === Images that declare more than they hold ===

@@ -10,6 +10,7 @@ from typing import Mapping, Optional
 
 from tfyolo.config import input_size_problem
 from tfyolo.errors import ModelError
+from tfyolo.importers.onnx_wire import count_onnx_entries
 from tfyolo.importers.task_imports import TASK_IMPORTS
 from tfyolo.importers.ultralytics_checkpoint import ModuleRecord, read_checkpoint
 
@@ -195,17 +196,19 @@ def _from_onnx(path):
         from onnx import numpy_helper
     except ImportError:
         raise ModelError(f"{path}: importing ONNX needs the onnx package.")
+    count_onnx_entries(path)  # before the parse allocates what the file declares
     try:
         graph_model = onnx.load(str(path))
     except Exception as error:  # onnx raises protobuf's DecodeError, ValueError or its own errors for a bad file
         raise ModelError(f"{path}: not a readable ONNX model ({type(error).__name__}: {error}).")
+    _refuse_undecodable_names(graph_model, path)
     properties = {prop.key: prop.value for prop in graph_model.metadata_props}
     task = properties.get("task", "detect")
     if task not in TASK_IMPORTS:
         raise ModelError(f"{path}: an Ultralytics {task[:60]} model; tfyolo imports {', '.join(TASK_IMPORTS)}.")
     # Weights keep their module names; the other initializers are graph constants (anchor grids, shapes).
     state = {
-        item.name: numpy_helper.to_array(item)
+        item.name: _onnx_array(numpy_helper, item, path)
         for item in graph_model.graph.initializer
         if item.name.startswith("model.")
     }
@@ -226,6 +229,30 @@ def _from_onnx(path):
         version=properties.get("version"),
         task=task,
     )
+
+
+def _onnx_array(numpy_helper, tensor, path):
+    """An initializer's values; onnx reads a data type it does not know or data that does not fill the declared dims
+    as KeyError / ValueError."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except (KeyError, ValueError, TypeError) as error:
+        raise ModelError(
+            f"{path}: initializer {tensor.name[:80]!r} does not hold the values its data type and dims declare "
+            f"({type(error).__name__})."
+        )
+
+
+def _refuse_undecodable_names(graph_model, path):
+    """Protobuf hands a string field that is not UTF-8 back as bytes rather than refusing the file: every name this
+    reader compares (node types, inputs and outputs, initializer names, metadata) must be text."""
+    graph = graph_model.graph
+    names = [item.name for item in graph.initializer]
+    names += [prop.key for prop in graph_model.metadata_props] + [prop.value for prop in graph_model.metadata_props]
+    for node in graph.node:
+        names += [node.op_type, *node.input, *node.output]
+    if not all(isinstance(name, str) for name in names):
+        raise ModelError(f"{path}: not a readable ONNX model (a name that is not UTF-8 text).")
 
 
 def _metadata_literal(properties, key, path):
