@@ -871,6 +871,59 @@ def test_the_service_calibrates_on_the_named_datasets_train_split(squares, tmp_p
     assert report["calibration"]["source"] == "dataset:squares [train]", report["calibration"]
     page = client.get(f"/ui/jobs/{job_id}", headers=AUTH).text
     assert "calibration: dataset:squares [train]" in page
+    # The artifact a client downloads names its model and calibration images without the server's paths.
+    from tfyolo.metadata import read_embedded_metadata
+
+    (artifact,) = report["artifacts"]
+    content = client.get(f"/artifacts/{artifact['sha256']}", headers=AUTH).content
+    metadata = read_embedded_metadata(content)
+    assert metadata["calibration"]["source"] == f"{data.parent.name}/data.yaml [train]", metadata["calibration"]
+    stored = data_dir / "jobs" / job_id / "uploads" / metadata["source_model"]
+    assert metadata["source_model_sha256"] == sha256(stored), metadata["source_model"]
+    assert no_path_in(metadata, tmp_path, data.parent)
+
+
+def sha256(path):
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def no_path_in(value, *folders):
+    """True when no string in the JSON value `value` names one of `folders` or holds an absolute path."""
+    text = json.dumps(value)
+    found = [str(folder) for folder in folders if str(folder) in text]
+    found += re.findall(r'(?:^|[\s"(])(/[^\s"]+)', text)
+    assert not found, found
+    return True
+
+
+def test_an_artifact_names_its_model_and_calibration_images_without_where_they_were(tmp_path):
+    """Issue 34, round two: every .tflite embedded the absolute path of its float model (an upload's stored path on
+    the server) and its calibration source (a registered dataset's location). It names the model by its file name and
+    sha256, the calibration images by their folder's name (a data.yaml by its folder's and its own), wherever the
+    artifact is made, a path with spaces included."""
+    from tests.square_detector import write_squares_dataset
+    from tfyolo.data.calibration_images import load_calibration_images
+    from tfyolo.quantization.artifact import artifact_metadata
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+
+    server = tmp_path / "srv" / "tfyolo data"
+    data = write_squares_dataset(server / "datasets" / "penn fudan")
+    model = server / "jobs" / "0123" / "uploads" / "model.keras"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"a model's bytes")
+    expected = {data: "penn fudan/data.yaml [train]", data.parent / "images" / "train": "folder train"}
+    for source, named in expected.items():
+        _, summary = load_calibration_images(source, 32, 2)
+        assert str(source) in summary["source"]  # the report, which stays on the machine, keeps the path
+        metadata = artifact_metadata({"names": ["square"]}, resolve_recipe("int8"), summary, 64, 1, model)
+        assert metadata["calibration"] == {**summary, "source": named}
+        assert (metadata["source_model"], metadata["source_model_sha256"]) == ("model.keras", sha256(model))
+        assert no_path_in(metadata, tmp_path)
+    # A folder (a SavedModel) has no one file to hash; a relative name says no more than it did.
+    assert artifact_metadata({}, resolve_recipe("fp32"), None, 64, 1, server)["source_model_sha256"] is None
+    assert artifact_metadata({}, resolve_recipe("fp32"), None, 64, 1, "m.keras")["source_model"] == "m.keras"
 
 
 # === One clear line ===

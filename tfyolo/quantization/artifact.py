@@ -1,10 +1,25 @@
-"""What a converted artifact is called and what it says about itself."""
+"""What a converted artifact is called and what it says about itself.
 
+An artifact travels: a user hands it on, a client downloads it from the service. It names what it was made from
+without saying where that was on the machine that made it: the float model by its file name and sha256, the
+calibration images by their folder's name (a data.yaml by its folder's name and its own). The job's report, which
+stays where it was made (the service redacts its copy), keeps the full paths. The one path an artifact may carry is
+`data`, the dataset its model's own metadata names, which `evaluate` and `bundle` fall back to on that machine; the
+service drops it from every uploaded model, and an imported model names none.
+"""
+
+import functools
+import os
+import re
 from pathlib import Path
 
 import tfyolo
 from tfyolo.compat import tf
+from tfyolo.io_utils import sha256_file
 from tfyolo.models.detector_metadata import postprocess_of
+
+# What is left of an absolute path in a text that names it some other way than the two calibration descriptions.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^\s'\"]+")
 
 
 def artifact_stem(model_path, name=None):
@@ -43,12 +58,50 @@ def artifact_metadata(model_metadata, recipe, calibration_summary, input_size, n
         "postprocess": postprocess_of(model_metadata),
         "preprocess": {"letterbox": True, "pad_value": 114, "color": "RGB", "scale": "1/255"},
         "recipe": recipe.to_dict(),
-        "calibration": calibration_summary,
-        "source_model": str(source_model),
+        "calibration": calibration_without_location(calibration_summary),
+        "source_model": Path(source_model).name,
+        "source_model_sha256": model_sha256(source_model),
         "qat": qat,
         "data": (model_metadata or {}).get("data"),
         "versions": {"tfyolo": tfyolo.__version__, "tensorflow": tf.__version__},
     }
+
+
+def model_sha256(path):
+    """The sha256 of the model file at `path` (None for a folder, or no file), read once while it is unchanged: every
+    recipe of a job embeds it."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    status = path.stat()
+    return _sha256_of(str(path.resolve()), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of(path, size, modified):
+    return sha256_file(path)
+
+
+def calibration_without_location(summary):
+    """A calibration summary (`load_calibration_images`) whose `source` names the images without their location:
+    'folder /srv/images' -> 'folder images', '/srv/penn/data.yaml [train]' -> 'penn/data.yaml [train]'."""
+    if not summary or not isinstance(summary.get("source"), str):
+        return summary
+    return {**summary, "source": source_without_location(summary["source"])}
+
+
+def source_without_location(description):
+    """A calibration source's description ('folder PATH' or 'PATH [train]', as `calibration_paths` writes it) with
+    its path reduced to a folder's name, or a data.yaml's folder and file names; any other absolute path in it to its
+    last name."""
+    prefix = "folder " if description.startswith("folder ") else ""
+    suffix = " [train]" if description.endswith(" [train]") else ""
+    path = description[len(prefix) : len(description) - len(suffix)]
+    if prefix or suffix:
+        located = Path(os.path.abspath(path))
+        named = f"{located.parent.name}/{located.name}" if located.suffix in (".yaml", ".yml") else located.name
+        return f"{prefix}{named.lstrip('/')}{suffix}"
+    return _ABSOLUTE_PATH.sub(lambda match: Path(match.group()).name or "/", description)
 
 
 def finalize_artifact(content, recipe, metadata, allow_float=False):
