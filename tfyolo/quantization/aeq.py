@@ -78,6 +78,10 @@ def quantize(fp32_content, recipe, calibration_images):
 
         calibration = floor_calibration_result(calibration, predictions[CLASS_OUTPUT], recipe.min_score)
     content = inline_buffers(bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model))
+    if recipe.bias_correction:
+        from tfyolo.quantization.bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
+
+        content = correct_biases(fp32_content, content, calibration_images[:BIAS_CORRECTION_IMAGES])
     refuse_saturated_biases(content)
     return with_float_boundary(content) if recipe.io_type == "float32" else content
 
