@@ -647,6 +647,67 @@ def test_random_module_graphs_visit_each_record_once(tmp_path):
         signal.signal(signal.SIGALRM, previous)
 
 
+def test_a_pickle_memo_index_of_sixty_million_is_read_within_megabytes(tmp_path):
+    """A one-byte edit of a checkpoint's pickle (found by the byte-edit fuzz below): a LONG_BINPUT index of up to 2^32
+    made the C unpickler size and zero its memo for that many entries (8 bytes each; the fuzz's process was killed by
+    the kernel). At 2^26 here (512 MB with the C unpickler, so that the test fails cleanly), the reader keeps a dict
+    of the entries there are: the file reads as its pickle says, within megabytes."""
+    import pickle
+    import struct
+
+    from tfyolo.importers.ultralytics_checkpoint import read_checkpoint
+
+    # {"a": 1} at protocol 2, its dict memoized at index 2^26 (LONG_BINPUT) instead of 0 (BINPUT).
+    content = pickle.dumps({"a": 1}, protocol=2)
+    assert content.startswith(b"\x80\x02}q\x00")
+    content = b"\x80\x02}r" + struct.pack("<I", 2**26) + content[5:]
+    path = tmp_path / "memo.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x/data.pkl", content)
+    with peak_growth_kib() as growth:
+        assert read_checkpoint(path) == {"a": 1}
+    assert growth[0] < 64 << 10, growth  # KiB
+
+
+def test_random_byte_edits_of_a_real_checkpoint_read_or_are_refused_in_one_line(tmp_path):
+    """The class of hole: Ultralytics' own YOLO11n checkpoint with 1-3 random bytes of its pickle changed, cut or
+    repeated (the zip rewritten, so its CRCs hold). Each reads, or is refused in one line naming the file that does
+    not repeat the file's content, within bounded memory; nothing else escapes."""
+    from tfyolo.errors import TfyoloError
+    from tfyolo.importers.ultralytics_source import read_source
+
+    real = Path(__file__).resolve().parents[2] / "shared/weights/ultralytics_yolo11n_pennfudan/best.pt"
+    with zipfile.ZipFile(real) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    pickled = next(name for name in entries if name.endswith("/data.pkl"))
+    rng = random.Random(2)
+    outcomes = {"read": 0, "refused": 0}
+    with peak_growth_kib() as growth:
+        for trial in range(60):
+            content = bytearray(entries[pickled])
+            for _ in range(rng.randint(1, 3)):
+                at = rng.randrange(len(content))
+                edit = rng.choice(["flip", "cut", "repeat"])
+                if edit == "flip":
+                    content[at] = rng.randrange(256)
+                elif edit == "cut":
+                    del content[at : at + rng.randint(1, 8)]
+                else:
+                    content[at:at] = content[at : at + rng.randint(1, 8)] * rng.randint(1, 4)
+            path = tmp_path / f"m{trial}.pt"
+            with zipfile.ZipFile(path, "w") as archive:
+                for name, data in entries.items():
+                    archive.writestr(name, bytes(content) if name == pickled else data)
+            try:
+                read_source(path)
+                outcomes["read"] += 1
+            except TfyoloError as error:
+                message = str(error)
+                assert message.startswith(f"{path}: ") and "\n" not in message and len(message) < 600, (trial, message)
+                outcomes["refused"] += 1
+    assert outcomes["refused"] > 20 and growth[0] < 512 << 10, (outcomes, growth)
+
+
 # === Sizes read from a file ===
 
 
