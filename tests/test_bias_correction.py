@@ -63,6 +63,7 @@ def test_a_bias_offset_is_found_and_taken_out_and_the_next_layer_is_left_alone(t
     offset = np.zeros_like(first_bias)
     offset[0] = int(round(6 * first_out_scale / first_step[0]))
     corrected = correct_biases(fp32, with_bias(plain, 0, first_bias + offset), images)
+    assert correct_biases(fp32, with_bias(plain, 0, first_bias + offset), images, ".*second.*") != corrected
     (_, first_fixed, _, _), (_, second_fixed, second_step, _) = biases(corrected)
     # Channel 0 goes back to within an output step of the plain file's bias; the others stay within one.
     assert abs(int(first_fixed[0]) - int(first_bias[0])) <= first_out_scale / first_step[0]
@@ -76,11 +77,13 @@ def test_a_bias_offset_is_found_and_taken_out_and_the_next_layer_is_left_alone(t
 
 
 def test_bias_correction_is_a_recipe_key_for_ai_edge_quantizer_only():
+    """A list of layer patterns, as int16_layers."""
     from tfyolo.errors import ConfigError
     from tfyolo.quantization.recipe import Recipe
 
-    assert Recipe.from_dict({"name": "r", "mode": "int8", "quantizer": "ai_edge_quantizer", "bias_correction": True})
-    with pytest.raises(ConfigError, match="bias_correction corrects ai-edge-quantizer"):
-        Recipe(name="r", mode="int8", quantizer="tflite_converter", bias_correction=True)
-    with pytest.raises(ConfigError, match="'bias_correction' must be true or false"):
-        Recipe.from_dict({"name": "r", "mode": "int8", "quantizer": "ai_edge_quantizer", "bias_correction": "yes"})
+    values = {"name": "r", "mode": "int8", "quantizer": "ai_edge_quantizer", "bias_correction_layers": ["stage*"]}
+    assert Recipe.from_dict(values).to_dict()["bias_correction_layers"] == ["stage*"]
+    with pytest.raises(ConfigError, match="bias_correction_layers corrects ai-edge-quantizer"):
+        Recipe(name="r", mode="int8", quantizer="tflite_converter", bias_correction_layers=("stage*",))
+    with pytest.raises(ConfigError, match="'bias_correction_layers' must be a list of layer names"):
+        Recipe.from_dict({**values, "bias_correction_layers": "stage*"})

@@ -78,10 +78,11 @@ def quantize(fp32_content, recipe, calibration_images):
 
         calibration = floor_calibration_result(calibration, predictions[CLASS_OUTPUT], recipe.min_score)
     content = inline_buffers(bytes(engine.quantize(calibration, enable_progress_report=False).quantized_model))
-    if recipe.bias_correction:
+    if recipe.bias_correction_layers:
         from tfyolo.quantization.bias_correction import BIAS_CORRECTION_IMAGES, correct_biases
 
-        content = correct_biases(fp32_content, content, calibration_images[:BIAS_CORRECTION_IMAGES])
+        corrected = layer_regex(recipe.bias_correction_layers)
+        content = correct_biases(fp32_content, content, calibration_images[:BIAS_CORRECTION_IMAGES], corrected)
     refuse_saturated_biases(content)
     return with_float_boundary(content) if recipe.io_type == "float32" else content
 

@@ -12,6 +12,8 @@ YOLO11n fell from -0.31 to -9.38 pt).
 Only the bias changes (one int32 per output channel at scale input x weight scale): the file keeps its operators,
 ranges and latency."""
 
+import re
+
 import numpy as np
 
 # Convolutions whose third input is an int32 bias (TRANSPOSE_CONV keeps its bias fourth; the detectors' single one,
@@ -65,14 +67,15 @@ def _channel_means(content, images, names):
     return {name: total / len(images) for name, total in sums.items()}
 
 
-def correct_biases(fp32_content, int8_content, images):
+def correct_biases(fp32_content, int8_content, images, layers=".*"):
     """`int8_content` (ai-edge-quantizer's int8 of `fp32_content`, which keeps the float model's tensor names) with
-    each convolution's mean per-channel output error over `images` taken out of its bias, layer by layer."""
+    the mean per-channel output error over `images` of each convolution whose output tensor name matches the regex
+    `layers` taken out of its bias, layer by layer."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(int8_content))
     graph = model.subgraphs[0]
-    convolutions = _int8_convolutions(model)
+    convolutions = [(name, op) for name, op in _int8_convolutions(model) if re.fullmatch(layers, name)]
     exact = _channel_means(fp32_content, images, {name for name, _ in convolutions})
     for name, op in convolutions:
         if name not in exact:  # a tensor the float file names otherwise: left as it is

@@ -71,7 +71,10 @@ FIELD_TYPES = {
         "a share above 0 and at most 1, or null",
         lambda value: value is None or (isinstance(value, float) and not isinstance(value, bool) and 0 < value <= 1),
     ),
-    "bias_correction": ("true or false", lambda value: isinstance(value, bool)),
+    "bias_correction_layers": (
+        "a list of layer names or patterns",
+        lambda value: isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value),
+    ),
     "min_score": (
         "a score above 0 and at most 0.01, or null",
         lambda value: value is None or (isinstance(value, float) and 0 < value <= MAX_MIN_SCORE),
@@ -114,9 +117,10 @@ class Recipe:
             once, on the output's grid, instead of on its own grid and again by a requantizing QUANTIZE
             (`tfyolo.quantization.aeq.share_concatenation_ranges`); the prediction outputs' levels keep their own
             grids. None: every input keeps its own range.
-        bias_correction: bool. ai-edge-quantizer only: each convolution's mean per-channel output error against the
-            float model, measured on the first calibration images, is taken out of its int32 bias, layer by layer in
-            graph order (`tfyolo.quantization.bias_correction`); operators, ranges and latency are unchanged.
+        bias_correction_layers: tuple of str. ai-edge-quantizer only: the convolutions of these layers (names or
+            fnmatch patterns) have their mean per-channel output error against the float model, measured on the
+            first calibration images, taken out of their int32 bias, layer by layer in graph order
+            (`tfyolo.quantization.bias_correction`); operators, ranges and latency are unchanged.
         input_size: int or None. Convert the model rebuilt at this square input side (its convolution weights do
             not depend on the size; calibration images are resized to it): the smaller inputs an NPU or MCU
             team ships. None: the model's own size.
@@ -141,7 +145,7 @@ class Recipe:
     input_size: Optional[int] = None
     range_statistic: Optional[str] = None
     concat_shared_range: Optional[float] = None
-    bias_correction: bool = False
+    bias_correction_layers: tuple = ()
 
     def __post_init__(self):
         check_plain_name(self.name, "recipe name")
@@ -192,10 +196,10 @@ class Recipe:
                 f"recipe {self.name!r}: concat_shared_range chooses ai-edge-quantizer's ranges at concatenations "
                 f"(TFLiteConverter gives every input the output's scale); received quantizer {self.quantizer!r}."
             )
-        if self.bias_correction and self.quantizer != "ai_edge_quantizer":
+        if self.bias_correction_layers and self.quantizer != "ai_edge_quantizer":
             raise ConfigError(
-                f"recipe {self.name!r}: bias_correction corrects ai-edge-quantizer's int8 biases against the float "
-                f"model's tensors of the same names; received quantizer {self.quantizer!r}."
+                f"recipe {self.name!r}: bias_correction_layers corrects ai-edge-quantizer's int8 biases against the "
+                f"float model's tensors of the same names; received quantizer {self.quantizer!r}."
             )
         if self.quantizer == "ai_edge_quantizer" and self.range_statistic is None:
             object.__setattr__(self, "range_statistic", RANGE_STATISTICS[0])
@@ -224,6 +228,7 @@ class Recipe:
             check_calibration_budget(self.calibration_images, self.input_size, f"recipe {self.name!r}")
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "int16_layers", tuple(self.int16_layers))
+        object.__setattr__(self, "bias_correction_layers", tuple(self.bias_correction_layers))
 
     @property
     def needs_calibration(self):
@@ -242,6 +247,7 @@ class Recipe:
         values = dataclasses.asdict(self)
         values["keep_float"] = list(self.keep_float)
         values["int16_layers"] = list(self.int16_layers)
+        values["bias_correction_layers"] = list(self.bias_correction_layers)
         return values
 
     @classmethod
