@@ -647,6 +647,22 @@ def test_random_module_graphs_visit_each_record_once(tmp_path):
         signal.signal(signal.SIGALRM, previous)
 
 
+def byte_edits(content, rng, edits, run, repeats):
+    """`content` with 1 to `edits` random edits: a byte set to a random value, up to `run` bytes cut, or up to `run`
+    bytes repeated up to `repeats` times in place."""
+    content = bytearray(content)
+    for _ in range(rng.randint(1, edits)):
+        at = rng.randrange(len(content))
+        edit = rng.choice(["flip", "cut", "repeat"])
+        if edit == "flip":
+            content[at] = rng.randrange(256)
+        elif edit == "cut":
+            del content[at : at + rng.randint(1, run)]
+        else:
+            content[at:at] = content[at : at + rng.randint(1, run)] * rng.randint(1, repeats)
+    return bytes(content)
+
+
 def test_a_pickle_memo_index_of_sixty_million_is_read_within_megabytes(tmp_path):
     """A one-byte edit of a checkpoint's pickle (found by the byte-edit fuzz below): a LONG_BINPUT index of up to 2^32
     made the C unpickler size and zero its memo for that many entries (8 bytes each; the fuzz's process was killed by
@@ -684,20 +700,11 @@ def test_random_byte_edits_of_a_real_checkpoint_read_or_are_refused_in_one_line(
     outcomes = {"read": 0, "refused": 0}
     with peak_growth_kib() as growth:
         for trial in range(60):
-            content = bytearray(entries[pickled])
-            for _ in range(rng.randint(1, 3)):
-                at = rng.randrange(len(content))
-                edit = rng.choice(["flip", "cut", "repeat"])
-                if edit == "flip":
-                    content[at] = rng.randrange(256)
-                elif edit == "cut":
-                    del content[at : at + rng.randint(1, 8)]
-                else:
-                    content[at:at] = content[at : at + rng.randint(1, 8)] * rng.randint(1, 4)
+            content = byte_edits(entries[pickled], rng, edits=3, run=8, repeats=4)
             path = tmp_path / f"m{trial}.pt"
             with zipfile.ZipFile(path, "w") as archive:
                 for name, data in entries.items():
-                    archive.writestr(name, bytes(content) if name == pickled else data)
+                    archive.writestr(name, content if name == pickled else data)
             try:
                 read_source(path)
                 outcomes["read"] += 1
@@ -1498,17 +1505,8 @@ def test_random_byte_edits_of_an_export_read_or_are_refused_in_one_line(tmp_path
     real = bytearray(onnx_export(tmp_path / "real.onnx", imgsz=32, names={0: "person"}).read_bytes())
     outcomes = {"read": 0, "refused": 0}
     for trial in range(200):
-        content = bytearray(real)
-        for _ in range(rng.randint(1, 4)):
-            at = rng.randrange(len(content))
-            edit = rng.choice(["flip", "cut", "repeat"])
-            if edit == "flip":
-                content[at] = rng.randrange(256)
-            elif edit == "cut":
-                del content[at : at + rng.randint(1, 16)]
-            else:
-                content[at:at] = content[at : at + rng.randint(1, 16)] * rng.randint(1, 50)
-        path = _written(tmp_path / f"m{trial}.onnx", bytes(content))
+        content = byte_edits(real, rng, edits=4, run=16, repeats=50)
+        path = _written(tmp_path / f"m{trial}.onnx", content)
         try:
             read_source(path)
             outcomes["read"] += 1

@@ -13,8 +13,11 @@ Only the bias changes (one int32 per output channel at scale input x weight scal
 ranges and latency."""
 
 import re
+import sys
+import warnings
 
 import numpy as np
+from tqdm import tqdm
 
 # Convolutions whose third input is an int32 bias (TRANSPOSE_CONV keeps its bias fourth; the detectors' single one,
 # the segmenter's prototype upsampling, is left as it is).
@@ -46,7 +49,9 @@ def _channel_means(content, images, names):
     """{tensor name: its per-channel mean over `images`} of the model `content` (int8 tensors dequantized)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=content, experimental_preserve_all_tensors=True, num_threads=2)
+    with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is for debugging: here it is the point
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = Interpreter(model_content=content, experimental_preserve_all_tensors=True, num_threads=2)
     interpreter.allocate_tensors()
     tensors = {detail["name"]: detail for detail in interpreter.get_tensor_details() if detail["name"] in names}
     feed_detail = interpreter.get_input_details()[0]
@@ -77,7 +82,8 @@ def correct_biases(fp32_content, int8_content, images, layers=".*"):
     graph = model.subgraphs[0]
     convolutions = [(name, op) for name, op in _int8_convolutions(model) if re.fullmatch(layers, name)]
     exact = _channel_means(fp32_content, images, {name for name, _ in convolutions})
-    for name, op in convolutions:
+    # A bar as ai-edge-quantizer draws its calibration's: a layer takes a run over the images.
+    for name, op in tqdm(convolutions, desc="bias correction", unit="layer", file=sys.stderr, leave=False):
         if name not in exact:  # a tensor the float file names otherwise: left as it is
             continue
         content = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
