@@ -8,6 +8,8 @@ Studies run with it:
   (`tfyolo.quantization.aeq.share_concatenation_ranges`).
 - `--set range_statistic=outputs_mean --name mean_ranges`: the plain mean of the per-image ranges inside the
   network instead of ai-edge-quantizer's moving average (`tfyolo.quantization.aeq.choose_ranges`).
+- `--set 'bias_correction_layers=["stem*", "down*", "stage*"]' --name bias_correction_backbone`: the backbone's
+  biases corrected layer by layer against the float model (`tfyolo.quantization.bias_correction`).
 
 Usage: python -m benchmarks.study_int8_recipe --set KEY=VALUE [--set ...] --name NAME [--families ...] [--seeds 0,1,2]
 Results: benchmarks/results/coco_NAME.{json,md}

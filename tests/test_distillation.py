@@ -88,19 +88,32 @@ def test_one_image_is_refused(seeded):
         Distillation(qat_model, float_model, images[:1])
 
 
-def test_the_distilled_model_converts_to_integer_only_with_its_facts(tiny_float_run, seeded, tmp_path):
-    from tfyolo.metadata import find_model_metadata
-    from tfyolo.qat.qat_io import load_any_detector
-    from tfyolo.quantization.isolated import convert_isolated
-    from tfyolo.quantization.recipes_dir import resolve_recipe
-    from tfyolo.tflite_runtime import inspect_tflite
-
+def distilled(tiny_float_run, seeded, tmp_path):
+    """One epoch of distillation QAT saved to a file: (its path, its history, the images it learned from)."""
     _, _, images = seeded
     out = tmp_path / "distilled.h5"
-    history = distill_qat_model(tiny_float_run, images, out, DistillationConfig(epochs=1))
+    return out, distill_qat_model(tiny_float_run, images, out, DistillationConfig(epochs=1)), images
+
+
+def test_the_distilled_model_is_saved_with_its_facts(tiny_float_run, seeded, tmp_path):
+    from tfyolo.metadata import find_model_metadata
+    from tfyolo.qat.qat_io import load_any_detector
+
+    out, history, images = distilled(tiny_float_run, seeded, tmp_path)
     metadata = find_model_metadata(out)
     assert metadata["qat"] is True and metadata["qat_distillation"]["history"] == history
     assert metadata["qat_distillation"]["images"] == len(images)
     assert set(load_any_detector(out)(images[:1], training=False)) == {BOX_OUTPUT, CLASS_OUTPUT}
+
+
+@pytest.mark.large
+def test_the_distilled_model_converts_to_integer_only(tiny_float_run, seeded, tmp_path):
+    """Large: the conversion of a QAT model is 40-50 s on two cores; the fast suite converts QAT models in
+    test_qat.py, and the distilled file's contents are checked above."""
+    from tfyolo.quantization.isolated import convert_isolated
+    from tfyolo.quantization.recipes_dir import resolve_recipe
+    from tfyolo.tflite_runtime import inspect_tflite
+
+    out, _, _ = distilled(tiny_float_run, seeded, tmp_path)
     content = convert_isolated(str(out), resolve_recipe("int8_tflite_int8io"))
     assert inspect_tflite(content)["float_compute_ops"] == []
