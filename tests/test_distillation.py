@@ -95,7 +95,10 @@ def distilled(tiny_float_run, seeded, tmp_path):
     return out, distill_qat_model(tiny_float_run, images, out, DistillationConfig(epochs=1)), images
 
 
+@pytest.mark.large
 def test_the_distilled_model_is_saved_with_its_facts(tiny_float_run, seeded, tmp_path):
+    """Large: distill_qat_model builds, seeds and trains a QAT model of its own (40-55 s on two cores); the fast
+    tests here exercise the Distillation it runs on the module's seeded model."""
     from tfyolo.metadata import find_model_metadata
     from tfyolo.qat.qat_io import load_any_detector
 
@@ -108,8 +111,7 @@ def test_the_distilled_model_is_saved_with_its_facts(tiny_float_run, seeded, tmp
 
 @pytest.mark.large
 def test_the_distilled_model_converts_to_integer_only(tiny_float_run, seeded, tmp_path):
-    """Large: the conversion of a QAT model is 40-50 s on two cores; the fast suite converts QAT models in
-    test_qat.py, and the distilled file's contents are checked above."""
+    """Large, as the test above; the fast suite converts QAT models in test_qat.py."""
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.quantization.recipes_dir import resolve_recipe
     from tfyolo.tflite_runtime import inspect_tflite
