@@ -110,6 +110,17 @@ def test_a_missing_source_tensor_refuses_the_import(checkpoint):
         import_weights("best.pt")
 
 
+def test_a_missing_tensor_read_for_its_shape_refuses_the_import_in_one_line(checkpoint):
+    """C2f's split width is read from cv1's shape before any tensor is taken; a file without it ended in an
+    "unexpected KeyError" line (found by a byte-edit fuzz of a checkpoint)."""
+    from tfyolo.importers.ultralytics_import import import_weights
+
+    del _module(checkpoint, 6).children()["cv1"].children()["conv"]._parameters["weight"]
+    with pytest.raises(ModelError, match="model.6.cv1.conv.weight is missing; not the architecture") as raised:
+        import_weights("best.pt")
+    assert "\n" not in str(raised.value)
+
+
 def test_unsupported_modules_are_named(checkpoint):
     from tfyolo.importers.ultralytics_import import import_weights
 

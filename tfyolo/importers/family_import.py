@@ -55,7 +55,7 @@ class FamilyImport:
 
     def scale_of(self, source):
         """The family's scales whose stem width, first-block repeats and C3k use fit the file's tensors."""
-        stem = source.state["model.0.conv.weight"].shape[0]
+        stem = source.tensor_shape("model.0.conv.weight")[0]
         repeats = len({name.split(".")[3] for name in source.state if name.startswith("model.2.m.")})
         uses_c3k = source.has("model.2.m.0.cv3.conv.weight")
         return [

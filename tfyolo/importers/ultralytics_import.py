@@ -84,8 +84,8 @@ def import_weights(path, input_size=None, head=None):
     head, held = choose_head(source, detect, family, head)
     task = TASK_IMPORTS[source.task]
     box_module, class_module = task.head_modules[held[0]][:2]
-    num_classes = int(source.state[f"{detect}.{class_module}.0.2.weight"].shape[0])
-    reg_max = int(source.state[f"{detect}.{box_module}.0.2.weight"].shape[0]) // 4
+    num_classes = int(source.tensor_shape(f"{detect}.{class_module}.0.2.weight")[0])
+    reg_max = int(source.tensor_shape(f"{detect}.{box_module}.0.2.weight")[0]) // 4
     activation = source.activations.get("model.0", "silu")
     if activation is None:
         raise ModelError(f"{source.path}: its stem convolution has no activation; not a detector tfyolo builds.")

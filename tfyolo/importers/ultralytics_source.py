@@ -75,6 +75,12 @@ class UltralyticsSource:
     def has(self, name):
         return name in self.state
 
+    def tensor_shape(self, name):
+        """The shape of tensor `name`; a file that lacks it is refused in one line (a damaged file can drop any)."""
+        if name not in self.state:
+            raise ModelError(f"{self.path}: tensor {name} is missing; not the architecture its layout says.")
+        return self.state[name].shape
+
     def provenance(self):
         return {
             "kind": "ultralytics import",

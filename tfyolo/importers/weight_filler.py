@@ -40,8 +40,7 @@ class WeightFiller:
         self.layer_names = {layer.name for layer in model.layers}
 
     def take(self, name):
-        if name not in self.state:
-            raise ModelError(f"{self.source.path}: tensor {name} is missing; not the architecture its layout says.")
+        self.source.tensor_shape(name)  # refuses a missing tensor in one line
         self.used.add(name)
         values = self.state[name].astype(np.float32)
         # A NaN or inf weight (or one past float32's range) turns every output it reaches into NaN: the import would
@@ -141,7 +140,7 @@ def fill_conv(filler, prefix, name):
 
 def _fill_split(filler, prefix, name):
     """cv1, chunked in two: output channels [0, hidden) to `{name}_cv1a`, [hidden, 2 * hidden) to `_cv1b`."""
-    hidden = filler.state[f"{prefix}.cv1.conv.weight"].shape[0] // 2
+    hidden = filler.source.tensor_shape(f"{prefix}.cv1.conv.weight")[0] // 2
     filler.conv_bn(f"{prefix}.cv1", f"{name}_cv1a", slice(0, hidden))
     filler.conv_bn(f"{prefix}.cv1", f"{name}_cv1b", slice(hidden, 2 * hidden))
 
@@ -190,9 +189,10 @@ def fill_attention(filler, prefix, name):
     key_dim = filler.model.get_layer(f"{name}_h0_q_conv").filters
     head_dim = filler.model.get_layer(f"{name}_h0_v_conv").filters
     width = 2 * key_dim + head_dim
-    if filler.state[f"{prefix}.qkv.conv.weight"].shape[0] != heads * width:
+    channels = filler.source.tensor_shape(f"{prefix}.qkv.conv.weight")[0]
+    if channels != heads * width:
         raise ModelError(
-            f"{filler.source.path}: {prefix}.qkv has {filler.state[f'{prefix}.qkv.conv.weight'].shape[0]} channels; "
+            f"{filler.source.path}: {prefix}.qkv has {channels} channels; "
             f"{heads} heads of key_dim {key_dim} and head_dim {head_dim} need {heads * width}."
         )
     for head in range(heads):
