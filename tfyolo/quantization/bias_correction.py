@@ -46,8 +46,10 @@ def _int8_convolutions(model):
 
 
 def _channel_means(content, images, names):
-    """{tensor name: its per-channel mean over `images`} of the model `content` (int8 tensors dequantized)."""
+    """{tensor name: its per-channel mean over `images`} of the model `content` (integer tensors dequantized)."""
     from ai_edge_litert.interpreter import Interpreter
+
+    from tfyolo.evaluation.runners import dequantize, quantize
 
     with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is for debugging: here it is the point
         warnings.simplefilter("ignore", UserWarning)
@@ -57,17 +59,10 @@ def _channel_means(content, images, names):
     feed_detail = interpreter.get_input_details()[0]
     sums = {name: 0.0 for name in tensors}
     for image in images:
-        feed = image[None].astype(np.float32)
-        if feed_detail["dtype"] == np.int8:
-            scale, zero_point = feed_detail["quantization"]
-            feed = np.clip(np.round(feed / scale + zero_point), -128, 127).astype(np.int8)
-        interpreter.set_tensor(feed_detail["index"], feed)
+        interpreter.set_tensor(feed_detail["index"], quantize(image[None].astype(np.float32), feed_detail))
         interpreter.invoke()
         for name, detail in tensors.items():
-            values = interpreter.get_tensor(detail["index"]).astype(np.float32)
-            if detail["dtype"] == np.int8:
-                scale, zero_point = detail["quantization"]
-                values = (values - zero_point) * scale
+            values = dequantize(interpreter.get_tensor(detail["index"]), detail)
             sums[name] = sums[name] + values.reshape(-1, values.shape[-1]).mean(axis=0)
     return {name: total / len(images) for name, total in sums.items()}
 
