@@ -21,7 +21,7 @@ from tfyolo.metadata import find_model_metadata
 from tfyolo.models.tasks import MASK_COEFFICIENTS, MASK_PROTOTYPES
 from tfyolo.ops.nms import NMSConfig
 from tfyolo.quantization.recipes_dir import DEFAULT_CALIBRATION
-from tfyolo.tflite_runtime import builtin_operator_names
+from tfyolo.tflite_runtime import builtin_code, builtin_operator_names
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.json.sha256"
@@ -52,7 +52,7 @@ def op_versions(model_content):
     names = builtin_operator_names()
     result = []
     for code in model.operatorCodes:
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+        builtin = builtin_code(code)
         name = names.get(builtin, f"BUILTIN_{builtin}")
         if name == "CUSTOM":
             name = f"CUSTOM:{code.customCode.decode() if code.customCode else ''}"

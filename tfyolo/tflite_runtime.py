@@ -147,6 +147,12 @@ REQUIRED_INPUTS = {
 }
 
 
+def builtin_code(code):
+    """An object-API OperatorCode's builtin operator: schema 3a keeps codes past 127 in `builtinCode` and 127 in the
+    old int8 `deprecatedBuiltinCode`, older files only the latter, so the larger of the two is the operator."""
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
 def builtin_operator_names():
     """{builtin operator code: its name ("CONV_2D")}, from the TFLite schema."""
     from ai_edge_litert import schema_py_generated as schema

@@ -19,7 +19,7 @@ import re
 import numpy as np
 
 from tfyolo.errors import ConfigError
-from tfyolo.tflite_runtime import SIGNATURE_KEY
+from tfyolo.tflite_runtime import SIGNATURE_KEY, builtin_code
 
 # The input name of the fp32 model's serving signature (tfyolo.quantization.signature).
 INPUT_NAME = "images"
@@ -213,7 +213,7 @@ def with_float_boundary(model_content):
 
     def opcode(builtin):
         for index, code in enumerate(model.operatorCodes):
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            if builtin_code(code) == builtin:
                 return index
         code = schema.OperatorCodeT()
         code.builtinCode = code.deprecatedBuiltinCode = builtin

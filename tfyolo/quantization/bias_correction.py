@@ -19,6 +19,8 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
+from tfyolo.tflite_runtime import builtin_code
+
 # Convolutions whose third input is an int32 bias (TRANSPOSE_CONV keeps its bias fourth; the detectors' single one,
 # the segmenter's prototype upsampling, is left as it is).
 CORRECTED_OPERATORS = ("CONV_2D", "DEPTHWISE_CONV_2D")
@@ -32,7 +34,7 @@ def _int8_convolutions(model):
     graph's execution order."""
     from tensorflow.lite.python import schema_py_generated as schema
 
-    codes = {index: max(code.builtinCode, code.deprecatedBuiltinCode) for index, code in enumerate(model.operatorCodes)}
+    codes = {index: builtin_code(code) for index, code in enumerate(model.operatorCodes)}
     wanted = {getattr(schema.BuiltinOperator, name) for name in CORRECTED_OPERATORS}
     graph = model.subgraphs[0]
     return [

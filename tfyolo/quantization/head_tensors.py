@@ -8,7 +8,7 @@ import re
 from tfyolo.errors import ConfigError
 from tfyolo.models.prediction_outputs import PREDICTION_OUTPUTS
 from tfyolo.quantization.aeq import layer_regex
-from tfyolo.tflite_runtime import builtin_operator_names
+from tfyolo.tflite_runtime import builtin_code, builtin_operator_names
 
 # Ops whose output holds the same values as their (first) input: a prediction passes through them to the output.
 VALUE_CARRIERS = ("RESHAPE", "CONCATENATION")
@@ -46,7 +46,7 @@ def prediction_tensors(model, output):
         changed = False
         for op in subgraph.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            kind = names.get(builtin_code(code))
             if kind in VALUE_CARRIERS and set(op.inputs) & found and not set(op.outputs) <= found:
                 found.update(op.outputs)
                 changed = True
