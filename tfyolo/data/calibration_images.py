@@ -2,6 +2,7 @@
 Which images a conversion uses when none were named is `tfyolo.quantization.calibration.default_calibration_source`."""
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,16 @@ def calibration_paths(source):
         dataset = DetectionDataset.from_data_yaml(source, "train")
         return [sample.image_path for sample in dataset.samples], f"{source} [train]"
     raise DataError(f"{source}: calibration source must be an image folder or a data.yaml.")
+
+
+def source_name(source):
+    """A calibration source described as `calibration_paths` does, without where it is: a folder by its name
+    ('folder images'), a data.yaml by its folder's name and its own ('penn/data.yaml [train]'). An artifact carries
+    this one; the job's report, which stays on the machine, the full description."""
+    located = Path(os.path.abspath(source))
+    if located.suffix in (".yaml", ".yml"):
+        return f"{located.parent.name}/{located.name} [train]"
+    return f"folder {located.name}"
 
 
 def _file_sha256(path):
@@ -87,6 +98,7 @@ def load_calibration_images(source, input_size, count, seed=0, evaluation_images
         digest.update(Path(paths[index]).name.encode())
     summary = {
         "source": description,
+        "source_name": source_name(source),
         "images_available": len(paths),
         "images_used": len(chosen),
         "seed": seed,

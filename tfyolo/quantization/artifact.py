@@ -9,17 +9,12 @@ service drops it from every uploaded model, and an imported model names none.
 """
 
 import functools
-import os
-import re
 from pathlib import Path
 
 import tfyolo
 from tfyolo.compat import tf
 from tfyolo.io_utils import sha256_file
 from tfyolo.models.detector_metadata import postprocess_of
-
-# What is left of an absolute path in a text that names it some other way than the two calibration descriptions.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^\s'\"]+")
 
 
 def artifact_stem(model_path, name=None):
@@ -83,25 +78,12 @@ def _sha256_of(path, size, modified):
 
 
 def calibration_without_location(summary):
-    """A calibration summary (`load_calibration_images`) whose `source` names the images without their location:
-    'folder /srv/images' -> 'folder images', '/srv/penn/data.yaml [train]' -> 'penn/data.yaml [train]'."""
-    if not summary or not isinstance(summary.get("source"), str):
+    """A calibration summary (`load_calibration_images`) as an artifact carries it: its `source` is the source's
+    location-free name (`source_name`), its full description left to the job's report."""
+    if not summary or "source_name" not in summary:
         return summary
-    return {**summary, "source": source_without_location(summary["source"])}
-
-
-def source_without_location(description):
-    """A calibration source's description ('folder PATH' or 'PATH [train]', as `calibration_paths` writes it) with
-    its path reduced to a folder's name, or a data.yaml's folder and file names; any other absolute path in it to its
-    last name."""
-    prefix = "folder " if description.startswith("folder ") else ""
-    suffix = " [train]" if description.endswith(" [train]") else ""
-    path = description[len(prefix) : len(description) - len(suffix)]
-    if prefix or suffix:
-        located = Path(os.path.abspath(path))
-        named = f"{located.parent.name}/{located.name}" if located.suffix in (".yaml", ".yml") else located.name
-        return f"{prefix}{named.lstrip('/')}{suffix}"
-    return _ABSOLUTE_PATH.sub(lambda match: Path(match.group()).name or "/", description)
+    named = {key: value for key, value in summary.items() if key != "source_name"}
+    return {**named, "source": summary["source_name"]}
 
 
 def finalize_artifact(content, recipe, metadata, allow_float=False):
