@@ -4,7 +4,8 @@ split and scored on the 51 val images, each against its own float, through the s
 and evaluation as `tfyolo convert --auto`'s candidates. The COCO rows are in `make bench-coco`.
 
 Rows per model: the moving average on every tensor (ai-edge-quantizer's own), the extremes on every tensor, the
-default (extremes on the prediction outputs, the average elsewhere), and the default with the score floor at 1e-4.
+extremes on the prediction outputs with the average elsewhere (`outputs_min_max`), the default (those extremes, the
+range of least squared error elsewhere: `outputs_mse`), and the default with the score floor at 1e-4.
 
 Usage: python -m benchmarks.study_ranges
 Results: benchmarks/results/ranges_pennfudan.{json,md}
@@ -24,6 +25,7 @@ def study_recipes():
     return [
         Recipe(name="int8_aeq_average_int8io", range_statistic="moving_average", **aeq),
         Recipe(name="int8_aeq_minmax_int8io", range_statistic="min_max", **aeq),
+        Recipe(name="int8_aeq_outputs_average_int8io", range_statistic="outputs_min_max", **aeq),
         Recipe(name="int8_aeq_int8io", **aeq),
         Recipe(name="int8_aeq_floor_int8io", min_score=1e-4, **aeq),
     ]

@@ -138,11 +138,11 @@ def test_patterns_that_match_no_layer_are_an_error(tiny_float_run, calibration):
 @pytest.mark.large
 def test_range_statistics_against_the_float_outputs(tiny_float_run, calibration):
     """ai-edge-quantizer averages each tensor's per-image minima and maxima; `range_statistic: min_max` keeps the
-    extremes everywhere and the default, `outputs_min_max`, on the prediction outputs only. Oracle: the float Keras
+    extremes everywhere and the default, `outputs_mse`, on the prediction outputs only. Oracle: the float Keras
     model's outputs on the same calibration images. With the extremes, an int8 output's top ((127 - zero point) x
     scale) must reach the float maximum and the box output's bottom the float minimum (within one step; a range
-    holds zero); inside the network the default's ranges are the average's, so no tensor's step is wider than with
-    the extremes and some step is narrower."""
+    holds zero); inside the network the default's ranges are searched within the extremes, so no tensor's step is
+    wider than with the extremes and some step is narrower."""
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.tflite_runtime import make_interpreter
@@ -171,8 +171,8 @@ def test_range_statistics_against_the_float_outputs(tiny_float_run, calibration)
             for detail in interpreter.get_tensor_details()
             if detail["dtype"] == np.int8 and "stage" in detail["name"] and detail["index"] not in output_indices
         }
-    assert recipe.range_statistic == "outputs_min_max"
-    for statistic in ("min_max", "outputs_min_max"):
+    assert recipe.range_statistic == "outputs_mse"
+    for statistic in ("min_max", "outputs_mse"):
         (_, _, class_top), (box_step, box_bottom, box_top) = (
             ranges[statistic]["class_logits"],
             ranges[statistic]["box_distribution"],
@@ -182,9 +182,9 @@ def test_range_statistics_against_the_float_outputs(tiny_float_run, calibration)
         assert box_top == pytest.approx(max(float_ranges["box_distribution"][1], 0.0), abs=box_step)
         assert box_bottom == pytest.approx(min(float_ranges["box_distribution"][0], 0.0), abs=box_step)
     # Where scales differ ai-edge-quantizer inserts its own requantize tensors; the layers' tensors are in both.
-    shared = inner_steps["outputs_min_max"].keys() & inner_steps["min_max"].keys()
+    shared = inner_steps["outputs_mse"].keys() & inner_steps["min_max"].keys()
     assert len(shared) >= 20
-    widths = [(inner_steps["outputs_min_max"][name], inner_steps["min_max"][name]) for name in shared]
+    widths = [(inner_steps["outputs_mse"][name], inner_steps["min_max"][name]) for name in shared]
     assert all(average <= extreme * (1 + 1e-6) for average, extreme in widths)
     assert any(average < extreme * 0.99 for average, extreme in widths)
     with pytest.raises(ConfigError, match="range_statistic chooses how ai-edge-quantizer summarizes"):
@@ -261,8 +261,8 @@ def test_outputs_mean_weighs_every_image_the_same():
     [
         (
             "percentile",
-            r"'range_statistic' must be one of \('outputs_min_max', 'moving_average', 'min_max', 'outputs_mean'\) "
-            r"or null",
+            r"'range_statistic' must be one of \('outputs_mse', 'outputs_min_max', 'moving_average', 'min_max', "
+            r"'outputs_mean'\) or null",
         ),
         (["min_max"], r"'range_statistic' must be one of .* received list"),
         (7, r"'range_statistic' must be one of .* received int 7"),
@@ -276,7 +276,7 @@ def test_a_range_statistic_from_a_recipe_file_is_checked_before_any_work(value, 
         Recipe.from_dict({**base, "range_statistic": value}, source="r.yaml")
     with pytest.raises(ConfigError, match="delete that line"):
         Recipe.from_dict({"name": "r", "mode": "int8", "range_statistic": "moving_average"}, source="r.yaml")
-    assert Recipe.from_dict(base, source="r.yaml").range_statistic == "outputs_min_max"
+    assert Recipe.from_dict(base, source="r.yaml").range_statistic == "outputs_mse"
     assert Recipe.from_dict({"name": "r", "mode": "int8"}, source="r.yaml").range_statistic is None
 
 

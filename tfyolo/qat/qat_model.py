@@ -67,7 +67,7 @@ def _wrapped_name(wrapper):
 
 
 # ai-edge-quantizer's moving average of the per-image ranges (`qsv_utils.moving_average_update`): the statistic
-# tfyolo's default PTQ keeps inside the network (`tfyolo.quantization.aeq`).
+# PTQ's `range_statistic: outputs_min_max` keeps inside the network (`tfyolo.quantization.aeq`).
 RANGE_SMOOTHING = 0.95
 
 
@@ -79,10 +79,12 @@ def _is_prediction_layer(name, output):
 
 def activation_range(name, minima, maxima):
     """(min, max) of the fake-quant range on layer `name`'s output from its per-image `minima` and `maxima`, by
-    the rule of tfyolo's default PTQ (`range_statistic: outputs_min_max`): the moving average inside the network,
+    the rule of PTQ's `range_statistic: outputs_min_max`: the moving average inside the network,
     whose clipping of rare outliers buys resolution, and the extremes where a clipped value is a wrong answer (the
     ends `tfyolo.models.prediction_outputs.PREDICTION_OUTPUTS` names, the table `aeq.choose_ranges` reads too). Zero
-    stays inside the range, as an integer zero point needs."""
+    stays inside the range, as an integer zero point needs. (The PTQ default, `outputs_mse`, searches each inner range
+    on a histogram of every calibration value, which a per-layer min / max pass does not keep; a QAT model's
+    fake-quant ranges move during training anyway.)"""
     low, high = minima[0], maxima[0]
     for image_low, image_high in zip(minima[1:], maxima[1:]):
         low = RANGE_SMOOTHING * low + (1.0 - RANGE_SMOOTHING) * image_low
