@@ -109,7 +109,8 @@ def refuse_saturated_biases(model_content):
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_content))
     graph = model.subgraphs[0]
-    limits = (np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+    # ai-edge-quantizer clips a bias to the symmetric int32 range, [-(2^31 - 1), 2^31 - 1].
+    limit = np.iinfo(np.int32).max
 
     def values(index, dtype):
         tensor = graph.tensors[index]
@@ -123,7 +124,8 @@ def refuse_saturated_biases(model_content):
             continue
         bias, kernel = values(inputs[2], np.int32), values(inputs[1], np.int8)
         # Only a kernel that is all zero with every bias at the limit: the layer outputs a constant.
-        if bias is not None and kernel is not None and bias.size and np.isin(bias, limits).all() and not kernel.any():
+        saturated_bias = bias is not None and bias.size and (np.abs(bias.astype(np.int64)) >= limit).all()
+        if saturated_bias and kernel is not None and not kernel.any():
             name = graph.tensors[inputs[2]].name
             saturated.append(name.decode() if isinstance(name, bytes) else name)
     if saturated:
