@@ -58,9 +58,15 @@ def main():
         rows.append({"model": label, "recipe": "float (Keras)", "map50_95": session.reference_metrics["map50_95"]})
         for recipe in study_recipes():
             row = session.measure(recipe).row()
-            rows.append({"model": label, "range_statistic": recipe.range_statistic, "min_score": recipe.min_score})
+            resolved = recipe.for_family(family).range_statistic
+            named = resolved if recipe.range_statistic else f"{resolved} (the family's)"
+            rows.append({"model": label, "range_statistic": named, "min_score": recipe.min_score})
             rows[-1].update({key: row[key] for key in ("recipe", "map50_95", "delta_map50_95", "error")})
             print(f"{label} {recipe.name}: {row['error'] or format(row['delta_map50_95'], '+.2f') + ' pt'}", flush=True)
+    write(rows)
+
+
+def write(rows):
     columns = [
         ("model", "model", None),
         ("recipe", "recipe", None),

@@ -14,8 +14,14 @@ def concat_model():
     """fp32 TFLite: wide = conv(x); narrow = maxpool(conv(x)); out = concat(wide, narrow). Returns the content and
     the tensor names of wide, the narrow conv, its max-pool and the concatenation."""
     inputs = keras.Input((8, 8, 3), name="images")
-    wide = keras.layers.Conv2D(4, 1, name="wide")(inputs)
-    narrow_conv = keras.layers.Conv2D(4, 1, name="narrow")(inputs)
+    # Seeded weights, the wide branch's ten times the narrow one's: unseeded, the two branches' ranges could come out
+    # alike and leave nothing to requantize.
+    wide = keras.layers.Conv2D(4, 1, kernel_initializer=keras.initializers.RandomUniform(-2, 2, seed=1), name="wide")(
+        inputs
+    )
+    narrow_conv = keras.layers.Conv2D(
+        4, 1, kernel_initializer=keras.initializers.RandomUniform(-0.2, 0.2, seed=2), name="narrow"
+    )(inputs)
     narrow = keras.layers.MaxPooling2D(1, name="pool")(narrow_conv)
     outputs = keras.layers.Concatenate(name="joined")([wide, narrow])
     content = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs)).convert()

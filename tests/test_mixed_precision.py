@@ -138,11 +138,11 @@ def test_patterns_that_match_no_layer_are_an_error(tiny_float_run, calibration):
 @pytest.mark.large
 def test_range_statistics_against_the_float_outputs(tiny_float_run, calibration):
     """ai-edge-quantizer averages each tensor's per-image minima and maxima; `range_statistic: min_max` keeps the
-    extremes everywhere and the default, `outputs_mse`, on the prediction outputs only. Oracle: the float Keras
-    model's outputs on the same calibration images. With the extremes, an int8 output's top ((127 - zero point) x
-    scale) must reach the float maximum and the box output's bottom the float minimum (within one step; a range
-    holds zero); inside the network the default's ranges are searched within the extremes, so no tensor's step is
-    wider than with the extremes and some step is narrower."""
+    extremes everywhere and `outputs_mse` (the DFL families' default) on the prediction outputs only. Oracle: the
+    float Keras model's outputs on the same calibration images. With the extremes, an int8 output's top ((127 -
+    zero point) x scale) must reach the float maximum and the box output's bottom the float minimum (within one
+    step; a range holds zero); inside the network `outputs_mse`'s ranges are searched within the moving average's,
+    which lie within the extremes, so no tensor's step is wider than with the extremes and some step is narrower."""
     from tfyolo.models.model_io import load_keras_model
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.tflite_runtime import make_interpreter
@@ -150,7 +150,7 @@ def test_range_statistics_against_the_float_outputs(tiny_float_run, calibration)
     outputs = load_keras_model(tiny_float_run)(calibration, training=False)
     float_ranges = {name: (float(outputs[name].numpy().min()), float(outputs[name].numpy().max())) for name in outputs}
     ranges, inner_steps = {}, {}
-    for statistic in ("min_max", None):
+    for statistic in ("min_max", "outputs_mse"):
         recipe = Recipe(
             name=f"int8_aeq_{statistic}_int8io",
             mode="int8",
@@ -171,7 +171,6 @@ def test_range_statistics_against_the_float_outputs(tiny_float_run, calibration)
             for detail in interpreter.get_tensor_details()
             if detail["dtype"] == np.int8 and "stage" in detail["name"] and detail["index"] not in output_indices
         }
-    assert recipe.range_statistic == "outputs_mse"
     for statistic in ("min_max", "outputs_mse"):
         (_, _, class_top), (box_step, box_bottom, box_top) = (
             ranges[statistic]["class_logits"],
@@ -276,7 +275,13 @@ def test_a_range_statistic_from_a_recipe_file_is_checked_before_any_work(value, 
         Recipe.from_dict({**base, "range_statistic": value}, source="r.yaml")
     with pytest.raises(ConfigError, match="delete that line"):
         Recipe.from_dict({"name": "r", "mode": "int8", "range_statistic": "moving_average"}, source="r.yaml")
-    assert Recipe.from_dict(base, source="r.yaml").range_statistic == "outputs_mse"
+    # Left to the model's family (the statistic measured best for it), filled in before conversion.
+    assert Recipe.from_dict(base, source="r.yaml").range_statistic is None
+    chosen = {
+        family: Recipe.from_dict(base).for_family(family).range_statistic for family in ("yolov8", "yolo26", None)
+    }
+    assert chosen == {"yolov8": "outputs_mse", "yolo26": "outputs_min_max", None: "outputs_mse"}
+    assert Recipe.from_dict({**base, "range_statistic": "min_max"}).for_family("yolo26").range_statistic == "min_max"
     assert Recipe.from_dict({"name": "r", "mode": "int8"}, source="r.yaml").range_statistic is None
 
 

@@ -5,7 +5,7 @@ E2ELoss over SegmentLoss26)."""
 import numpy as np
 import pytest
 
-from tfyolo.compat import tf
+from tfyolo.compat import keras, tf
 from tfyolo.losses.box_ops import complete_iou
 from tfyolo.losses.detection_loss import DetectionLoss
 from tfyolo.losses.mask_aware_assigner import MaskAwareAssigner
@@ -135,6 +135,9 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def yolo26_batch():
     config = ModelConfig(num_classes=2, family="yolo26", scale="n", input_size=SIZE, task="segment", head="both")
+    # Seeded: at initialization both heads' coefficients are near zero, so their mask terms differ by about 1e-5
+    # relative, whatever tests ran before in this process.
+    keras.utils.set_random_seed(0)
     model = build_yolo_detector(config)
     boxes = np.array([[[4, 4, 36, 44], [30, 20, 60, 60]], [[8, 8, 56, 40], [0, 0, 0, 0]]], np.float32)
     valid = np.array([[1, 1], [1, 0]], np.float32)
@@ -180,7 +183,7 @@ def test_both_yolo26_heads_learn_masks_with_their_own_coefficients(yolo26_batch)
     semantic = float(SemanticLoss(2)(outputs["semantic_logits"], masks, classes, valid))
     assert 0.0 < semantic and parts["semantic"].numpy() == pytest.approx(semantic, rel=1e-6)
     assert parts["mask"].numpy() == pytest.approx(expected["one2one"][1], rel=1e-6)
-    assert expected["one2one"][1] != pytest.approx(expected["one2many"][1], rel=1e-3)
+    assert expected["one2one"][1] != pytest.approx(expected["one2many"][1], rel=1e-6)
     assert float(loss) == pytest.approx(0.8 * (sum(expected["one2many"]) + semantic), rel=1e-5)
     assert float(head_only) == pytest.approx(0.2 * sum(expected["one2one"]), rel=1e-5)
 

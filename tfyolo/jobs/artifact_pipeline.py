@@ -46,6 +46,7 @@ def make_artifact(float_model, recipe, source=None, images=None, calibration=Non
     converted: a dict the caller keeps for one job's artifacts, so that recipes sharing a conversion share it.
     Raises a TfyoloError (ConversionError, ModelError) when the converter or a check refuses it."""
     source = source or float_model.path
+    recipe = recipe.for_family((float_model.metadata or {}).get("family"))
     started = time.perf_counter()
     content = _convert(source, recipe, images, converted)
     seconds = time.perf_counter() - started

@@ -47,6 +47,9 @@ class ModelFamily:
         heads: tuple of `POSTPROCESS` keys. The heads its Detect carries, the default inference head first.
         ultralytics_yaml: str. The Ultralytics model yaml its scales and layout come from.
         description: str. One line for help texts.
+        int8_ranges: str. The calibration range statistic its ai-edge-quantizer int8 takes when a recipe names none
+            (`tfyolo.quantization.recipe.RANGE_STATISTICS`): the one measured best for the family on images its
+            COCO model never saw (docs/quantization.md).
     """
 
     name: str
@@ -57,6 +60,7 @@ class ModelFamily:
     heads: Tuple[str, ...] = ("one2many",)
     ultralytics_yaml: str = ""
     description: str = ""
+    int8_ranges: str = "outputs_mse"
 
     def __post_init__(self):
         if not self.sections or self.sections[-1][0] != "" or {s for _, s in self.sections} - set(SECTIONS):

@@ -11,11 +11,12 @@ per-image minima and maxima (smoothing 0.95), and their extremes. Inside the net
 outlier buys resolution (the extremes everywhere measured -2.2 to -2.9 pt on the COCO YOLOv8n, -4.21 on YOLO26n),
 but on the prediction outputs a clipped value is a wrong answer: every score above the range's top reads as that
 top (ties among the most confident detections, which AP ranks first) and every box bin or distance beyond it is cut
-short. So the prediction outputs always get their extremes ("outputs_*" statistics). Inside, the default,
-"outputs_mse", takes the range of least squared quantization error on a histogram of every calibration value
-(`tfyolo.quantization.mse_ranges`): on 80-class COCO models scored on unseen images it kept 0.4-0.5 pt more than the
-moving average on the DFL families and the same within the noise on YOLO26 (docs/quantization.md);
-"outputs_min_max" keeps the moving average there.
+short. So the prediction outputs always get their extremes ("outputs_*" statistics). Inside, "outputs_mse" (the
+default of YOLOv8 and YOLO11: `ModelFamily.int8_ranges`, filled in by `Recipe.for_family`) takes the range of least
+squared quantization error on a histogram of every calibration value, no wider than the moving average
+(`tfyolo.quantization.mse_ranges`): on 80-class COCO models scored on unseen images it kept 0.4-0.5 pt more than
+the moving average on those families; "outputs_min_max" (YOLO26's, which lost 0.45 pt on that mean with MSE ranges)
+keeps the moving average there (docs/quantization.md).
 """
 
 import re
@@ -23,6 +24,7 @@ import re
 import numpy as np
 
 from tfyolo.errors import ConfigError
+from tfyolo.quantization.recipe import RANGE_STATISTICS
 from tfyolo.tflite_runtime import SIGNATURE_KEY, builtin_code
 
 # The input name of the fp32 model's serving signature (tfyolo.quantization.signature).
@@ -62,18 +64,20 @@ def quantize(fp32_content, recipe, calibration_images):
             weight_granularity=granularity,
         )
     samples = [{INPUT_NAME: image[None].astype("float32")} for image in calibration_images]
+    # A recipe that names none (and was not given its model family's by `Recipe.for_family`): the general default.
+    statistic = recipe.range_statistic or RANGE_STATISTICS[0]
     predictions = None
-    if recipe.range_statistic.startswith("outputs_") or recipe.min_score is not None:
+    if statistic.startswith("outputs_") or recipe.min_score is not None:
         from tfyolo.quantization.head_tensors import prediction_tensor_names
 
         predictions = prediction_tensor_names(fp32_content)
     calibration = calibrate(fp32_content, engine, samples)
-    if recipe.range_statistic.endswith("_mse"):
+    if statistic.endswith("_mse"):
         from tfyolo.quantization.mse_ranges import mse_ranges
 
         for name, (low, high) in mse_ranges(fp32_content, calibration_images, calibration).items():
             calibration[name].update(mse_min=low, mse_max=high)
-    calibration = choose_ranges(calibration, recipe.range_statistic, predictions)
+    calibration = choose_ranges(calibration, statistic, predictions)
     if recipe.concat_shared_range is not None:
         from tfyolo.quantization.head_tensors import prediction_tensor_names
 

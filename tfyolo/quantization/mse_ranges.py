@@ -1,11 +1,18 @@
 """MSE-optimal activation ranges: for each tensor, the int8 range that minimizes the expected squared error of
 quantizing the values the calibration images produced, clipping and rounding together (the "MSE" range setting of
-TensorRT's and NNCF's calibrators, AIMET's "TF-enhanced").
+TensorRT's and NNCF's calibrators, AIMET's "TF-enhanced"), searched no wider than ai-edge-quantizer's moving average
+of the per-image ranges.
 
 A wide range rounds every value coarsely; a narrow one clips the tail. On 256 levels over [lo, hi] a value inside
 is off by step^2 / 12 on average (step = (hi - lo) / 255, rounding error uniform over a step) and a value outside by
 its distance to the end it is clipped to. The error is computed from a histogram of every calibration value of the
 tensor (pooled over images, over the extremes' span), for every pair of candidate ends, and the cheapest pair wins.
+
+Why no wider than the moving average: the pooled error counts every value of every image, so a few images' large
+activations can buy a range wider than any typical image needs, at every image's resolution. Searched up to the
+extremes, the ranges widened that way cost the PennFudan YOLO26n one-to-one head 3.4 points of mAP50-95 (and 5.5
+searched only between the average and the extremes), where the moving average lost none; capped at the average,
+the search only tightens where the pooled values say it pays (docs/quantization.md).
 
 Only the ranges inside the network are chosen so; the prediction outputs keep the ends `choose_ranges` gives them
 (a clipped class logit or box bin is a wrong answer, not a small error)."""
@@ -70,18 +77,18 @@ def _clipping_errors(counts, centres):
     return above, below
 
 
-def mse_range(counts, minimum, maximum):
+def mse_range(counts, minimum, maximum, widest):
     """(lo, hi) with lo <= 0 <= hi that minimizes the expected squared error of quantizing the values histogrammed
-    in `counts` (equal bins over [minimum, maximum]) to 256 levels, each end a fraction `END_FRACTIONS` of the
-    extreme at its side (the whole range, zero included, at fraction 1).
+    in `counts` (equal bins over [minimum, maximum]) to 256 levels, each end a fraction `END_FRACTIONS` of the end
+    of `widest` (lo, hi) at its side (the whole of it, zero included, at fraction 1).
 
     The error is the grid's that ai-edge-quantizer writes for [lo, hi]: scale (hi - lo) / 255 and the zero point
     rounded to an integer, which moves both ends by up to half a step. Where a tensor's values crowd against one end
     (SiLU's floor at -0.278 holds a large share of every YOLO activation) half a step there matters."""
     counts = counts.astype(np.float64)
     centres = minimum + (np.arange(len(counts)) + 0.5) * (maximum - minimum) / len(counts)
-    lows = min(minimum, 0.0) * END_FRACTIONS[:, None]
-    highs = max(maximum, 0.0) * END_FRACTIONS[None, :]
+    lows = min(widest[0], 0.0) * END_FRACTIONS[:, None]
+    highs = max(widest[1], 0.0) * END_FRACTIONS[None, :]
     scale = np.maximum(highs - lows, 1e-9) / LEVELS
     zero_point = np.rint(-128 - lows / scale)
     low_end, high_end = (-128 - zero_point) * scale, (127 - zero_point) * scale
@@ -94,15 +101,18 @@ def mse_range(counts, minimum, maximum):
 
 def mse_ranges(fp32_content, images, calibration):
     """{tensor name: (lo, hi)}: the MSE-optimal range of every tensor of `calibration` (ai-edge-quantizer's
-    summaries with tfyolo's "extreme_min" / "extreme_max") over `images`."""
+    summaries: the moving average in "min" / "max", tfyolo's "extreme_min" / "extreme_max") over `images`, no wider
+    than its moving average."""
+    per_tensor = {name: summary for name, summary in calibration.items() if np.size(summary["min"]) == 1}
     extremes = {
         name: (
             float(np.min(summary.get("extreme_min", summary["min"]))),
             float(np.max(summary.get("extreme_max", summary["max"]))),
         )
-        for name, summary in calibration.items()
-        if np.size(summary["min"]) == 1  # per-tensor activation ranges; per-channel ones are weights
+        for name, summary in per_tensor.items()
     }
+    histograms = tensor_histograms(fp32_content, images, extremes)
     return {
-        name: mse_range(*histogram) for name, histogram in tensor_histograms(fp32_content, images, extremes).items()
+        name: mse_range(*histogram, (float(np.min(per_tensor[name]["min"])), float(np.max(per_tensor[name]["max"]))))
+        for name, histogram in histograms.items()
     }

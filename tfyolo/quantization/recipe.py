@@ -103,13 +103,14 @@ class Recipe:
             (`qat_epochs`), on the train split of the model's data. None: a plain conversion.
         clusters: int. Shared values per layer (compress "cluster").
         sparsity: float. Share of zero weights (compress "prune").
-        range_statistic: str or None. One of `RANGE_STATISTICS`, ai-edge-quantizer only (None there means
-            "outputs_min_max"; TFLiteConverter always keeps the extremes and takes None). ai-edge-quantizer's own
-            moving average pulls a maximum reached on few images down (YOLO26's one-to-one class logits: true
-            maximum +2.14 logit, the average -0.10, so every score above 0.5 read as 0.5); "outputs_min_max" keeps
-            the extremes on the prediction outputs only (`tfyolo.quantization.aeq.choose_ranges`); "outputs_mean"
-            the same, with the plain mean of the per-image ranges inside the network; "outputs_mse" the same, with
-            the range of least squared quantization error inside (`tfyolo.quantization.mse_ranges`).
+        range_statistic: str or None. One of `RANGE_STATISTICS`, ai-edge-quantizer only (None there means the
+            model family's, `for_family`; TFLiteConverter always keeps the extremes and takes None).
+            ai-edge-quantizer's own moving average pulls a maximum reached on few images down (YOLO26's
+            one-to-one class logits: true maximum +2.14 logit, the average -0.10, so every score above 0.5 read as
+            0.5); "outputs_min_max" keeps the extremes on the prediction outputs only
+            (`tfyolo.quantization.aeq.choose_ranges`); "outputs_mean" the same, with the plain mean of the
+            per-image ranges inside the network; "outputs_mse" the same, with the range of least squared
+            quantization error inside, no wider than the moving average (`tfyolo.quantization.mse_ranges`).
         min_score: float or None. The lowest class score the int8 artifact resolves: the class logits' calibrated
             range starts at logit(min_score), so their 256 steps cover the scores a threshold keeps
             (`tfyolo.quantization.score_floor`); a lower score reads as min_score. None: the calibrated min-max.
@@ -202,8 +203,6 @@ class Recipe:
                 f"recipe {self.name!r}: bias_correction_layers corrects ai-edge-quantizer's int8 biases against the "
                 f"float model's tensors of the same names; received quantizer {self.quantizer!r}."
             )
-        if self.quantizer == "ai_edge_quantizer" and self.range_statistic is None:
-            object.__setattr__(self, "range_statistic", RANGE_STATISTICS[0])
         if self.compress is not None and (
             self.compress not in COMPRESSIONS
             or self.mode != "int8"
@@ -243,6 +242,17 @@ class Recipe:
     @property
     def promises_full_integer(self):
         return self.mode in FULL_INTEGER_MODES and not self.keep_float
+
+    def for_family(self, family):
+        """This recipe with what it leaves to the model filled in: an ai-edge-quantizer recipe that names no
+        `range_statistic` takes its family's (`ModelFamily.int8_ranges`, measured per family), or
+        `RANGE_STATISTICS[0]` for a model of no known family."""
+        if self.quantizer != "ai_edge_quantizer" or self.range_statistic is not None:
+            return self
+        from tfyolo.models.families import FAMILIES
+
+        known = FAMILIES.get(family)
+        return dataclasses.replace(self, range_statistic=known.int8_ranges if known else RANGE_STATISTICS[0])
 
     def to_dict(self):
         values = dataclasses.asdict(self)
