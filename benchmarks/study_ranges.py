@@ -46,6 +46,7 @@ def imported(family, head, data, work):
 def main():
     from tfyolo.console import TqdmProgress
     from tfyolo.jobs.auto_session import AutoSession
+    from tfyolo.models.families import model_family
 
     data = require_dataset(PENNFUDAN)
     work = WORK / "ranges_pennfudan"
@@ -58,7 +59,7 @@ def main():
         rows.append({"model": label, "recipe": "float (Keras)", "map50_95": session.reference_metrics["map50_95"]})
         for recipe in study_recipes():
             row = session.measure(recipe).row()
-            resolved = recipe.for_family(family).range_statistic
+            resolved = recipe.for_family(model_family(family)).range_statistic
             named = resolved if recipe.range_statistic else f"{resolved} (the family's)"
             rows.append({"model": label, "range_statistic": named, "min_score": recipe.min_score})
             rows[-1].update({key: row[key] for key in ("recipe", "map50_95", "delta_map50_95", "error")})

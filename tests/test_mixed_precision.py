@@ -270,6 +270,8 @@ def test_outputs_mean_weighs_every_image_the_same():
 def test_a_range_statistic_from_a_recipe_file_is_checked_before_any_work(value, expected):
     """A recipe file's range_statistic is user input: anything but a named statistic (or null) is one line naming the
     field, what it must be and what was received; TFLiteConverter, which keeps the extremes, takes none."""
+    from tfyolo.models.detector_metadata import family_of
+
     base = dict(name="r", mode="int8", io_type="int8", quantizer="ai_edge_quantizer")
     with pytest.raises(ConfigError, match=expected):
         Recipe.from_dict({**base, "range_statistic": value}, source="r.yaml")
@@ -278,10 +280,15 @@ def test_a_range_statistic_from_a_recipe_file_is_checked_before_any_work(value, 
     # Left to the model's family (the statistic measured best for it), filled in before conversion.
     assert Recipe.from_dict(base, source="r.yaml").range_statistic is None
     chosen = {
-        family: Recipe.from_dict(base).for_family(family).range_statistic for family in ("yolov8", "yolo26", None)
+        family: Recipe.from_dict(base).for_family(family_of({"family": family})).range_statistic
+        for family in ("yolov8", "yolo26", None)
     }
     assert chosen == {"yolov8": "outputs_mse", "yolo26": "outputs_min_max", None: "outputs_mse"}
-    assert Recipe.from_dict({**base, "range_statistic": "min_max"}).for_family("yolo26").range_statistic == "min_max"
+    named = Recipe.from_dict({**base, "range_statistic": "min_max"})
+    assert named.for_family(family_of({"family": "yolo26"})).range_statistic == "min_max"
+    # A family read from a hostile file's metadata is refused in one line, not a TypeError on an unhashable key.
+    with pytest.raises(ConfigError, match=r"family must be one of .* received \['yolo26'\]"):
+        family_of({"family": ["yolo26"]})
     assert Recipe.from_dict({"name": "r", "mode": "int8"}, source="r.yaml").range_statistic is None
 
 

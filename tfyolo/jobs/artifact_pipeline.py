@@ -18,6 +18,7 @@ from tfyolo.evaluation.evaluator import evaluate
 from tfyolo.evaluation.model_evaluation import evaluate_models, task_columns
 from tfyolo.evaluation.runners import TFLiteRunner
 from tfyolo.metadata import find_model_metadata
+from tfyolo.models.detector_metadata import family_of
 from tfyolo.quantization.aeq import with_float_boundary
 from tfyolo.quantization.artifact import artifact_metadata, finalize_artifact
 from tfyolo.quantization.isolated import ConversionError, convert_isolated
@@ -46,7 +47,7 @@ def make_artifact(float_model, recipe, source=None, images=None, calibration=Non
     converted: a dict the caller keeps for one job's artifacts, so that recipes sharing a conversion share it.
     Raises a TfyoloError (ConversionError, ModelError) when the converter or a check refuses it."""
     source = source or float_model.path
-    recipe = recipe.for_family((float_model.metadata or {}).get("family"))
+    recipe = recipe.for_family(family_of(float_model.metadata))
     started = time.perf_counter()
     content = _convert(source, recipe, images, converted)
     seconds = time.perf_counter() - started

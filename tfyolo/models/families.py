@@ -12,6 +12,7 @@ LEGACY_FAMILY = "yolov8"
 
 
 def model_family(name):
-    if name not in FAMILIES:
+    # A name read from a file's metadata may be any JSON value: a list is not a family (nor a hashable key).
+    if not isinstance(name, str) or name not in FAMILIES:
         raise ConfigError(f"family must be one of {sorted(FAMILIES)}, received {name!r}.")
     return FAMILIES[name]

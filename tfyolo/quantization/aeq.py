@@ -64,7 +64,8 @@ def quantize(fp32_content, recipe, calibration_images):
             weight_granularity=granularity,
         )
     samples = [{INPUT_NAME: image[None].astype("float32")} for image in calibration_images]
-    # A recipe that names none (and was not given its model family's by `Recipe.for_family`): the general default.
+    # A recipe that names none and was not given its model family's (`Recipe.for_family`, which every artifact of a
+    # job goes through): a caller converting bytes alone, with no model metadata to read a family from.
     statistic = recipe.range_statistic or RANGE_STATISTICS[0]
     predictions = None
     if statistic.startswith("outputs_") or recipe.min_score is not None:

@@ -245,14 +245,11 @@ class Recipe:
 
     def for_family(self, family):
         """This recipe with what it leaves to the model filled in: an ai-edge-quantizer recipe that names no
-        `range_statistic` takes its family's (`ModelFamily.int8_ranges`, measured per family), or
-        `RANGE_STATISTICS[0]` for a model of no known family."""
+        `range_statistic` takes its model's family's (`ModelFamily.int8_ranges`, measured per family; `family` is
+        the ModelFamily, `tfyolo.models.detector_metadata.family_of` the model's metadata)."""
         if self.quantizer != "ai_edge_quantizer" or self.range_statistic is not None:
             return self
-        from tfyolo.models.families import FAMILIES
-
-        known = FAMILIES.get(family)
-        return dataclasses.replace(self, range_statistic=known.int8_ranges if known else RANGE_STATISTICS[0])
+        return dataclasses.replace(self, range_statistic=family.int8_ranges)
 
     def to_dict(self):
         values = dataclasses.asdict(self)
