@@ -534,7 +534,7 @@ SIGNAL_RECORDING_CHILD = """
 import signal, sys, time
 from tfyolo.processes import die_with_parent
 
-die_with_parent()
+die_with_parent(int(sys.argv[2]))
 
 
 def record(signum, frame):
@@ -567,7 +567,7 @@ def test_ctrl_c_in_a_worker_s_terminal_re_queues_its_job_without_spending_the_at
         "import sys\n"
         "from tfyolo.service import worker\n"
         f"worker.job_process_command = lambda data_dir, job: [sys.executable, '-c', {SIGNAL_RECORDING_CHILD!r}, "
-        f"{str(log)!r}]\n"
+        f"{str(log)!r}, str(__import__('os').getpid())]\n"
         "from tfyolo.cli.serve import worker_command\n"
         "worker_command.main(['--data-dir', sys.argv[1]])\n"
     )
@@ -616,7 +616,7 @@ def test_serve_s_workers_take_no_terminal_signal_and_a_replacement_stops_in_orde
 
     class Supervisor(WorkerSupervisor):
         def _spawn(self):
-            self.command = [sys.executable, "-c", stand_in, str(next(logs))]
+            self.command = [sys.executable, "-c", stand_in, str(next(logs)), str(os.getpid())]
             return super()._spawn()
 
     supervisor = Supervisor([], 1, tmp_path, Queue())

@@ -1,5 +1,6 @@
 """The conversion service: auth, hostile uploads, job records, and one real job run by a worker function."""
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -7,9 +8,11 @@ import json
 import os
 import pickle
 import stat
+import sys
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -353,6 +356,35 @@ def test_cancel_stops_a_queued_job_at_once_and_a_running_one_at_its_next_step(tm
         progress.stage("timing", 3)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_child_whose_parent_died_before_it_asked_to_die_with_it_ends_at_once(tmp_path):
+    """Issue 34: a job process started just before its worker is SIGKILLed asks to die with a parent already gone.
+    The kernel's request then never fires (it was made under the process that adopted the child), so the child
+    compares its parent with the pid its starter gave it. Here the starter is the intermediate `sh`, which exits
+    at once: its child is adopted before it asks, as in the race."""
+    import subprocess
+
+    import psutil
+
+    child = "import os, sys, time; from tfyolo.processes import die_with_parent; print(os.getpid(), flush=True); "
+    child += "time.sleep(0.5); die_with_parent(int(sys.argv[1])); print('went on')"
+    environment = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    command = [sys.executable, "-c", child, str(os.getpid())]
+    kept = subprocess.run(command, env=environment, capture_output=True, text=True)
+    assert kept.stdout.split("\n")[1] == "went on"  # its parent alive: the child goes on
+    output = tmp_path / "orphan.txt"
+    # `sh` starts the child with its own pid ($$), then exits during the child's sleep.
+    subprocess.run(["sh", "-c", f'"{sys.executable}" -c "{child}" $$ > {output} & exit 0'], env=environment, check=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (output.exists() and output.read_text().endswith("\n")):
+        time.sleep(0.1)
+    pid = int(output.read_text())
+    with contextlib.suppress(psutil.NoSuchProcess):
+        while time.monotonic() < deadline and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.1)
+    assert output.read_text() == f"{pid}\n"  # ended in die_with_parent, never reaching its print
+
+
 def test_vela_asks_the_kernel_to_kill_it_when_its_parent_dies(monkeypatch):
     import subprocess
 
@@ -371,7 +403,8 @@ def test_vela_asks_the_kernel_to_kill_it_when_its_parent_dies(monkeypatch):
     monkeypatch.setattr(npu_target.subprocess, "run", fake_run)
     with pytest.raises(ModelError, match="stopped by the test"):
         npu_target.compile_for_npu(b"model", npu_target.NpuTarget("ethos-u55-128"), "m")
-    assert len(calls) == 1 and calls[0].get("preexec_fn") is processes.die_with_parent
+    assert len(calls) == 1 and calls[0].get("preexec_fn").func is processes.die_with_parent
+    assert calls[0]["preexec_fn"].args == (os.getpid(),)
 
 
 def h5_upload(path, attributes):

@@ -13,9 +13,13 @@ import threading
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent():
-    """Linux: this process receives SIGKILL when the thread that started it ends; elsewhere, nothing."""
-    parent = os.getppid()
+def die_with_parent(parent):
+    """Linux: this process receives SIGKILL when the thread that started it ends; elsewhere, nothing.
+
+    parent: the pid of the process that started this one, known to the caller from before this process ran (its
+    command line, `multiprocessing.parent_process()`, the parent's own `os.getpid()` bound before a fork). Read
+    here instead, it would be the pid of whoever adopted this process had the parent died before the request took
+    effect: the check below would pass and the process would be orphaned."""
     try:
         import ctypes
 
@@ -26,6 +30,13 @@ def die_with_parent():
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
+
+
+def die_with_multiprocessing_parent():
+    """`die_with_parent` for a child started by `multiprocessing`."""
+    import multiprocessing
+
+    die_with_parent(multiprocessing.parent_process().pid)
 
 
 def stop_process_group(process, grace_seconds=5.0):

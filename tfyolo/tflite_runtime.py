@@ -12,7 +12,7 @@ import numpy as np
 
 from tfyolo.config import MAX_INPUT_SIZE
 from tfyolo.errors import ModelError
-from tfyolo.processes import children_ignore_sigint, describe_exit, die_with_parent
+from tfyolo.processes import children_ignore_sigint, describe_exit, die_with_multiprocessing_parent
 
 # Ops that only move data between float and integer domains at the model boundary, or carry no arithmetic.
 BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -119,7 +119,7 @@ LITERT_STEPS = (
 def _steps_in_child(model_path, steps, reached):
     """The child: runs each step, recording in `reached` (step index x 2, + 1 once running) where it is; a Python
     error ends a step quietly (the real work raises it again, as one line)."""
-    die_with_parent()
+    die_with_multiprocessing_parent()
     if os.environ.get("TFYOLO_DEBUG") != "1":  # LiteRT's own complaints would be more lines than the one
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)

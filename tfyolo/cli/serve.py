@@ -1,6 +1,7 @@
 """`tfyolo serve` (the HTTP API and pages, plus the workers it supervises) and `tfyolo worker` (runs queued jobs)."""
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -172,7 +173,7 @@ def serve_command(
     for job_id in JobStore(data_dir).queued_ids():  # recorded, then the server died before it enqueued them
         huey.run_job_task(job_id)
     command = [sys.executable, "-m", "tfyolo", "worker", "--data-dir", data_dir, "--stale-seconds", str(stale_seconds)]
-    command += ["--die-with-parent"]
+    command += ["--die-with-parent", str(os.getpid())]
     command += ["--broker", broker] if broker else []
     supervisor = WorkerSupervisor(command, workers, data_dir, huey)
     stop_sweep = threading.Event()
@@ -197,7 +198,7 @@ def serve_command(
 @click.option("--data-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--broker", help="redis://host:port/db, as given to `tfyolo serve`.")
 @stale_seconds_option
-@click.option("--die-with-parent", is_flag=True, hidden=True, help="Set by `serve`: stop when the server dies.")
+@click.option("--die-with-parent", type=int, hidden=True, help="Set by `serve`, to its pid: stop when it dies.")
 @user_errors
 def worker_command(data_dir, broker, stale_seconds, die_with_parent):
     """Run queued jobs, one at a time; start several for parallel jobs (each is one process)."""
@@ -206,8 +207,8 @@ def worker_command(data_dir, broker, stale_seconds, die_with_parent):
     from tfyolo.service.store import JobStore, worker_name
     from tfyolo.service.worker import GIB, MAX_ATTEMPTS, RUNNING, job_memory_limit, stage_time_limit, worker_heartbeat
 
-    if die_with_parent:
-        ask_for_death_with_parent()
+    if die_with_parent is not None:
+        ask_for_death_with_parent(die_with_parent)
     # A malformed $TFYOLO_STAGE_TIME_LIMIT or $TFYOLO_JOB_MEMORY_LIMIT is one line now, not a failed job later.
     limit, memory = stage_time_limit(), job_memory_limit()
     huey = make_huey(data_dir, broker)

@@ -23,9 +23,9 @@ class ConversionError(TfyoloError):
 def _convert_in_child(model_path, recipe_values, calibration_path, output_path, error_path):
     import warnings
 
-    from tfyolo.processes import die_with_parent
+    from tfyolo.processes import die_with_multiprocessing_parent
 
-    die_with_parent()
+    die_with_multiprocessing_parent()
 
     # TFLiteConverter warns that int8 inputs have no statistics: they come from the representative dataset.
     warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")

@@ -1,6 +1,7 @@
-"""`python -m tfyolo.service.job_process DATA_DIR JOB_ID`: one job its worker has claimed, run in a process group of
-its own (see `tfyolo.service.worker`). It dies with its worker, and SIGTERM ends it through its `finally` blocks, so
-the temporary files of a conversion are removed."""
+"""`python -m tfyolo.service.job_process DATA_DIR JOB_ID WORKER_PID`: one job its worker has claimed, run in a
+process group of its own (see `tfyolo.service.worker`). It dies with its worker (WORKER_PID, given by the worker:
+read here, it could already be the pid of whoever adopted the process), and SIGTERM ends it through its `finally`
+blocks, so the temporary files of a conversion are removed."""
 
 import signal
 import sys
@@ -13,8 +14,8 @@ def _terminate(signum, frame):
 
 
 def main(argv=None):
-    data_dir, job_id = (argv if argv is not None else sys.argv[1:])[:2]
-    die_with_parent()
+    data_dir, job_id, worker_pid = (argv if argv is not None else sys.argv[1:])[:3]
+    die_with_parent(int(worker_pid))
     signal.signal(signal.SIGTERM, _terminate)
     from tfyolo.service.worker import run_claimed_job
 

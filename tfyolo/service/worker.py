@@ -180,8 +180,8 @@ RUNNING = _RunningJobs()
 
 
 def job_process_command(data_dir, job_id):
-    """The command line of the job's process."""
-    return [sys.executable, "-m", "tfyolo.service.job_process", str(data_dir), job_id]
+    """The command line of the job's process, which dies with this worker (its pid, given from here)."""
+    return [sys.executable, "-m", "tfyolo.service.job_process", str(data_dir), job_id, str(os.getpid())]
 
 
 def start_job_process(data_dir, job_id, temporary):
