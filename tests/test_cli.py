@@ -272,3 +272,73 @@ def test_data_synth_and_check(tmp_path):
     (tmp_path / "s" / "labels" / "train" / "synth_00000.txt").write_text("7 0.5 0.5 0.1 0.1\n")
     broken = runner.invoke(cli, ["data", "check", str(tmp_path / "s" / "data.yaml")])
     assert broken.exit_code == 1 and "synth_00000.txt:1: class id 7" in broken.output
+
+
+def run_guarded(module, function, *arguments, **options):
+    """`tfyolo`'s console script as installed, with `module.function` standing in for the command."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = f"from tfyolo.cli.native_guard import _guarded; _guarded('tfyolo', {module!r}, {function!r})"
+    environment = {key: value for key, value in os.environ.items() if key != "TFYOLO_GUARDED"}
+    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    command = [sys.executable, "-c", code, *arguments]
+    return subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True, **options)
+
+
+def test_a_native_crash_in_a_command_is_one_line_naming_the_command():
+    """Issue 34: a crash that only real inputs trigger got past the child check and ended the CLI with no word. The
+    console script runs the command in a child; here the command is CPython's own SIGSEGV, a real native crash."""
+    guarded = run_guarded("faulthandler", "_sigsegv", "eval", "model.tflite")
+    _, stderr = guarded.communicate(timeout=60)
+    assert guarded.returncode == 1
+    assert stderr.strip().splitlines() == [
+        "tfyolo eval model.tflite: crashed in native code (SIGSEGV): TensorFlow, LiteRT or TFLite Micro could not go "
+        "on with a file it read, which is malformed or beyond what it can run."
+    ]
+
+
+def test_a_guarded_command_s_own_ending_passes_through_and_sigterm_reaches_it():
+    """An exit status is passed on as it came; a SIGTERM sent to the console script (a service manager's stop)
+    reaches the command, and the script then ends by the same signal, leaving no child behind; a SIGKILL of the
+    script ends the command too."""
+    import signal
+    import time
+
+    import psutil
+
+    def gone(process):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.05)
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+
+    def paused_command():
+        guarded = run_guarded("signal", "pause")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not psutil.Process(guarded.pid).children():
+            time.sleep(0.05)
+        time.sleep(1.0)  # the parent's handlers are set, the child has asked to die with it
+        return guarded, psutil.Process(guarded.pid).children()[0]
+
+    assert run_guarded("sys", "exit").wait(timeout=60) == 0
+    guarded, child = paused_command()
+    guarded.send_signal(signal.SIGTERM)
+    assert guarded.wait(timeout=60) == -signal.SIGTERM and gone(child)
+    guarded, child = paused_command()
+    guarded.kill()  # kill -9 of the script: no handler runs, the kernel ends the command
+    assert gone(child)
+
+
+def test_the_console_scripts_run_their_command_through_the_guard():
+    """setup.cfg's entry points are the guard's (an entry point straight to the command would contain nothing)."""
+    import configparser
+    from pathlib import Path
+
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    lines = setup["options.entry_points"]["console_scripts"].split("\n")
+    scripts = dict(line.replace(" ", "").split("=") for line in lines if line)
+    assert scripts == {"tfyolo": "tfyolo.cli.native_guard:tfyolo", "tfyolo-eval": "tfyolo.cli.native_guard:tfyolo_eval"}
