@@ -243,10 +243,17 @@ def record(family, update):
     return text
 
 
+def _keeping_last_auto(result, last, no_auto):
+    """`result`, with the family's last recorded search when this run left the search out."""
+    if no_auto and last and last.get("auto"):
+        return dict(result, auto=last["auto"])
+    return result
+
+
 @click.command()
 @click.option("--family", "families", multiple=True, type=click.Choice(sorted(FAMILIES)), help="[default: all]")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Calibration seeds, comma-separated.")
-@click.option("--no-auto", is_flag=True, help="Leave out the --auto search.")
+@click.option("--no-auto", is_flag=True, help="Leave out the --auto search (its last recorded row is kept).")
 @click.option("--auto-only", is_flag=True, help="Run only the --auto search, into the family's last results.")
 def main(families, seeds, no_auto, auto_only):
     require_dataset(CALIBRATION)
@@ -259,7 +266,7 @@ def main(families, seeds, no_auto, auto_only):
             text = record(family, lambda result, auto=auto: dict(result, auto=auto))
         else:
             result = family_results(family, seeds, not no_auto)
-            text = record(family, lambda _, result=result: result)
+            text = record(family, lambda last, result=result: _keeping_last_auto(result, last, no_auto))
     print(text)
 
 
