@@ -27,6 +27,9 @@ def checkpoint(tmp_path_factory):
     return path
 
 
+# 55 s (two conversions); the fast suite keeps the .pt on the command line (`test_eval_takes_a_pt`, the same model
+# resolution every command uses) and the import cache (`test_the_cached_import_equals_a_fresh_import`).
+@pytest.mark.large
 def test_convert_takes_a_pt_and_imports_it_once(checkpoint, tiny_synthetic, tmp_path):
     out = tmp_path / "convert"
     arguments = ["convert", "--model", str(checkpoint), "--recipe", "fp32", "--data", str(tiny_synthetic)]
