@@ -1,3 +1,5 @@
+import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -20,13 +22,37 @@ def shared_dataset(name):
     return path
 
 
+@contextlib.contextmanager
+def made_once(tmp_path_factory, worker_id, name):
+    """A folder for a session fixture's files, made once for all of pytest-xdist's workers: the first to arrive holds
+    a lock while it fills the folder, the others then find it filled (the value yielded says whether to fill it).
+    Without xdist, a folder of this session's own."""
+    if worker_id == "master":
+        yield tmp_path_factory.mktemp(name), True
+        return
+    folder = tmp_path_factory.getbasetemp().parent / name  # the session's root, shared by its workers
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / ".done"
+        if done.is_file():
+            yield folder, False
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # a worker that failed while filling it
+        folder.mkdir()
+        yield folder, True
+        done.touch()
+
+
 @pytest.fixture(scope="session")
-def tiny_synthetic(tmp_path_factory):
+def tiny_synthetic(tmp_path_factory, worker_id):
     """24 synthetic 64px images, 2 classes: 19 train, 5 val."""
     from tfyolo.data.synthetic import write_synthetic_dataset
 
-    out = tmp_path_factory.mktemp("synth")
-    return write_synthetic_dataset(out, images=24, num_classes=2, size=64, seed=3, val_fraction=0.2)
+    with made_once(tmp_path_factory, worker_id, "synth") as (out, fill):
+        if fill:
+            write_synthetic_dataset(out, images=24, num_classes=2, size=64, seed=3, val_fraction=0.2)
+    return out / "data.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -43,15 +69,18 @@ def rng():
 
 
 @pytest.fixture(scope="session")
-def tiny_float_run(tiny_synthetic, tmp_path_factory):
-    """One epoch of real training on the tiny synthetic set: realistic BatchNorm statistics and ranges."""
+def tiny_float_run(tiny_synthetic, tmp_path_factory, worker_id):
+    """One epoch of real training on the tiny synthetic set: realistic BatchNorm statistics and ranges. Trained once
+    for all workers (25-45 s of tracing and training)."""
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import Trainer
 
-    out = tmp_path_factory.mktemp("tiny_float")
-    Trainer(
-        TrainConfig(data=str(tiny_synthetic), out=str(out), imgsz=64, epochs=1, batch=4, val_interval=0, seed=2)
-    ).fit()
+    with made_once(tmp_path_factory, worker_id, "tiny_float") as (out, fill):
+        if fill:
+            config = TrainConfig(
+                data=str(tiny_synthetic), out=str(out), imgsz=64, epochs=1, batch=4, val_interval=0, seed=2
+            )
+            Trainer(config).fit()
     return out / "last.keras"
 
 

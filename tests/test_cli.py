@@ -281,7 +281,7 @@ def run_guarded(module, function, *arguments, **options):
     import sys
     from pathlib import Path
 
-    code = f"from tfyolo.cli.native_guard import _guarded; _guarded('tfyolo', {module!r}, {function!r})"
+    code = f"from tfyolo.cli.native_guard import _guarded; _guarded('tfyolo', {module!r}, {function!r}, in_place=False)"
     environment = {key: value for key, value in os.environ.items() if key != "TFYOLO_GUARDED"}
     environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     command = [sys.executable, "-c", code, *arguments]
@@ -298,13 +298,17 @@ def test_a_native_crash_in_a_command_is_one_line_naming_the_command():
         "tfyolo eval model.tflite: crashed in native code (SIGSEGV): TensorFlow, LiteRT or TFLite Micro could not go "
         "on with a file it read, which is malformed or beyond what it can run."
     ]
+    guarded = run_guarded("faulthandler", "_sigsegv", "eval", "a\nb.tflite")  # a file name may hold a newline
+    _, stderr = guarded.communicate(timeout=60)
+    assert len(stderr.strip().splitlines()) == 1 and "'a\\nb.tflite'" in stderr
 
 
 def test_a_guarded_command_s_own_ending_passes_through_and_sigterm_reaches_it():
-    """An exit status is passed on as it came; a SIGTERM sent to the console script (a service manager's stop)
-    reaches the command, and the script then ends by the same signal, leaving no child behind; a SIGKILL of the
-    script ends the command too."""
+    """An exit status is passed on as it came; a SIGTERM or SIGINT sent to the console script alone (a service
+    manager's stop, a wrapper's interrupt) reaches the command, and the script then ends by the same signal, leaving
+    no child behind; a SIGKILL of the script ends the command too."""
     import signal
+    import sys
     import time
 
     import psutil
@@ -316,7 +320,7 @@ def test_a_guarded_command_s_own_ending_passes_through_and_sigterm_reaches_it():
         return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
 
     def paused_command():
-        guarded = run_guarded("signal", "pause")
+        guarded = run_guarded("signal", "pause", start_new_session=True)  # no controlling terminal
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not psutil.Process(guarded.pid).children():
             time.sleep(0.05)
@@ -324,12 +328,14 @@ def test_a_guarded_command_s_own_ending_passes_through_and_sigterm_reaches_it():
         return guarded, psutil.Process(guarded.pid).children()[0]
 
     assert run_guarded("sys", "exit").wait(timeout=60) == 0
-    guarded, child = paused_command()
-    guarded.send_signal(signal.SIGTERM)
-    assert guarded.wait(timeout=60) == -signal.SIGTERM and gone(child)
-    guarded, child = paused_command()
-    guarded.kill()  # kill -9 of the script: no handler runs, the kernel ends the command
-    assert gone(child)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # SIGINT: from a program, not a terminal (there is none here)
+        guarded, child = paused_command()
+        guarded.send_signal(signum)
+        assert guarded.wait(timeout=60) == -signum and gone(child)
+    if sys.platform.startswith("linux"):  # PR_SET_PDEATHSIG
+        guarded, child = paused_command()
+        guarded.kill()  # kill -9 of the script: no handler runs, the kernel ends the command
+        assert gone(child)
 
 
 def test_the_console_scripts_run_their_command_through_the_guard():

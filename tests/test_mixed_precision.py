@@ -292,6 +292,7 @@ def test_a_range_statistic_from_a_recipe_file_is_checked_before_any_work(value, 
     assert Recipe.from_dict({"name": "r", "mode": "int8"}, source="r.yaml").range_statistic is None
 
 
+@pytest.mark.large  # 22 s; what it saves is time: each artifact's own promise is checked by the fast suite's jobs
 def test_int8_and_int8_int8io_share_one_conversion_in_a_job(tiny_float_run, calibration, monkeypatch):
     """Within a job the ai-edge-quantizer int8 recipes differ only in their boundary: the calibration pass (most of
     a conversion's time) runs once, and each artifact still holds its own recipe's promise."""

@@ -97,6 +97,7 @@ def test_every_recipe_converts_runs_and_keeps_its_promise(trained_tiny, calibrat
         assert not inspection["full_integer"]
 
 
+@pytest.mark.large  # two conversions for a size ratio that every bench and bundle report shows
 def test_int8_file_is_about_a_quarter_of_fp32(trained_tiny, calibration):
     model, _ = trained_tiny
     fp32 = convert(model, resolve_recipe("fp32"))

@@ -4,54 +4,71 @@ TensorFlow, LiteRT and TFLite Micro are C++ that trusts the files it reads: a ma
 SIGSEGV or SIGABRT, which no Python handler survives. The commands check a named `.tflite` in a child first
 (`tfyolo.tflite_runtime.check_in_child`), but a crash that only real inputs or a particular heap trigger gets past
 that check. So `tfyolo` and `tfyolo-eval` start the command itself in a child (the same interpreter, arguments,
-standard streams and process group) and wait: a child killed by a crash signal is reported in one line naming the
-command, and any other ending is passed on as it came. This module imports nothing of tfyolo's, so the parent costs
-one Python start-up (tens of milliseconds) and no TensorFlow. The child dies with the parent.
+standard streams, open descriptors and process group) and wait: a child killed by a crash signal is reported in one
+line naming the command, and any other ending is passed on as it came. This module imports nothing of tfyolo's, so
+the parent costs one Python start-up (tens of milliseconds) and no TensorFlow. On Linux the child also dies with the
+parent (`tfyolo.processes.die_with_parent`): a `kill -9` of the script ends its work.
 
-`serve` and `worker` run in place: they manage their own processes and signals (`tfyolo.cli.serve`), and a crashing
-job there is already contained in its job process."""
+`tfyolo serve` and `tfyolo worker` run in place: they manage their own processes and signals (`tfyolo.cli.serve`),
+and a crashing job there is already contained in its job process."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
 
 # Set in the child: the command runs in place there.
 GUARDED = "TFYOLO_GUARDED"
-# Signals by which native code ends a process it cannot go on with.
-CRASHES = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
+# Signals by which native code ends a process it cannot go on with (SIGTRAP: a compiler's trap on aarch64; SIGSYS:
+# a system call a sandbox forbids).
+CRASHES = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGTRAP, signal.SIGSYS}
 IN_PLACE_COMMANDS = {"serve", "worker"}
-# Signals sent to the parent from outside (a service manager, `kill`) that the child must receive: the terminal's
-# SIGINT reaches both already, as they share the process group.
-FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+# Signals sent to the script that its command must receive. The terminal's Ctrl-C reaches both already, as they
+# share the process group, so a SIGINT is passed on only when it cannot have come from the terminal.
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def tfyolo():
     """The `tfyolo` console script."""
-    _guarded("tfyolo", "tfyolo.cli.main", "main")
+    in_place = _subcommand(sys.argv[1:]) in IN_PLACE_COMMANDS
+    _guarded("tfyolo", "tfyolo.cli.main", "main", in_place)
 
 
 def tfyolo_eval():
     """The `tfyolo-eval` console script."""
-    _guarded("tfyolo-eval", "tfyolo.cli.evaluate", "entry")
+    _guarded("tfyolo-eval", "tfyolo.cli.evaluate", "entry", in_place=False)
 
 
-def _guarded(program, module, function):
+def _guarded(program, module, function, in_place):
     arguments = sys.argv[1:]
-    if os.environ.get(GUARDED) == "1" or _subcommand(arguments) in IN_PLACE_COMMANDS:
+    if in_place or os.environ.get(GUARDED) == "1":
         import importlib
 
         getattr(importlib.import_module(module), function)()
         return
-    # The command dies with this process (a `kill -9` of the script ends its work) and names itself after argv[0]
-    # in click's messages, as the console script would.
+    # Handlers before the child exists, so that no signal finds this process undefended; a handled signal is back
+    # to its default in the child (exec resets it), an ignored one would stay ignored there.
+    child, pending = None, []
+
+    def forward(signum, frame):
+        if signum == signal.SIGINT and _terminal_in_front():
+            return  # the terminal sent it to the child too
+        if child is None:
+            pending.append(signum)
+        else:
+            child.send_signal(signum)
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    # -P: the working directory is not put on the child's import path (a `yaml.py` in a dataset folder is not
+    # imported), as it is not on a console script's. The child names itself after argv[0] in click's messages.
     run = f"import sys; sys.argv[0] = {program!r}; from tfyolo.processes import die_with_parent; "
     run += f"die_with_parent({os.getpid()}); from {module} import {function}; {function}()"
-    child = subprocess.Popen([sys.executable, "-c", run, *arguments], env={**os.environ, GUARDED: "1"})
-    # Ctrl-C reaches the child from the terminal; it reports its own interruption.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for signum in FORWARDED:
-        signal.signal(signum, lambda number, frame: child.send_signal(number))
+    command = [sys.executable, "-P", "-c", run, *arguments]
+    child = subprocess.Popen(command, env={**os.environ, GUARDED: "1"}, close_fds=False)
+    for signum in pending:
+        child.send_signal(signum)
     sys.exit(exit_status(program, arguments, child.wait()))
 
 
@@ -60,10 +77,24 @@ def _subcommand(arguments):
     return next((argument for argument in arguments if not argument.startswith("-")), None)
 
 
+def _terminal_in_front():
+    """Whether this process's group is the foreground group of its controlling terminal: where a Ctrl-C comes from."""
+    try:
+        descriptor = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(descriptor) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(descriptor)
+
+
 def exit_status(program, arguments, code):
     """The parent's exit status for a child that ended with `code` (Popen's: negative for a signal), after printing
-    one line for a crash or a kill from outside. A child ended by SIGINT, SIGTERM or SIGHUP ends this process by the
-    same signal, as a shell expects of an interrupted command; it said what it had to say itself."""
+    one line for a crash or a kill from outside. A child ended by another signal (SIGINT, SIGTERM, SIGHUP) ends this
+    process by the same signal, as a shell expects of an interrupted command; it said what it had to say itself."""
     if code >= 0:
         return code
     signum = -code
@@ -71,7 +102,7 @@ def exit_status(program, arguments, code):
         name = signal.Signals(signum).name
     except ValueError:
         name = f"signal {signum}"
-    command = " ".join([program, *arguments])
+    command = shlex.join([program, *arguments]).replace("\n", "\\n")  # one line, whatever the file names hold
     if signum in CRASHES:
         print(
             f"{command}: crashed in native code ({name}): TensorFlow, LiteRT or TFLite Micro could not go on with "
