@@ -403,8 +403,9 @@ def test_vela_asks_the_kernel_to_kill_it_when_its_parent_dies(monkeypatch):
     monkeypatch.setattr(npu_target.subprocess, "run", fake_run)
     with pytest.raises(ModelError, match="stopped by the test"):
         npu_target.compile_for_npu(b"model", npu_target.NpuTarget("ethos-u55-128"), "m")
-    assert len(calls) == 1 and calls[0].get("preexec_fn").func is processes.die_with_parent
-    assert calls[0]["preexec_fn"].args == (os.getpid(),)
+    assert len(calls) == 1 and calls[0].get("preexec_fn").func is processes._request_death_with
+    parent, prctl = calls[0]["preexec_fn"].args
+    assert parent == os.getpid() and (prctl is not None) == sys.platform.startswith("linux")
 
 
 def h5_upload(path, attributes):

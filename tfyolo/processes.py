@@ -6,6 +6,7 @@ when its parent dies (Linux' PR_SET_PDEATHSIG), so a worker killed with SIGKILL 
 """
 
 import contextlib
+import functools
 import os
 import signal
 import threading
@@ -20,13 +21,29 @@ def die_with_parent(parent):
     command line, `multiprocessing.parent_process()`, the parent's own `os.getpid()` bound before a fork). Read
     here instead, it would be the pid of whoever adopted this process had the parent died before the request took
     effect: the check below would pass and the process would be orphaned."""
+    _request_death_with(parent, _prctl())
+
+
+def death_with_this_process():
+    """A `preexec_fn` for subprocess: the child dies with this process. libc's prctl is looked up here, before the
+    fork: dlopen in the forked child of a process with threads (TensorFlow's) can wait for ever on a loader lock
+    another thread held at the fork."""
+    parent, prctl = os.getpid(), _prctl()
+    return functools.partial(_request_death_with, parent, prctl)
+
+
+def _prctl():
+    """libc's prctl, or None where there is none (not Linux)."""
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
-            return
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
+        return None
+
+
+def _request_death_with(parent, prctl):
+    if prctl is None or prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
         return
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)

@@ -8,8 +8,6 @@ it is pinned (`VELA_VERSION`) because the summary it writes is read here line by
 """
 
 import csv
-import functools
-import os
 import re
 import subprocess
 import sys
@@ -20,7 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 from tfyolo.errors import ConfigError, ModelError
-from tfyolo.processes import die_with_parent
+from tfyolo.processes import death_with_this_process
 
 VELA_VERSION = "5.2.0"
 # Vela 5.2's --accelerator-config choices: the NPU, then its MACs per cycle.
@@ -142,8 +140,7 @@ def compile_for_npu(model_content, target, model_name="model"):
         command = [sys.executable, "-m", "ethosu.vela", *target.vela_arguments(), "--show-cpu-operations"]
         command += ["--output-dir", str(out), str(source)]
         # Vela dies with the process that started it (a job's worker killed with SIGKILL leaves no Vela behind).
-        dies_with_caller = functools.partial(die_with_parent, os.getpid())
-        finished = subprocess.run(command, capture_output=True, text=True, preexec_fn=dies_with_caller)
+        finished = subprocess.run(command, capture_output=True, text=True, preexec_fn=death_with_this_process())
         if finished.returncode != 0:
             reason = vela_refusal(finished.stderr + "\n" + finished.stdout)
             raise ModelError(f"{model_name}: Vela {VELA_VERSION} refused it for {target.accelerator}: {reason}")
