@@ -319,13 +319,21 @@ def test_a_guarded_command_s_own_ending_passes_through_and_sigterm_reaches_it():
             time.sleep(0.05)
         return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
 
+    def in_pause(child):
+        """Asleep and using no CPU: past its start-up (and so past its request to die with the parent), in pause()."""
+        before = sum(child.cpu_times()[:2])
+        time.sleep(0.2)
+        return child.status() == psutil.STATUS_SLEEPING and sum(child.cpu_times()[:2]) == before
+
     def paused_command():
         guarded = run_guarded("signal", "pause", start_new_session=True)  # no controlling terminal
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not psutil.Process(guarded.pid).children():
             time.sleep(0.05)
-        time.sleep(1.0)  # the parent's handlers are set, the child has asked to die with it
-        return guarded, psutil.Process(guarded.pid).children()[0]
+        (child,) = psutil.Process(guarded.pid).children()
+        while time.monotonic() < deadline and not in_pause(child):
+            pass
+        return guarded, child
 
     assert run_guarded("sys", "exit").wait(timeout=60) == 0
     for signum in (signal.SIGTERM, signal.SIGINT):  # SIGINT: from a program, not a terminal (there is none here)
