@@ -274,8 +274,9 @@ def test_data_synth_and_check(tmp_path):
     assert broken.exit_code == 1 and "synth_00000.txt:1: class id 7" in broken.output
 
 
-def run_guarded(module, function, *arguments, **options):
-    """`tfyolo`'s console script as installed, with `module.function` standing in for the command."""
+def run_guarded(module, function, *arguments, path=(), **options):
+    """`tfyolo`'s console script as installed, with `module.function` standing in for the command (importable from
+    the project or from a folder of `path`)."""
     import os
     import subprocess
     import sys
@@ -283,7 +284,7 @@ def run_guarded(module, function, *arguments, **options):
 
     code = f"from tfyolo.cli.native_guard import _guarded; _guarded('tfyolo', {module!r}, {function!r}, in_place=False)"
     environment = {key: value for key, value in os.environ.items() if key != "TFYOLO_GUARDED"}
-    environment["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    environment["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *map(str, path)])
     command = [sys.executable, "-c", code, *arguments]
     return subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True, **options)
 
@@ -344,6 +345,43 @@ def test_a_guarded_command_s_own_ending_passes_through_and_sigterm_reaches_it():
         guarded, child = paused_command()
         guarded.kill()  # kill -9 of the script: no handler runs, the kernel ends the command
         assert gone(child)
+
+
+def test_an_interrupt_sent_to_the_whole_group_interrupts_the_command_once(tmp_path):
+    """With no terminal, a program that sends SIGINT to the process group reaches the command directly and through
+    the script's forwarding. The command takes one: its clean-up after the first runs to the end, uninterrupted. The
+    script is held stopped until the command is in its clean-up, as a loaded machine may hold it, so that the
+    forwarded copy arrives there."""
+    import os
+    import signal
+    import subprocess
+
+    (tmp_path / "slow_cleanup.py").write_text(
+        "import signal, sys, time\n"
+        "def main():\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        signal.pause()\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted', flush=True)\n"
+        "        time.sleep(0.5)  # a clean-up that the forwarded copy finds under way\n"
+        "        print('cleaned up', flush=True)\n"
+        "        sys.exit(130)\n"
+    )
+    guarded = run_guarded(
+        "slow_cleanup",
+        "main",
+        path=[tmp_path],
+        start_new_session=True,
+        stdout=subprocess.PIPE,  # no terminal
+    )
+    assert guarded.stdout.readline() == "ready\n"
+    guarded.send_signal(signal.SIGSTOP)
+    os.killpg(guarded.pid, signal.SIGINT)  # the script and the command: one process group
+    assert guarded.stdout.readline() == "interrupted\n"
+    guarded.send_signal(signal.SIGCONT)  # the script forwards its SIGINT now
+    stdout, stderr = guarded.communicate(timeout=60)
+    assert (guarded.returncode, stdout, stderr) == (130, "cleaned up\n", "")
 
 
 def test_the_console_scripts_run_their_command_through_the_guard():

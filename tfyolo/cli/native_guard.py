@@ -17,6 +17,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 
 # Set in the child: the command runs in place there.
 GUARDED = "TFYOLO_GUARDED"
@@ -27,6 +28,9 @@ IN_PLACE_COMMANDS = {"serve", "worker"}
 # Signals sent to the script that its command must receive. The terminal's Ctrl-C reaches both already, as they
 # share the process group, so a SIGINT is passed on only when it cannot have come from the terminal.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# With no terminal in front, a program that interrupts the whole process group reaches the command twice: directly
+# and through the script. A second SIGINT this soon after the first is that copy, and is dropped in the command.
+REPEATED_INTERRUPT_S = 1.0
 
 
 def tfyolo():
@@ -64,12 +68,32 @@ def _guarded(program, module, function, in_place):
     # -P: the working directory is not put on the child's import path (a `yaml.py` in a dataset folder is not
     # imported), as it is not on a console script's. The child names itself after argv[0] in click's messages.
     run = f"import sys; sys.argv[0] = {program!r}; from tfyolo.processes import die_with_parent; "
-    run += f"die_with_parent({os.getpid()}); from {module} import {function}; {function}()"
+    run += f"die_with_parent({os.getpid()}); from tfyolo.cli.native_guard import interrupt_once; interrupt_once(); "
+    run += f"from {module} import {function}; {function}()"
     command = [sys.executable, "-P", "-c", run, *arguments]
     child = subprocess.Popen(command, env={**os.environ, GUARDED: "1"}, close_fds=False)
     for signum in pending:
         child.send_signal(signum)
     sys.exit(exit_status(program, arguments, child.wait()))
+
+
+def interrupt_once(window_s=REPEATED_INTERRUPT_S):
+    """In the command's process: a SIGINT raises KeyboardInterrupt, as Python's own handler does, and a SIGINT
+    within `window_s` of the last one taken is dropped, so that the copy the script forwards cannot interrupt the
+    clean-up (an atomic write's temporary file removed, a job's state saved) that the first one started. An ignored
+    SIGINT (a command started in the background) stays ignored."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+    taken = [-float("inf")]
+
+    def interrupt(signum, frame):
+        now = time.monotonic()
+        if now - taken[0] < window_s:
+            return
+        taken[0] = now
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def _subcommand(arguments):
