@@ -176,6 +176,49 @@ def test_missing_qat_model_is_an_error(tiny_float_run, tmp_path):
     assert result.exit_code == 2 and "absent.h5" in result.output and "does not exist" in result.output
 
 
+def test_qat_distill_learns_from_the_train_images_with_the_distillation_defaults(
+    tiny_float_run, tiny_synthetic, tmp_path, monkeypatch
+):
+    """`tfyolo qat --distill` hands the library the data's train images (none of its val images) and the distillation
+    defaults the measurements chose (Adam at 1e-5, batch 4), what the user gave instead where given, and ends with a
+    summary naming the epoch kept. The training itself is tests/test_distillation.py's (large)."""
+    from tfyolo.data.detection_dataset import DetectionDataset
+    from tfyolo.qat import distillation
+
+    calls = []
+
+    def fake_distill(model_path, images, out, config, progress):
+        calls.append((model_path, images, out, config))
+        history = [{"epoch": 0, "held_out_loss": 0.5, "best": True}]
+        history += [{"epoch": 1, "held_out_loss": 0.4, "best": True, "seconds": 1.0}]
+        for epoch in history:
+            progress(epoch)
+        return history
+
+    monkeypatch.setattr(distillation, "distill_qat_model", fake_distill)
+    arguments = ["qat", "--model", str(tiny_float_run), "--data", str(tiny_synthetic), "--distill", "--epochs", "1"]
+    result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    _, images, out, config = calls[-1]
+    train = len(DetectionDataset.from_data_yaml(tiny_synthetic, "train").samples)
+    assert images.shape == (train, 64, 64, 3) and out == tmp_path / "a" / "best.h5"
+    assert (config.epochs, config.learning_rate, config.batch, config.seed) == (1, 1e-5, 4, 0)
+    assert "Best: epoch 1, held-out loss 0.4000 (start 0.5000)" in result.output
+    assert json.loads((tmp_path / "a" / "history.json").read_text())[1]["held_out_loss"] == 0.4
+    given = ["--lr0", "3e-5", "--batch", "2", "--calibration-images", "5", "--seed", "1"]
+    result = CliRunner().invoke(cli, arguments + given + ["--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    _, images, _, config = calls[-1]
+    assert len(images) == 5 and (config.learning_rate, config.batch, config.seed) == (3e-5, 2, 1)
+
+
+def test_qat_distill_refuses_the_options_of_a_labeled_fine_tune(tiny_float_run, tmp_path):
+    arguments = ["qat", "--model", str(tiny_float_run), "--distill", "--staged", "--mosaic", "0.5"]
+    result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "--mosaic, --staged: not with --distill" in result.output and not (tmp_path / "out").exists()
+
+
 def test_convert_and_eval_report_real_numbers_on_a_detector_that_works(squares, tmp_path):
     """The hand-built square detector scores 1.0 in float. Its int8 model: the box logits span [-30, 0], one int8
     step 30/255 = 0.12, so each side's two-bin split is at worst 0.47/0.53 and its distance 0.5 +- 0.03 cells

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from tfyolo.cli.common import (
     AT_LEAST_ONE,
@@ -299,8 +300,17 @@ def train(
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False))
 @click.option("--resume", is_flag=True, help="Continue the QAT run in --out from its last checkpoint.")
+@click.option(
+    "--distill",
+    is_flag=True,
+    help="Learn from the float model's own outputs instead of the labels: no labels needed, a fifth of the "
+    "--calibration-images train images held out keeps the best epoch, the start included, so it can only come closer "
+    "to the float model. Defaults with it: --batch 4, --lr0 1e-5 (Adam), --calibration-images 100.",
+)
+@click.pass_context
 @user_errors
 def qat(
+    context,
     model,
     data_yaml,
     epochs,
@@ -314,8 +324,10 @@ def qat(
     force_training_overlap,
     out,
     resume,
+    distill,
 ):
-    """Quantization-aware fine-tuning of a trained float model (tfmot), same trainer as `train`."""
+    """Quantization-aware fine-tuning of a trained float model (tfmot), same trainer as `train`, or by distillation
+    from the float model (--distill)."""
     from tfyolo.data.calibration_images import evaluation_image_paths, refuse_training_overlap
     from tfyolo.importers.import_cache import IMPORTED_FOLDER, imported_model, is_importable
     from tfyolo.metadata import find_model_metadata, resolve_data
@@ -323,6 +335,10 @@ def qat(
     from tfyolo.training.train_config import TrainConfig
     from tfyolo.training.trainer import best_validated, resume_config
 
+    if distill:
+        given = {name for name in context.params if context.get_parameter_source(name) != ParameterSource.DEFAULT}
+        _distill(model, data_yaml, epochs, seed, force_training_overlap, out, given, context.params)
+        return
     if resume:
         config = resume_config(out)
     else:
@@ -361,6 +377,65 @@ def qat(
             f"`tfyolo convert --model {config.qat_from} --qat-model {Path(out) / 'best.h5'} --recipe fp32 "
             f"--out {Path(out) / 'convert'}` (no calibration needed: the ranges were learned)."
         )
+
+
+# What a distillation run takes from `tfyolo qat`'s options, and what it cannot (it learns no labels, so no mosaic; it
+# wraps the whole model; it runs minutes, so it restarts rather than resumes).
+NOT_WITH_DISTILL = ("mosaic", "staged", "preserve", "resume")
+
+
+def _distill(model, data_yaml, epochs, seed, force_training_overlap, out, given, params):
+    """`tfyolo qat --distill`: the QAT model distilled from the float model on the train images of the data."""
+    from tfyolo.data.calibration_images import evaluation_image_paths, load_calibration_images
+    from tfyolo.importers.import_cache import IMPORTED_FOLDER, imported_model, is_importable
+    from tfyolo.io_utils import atomic_write_json
+    from tfyolo.metadata import resolve_data
+    from tfyolo.models.model_io import load_keras_model
+    from tfyolo.qat.distillation import DISTILLATION_IMAGES, DistillationConfig, distill_qat_model
+
+    refused = [f"--{name.replace('_', '-')}" for name in NOT_WITH_DISTILL if name in given]
+    if refused:
+        raise click.UsageError(
+            f"{', '.join(refused)}: not with --distill, which learns no labels and wraps the whole model."
+        )
+    started = time.perf_counter()
+    if is_importable(model):
+        model, _ = imported_model(model, Path(out) / IMPORTED_FOLDER, progress=click.echo)
+    data = resolve_data(data_yaml, model)
+    size = int(load_keras_model(model).input_shape[1])
+    count = params["calibration_images"] if "calibration_images" in given else DISTILLATION_IMAGES
+    images, summary = load_calibration_images(
+        str(data), size, count, seed, evaluation_image_paths(data), force_training_overlap
+    )
+    defaults = DistillationConfig()
+    config = DistillationConfig(
+        epochs=epochs,
+        learning_rate=params["lr0"] if "lr0" in given else defaults.learning_rate,
+        batch=params["batch"] if "batch" in given else defaults.batch,
+        seed=seed,
+    )
+    ensure_writable_folder(out)
+    best_path = Path(out) / "best.h5"
+    click.echo(
+        f"distilling from {model}: {summary['images_used']} images of {summary['source']}, "
+        f"{config.holdout:.0%} held out to keep the best epoch; {epochs} epoch(s), Adam at {config.learning_rate:g}"
+    )
+
+    def report(epoch):
+        kept = "best so far" if epoch["best"] else "not kept"
+        seconds = f", {epoch['seconds']:.0f} s" if "seconds" in epoch else ""
+        click.echo(f"  epoch {epoch['epoch']}/{epochs}: held-out loss {epoch['held_out_loss']:.4f} ({kept}{seconds})")
+
+    history = distill_qat_model(model, images, best_path, config, report)
+    atomic_write_json(Path(out) / "history.json", history)
+    best = [epoch for epoch in history if epoch["best"]][-1]
+    which = "the seeded start, which no epoch beat" if best["epoch"] == 0 else f"epoch {best['epoch']}"
+    click.echo(
+        f"QAT by distillation done in {time.perf_counter() - started:.0f} s. Best: {which}, held-out loss "
+        f"{best['held_out_loss']:.4f} (start {history[0]['held_out_loss']:.4f}). Saved {best_path}. Convert it against "
+        f"its float model, which stays the reference: `tfyolo convert --model {model} --qat-model {best_path} "
+        f"--recipe fp32 --out {Path(out) / 'convert'}` (no calibration needed: the ranges were set from the images)."
+    )
 
 
 @cli.command("import")

@@ -31,6 +31,8 @@ from tfyolo.models.detect_head import BOX_OUTPUT, CLASS_OUTPUT
 
 # Distillation learns from the calibration images; a part is held out to judge each epoch.
 HOLDOUT_FRACTION = 0.2
+# Images `tfyolo qat --distill` learns from by default: as many as the built-in int8 calibrates with.
+DISTILLATION_IMAGES = 100
 
 
 @dataclasses.dataclass(frozen=True)
