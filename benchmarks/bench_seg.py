@@ -82,25 +82,22 @@ def convert(checkpoint, head, data, work, seed):
 
 
 def distilled(imported, data, work, seed):
-    """The QAT model distilled from the imported float model on seed `seed`'s calibration images (those of its int8),
-    converted by the job that converts any QAT model: {row: artifact path}, the distillation's history and seconds."""
+    """The QAT model distilled from the imported float model by `tfyolo qat --distill`'s job on seed `seed`'s draw of
+    train images (the int8's calibration draw), converted by the job that converts any QAT model: {row: artifact
+    path}, the distillation's history and seconds."""
     from tfyolo.console import TqdmProgress
-    from tfyolo.data.calibration_images import evaluation_image_paths, load_calibration_images
     from tfyolo.jobs.run import run_job
     from tfyolo.jobs.spec import JobSpec
-    from tfyolo.models.model_io import load_keras_model
-    from tfyolo.qat.distillation import DistillationConfig, distill_qat_model
+    from tfyolo.qat.distillation import DistillationConfig, distill_on_data
     from tfyolo.quantization.recipes_dir import resolve_recipe
 
     started = time.perf_counter()
-    size = int(load_keras_model(imported).input_shape[1])
-    count = resolve_recipe("int8").calibration_images
-    images, _ = load_calibration_images(str(data), size, count, seed, evaluation_image_paths(data))
-    qat_model = work / f"qat_seed{seed}" / "best.h5"
-    qat_model.parent.mkdir(parents=True, exist_ok=True)
-    history = distill_qat_model(
-        imported, images, qat_model, DistillationConfig(epochs=DISTILL_EPOCHS, seed=seed), print
+    folder = work / f"qat_seed{seed}"
+    config = DistillationConfig(epochs=DISTILL_EPOCHS, seed=seed)
+    history, _ = distill_on_data(
+        imported, data, folder, config, resolve_recipe("int8").calibration_images, progress=print
     )
+    qat_model = folder / "best.h5"
     spec = JobSpec(
         model=str(imported),
         qat_model=str(qat_model),
@@ -110,7 +107,7 @@ def distilled(imported, data, work, seed):
         evaluate=False,
         name=f"qat_seed{seed}",
     )
-    report = run_job(spec, work / f"qat_seed{seed}", progress=TqdmProgress())
+    report = run_job(spec, folder / "convert", progress=TqdmProgress())
     paths = {row["recipe"]: row["path"] for row in report.rows if row["recipe"] in QAT_ROWS}
     if len(paths) != len(QAT_ROWS) or not all(paths.values()):
         raise SystemExit(f"{imported} seed {seed}: the QAT conversions failed: {report.rows}")

@@ -45,13 +45,16 @@ def headline():
     seg = RESULTS / "seg_pennfudan.json"
     if seg.is_file():
         for model, result in load_json(seg)["results"].items():
-            # int8_int8io is the same integer graph behind int8 I/O: the same scores.
-            rows = [result["rows"][f"int8 seed{seed}"] for seed in result["seeds"]]
-            box, mask = (sum(row[key] for row in rows) / len(rows) for key in ("delta_box", "delta_mask"))
-            lines.append(
-                f"| seg pennfudan {model} | `int8` box / mask mAP50-95 vs float, mean of {len(rows)} seeds | "
-                f"{box:+.2f} / {mask:+.2f} pt |"
-            )
+            # The *_int8io rows are the same integer graphs behind int8 I/O: the same scores.
+            for recipe in ("int8", "qat_int8"):
+                if f"{recipe} seed{result['seeds'][0]}" not in result["rows"]:
+                    continue
+                rows = [result["rows"][f"{recipe} seed{seed}"] for seed in result["seeds"]]
+                box, mask = (sum(row[key] for row in rows) / len(rows) for key in ("delta_box", "delta_mask"))
+                lines.append(
+                    f"| seg pennfudan {model} | `{recipe}` box / mask mAP50-95 vs float, mean of {len(rows)} seeds | "
+                    f"{box:+.2f} / {mask:+.2f} pt |"
+                )
     service = RESULTS / "service_load.json"
     if service.is_file():
         load = load_json(service)

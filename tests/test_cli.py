@@ -196,6 +196,11 @@ def test_qat_distill_learns_from_the_train_images_with_the_distillation_defaults
         return history
 
     monkeypatch.setattr(distillation, "distill_qat_model", fake_distill)
+    defaults = distillation.DistillationConfig()
+    rate = f"{defaults.learning_rate:.0e}".replace("e-0", "e-")  # 1e-5, as the help writes it
+    written = f"--batch {defaults.batch}, --lr0 {rate} (Adam), --calibration-images "
+    help_text = " ".join(CliRunner().invoke(cli, ["qat", "--help"]).output.split())
+    assert written + f"{distillation.DISTILLATION_IMAGES};" in help_text
     arguments = ["qat", "--model", str(tiny_float_run), "--data", str(tiny_synthetic), "--distill", "--epochs", "1"]
     result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
@@ -212,11 +217,23 @@ def test_qat_distill_learns_from_the_train_images_with_the_distillation_defaults
     assert len(images) == 5 and (config.learning_rate, config.batch, config.seed) == (3e-5, 2, 1)
 
 
-def test_qat_distill_refuses_the_options_of_a_labeled_fine_tune(tiny_float_run, tmp_path):
+def test_qat_distill_refuses_the_options_of_a_labeled_fine_tune_and_learning_from_val(
+    tiny_float_run, tiny_synthetic, tmp_path
+):
     arguments = ["qat", "--model", str(tiny_float_run), "--distill", "--staged", "--mosaic", "0.5"]
     result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 2
-    assert "--mosaic, --staged: not with --distill" in result.output and not (tmp_path / "out").exists()
+    assert "--mosaic, --staged: options of the labeled fine-tune" in result.output and not (tmp_path / "out").exists()
+    same = tmp_path / "same.yaml"  # train and val one folder, as coco128's own data.yaml
+    same.write_text(f"path: {tiny_synthetic.parent}\ntrain: images/val\nval: images/val\nnames: [circle, square]\n")
+    arguments = ["qat", "--model", str(tiny_float_run), "--data", str(same), "--distill"]
+    result = CliRunner().invoke(cli, arguments + ["--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "--force-training-overlap" in result.output, result.output
+    assert "the train images QAT by distillation learns from" in result.output
+    for option in ("--preserve", "--resume"):
+        flag = [option, "prune"] if option == "--preserve" else [option]
+        result = CliRunner().invoke(cli, ["qat", "--model", str(tiny_float_run), "--distill", *flag, "--out", "o"])
+        assert result.exit_code == 2 and f"{option}: options of the labeled fine-tune" in result.output
 
 
 def test_convert_and_eval_report_real_numbers_on_a_detector_that_works(squares, tmp_path):
@@ -317,19 +334,29 @@ def test_data_synth_and_check(tmp_path):
     assert broken.exit_code == 1 and "synth_00000.txt:1: class id 7" in broken.output
 
 
-def run_guarded(module, function, *arguments, path=(), **options):
+def run_guarded(module, function, *arguments, path=(), ignored=(), **options):
     """`tfyolo`'s console script as installed, with `module.function` standing in for the command (importable from
-    the project or from a folder of `path`)."""
+    the project or from a folder of `path`). The script starts with the forwarded signals at their defaults, as from
+    an interactive shell, whatever the test runner ignores, and with the signals of `ignored` ignored."""
     import os
+    import signal
     import subprocess
     import sys
     from pathlib import Path
+
+    from tfyolo.cli.native_guard import FORWARDED
+
+    def dispositions():
+        for signum in FORWARDED:
+            signal.signal(signum, signal.SIG_IGN if signum in ignored else signal.SIG_DFL)
 
     code = f"from tfyolo.cli.native_guard import _guarded; _guarded('tfyolo', {module!r}, {function!r}, in_place=False)"
     environment = {key: value for key, value in os.environ.items() if key != "TFYOLO_GUARDED"}
     environment["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), *map(str, path)])
     command = [sys.executable, "-c", code, *arguments]
-    return subprocess.Popen(command, env=environment, stderr=subprocess.PIPE, text=True, **options)
+    return subprocess.Popen(
+        command, env=environment, stderr=subprocess.PIPE, text=True, preexec_fn=dispositions, **options
+    )
 
 
 def test_a_native_crash_in_a_command_is_one_line_naming_the_command():
@@ -393,24 +420,38 @@ def test_a_guarded_command_s_own_ending_passes_through_and_sigterm_reaches_it():
 def test_an_interrupt_sent_to_the_whole_group_interrupts_the_command_once(tmp_path):
     """With no terminal, a program that sends SIGINT to the process group reaches the command directly and through
     the script's forwarding. The command takes one: its clean-up after the first runs to the end, uninterrupted. The
-    script is held stopped until the command is in its clean-up, as a loaded machine may hold it, so that the
-    forwarded copy arrives there."""
+    script is held stopped until the command is in its clean-up, as a loaded machine may hold it, and the clean-up
+    waits (under the guard's 1 s) until the script has forwarded its copy, so that the copy arrives there."""
     import os
     import signal
     import subprocess
+    import time
 
+    import psutil
+
+    marker = tmp_path / "forwarded"
     (tmp_path / "slow_cleanup.py").write_text(
-        "import signal, sys, time\n"
+        "import os, signal, sys, time\n"
         "def main():\n"
         "    try:\n"
         "        print('ready', flush=True)\n"
         "        signal.pause()\n"
         "    except KeyboardInterrupt:\n"
         "        print('interrupted', flush=True)\n"
-        "        time.sleep(0.5)  # a clean-up that the forwarded copy finds under way\n"
+        "        deadline = time.monotonic() + 0.8\n"
+        f"        while not os.path.exists({str(marker)!r}) and time.monotonic() < deadline:\n"
+        "            time.sleep(0.01)\n"
+        "        time.sleep(0.05)  # the forwarded copy is delivered by now\n"
         "        print('cleaned up', flush=True)\n"
         "        sys.exit(130)\n"
     )
+
+    def forwarded(pid):
+        """The script has taken its SIGINT (none pending) and is back waiting for the command."""
+        fields = dict(line.split(":\t", 1) for line in open(f"/proc/{pid}/status").read().splitlines() if ":\t" in line)
+        pending = int(fields["SigPnd"], 16) | int(fields["ShdPnd"], 16)
+        return not pending & (1 << (signal.SIGINT - 1)) and psutil.Process(pid).status() == psutil.STATUS_SLEEPING
+
     guarded = run_guarded(
         "slow_cleanup",
         "main",
@@ -418,13 +459,39 @@ def test_an_interrupt_sent_to_the_whole_group_interrupts_the_command_once(tmp_pa
         start_new_session=True,
         stdout=subprocess.PIPE,  # no terminal
     )
-    assert guarded.stdout.readline() == "ready\n"
-    guarded.send_signal(signal.SIGSTOP)
-    os.killpg(guarded.pid, signal.SIGINT)  # the script and the command: one process group
-    assert guarded.stdout.readline() == "interrupted\n"
-    guarded.send_signal(signal.SIGCONT)  # the script forwards its SIGINT now
+    try:
+        assert guarded.stdout.readline() == "ready\n"
+        guarded.send_signal(signal.SIGSTOP)
+        os.killpg(guarded.pid, signal.SIGINT)  # the script and the command: one process group
+        assert guarded.stdout.readline() == "interrupted\n"
+        guarded.send_signal(signal.SIGCONT)  # the script forwards its SIGINT now
+        deadline = time.monotonic() + 0.7
+        while not forwarded(guarded.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        marker.touch()
+        stdout, stderr = guarded.communicate(timeout=60)
+        assert (guarded.returncode, stdout, stderr) == (130, "cleaned up\n", "")
+    finally:
+        guarded.send_signal(signal.SIGCONT)
+        if guarded.poll() is None:
+            os.killpg(guarded.pid, signal.SIGKILL)
+
+
+def test_a_signal_the_script_was_started_ignoring_stays_ignored_in_the_command(tmp_path):
+    """`nohup tfyolo ...` or a shell's background job starts the script with SIGHUP or SIGINT ignored: the command
+    must ignore them too, not die of the hangup it was started to escape."""
+    import signal
+    import subprocess
+
+    (tmp_path / "dispositions.py").write_text(
+        "import signal\n"
+        "def main():\n"
+        "    print([signal.getsignal(s) is signal.SIG_IGN for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)])\n"
+    )
+    ignored = (signal.SIGHUP, signal.SIGINT)
+    guarded = run_guarded("dispositions", "main", path=[tmp_path], ignored=ignored, stdout=subprocess.PIPE)
     stdout, stderr = guarded.communicate(timeout=60)
-    assert (guarded.returncode, stdout, stderr) == (130, "cleaned up\n", "")
+    assert (guarded.returncode, stdout, stderr) == (0, "[True, True, False]\n", "")
 
 
 def test_the_console_scripts_run_their_command_through_the_guard():

@@ -303,9 +303,10 @@ def train(
 @click.option(
     "--distill",
     is_flag=True,
-    help="Learn from the float model's own outputs instead of the labels: no labels needed, a fifth of the "
-    "--calibration-images train images held out keeps the best epoch, the start included, so it can only come closer "
-    "to the float model. Defaults with it: --batch 4, --lr0 1e-5 (Adam), --calibration-images 100.",
+    help="Learn from the float model's own outputs on the train images instead of their labels: a fifth of the "
+    "--calibration-images images held out keeps the best epoch, the start included, so it can only come closer to the "
+    "float model. Defaults with it (tfyolo.qat.distillation's, which imports TensorFlow, so written out here): "
+    "--batch 4, --lr0 1e-5 (Adam), --calibration-images 100; --epochs as given.",
 )
 @click.pass_context
 @user_errors
@@ -379,34 +380,25 @@ def qat(
         )
 
 
-# What a distillation run takes from `tfyolo qat`'s options, and what it cannot (it learns no labels, so no mosaic; it
-# wraps the whole model; it runs minutes, so it restarts rather than resumes).
+# Options of `tfyolo qat` that belong to the labeled fine-tune: distillation learns no labels (no mosaic), wraps the
+# whole model (no --staged, --preserve) and runs minutes, so it starts again rather than resumes.
 NOT_WITH_DISTILL = ("mosaic", "staged", "preserve", "resume")
 
 
 def _distill(model, data_yaml, epochs, seed, force_training_overlap, out, given, params):
-    """`tfyolo qat --distill`: the QAT model distilled from the float model on the train images of the data."""
-    from tfyolo.data.calibration_images import evaluation_image_paths, load_calibration_images
+    """`tfyolo qat --distill`: the library's distillation job on the train images of the data, the distillation's
+    own defaults where the user gave no value."""
     from tfyolo.importers.import_cache import IMPORTED_FOLDER, imported_model, is_importable
-    from tfyolo.io_utils import atomic_write_json
     from tfyolo.metadata import resolve_data
-    from tfyolo.models.model_io import load_keras_model
-    from tfyolo.qat.distillation import DISTILLATION_IMAGES, DistillationConfig, distill_qat_model
+    from tfyolo.qat.distillation import DISTILLATION_IMAGES, DistillationConfig, distill_on_data
 
     refused = [f"--{name.replace('_', '-')}" for name in NOT_WITH_DISTILL if name in given]
     if refused:
-        raise click.UsageError(
-            f"{', '.join(refused)}: not with --distill, which learns no labels and wraps the whole model."
-        )
+        raise click.UsageError(f"{', '.join(refused)}: options of the labeled fine-tune, not of --distill.")
     started = time.perf_counter()
     if is_importable(model):
         model, _ = imported_model(model, Path(out) / IMPORTED_FOLDER, progress=click.echo)
     data = resolve_data(data_yaml, model)
-    size = int(load_keras_model(model).input_shape[1])
-    count = params["calibration_images"] if "calibration_images" in given else DISTILLATION_IMAGES
-    images, summary = load_calibration_images(
-        str(data), size, count, seed, evaluation_image_paths(data), force_training_overlap
-    )
     defaults = DistillationConfig()
     config = DistillationConfig(
         epochs=epochs,
@@ -414,11 +406,11 @@ def _distill(model, data_yaml, epochs, seed, force_training_overlap, out, given,
         batch=params["batch"] if "batch" in given else defaults.batch,
         seed=seed,
     )
+    count = params["calibration_images"] if "calibration_images" in given else DISTILLATION_IMAGES
     ensure_writable_folder(out)
-    best_path = Path(out) / "best.h5"
     click.echo(
-        f"distilling from {model}: {summary['images_used']} images of {summary['source']}, "
-        f"{config.holdout:.0%} held out to keep the best epoch; {epochs} epoch(s), Adam at {config.learning_rate:g}"
+        f"distilling {model} on up to {count} train images of {data} ({config.holdout:.0%} held out to keep the best "
+        f"epoch): {epochs} epoch(s), Adam at {config.learning_rate:g}, batch {config.batch}"
     )
 
     def report(epoch):
@@ -426,15 +418,16 @@ def _distill(model, data_yaml, epochs, seed, force_training_overlap, out, given,
         seconds = f", {epoch['seconds']:.0f} s" if "seconds" in epoch else ""
         click.echo(f"  epoch {epoch['epoch']}/{epochs}: held-out loss {epoch['held_out_loss']:.4f} ({kept}{seconds})")
 
-    history = distill_qat_model(model, images, best_path, config, report)
-    atomic_write_json(Path(out) / "history.json", history)
+    history, summary = distill_on_data(model, data, out, config, count, force_training_overlap, report)
     best = [epoch for epoch in history if epoch["best"]][-1]
     which = "the seeded start, which no epoch beat" if best["epoch"] == 0 else f"epoch {best['epoch']}"
+    best_path = Path(out) / "best.h5"
     click.echo(
-        f"QAT by distillation done in {time.perf_counter() - started:.0f} s. Best: {which}, held-out loss "
-        f"{best['held_out_loss']:.4f} (start {history[0]['held_out_loss']:.4f}). Saved {best_path}. Convert it against "
-        f"its float model, which stays the reference: `tfyolo convert --model {model} --qat-model {best_path} "
-        f"--recipe fp32 --out {Path(out) / 'convert'}` (no calibration needed: the ranges were set from the images)."
+        f"QAT by distillation done in {time.perf_counter() - started:.0f} s on {summary['images_used']} images. "
+        f"Best: {which}, held-out loss {best['held_out_loss']:.4f} (start {history[0]['held_out_loss']:.4f}). Saved "
+        f"{best_path}. Convert it against its float model, which stays the reference: `tfyolo convert --model {model} "
+        f"--qat-model {best_path} --recipe fp32 --out {Path(out) / 'convert'}` (no calibration needed: its ranges "
+        "were set from the images and kept)."
     )
 
 

@@ -64,7 +64,10 @@ def _guarded(program, module, function, in_place):
             child.send_signal(signum)
 
     for signum in FORWARDED:
-        signal.signal(signum, forward)
+        # An ignored signal stays ignored, here and in the command (`nohup`, a shell's background job): a handler
+        # would be reset to the default in the child by exec, and the command would die of the hangup it escaped.
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, forward)
     # -P: the working directory is not put on the child's import path (a `yaml.py` in a dataset folder is not
     # imported), as it is not on a console script's. The child names itself after argv[0] in click's messages.
     run = f"import sys; sys.argv[0] = {program!r}; from tfyolo.processes import die_with_parent; "

@@ -196,3 +196,31 @@ def distill_qat_model(model_path, images, out, config=DistillationConfig(), prog
     }
     save_model_atomic(qat_model, out, {**metadata, **facts})
     return history
+
+
+def distill_on_data(
+    model_path, data_yaml, out_dir, config=DistillationConfig(), images=DISTILLATION_IMAGES, force=False, progress=None
+):
+    """The distillation job of `tfyolo qat --distill` and of the benchmarks: the QAT model of the float detector at
+    `model_path`, distilled on `images` train images of `data_yaml` drawn with `config.seed` (as int8 draws its
+    calibration images), saved to `out_dir`/best.h5 with its history in `out_dir`/history.json. The train images are
+    refused where one has the content of a val image, unless `force`, as for any fine-tune: a model that learned from
+    its test images reports a flattering mAP. The labels are never read for learning, only checked as the dataset
+    loader checks them. Returns (history, the calibration summary)."""
+    from tfyolo.data.calibration_images import (
+        evaluation_image_paths,
+        load_calibration_images,
+        refuse_training_overlap,
+    )
+    from tfyolo.io_utils import atomic_write_json
+    from tfyolo.metadata import find_model_metadata
+    from tfyolo.models.model_io import load_keras_model
+
+    refuse_training_overlap(data_yaml, evaluation_image_paths(data_yaml), force, "QAT by distillation")
+    size = (find_model_metadata(model_path) or {}).get("imgsz") or int(load_keras_model(model_path).input_shape[1])
+    drawn, summary = load_calibration_images(str(data_yaml), int(size), images, config.seed, force=True)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    history = distill_qat_model(model_path, drawn, out_dir / "best.h5", config, progress)
+    atomic_write_json(out_dir / "history.json", history)
+    return history, summary
