@@ -120,6 +120,7 @@ def model_results(name, data, seeds):
     from tfyolo.evaluation.model_evaluation import evaluate_models
     from tfyolo.evaluation.runners import TFLiteRunner
     from tfyolo.jobs.model_runner import open_runner
+    from tfyolo.qat.distillation import kept_epoch
     from tfyolo.targets.npu_target import NpuTarget, compile_for_npu
 
     folder, head, goals = MODELS[name]
@@ -134,7 +135,7 @@ def model_results(name, data, seeds):
         if "qat" in goals:
             paths, history, spent = distilled(imported, data, work, seed)
             converted[seed].update(paths)
-            best = [epoch for epoch in history if epoch["best"]][-1]
+            best = kept_epoch(history)
             distillation[seed] = {"seconds": spent, "best_epoch": best["epoch"], "history": history}
     recipes = RECIPES + (QAT_ROWS if "qat" in goals else ())
     ultralytics = next(weights.glob("*_int8.tflite"))

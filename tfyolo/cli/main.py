@@ -390,7 +390,7 @@ def _distill(model, data_yaml, epochs, seed, force_training_overlap, out, given,
     own defaults where the user gave no value."""
     from tfyolo.importers.import_cache import IMPORTED_FOLDER, imported_model, is_importable
     from tfyolo.metadata import resolve_data
-    from tfyolo.qat.distillation import DISTILLATION_IMAGES, DistillationConfig, distill_on_data
+    from tfyolo.qat.distillation import DISTILLATION_IMAGES, DistillationConfig, distill_on_data, kept_epoch
 
     refused = [f"--{name.replace('_', '-')}" for name in NOT_WITH_DISTILL if name in given]
     if refused:
@@ -419,7 +419,7 @@ def _distill(model, data_yaml, epochs, seed, force_training_overlap, out, given,
         click.echo(f"  epoch {epoch['epoch']}/{epochs}: held-out loss {epoch['held_out_loss']:.4f} ({kept}{seconds})")
 
     history, summary = distill_on_data(model, data, out, config, count, force_training_overlap, report)
-    best = [epoch for epoch in history if epoch["best"]][-1]
+    best = kept_epoch(history)
     which = "the seeded start, which no epoch beat" if best["epoch"] == 0 else f"epoch {best['epoch']}"
     best_path = Path(out) / "best.h5"
     click.echo(

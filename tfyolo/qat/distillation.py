@@ -173,6 +173,12 @@ class Distillation:
         return history
 
 
+def kept_epoch(history):
+    """The epoch of a `Distillation.run` history whose weights the run kept: the last one marked best (epoch 0, the
+    seeded start, when no epoch beat it)."""
+    return [epoch for epoch in history if epoch["best"]][-1]
+
+
 def distill_qat_model(model_path, images, out, config=DistillationConfig(), progress=None):
     """The QAT model of the float detector at `model_path`: wrapped, its ranges seeded from `images` (the rule of
     tfyolo's PTQ), distilled on them by `config`, saved atomically to `out` (.h5) with the float model's metadata,
