@@ -5,7 +5,7 @@ QUANTIZE ops left, and the latency of seed 0's file timed interleaved with bench
 
 Studies run with it:
 - `--set concat_shared_range=0.6 --name concat_ranges`: concatenation inputs on the output's grid
-  (`tfyolo.quantization.aeq.share_concatenation_ranges`).
+  (`tfyolo.quantization.concat_requantization.share_concatenation_ranges`).
 - `--set range_statistic=outputs_mean --name mean_ranges`: the plain mean of the per-image ranges inside the
   network instead of ai-edge-quantizer's moving average (`tfyolo.quantization.aeq.choose_ranges`).
 - `--set 'bias_correction_layers=["stem*", "down*", "stage*"]' --name bias_correction_backbone`: the backbone's

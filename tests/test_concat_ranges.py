@@ -1,18 +1,21 @@
-"""A concatenation input whose range is close to the output's takes the output's range (rounded once, no requantize);
-one whose range is far keeps its own."""
+"""The requantizing QUANTIZE ops before a concatenation (`tfyolo.quantization.concat_requantization`): an input that
+nothing else reads takes the output's range; one that other layers read keeps its own unless a recipe's
+`concat_shared_range` finds it close enough; an upsampled map is requantized before its upsampling, to the same
+bytes."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tfyolo.compat import keras
-from tfyolo.quantization.aeq import share_concatenation_ranges
+from tfyolo.quantization.concat_requantization import share_concatenation_ranges, share_sole_inputs
 
 
 @pytest.fixture(scope="module")
 def concat_model():
-    """fp32 TFLite: wide = conv(x); narrow = maxpool(conv(x)); out = concat(wide, narrow). Returns the content and
-    the tensor names of wide, the narrow conv, its max-pool and the concatenation."""
+    """fp32 TFLite: wide = conv(x); narrow = maxpool(conv(x)); out = concat(wide, narrow), and a second output that
+    reads narrow too. Returns the content and the tensor names of wide, the narrow conv, its max-pool and the
+    concatenation."""
     inputs = keras.Input((8, 8, 3), name="images")
     # Seeded weights, the wide branch's ten times the narrow one's: unseeded, the two branches' ranges could come out
     # alike and leave nothing to requantize.
@@ -23,8 +26,9 @@ def concat_model():
         4, 1, kernel_initializer=keras.initializers.RandomUniform(-0.2, 0.2, seed=2), name="narrow"
     )(inputs)
     narrow = keras.layers.MaxPooling2D(1, name="pool")(narrow_conv)
-    outputs = keras.layers.Concatenate(name="joined")([wide, narrow])
-    content = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs)).convert()
+    joined = keras.layers.Concatenate(name="joined")([wide, narrow])
+    tapped = keras.layers.Conv2D(2, 1, name="tap")(narrow)
+    content = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, [joined, tapped])).convert()
     interpreter = tf.lite.Interpreter(model_content=content)
     names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
     ops = {op["op_name"]: op for op in interpreter._get_ops_details()}
@@ -68,14 +72,16 @@ def test_an_input_outside_the_output_range_keeps_its_own(concat_model):
     assert float(share_concatenation_ranges(content, ranges, 0.6)[wide]["max"]) == pytest.approx(3.2)
 
 
-def test_a_kept_concatenation_keeps_every_input_s_own_range(concat_model):
-    # The prediction outputs' concatenation over the levels: each level keeps its own grid.
+def test_an_input_nothing_else_reads_takes_the_output_range_up_its_chain(concat_model):
+    # Wide feeds the concatenation alone, however far its range is from the output's; the pooled branch is read by
+    # the second output's conv too, so it keeps its own, and so does the conv up its chain.
     content, wide, narrow_conv, pooled, joined = concat_model
-    ranges = ranges_of({wide: (-0.9, 2.8), narrow_conv: (-0.1, 1.0), pooled: (-0.1, 1.0), joined: (-1.0, 3.0)})
-    kept = share_concatenation_ranges(content, ranges, 0.2, keep={joined})
-    assert {name: (float(r["min"]), float(r["max"])) for name, r in kept.items()} == {
-        name: (float(r["min"]), float(r["max"])) for name, r in ranges.items()
-    }
+    ranges = ranges_of({wide: (-0.1, 0.5), narrow_conv: (-0.9, 2.9), pooled: (-0.9, 2.9), joined: (-1.0, 3.0)})
+    shared = share_sole_inputs(content, ranges)
+    for name in (wide, joined):
+        assert (float(shared[name]["min"]), float(shared[name]["max"])) == (-1.0, 3.0), name
+    for name in (narrow_conv, pooled):
+        assert (float(shared[name]["min"]), float(shared[name]["max"])) == pytest.approx((-0.9, 2.9)), name
 
 
 def test_shared_ranges_remove_the_requantizing_ops(concat_model):
@@ -100,8 +106,59 @@ def test_shared_ranges_remove_the_requantizing_ops(concat_model):
         quantized = tf.lite.Interpreter(model_content=quantize(content, recipe, images))
         return sum(op["op_name"] == "QUANTIZE" for op in quantized._get_ops_details())
 
-    assert requantizing_ops(None) >= 1
+    # Without a share, only wide (which the second output reads too) is requantized.
+    assert requantizing_ops(None) == 1
     assert requantizing_ops(0.01) == 0
+
+
+def test_an_upsampled_map_is_requantized_before_its_upsampling_to_the_same_bytes(monkeypatch):
+    """small = conv(x, stride 2), read by a second output too; joined = concat(upsample(small), conv(x)). The int8
+    model requantizes the 4x4 map, then upsamples it; its outputs equal those of the model that requantizes the
+    upsampled 8x8 one, on every element."""
+    from tfyolo.quantization import aeq
+    from tfyolo.quantization.concat_requantization import hoist_upsample_requantization
+    from tfyolo.quantization.recipe import Recipe
+
+    inputs = keras.Input((8, 8, 3), name="images")
+    small = keras.layers.Conv2D(
+        4, 1, strides=2, kernel_initializer=keras.initializers.RandomUniform(-0.2, 0.2, seed=3), name="small"
+    )(inputs)
+    full = keras.layers.Conv2D(4, 1, kernel_initializer=keras.initializers.RandomUniform(-2, 2, seed=4), name="full")(
+        inputs
+    )
+    upsampled = keras.layers.UpSampling2D(2, interpolation="nearest", name="up")(small)
+    joined = keras.layers.Concatenate(name="joined")([upsampled, full])
+    tapped = keras.layers.Conv2D(2, 1, name="tap")(small)
+    content = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, [joined, tapped])).convert()
+    images = np.random.default_rng(1).uniform(0, 1, (8, 8, 8, 3)).astype(np.float32)
+    recipe = Recipe(name="int8", mode="int8", io_type="int8", quantizer="ai_edge_quantizer", range_statistic="min_max")
+    monkeypatch.setattr(aeq, "hoist_upsample_requantization", lambda model: model)
+    requantized_after = aeq.quantize(content, recipe, images)
+    hoisted = hoist_upsample_requantization(requantized_after)
+
+    def run(model_content):
+        interpreter = tf.lite.Interpreter(model_content=model_content)
+        interpreter.allocate_tensors()
+        tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+        ops = interpreter._get_ops_details()
+        answers = []
+        for image in np.random.default_rng(2).integers(-128, 128, (4, 1, 8, 8, 3)):
+            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image.astype(np.int8))
+            interpreter.invoke()
+            answers.append([interpreter.get_tensor(out["index"]).copy() for out in interpreter.get_output_details()])
+        return ops, tensors, answers
+
+    before_ops, _, before = run(requantized_after)
+    ops, tensors, after = run(hoisted)
+    assert [op["op_name"] for op in before_ops].count("QUANTIZE") == [op["op_name"] for op in ops].count("QUANTIZE")
+    resize = next(op for op in ops if op["op_name"] == "RESIZE_NEAREST_NEIGHBOR")
+    feeding = next(op for op in ops if resize["inputs"][0] in op["outputs"])
+    assert feeding["op_name"] == "QUANTIZE", "the upsampling reads the requantized small map"
+    assert list(tensors[feeding["inputs"][0]]["shape"]) == [1, 4, 4, 4]
+    assert tensors[resize["outputs"][0]]["quantization"] == tensors[feeding["outputs"][0]]["quantization"]
+    for answer_before, answer_after in zip(before, after):
+        for output_before, output_after in zip(answer_before, answer_after):
+            np.testing.assert_array_equal(output_before, output_after)
 
 
 @pytest.mark.parametrize(

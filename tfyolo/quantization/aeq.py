@@ -24,6 +24,11 @@ import re
 import numpy as np
 
 from tfyolo.errors import ConfigError
+from tfyolo.quantization.concat_requantization import (
+    hoist_upsample_requantization,
+    share_concatenation_ranges,
+    share_sole_inputs,
+)
 from tfyolo.quantization.recipe import RANGE_STATISTICS
 from tfyolo.tflite_runtime import SIGNATURE_KEY, builtin_code
 
@@ -78,15 +83,9 @@ def quantize(fp32_content, recipe, calibration_images):
 
         for name, (low, high) in mse_ranges(fp32_content, calibration_images, calibration).items():
             calibration[name].update(mse_min=low, mse_max=high)
-    calibration = choose_ranges(calibration, statistic, predictions)
+    calibration = share_sole_inputs(fp32_content, choose_ranges(calibration, statistic, predictions))
     if recipe.concat_shared_range is not None:
-        from tfyolo.quantization.head_tensors import prediction_tensor_names
-
-        try:
-            outputs = set().union(*(predictions or prediction_tensor_names(fp32_content)).values())
-        except ConfigError:  # not a detector: no prediction outputs to keep apart
-            outputs = set()
-        calibration = share_concatenation_ranges(fp32_content, calibration, recipe.concat_shared_range, outputs)
+        calibration = share_concatenation_ranges(fp32_content, calibration, recipe.concat_shared_range)
     if recipe.min_score is not None:
         from tfyolo.models.detect_head import CLASS_OUTPUT
         from tfyolo.quantization.score_floor import floor_calibration_result
@@ -98,6 +97,7 @@ def quantize(fp32_content, recipe, calibration_images):
 
         corrected = layer_regex(recipe.bias_correction_layers)
         content = correct_biases(fp32_content, content, calibration_images[:BIAS_CORRECTION_IMAGES], corrected)
+    content = hoist_upsample_requantization(content)
     refuse_saturated_biases(content)
     return with_float_boundary(content) if recipe.io_type == "float32" else content
 
@@ -282,46 +282,3 @@ def matched_tensor_count(content, patterns):
     _, ops, tensors = read_graph(content)
     pattern = re.compile(layer_regex(patterns))
     return sum(bool(pattern.match(tensors[index]["name"])) for op in ops for index in op["outputs"])
-
-
-# Ops whose int8 output takes its input's scale in ai-edge-quantizer: a range set on a concatenation's input is only
-# kept without a requantize if it is set on every tensor up the chain of these to the op that computes it.
-SCALE_CARRIERS = ("RESHAPE", "RESIZE_NEAREST_NEIGHBOR", "MAX_POOL_2D", "PAD")
-
-
-def share_concatenation_ranges(content, ranges, min_share, keep=()):
-    """`ranges` ({tensor name: {"min", "max"}}) where each CONCATENATION input of the fp32 model `content` whose
-    range lies inside the output's and spans at least `min_share` of it takes the output's range, with every tensor
-    up its chain of `SCALE_CARRIERS`. A concatenation whose output is named in `keep` (the prediction outputs: each
-    level keeps its own grid, where a coarser step moves a box) is left as it is.
-
-    ai-edge-quantizer gives a concatenation's inputs the output's scale and requantizes an input that has its own:
-    that value is rounded twice, on its own grid and on the output's. Where the two grids differ little, one
-    rounding on the output's grid loses less than the second rounding adds (a MUL output at scale 0.0238 requantized
-    to 0.0253 gains 6% resolution and pays up to half a 0.0253 step again)."""
-    from tfyolo.tflite_runtime import read_graph
-
-    _, ops, tensors = read_graph(content)
-
-    def name(index):
-        return tensors[index]["name"]
-
-    producer = {index: op for op in ops for index in op["outputs"]}
-    ranges = dict(ranges)
-    for op in ops:
-        concatenated = op["op_name"] == "CONCATENATION" and name(op["outputs"][0]) not in keep
-        output = ranges.get(name(op["outputs"][0])) if concatenated else None
-        if output is None:
-            continue
-        low, high = np.min(output["min"]), np.max(output["max"])
-        for index in op["inputs"]:
-            own = ranges.get(name(index))
-            if own is None or np.min(own["min"]) < low - 1e-6 or np.max(own["max"]) > high + 1e-6:
-                continue
-            if np.max(own["max"]) - np.min(own["min"]) < min_share * (high - low):
-                continue
-            chain = [index]
-            while chain[-1] in producer and producer[chain[-1]]["op_name"] in SCALE_CARRIERS:
-                chain.append(producer[chain[-1]]["inputs"][0])
-            ranges.update({name(tensor): output for tensor in chain if name(tensor) in ranges})
-    return ranges

@@ -115,10 +115,10 @@ class Recipe:
             range starts at logit(min_score), so their 256 steps cover the scores a threshold keeps
             (`tfyolo.quantization.score_floor`); a lower score reads as min_score. None: the calibrated min-max.
         concat_shared_range: float or None. ai-edge-quantizer only: a CONCATENATION input whose calibrated range lies
-            inside the output's and spans at least this share of it takes the output's range, so it is rounded
-            once, on the output's grid, instead of on its own grid and again by a requantizing QUANTIZE
-            (`tfyolo.quantization.aeq.share_concatenation_ranges`); the prediction outputs' levels keep their own
-            grids. None: every input keeps its own range.
+            inside the output's and spans at least this share of it takes the output's range even where other
+            layers read it too, so it is rounded once, on the output's grid, instead of on its own grid and again
+            by a requantizing QUANTIZE (`tfyolo.quantization.concat_requantization.share_concatenation_ranges`).
+            None: such an input keeps its own range (an input nothing else reads always takes the output's).
         bias_correction_layers: tuple of str. ai-edge-quantizer only: the convolutions of these layers (names or
             fnmatch patterns) have their mean per-channel output error against the float model, measured on the
             first calibration images, taken out of their int32 bias, layer by layer in graph order
