@@ -3,13 +3,14 @@
 TFLite's int8 CONCATENATION copies bytes: every input must be on the output's grid. TFLiteConverter gives each input
 the output's scale (a branch with a small range is computed on the grid of the widest one, which is where most of
 its lost point of COCO mAP goes); ai-edge-quantizer computes each input on its own grid and inserts a QUANTIZE op
-that requantizes it onto the output's. On the COCO YOLO26n at 640 px those ops move 4.7 million int8 values per image
-and made its int8 1.08x slower than TFLiteConverter's (docs/quantization.md). Two rewrites take most of that away
-without losing what the own grids buy:
+that requantizes it onto the output's, so the value is rounded twice. On the COCO YOLO26n at 640 px those ops move
+4.7 million int8 values per image. Two rewrites take that to 3.0 million (29 ops to 19) without losing what the own
+grids buy; XNNPACK requantizes fast, and the time measured did not change (seed 0's int8 1.03-1.04x
+TFLiteConverter's with either, in three runs of 100 interleaved rounds; docs/quantization.md):
 
 - `share_sole_inputs`: an input whose values go nowhere but the concatenation (a head level's prediction, reshaped
   for the output; an attention head's output) ends on the output's grid whatever it is computed on. Computed there at
-  once it is rounded once instead of twice, and its QUANTIZE op goes: never worse, at every range.
+  once it is rounded once instead of twice, onto the same final grid, and its QUANTIZE op goes.
 - `hoist_upsample_requantization`: an upsampled map requantized for the concatenation is requantized before the
   nearest-neighbour upsampling instead, on a quarter of the values. Requantizing is elementwise and the upsampling
   copies values, so the two orders give the same bytes.
