@@ -84,6 +84,21 @@ def test_an_input_nothing_else_reads_takes_the_output_range_up_its_chain(concat_
         assert (float(shared[name]["min"]), float(shared[name]["max"])) == pytest.approx((-0.9, 2.9)), name
 
 
+def test_an_input_of_another_bit_width_keeps_its_own_range(concat_model):
+    # A 16-bit concatenation (a recipe's int16_layers, matched on tensor names) of an 8-bit input: the output's range
+    # is a 16-bit grid, and the input's own 8-bit grid is finer than that range would be in 8 bits.
+    import re
+
+    content, wide, narrow_conv, pooled, joined = concat_model
+    ranges = ranges_of({wide: (-0.1, 0.5), narrow_conv: (-0.9, 2.9), pooled: (-0.9, 2.9), joined: (-1.0, 3.0)})
+    shared = share_sole_inputs(content, ranges, re.compile(re.escape(joined)))
+    assert (float(shared[wide]["min"]), float(shared[wide]["max"])) == pytest.approx((-0.1, 0.5))
+    # The same input at the concatenation's width takes its range, and each tensor gets its own copy of it.
+    both = share_sole_inputs(content, ranges, re.compile(f"{re.escape(joined)}|{re.escape(wide)}"))
+    assert (float(both[wide]["min"]), float(both[wide]["max"])) == (-1.0, 3.0)
+    assert both[wide] is not both[joined]
+
+
 def test_shared_ranges_remove_the_requantizing_ops(concat_model):
     """Quantized by ai-edge-quantizer: each concatenation input with its own scale is requantized by a QUANTIZE op;
     with every input sharing the output's range there is none left."""
@@ -106,7 +121,7 @@ def test_shared_ranges_remove_the_requantizing_ops(concat_model):
         quantized = tf.lite.Interpreter(model_content=quantize(content, recipe, images))
         return sum(op["op_name"] == "QUANTIZE" for op in quantized._get_ops_details())
 
-    # Without a share, only wide (which the second output reads too) is requantized.
+    # Without a share, only the pooled narrow branch (which the second output reads too) is requantized.
     assert requantizing_ops(None) == 1
     assert requantizing_ops(0.01) == 0
 
@@ -154,8 +169,17 @@ def test_an_upsampled_map_is_requantized_before_its_upsampling_to_the_same_bytes
     resize = next(op for op in ops if op["op_name"] == "RESIZE_NEAREST_NEIGHBOR")
     feeding = next(op for op in ops if resize["inputs"][0] in op["outputs"])
     assert feeding["op_name"] == "QUANTIZE", "the upsampling reads the requantized small map"
-    assert list(tensors[feeding["inputs"][0]]["shape"]) == [1, 4, 4, 4]
+    # As the file stores it (the interpreter would reshape a QUANTIZE output to its input's shape on its own).
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    stored = flatbuffer_utils.read_model_from_bytearray(bytearray(hoisted)).subgraphs[0].tensors
+    assert list(stored[resize["inputs"][0]].shape) == [1, 4, 4, 4], "requantized before it is upsampled"
     assert tensors[resize["outputs"][0]]["quantization"] == tensors[feeding["outputs"][0]]["quantization"]
+    # The upsampled tensor keeps the upsampling's name, as in the float model.
+    float_ops = tf.lite.Interpreter(model_content=content)
+    float_names = {detail["index"]: detail["name"] for detail in float_ops.get_tensor_details()}
+    float_resize = next(op for op in float_ops._get_ops_details() if op["op_name"] == "RESIZE_NEAREST_NEIGHBOR")
+    assert tensors[resize["outputs"][0]]["name"] == float_names[float_resize["outputs"][0]]
     for answer_before, answer_after in zip(before, after):
         for output_before, output_after in zip(answer_before, answer_after):
             np.testing.assert_array_equal(output_before, output_after)

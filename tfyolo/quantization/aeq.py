@@ -83,7 +83,8 @@ def quantize(fp32_content, recipe, calibration_images):
 
         for name, (low, high) in mse_ranges(fp32_content, calibration_images, calibration).items():
             calibration[name].update(mse_min=low, mse_max=high)
-    calibration = share_sole_inputs(fp32_content, choose_ranges(calibration, statistic, predictions))
+    int16_pattern = re.compile(layer_regex(recipe.int16_layers)) if recipe.int16_layers else None
+    calibration = share_sole_inputs(fp32_content, choose_ranges(calibration, statistic, predictions), int16_pattern)
     if recipe.concat_shared_range is not None:
         calibration = share_concatenation_ranges(fp32_content, calibration, recipe.concat_shared_range)
     if recipe.min_score is not None:

@@ -4,13 +4,14 @@ TFLite's int8 CONCATENATION copies bytes: every input must be on the output's gr
 the output's scale (a branch with a small range is computed on the grid of the widest one, which is where most of
 its lost point of COCO mAP goes); ai-edge-quantizer computes each input on its own grid and inserts a QUANTIZE op
 that requantizes it onto the output's, so the value is rounded twice. On the COCO YOLO26n at 640 px those ops move
-4.7 million int8 values per image. Two rewrites take that to 3.0 million (29 ops to 19) without losing what the own
-grids buy; XNNPACK requantizes fast, and the time measured did not change (seed 0's int8 1.03-1.04x
-TFLiteConverter's with either, in three runs of 100 interleaved rounds; docs/quantization.md):
+4.7 million int8 values per image. Two rewrites take that to 3.0 million (29 ops to 19; counted on seed 0's files)
+where the own grids bought nothing; XNNPACK requantizes fast, and the time measured did not change (seed 0's int8
+1.03-1.04x TFLiteConverter's with either, in three scratch runs of 100 interleaved rounds; docs/quantization.md):
 
 - `share_sole_inputs`: an input whose values go nowhere but the concatenation (a head level's prediction, reshaped
-  for the output; an attention head's output) ends on the output's grid whatever it is computed on. Computed there at
-  once it is rounded once instead of twice, onto the same final grid, and its QUANTIZE op goes.
+  for the output; an attention head's output) ends on the output's grid whatever it is computed on, where both are
+  of one bit width. Computed there at once it is rounded once instead of twice, onto the same final grid, and its
+  QUANTIZE op goes.
 - `hoist_upsample_requantization`: an upsampled map requantized for the concatenation is requantized before the
   nearest-neighbour upsampling instead, on a quarter of the values. Requantizing is elementwise and the upsampling
   copies values, so the two orders give the same bytes.
@@ -55,19 +56,32 @@ def _carrier_chain(index, producer, only_reader=None):
         chain.append(op["inputs"][0])
 
 
-def share_sole_inputs(content, ranges):
+def share_sole_inputs(content, ranges, int16_pattern=None):
     """`ranges` ({tensor name: {"min", "max"}}) where each CONCATENATION input of the fp32 model `content` that
-    nothing else reads, up its chain of `SCALE_CARRIERS`, takes the output's range (a graph output keeps its own)."""
+    nothing else reads, up its chain of `SCALE_CARRIERS`, takes the output's range (a graph output keeps its own).
+    int16_pattern: a compiled regex on tensor names, the recipe's 16-bit layers (`aeq.layer_regex`); a chain is
+    shared only where it has the concatenation's bit width, as a range is a grid only at one width (an 8-bit level
+    of a 16-bit output keeps its own, finer grid).
+
+    Later concatenations go first, so one that feeds another alone passes the outer range on to its inputs."""
     ops, names, producer, readers, outputs = _graph(content)
+
+    def width(index):
+        return 16 if int16_pattern is not None and int16_pattern.match(names[index]) else 8
+
     ranges = dict(ranges)
-    for op in ops:
-        if op["op_name"] != "CONCATENATION" or names[op["outputs"][0]] not in ranges:
+    for op in reversed(ops):
+        joined = op["outputs"][0]
+        if op["op_name"] != "CONCATENATION" or names[joined] not in ranges:
             continue
-        output = ranges[names[op["outputs"][0]]]
         for index in op["inputs"]:
             chain = _carrier_chain(index, producer, only_reader=readers)
-            if chain and all(names[tensor] in ranges and tensor not in outputs for tensor in chain):
-                ranges.update({names[tensor]: output for tensor in chain})
+            if not chain or any(tensor in outputs or names[tensor] not in ranges for tensor in chain):
+                continue
+            if any(width(tensor) != width(joined) for tensor in chain):
+                continue
+            # A copy each: ai-edge-quantizer writes fixed ranges (a sigmoid's [0, 1)) into the summary it is given.
+            ranges.update({names[tensor]: dict(ranges[names[joined]]) for tensor in chain})
     return ranges
 
 
@@ -94,14 +108,15 @@ def share_concatenation_ranges(content, ranges, min_share):
             if np.max(own["max"]) - np.min(own["min"]) < min_share * (high - low):
                 continue
             chain = _carrier_chain(index, producer)
-            ranges.update({names[tensor]: output for tensor in chain if names[tensor] in ranges})
+            ranges.update({names[tensor]: dict(output) for tensor in chain if names[tensor] in ranges})
     return ranges
 
 
 def hoist_upsample_requantization(content):
     """The int8 TFLite model `content` with each RESIZE_NEAREST_NEIGHBOR -> QUANTIZE pair (the upsampled map read by
-    that QUANTIZE alone) turned into QUANTIZE -> RESIZE_NEAREST_NEIGHBOR: the same values, requantized before they
-    are copied. The upsampling's output tensor takes the requantized grid and the small shape."""
+    that QUANTIZE alone, both of one integer type) turned into QUANTIZE -> RESIZE_NEAREST_NEIGHBOR: the same values,
+    requantized before they are copied. The upsampling's output tensor takes the requantized grid and the small
+    shape."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -126,8 +141,11 @@ def hoist_upsample_requantization(content):
             continue
         resize = graph.operators[resize_at]
         small, requantized = resize.inputs[0], op.outputs[0]
-        # Integer to integer only: a QUANTIZE from float is the model's input boundary, not a requantize.
-        if graph.tensors[small].type == schema.TensorType.FLOAT32:
+        # A requantize within one integer type only (a QUANTIZE from float is the model's input boundary; one between
+        # int8 and int16 would move the upsampling to the other type), and an upsampling only: fewer values first.
+        if graph.tensors[small].type != graph.tensors[requantized].type:
+            continue
+        if np.prod(graph.tensors[small].shape) >= np.prod(graph.tensors[upsampled].shape):
             continue
         # The upsampled tensor becomes the small requantized one between the two ops, under the QUANTIZE output's
         # name; the upsampling's output keeps the upsampling's name, as every tool that matches tensors by name
