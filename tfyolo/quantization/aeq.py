@@ -59,10 +59,11 @@ def quantize(fp32_content, recipe, calibration_images):
     every_op = qtyping.TFLOperationName.ALL_SUPPORTED
     engine = quantizer.Quantizer(fp32_content)
     engine.add_static_config(".*", every_op, activation_num_bits=8, weight_num_bits=8, weight_granularity=granularity)
-    if recipe.int16_layers:
+    int16_regex = layer_regex(recipe.int16_layers) if recipe.int16_layers else None
+    if int16_regex:
         # A later rule wins where both match: these ops move to 16-bit activations.
         engine.add_static_config(
-            layer_regex(recipe.int16_layers),
+            int16_regex,
             every_op,
             activation_num_bits=16,
             weight_num_bits=8,
@@ -83,7 +84,7 @@ def quantize(fp32_content, recipe, calibration_images):
 
         for name, (low, high) in mse_ranges(fp32_content, calibration_images, calibration).items():
             calibration[name].update(mse_min=low, mse_max=high)
-    int16_pattern = re.compile(layer_regex(recipe.int16_layers)) if recipe.int16_layers else None
+    int16_pattern = re.compile(int16_regex) if int16_regex else None
     calibration = share_sole_inputs(fp32_content, choose_ranges(calibration, statistic, predictions), int16_pattern)
     if recipe.concat_shared_range is not None:
         calibration = share_concatenation_ranges(fp32_content, calibration, recipe.concat_shared_range)

@@ -20,6 +20,8 @@ An input that also feeds another layer keeps its own grid (a coarser one would r
 recipe's `concat_shared_range` says otherwise (`share_concatenation_ranges`).
 """
 
+from collections import Counter
+
 import numpy as np
 
 # Ops whose int8 output takes its input's scale in ai-edge-quantizer: a range set on a concatenation's input is only
@@ -35,10 +37,7 @@ def _graph(content):
     interpreter, ops, tensors = read_graph(content)
     names = {index: detail["name"] for index, detail in tensors.items()}
     producer = {index: op for op in ops for index in op["outputs"]}
-    readers = {}
-    for op in ops:
-        for index in op["inputs"]:
-            readers[index] = readers.get(index, 0) + 1
+    readers = Counter(index for op in ops for index in op["inputs"])
     outputs = {detail["index"] for detail in interpreter.get_output_details()}
     return ops, names, producer, readers, outputs
 
@@ -48,7 +47,7 @@ def _carrier_chain(index, producer, only_reader=None):
     ({tensor: readers}), None unless each tensor of the chain is read by the next op alone."""
     chain = [index]
     while True:
-        if only_reader is not None and only_reader.get(chain[-1], 0) != 1:
+        if only_reader is not None and only_reader[chain[-1]] != 1:
             return None
         op = producer.get(chain[-1])
         if op is None or op["op_name"] not in SCALE_CARRIERS:
@@ -125,10 +124,7 @@ def hoist_upsample_requantization(content):
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
     graph = model.subgraphs[0]
     code = [builtin_code(model.operatorCodes[op.opcodeIndex]) for op in graph.operators]
-    readers = {}
-    for op in graph.operators:
-        for index in op.inputs:
-            readers[index] = readers.get(index, 0) + 1
+    readers = Counter(index for op in graph.operators for index in op.inputs)
     producer_at = {index: position for position, op in enumerate(graph.operators) for index in op.outputs}
     for position, op in enumerate(graph.operators):
         if code[position] != schema.BuiltinOperator.QUANTIZE:
