@@ -504,3 +504,22 @@ def test_the_console_scripts_run_their_command_through_the_guard():
     lines = setup["options.entry_points"]["console_scripts"].split("\n")
     scripts = dict(line.replace(" ", "").split("=") for line in lines if line)
     assert scripts == {"tfyolo": "tfyolo.cli.native_guard:tfyolo", "tfyolo-eval": "tfyolo.cli.native_guard:tfyolo_eval"}
+
+
+def test_eval_spread_of_a_uniform_loss_is_zero(squares, tmp_path):
+    """Every square found at IoU 0.64 scores AP50-95 0.3 (hits at 0.50, 0.55, 0.60) on any half of the images, the
+    reference 1.0: a delta of -70 points with no spread at all; without a reference --spread is refused."""
+    from tests.square_detector import save_square_detector
+
+    reference, data = squares
+    narrower = save_square_detector(tmp_path / "narrow", data, side=0.4)
+    json_path = tmp_path / "spread.json"
+    arguments = [str(narrower), "--data", str(data), "--spread", "8", "--json", str(json_path)]
+    result = CliRunner().invoke(evaluate_main, arguments + ["--reference", str(reference)])
+    assert result.exit_code == 0, result.output
+    spread = json.loads(json_path.read_text())["delta_map50_95_spread"]
+    assert spread["difference"] == pytest.approx(-70.0, abs=1e-6) and spread["halves"] == 8
+    assert spread["standard_error"] == pytest.approx(0.0, abs=1e-6)
+    assert "standard error 0.00 from 8 random halves" in result.output
+    refused = CliRunner().invoke(evaluate_main, arguments)
+    assert refused.exit_code == 2 and "--spread needs --reference" in refused.output

@@ -178,3 +178,16 @@ def test_coco_metrics_equal_pycocotools_on_the_official_coco128_json():
     assert metrics["map50_95"] == pytest.approx(coco_eval.stats[0], abs=1e-9)
     assert metrics["map50"] == pytest.approx(coco_eval.stats[1], abs=1e-9)
     assert metrics["map75"] == pytest.approx(coco_eval.stats[2], abs=1e-9)
+
+
+def test_a_uniform_loss_is_that_loss_on_every_half_of_the_images(val_set):
+    """Every box at IoU 0.72 scores AP50-95 0.5 on any set of its images, the ground truth 1.0: a difference of
+    exactly -50 points on the full set and on every half of the images (`tfyolo.evaluation.image_resampling`)."""
+    from tfyolo.evaluation.image_resampling import evaluation_spreads
+
+    shift = (1 - 0.72) / (1 + 0.72)
+    shifted = evaluate(GroundTruthRunner(val_set, 64, shift=shift), val_set)
+    exact = evaluate(GroundTruthRunner(val_set, 64), val_set)
+    spread = evaluation_spreads(val_set, {"shifted": shifted}, exact, halves=12)["shifted"]
+    assert spread["difference"] == pytest.approx(-50.0, abs=1e-6)
+    assert spread["standard_error"] == pytest.approx(0.0, abs=1e-6)

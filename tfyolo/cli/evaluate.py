@@ -68,6 +68,14 @@ def print_table(report):
     default=None,
     help="Exit 1 if mAP50-95 drops more than this many points.",
 )
+@click.option(
+    "--spread",
+    "halves",
+    type=click.IntRange(min=0),
+    default=0,
+    help="With --reference: the mAP50-95 delta's standard error from this many random halves of the images "
+    "(200 is a good count; 0: none).",
+)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the results as JSON.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Write summary.md and PNG plots.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="TFLite interpreter threads.")
@@ -89,6 +97,7 @@ def main(
     imgsz,
     reference,
     max_drop,
+    halves,
     json_path,
     report_dir,
     threads,
@@ -110,6 +119,8 @@ def main(
         return verify_and_report(model)
     if max_drop is not None and not reference:
         raise click.UsageError("--max-drop needs --reference.")
+    if halves and not reference:
+        raise click.UsageError("--spread needs --reference: it is the spread of the delta against it.")
     from tfyolo.io_utils import ensure_writable_folder
 
     if json_path:
@@ -130,10 +141,20 @@ def main(
         open_runner(reference, threads, "auto", imgsz or runner.input_size, progress=click.echo) if reference else None
     )
     with progress_bar(len(dataset), "evaluating") as bar:
-        report, evaluation, _ = evaluate_model(
+        report, evaluation, reference_evaluation = evaluate_model(
             runner, dataset, split, reference_runner, batch_size=batch, progress=bar.update
         )
     print_table(report)
+    if halves:
+        from tfyolo.evaluation.image_resampling import evaluation_spreads
+
+        spread = evaluation_spreads(dataset, {"model": evaluation}, reference_evaluation, halves)["model"]
+        report["delta_map50_95_spread"] = spread
+        click.echo(
+            f"mAP50-95 delta {spread['difference']:+.2f} points: standard error {spread['standard_error']:.2f} from "
+            f"{halves} random halves of the {evaluation.num_images} images (90%: {spread['low']:+.2f} to "
+            f"{spread['high']:+.2f})."
+        )
     if json_path:
         atomic_write_json(json_path, report)
     if report_dir:

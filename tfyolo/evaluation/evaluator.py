@@ -19,12 +19,14 @@ from tfyolo.ops.topk import select_anchors
 @dataclasses.dataclass
 class Evaluation:
     """metrics: the dict of `coco_evaluate` (boxes); detections[i]: (boxes xyxy original px, scores, class_ids);
-    task_metrics: {report key: `coco_evaluate` dict} of the other iouTypes its task is scored with ("mask")."""
+    task_metrics: {report key: `coco_evaluate` dict} of the other iouTypes its task is scored with ("mask");
+    image_sizes: {i: (original height, width)} of the images scored, for rebuilding the COCO ground truth."""
 
     metrics: dict
     detections: dict
     num_images: int
     task_metrics: dict = dataclasses.field(default_factory=dict)
+    image_sizes: dict = dataclasses.field(default_factory=dict)
 
     @property
     def all_metrics(self):
@@ -114,6 +116,7 @@ def _score(runners, dataset, image_sizes, scorings, results, detections):
             detections=detections[name],
             num_images=len(image_sizes),
             task_metrics=task_metrics,
+            image_sizes=image_sizes,
         )
     return evaluations
 
