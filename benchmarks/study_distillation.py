@@ -7,7 +7,7 @@ fifth of them held out: per setting (`optimizer:rate:epochs`; epochs 0 is the se
 QAT candidate converts) on coco_val150, beside the built-in int8 of the same calibration draw.
 
 Usage: python -m benchmarks.study_distillation [--family yolo11n] [--seed 0] [--settings adam:1e-5:3,sgd:1e-4:5]
-Results: benchmarks/results/coco_distillation.{json,md}
+Results: benchmarks/results/coco_distillation.{json,md} (YOLO11n), coco_distillation_<family>.{json,md} (others)
 """
 
 import time
@@ -85,7 +85,8 @@ def main(family, seed, settings):
             "`python -m benchmarks.study_distillation`.",
         ]
     )
-    write_results("coco_distillation", {"machine": machine(), "family": family, "seed": seed, "rows": rows}, text)
+    name = "coco_distillation" if family == "yolo11n" else f"coco_distillation_{family}"
+    write_results(name, {"machine": machine(), "family": family, "seed": seed, "rows": rows}, text)
 
 
 if __name__ == "__main__":
