@@ -121,6 +121,8 @@ def main(
         raise click.UsageError("--max-drop needs --reference.")
     if halves and not reference:
         raise click.UsageError("--spread needs --reference: it is the spread of the delta against it.")
+    if halves == 1:
+        raise click.UsageError("--spread 1 gives no spread: take 2 or more halves (200 is a good count).")
     from tfyolo.io_utils import ensure_writable_folder
 
     if json_path:
