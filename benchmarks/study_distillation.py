@@ -80,9 +80,9 @@ def main(family, seed, settings):
             "",
             table,
             "",
-            "The kept model is the start unless an epoch lowered the held-out loss. 150 images are noisy: a "
-            "difference under about half a point is within the sample's noise. Command: "
-            "`python -m benchmarks.study_distillation`.",
+            "The kept model is the start unless an epoch lowered the held-out loss. 150 images are noisy: one int8 "
+            "drop on them carries a standard error of 0.5 to 1 point (`python -m benchmarks.study_image_spread`). "
+            "Command: `python -m benchmarks.study_distillation`.",
         ]
     )
     name = "coco_distillation" if family == "yolo11n" else f"coco_distillation_{family}"

@@ -32,7 +32,9 @@ def family_files(family):
     return files, recorded
 
 
-def family_rows(family, halves):
+def family_spreads(family, halves):
+    """(one row per file: its drop against float and that drop's spread; one row per pair of files: their
+    difference and its spread)."""
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.evaluation.image_resampling import evaluation_spreads
     from tfyolo.evaluation.model_evaluation import evaluate_models
@@ -47,7 +49,20 @@ def family_rows(family, halves):
     reports, evaluations, reference = evaluate_models(runners, dataset, "val", keras_runner(str(model)))
     print(f"{family}: {halves} halves of the images per file")
     spreads = evaluation_spreads(dataset, evaluations, reference, halves=halves)
-    return [
+    pairs = {}
+    for seed_row in [name for name in files if name.startswith("int8 seed")]:
+        pairs[f"{seed_row} - int8_tflite {seed_row.split()[-1]}"] = (seed_row, f"int8_tflite {seed_row.split()[-1]}")
+    pairs.update({f"{name} - int8 seed0": (name, "int8 seed0") for name in files if name.startswith("auto:")})
+    differences = [
+        {
+            "family": family,
+            "pair": pair,
+            **evaluation_spreads(dataset, {pair: evaluations[first]}, evaluations[second], halves=halves)[pair],
+        }
+        for pair, (first, second) in pairs.items()
+        if first in evaluations and second in evaluations
+    ]
+    drops = [
         {
             "family": family,
             "file": name,
@@ -58,13 +73,18 @@ def family_rows(family, halves):
         }
         for name in files
     ]
+    return drops, differences
 
 
 @click.command()
 @click.option("--family", "families", multiple=True, type=click.Choice(sorted(FAMILIES)))
 @click.option("--halves", default=200, show_default=True)
 def main(families, halves):
-    rows = [row for family in families or sorted(FAMILIES) for row in family_rows(family, halves)]
+    rows, pairs = [], []
+    for family in families or sorted(FAMILIES):
+        family_drops, differences = family_spreads(family, halves)
+        rows += family_drops
+        pairs += differences
     columns = [
         ("family", "family", None),
         ("file", "file", None),
@@ -85,10 +105,26 @@ def main(families, halves):
             "",
             markdown_table(rows, columns),
             "",
+            "Between two files of one family, on the same halves (the first minus the second): the difference's own "
+            "standard error, which sharing the float model's images does not make smaller than a drop's.",
+            "",
+            markdown_table(
+                pairs,
+                [
+                    ("family", "family", None),
+                    ("pair", "files", None),
+                    ("difference", "difference (pt)", "{:+.2f}"),
+                    ("standard_error", "standard error (pt)", "{:.2f}"),
+                    ("low", "90% interval from", "{:+.2f}"),
+                    ("high", "to", "{:+.2f}"),
+                ],
+            ),
+            "",
             "Command: `python -m benchmarks.study_image_spread` (after `python -m benchmarks.bench_coco`).",
         ]
     )
-    write_results("coco_val150_spread", {"machine": machine(), "halves": halves, "rows": rows}, text)
+    data = {"machine": machine(), "halves": halves, "rows": rows, "pairs": pairs}
+    write_results("coco_val150_spread", data, text)
 
 
 if __name__ == "__main__":

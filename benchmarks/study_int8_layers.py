@@ -34,10 +34,14 @@ SKIPPED_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 
 def section_of(tensor_name):
-    layer = tensor_name.split(";")[-1].split("/")[1] if "/" in tensor_name else tensor_name
-    for section, prefixes in SECTIONS.items():
-        if layer.startswith(prefixes):
-            return section
+    """The section of the layer a TFLite tensor name carries ("yolo_detector/<layer>/..." in any of its
+    ";"-joined parts), or None."""
+    for part in reversed(tensor_name.split(";")):
+        path = part.split("/")
+        layer = path[1] if len(path) > 1 else path[0]
+        for section, prefixes in SECTIONS.items():
+            if layer.startswith(prefixes):
+                return section
     return None
 
 
@@ -177,7 +181,9 @@ def markdown(results):
             "",
             "Noise-to-signal: RMS of the int8 tensor (dequantized) minus its float twin over the float values' "
             "standard deviation, the error propagated from the input up to that tensor. Median channel share: the "
-            "median channel's largest |value| over the int8 range's larger end (outlier channels make it small).",
+            "median channel's largest |value| over the int8 range's larger end (outlier channels make it small); "
+            "the last axis is taken as the channels, which for the attention's softmax is the keys, so its share "
+            "there is how small a typical attention weight is, not an outlier channel.",
             "",
             markdown_table(
                 section_rows,
