@@ -24,8 +24,8 @@ import numpy as np
 
 from benchmarks.bench_coco import FAMILIES, SCORING, family_model
 from benchmarks.common import WORK, machine, markdown_table, seeded_recipes, write_results
+from tfyolo.models.model_family import SECTIONS
 
-SECTIONS = {"backbone": ("stem", "down", "stage", "sppf", "psa"), "neck": ("neck",), "head": ("head",)}
 CONFIDENT = 0.25
 # Images for the confident anchors' errors (fast kernels, decoded outputs only): about 300 anchors on YOLO26n.
 CONFIDENT_IMAGES = 48
@@ -33,15 +33,13 @@ CONFIDENT_IMAGES = 48
 SKIPPED_OPS = ("QUANTIZE", "DEQUANTIZE")
 
 
-def section_of(tensor_name):
-    """The section of the layer a TFLite tensor name carries ("yolo_detector/<layer>/..." in any of its
-    ";"-joined parts), or None."""
+def layer_of(tensor_name):
+    """The Keras layer a TFLite tensor name carries ("yolo_detector/<layer>/..." in the last of its ";"-joined
+    parts that has one), or None."""
     for part in reversed(tensor_name.split(";")):
         path = part.split("/")
-        layer = path[1] if len(path) > 1 else path[0]
-        for section, prefixes in SECTIONS.items():
-            if layer.startswith(prefixes):
-                return section
+        if len(path) > 1 and path[0] == "yolo_detector":
+            return path[1]
     return None
 
 
@@ -87,8 +85,9 @@ class AllTensors:
         return scale * max(zero_point + 128, 127 - zero_point)
 
 
-def tensor_rows(fp32, int8, images):
-    """Per int8 tensor with a float twin: noise-to-signal and the median channel's share of the range."""
+def tensor_rows(fp32, int8, images, family):
+    """Per int8 tensor with a float twin: noise-to-signal and the median channel's share of the range; its section
+    is the one `family` (a ModelFamily) gives its layer."""
     shared = [name for name in int8.outputs if name in fp32.outputs and int8.outputs[name]["quantization"][0]]
     sums = {name: np.zeros(4) for name in shared}  # squared error, values, squared values, count
     channel_max = {}
@@ -108,7 +107,7 @@ def tensor_rows(fp32, int8, images):
                 "position": position,
                 "tensor": name.split(";")[-1],
                 "op": int8.ops[name],
-                "section": section_of(name),
+                "section": family.section_of(layer_of(name)) if layer_of(name) else None,
                 "noise_to_signal": float(np.sqrt(squared_error / count / max(variance, 1e-12))),
                 "median_channel_share": float(np.median(channel_max[name]) / int8.range_end(name)),
             }
@@ -135,6 +134,8 @@ def confident_errors(fp32_path, int8_path, images):
 def family_result(family, image_count, int8_path=None):
     from tfyolo.data.detection_dataset import DetectionDataset
     from tfyolo.data.pipeline import evaluation_batches
+    from tfyolo.metadata import find_model_metadata
+    from tfyolo.models.detector_metadata import family_of
 
     model, work = family_model(family)
     int8_path = int8_path or work / "seed0" / f"{family}_int8.tflite"
@@ -143,7 +144,8 @@ def family_result(family, image_count, int8_path=None):
     fp32_path = fp32_artifact(family, model)
     dataset = DetectionDataset.from_data_yaml(SCORING, "val")
     images = [image for _, batch, _ in evaluation_batches(dataset, 640, 1) for image in batch][:CONFIDENT_IMAGES]
-    rows = tensor_rows(AllTensors(fp32_path), AllTensors(int8_path), images[:image_count])
+    model_family = family_of(find_model_metadata(model))
+    rows = tensor_rows(AllTensors(fp32_path), AllTensors(int8_path), images[:image_count], model_family)
     sections = {}
     for section in SECTIONS:
         inside = [row for row in rows if row["section"] == section]

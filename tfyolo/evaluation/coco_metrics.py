@@ -48,6 +48,25 @@ def coco_detections(image_index, boxes_xyxy, scores, class_ids):
     ]
 
 
+def coco_evaluator(ground_truth, detections, iou_type="bbox"):
+    """pycocotools' COCOeval of `detections` (COCO results, possibly none) on `ground_truth` (a COCO dict), before
+    `evaluate`; call it with stdout redirected, as pycocotools prints."""
+    coco_gt = COCO()
+    coco_gt.dataset = ground_truth
+    coco_gt.createIndex()
+    if detections:
+        coco_dt = coco_gt.loadRes(detections)
+    else:  # loadRes refuses an empty list
+        coco_dt = COCO()
+        coco_dt.dataset = {
+            "images": ground_truth["images"],
+            "annotations": [],
+            "categories": ground_truth["categories"],
+        }
+        coco_dt.createIndex()
+    return COCOeval(coco_gt, coco_dt, iou_type)
+
+
 CONFIDENCE_GRID = np.linspace(0.0, 1.0, 1000)
 
 
@@ -138,11 +157,7 @@ def coco_evaluate(ground_truth, detections, names, iou_type="bbox"):
             entry.update(ap50_95=0.0 if entry["instances"] else None, ap50=0.0 if entry["instances"] else None)
         return empty
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = ground_truth
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(detections)
-        coco_eval = COCOeval(coco_gt, coco_dt, iou_type)
+        coco_eval = coco_evaluator(ground_truth, detections, iou_type)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()

@@ -24,9 +24,12 @@ class Evaluation:
 
     metrics: dict
     detections: dict
-    num_images: int
+    image_sizes: dict
     task_metrics: dict = dataclasses.field(default_factory=dict)
-    image_sizes: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def num_images(self):
+        return len(self.image_sizes)
 
     @property
     def all_metrics(self):
@@ -114,9 +117,8 @@ def _score(runners, dataset, image_sizes, scorings, results, detections):
         evaluations[name] = Evaluation(
             metrics=coco_evaluate(ground_truths["bbox"], results[name]["bbox"], dataset.names),
             detections=detections[name],
-            num_images=len(image_sizes),
-            task_metrics=task_metrics,
             image_sizes=image_sizes,
+            task_metrics=task_metrics,
         )
     return evaluations
 

@@ -24,8 +24,8 @@ import copy
 import io
 
 import numpy as np
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+
+from tfyolo.evaluation.coco_metrics import coco_detections, coco_evaluator, coco_ground_truth
 
 # COCO's mAP50-95 is read at the "all" area range and 100 detections per image (`COCOeval.summarize`'s stats[0]).
 ALL_AREAS = [0, 1e5**2]
@@ -36,22 +36,11 @@ def matched_images(ground_truth, detections):
     """pycocotools' per-image matches of `detections` (COCO results) to `ground_truth` (a COCO dict), boxes, at the
     "all" area range and 100 detections per image: a COCOeval after `evaluate`, ready for `resampled_map`."""
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = ground_truth
-        coco_gt.createIndex()
-        coco_eval = COCOeval(coco_gt, coco_gt.loadRes(detections) if detections else _no_results(ground_truth), "bbox")
+        coco_eval = coco_evaluator(ground_truth, detections)
         coco_eval.params.areaRng, coco_eval.params.areaRngLbl = [ALL_AREAS], ["all"]
         coco_eval.params.maxDets = [MAX_DETECTIONS]
         coco_eval.evaluate()
     return coco_eval
-
-
-def _no_results(ground_truth):
-    """An empty detection set on `ground_truth`'s images (pycocotools' loadRes refuses an empty list)."""
-    results = COCO()
-    results.dataset = {"images": ground_truth["images"], "annotations": [], "categories": ground_truth["categories"]}
-    results.createIndex()
-    return results
 
 
 def resampled_map(coco_eval, picks):
@@ -110,7 +99,6 @@ def difference_spreads(ground_truth, detections, reference_detections, halves=20
 def evaluation_spreads(dataset, evaluations, reference, halves=200, seed=0):
     """`difference_spreads` of Evaluations (`tfyolo.evaluation.evaluator`) from one pass over `dataset`: {name:
     Evaluation} against the reference's Evaluation, boxes."""
-    from tfyolo.evaluation.coco_metrics import coco_detections, coco_ground_truth
 
     def results(evaluation):
         return [row for index, found in sorted(evaluation.detections.items()) for row in coco_detections(index, *found)]
