@@ -48,7 +48,7 @@ def label(settings):
     return ", ".join(f"{key}: {json.dumps(value)}" for key, value in settings.items())
 
 
-def variant_row(family, model, seed, settings, name):
+def variant_row(family, model, seed, settings, name, calibration=CALIBRATION):
     from tfyolo.jobs.run import run_job
     from tfyolo.jobs.spec import JobSpec
     from tfyolo.quantization.recipe import Recipe
@@ -61,7 +61,7 @@ def variant_row(family, model, seed, settings, name):
     spec = JobSpec(
         model=str(model),
         recipes=(str(work / "int8.yaml"),),
-        calibration=str(CALIBRATION),
+        calibration=str(calibration),
         data=str(SCORING),
         name=family,
     )

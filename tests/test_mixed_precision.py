@@ -261,7 +261,7 @@ def test_outputs_mean_weighs_every_image_the_same():
         (
             "percentile",
             r"'range_statistic' must be one of \('outputs_mse', 'outputs_min_max', 'moving_average', 'min_max', "
-            r"'outputs_mean'\) or null",
+            r"'outputs_mean', 'outputs_percentile'\) or null",
         ),
         (["min_max"], r"'range_statistic' must be one of .* received list"),
         (7, r"'range_statistic' must be one of .* received int 7"),

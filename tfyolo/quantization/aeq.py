@@ -84,6 +84,11 @@ def quantize(fp32_content, recipe, calibration_images):
 
         for name, (low, high) in mse_ranges(fp32_content, calibration_images, calibration).items():
             calibration[name].update(mse_min=low, mse_max=high)
+    if statistic.endswith("_percentile"):
+        from tfyolo.quantization.percentile_ranges import percentile_ranges
+
+        for name, (low, high) in percentile_ranges(fp32_content, calibration_images, calibration).items():
+            calibration[name].update(percentile_min=low, percentile_max=high)
     int16_pattern = re.compile(int16_regex) if int16_regex else None
     calibration = share_sole_inputs(fp32_content, choose_ranges(calibration, statistic, predictions), int16_pattern)
     if recipe.concat_shared_range is not None:
@@ -163,11 +168,14 @@ def inner_range(summary, statistic):
     """(min, max) of a tensor inside the network: the moving average, the plain mean of the per-image ranges
     for the "_mean" statistics (every image weighs the same; the moving average gives the first image 0.95^(n-1)
     of the weight, 0.21 at 32 images), or for "_mse" the range of least squared error on the pooled values
-    (`tfyolo.quantization.mse_ranges`; the model's input keeps the average)."""
+    (`tfyolo.quantization.mse_ranges`; the model's input keeps the average), for "_percentile" the pooled
+    values' percentiles (`tfyolo.quantization.percentile_ranges`)."""
     if statistic.endswith("_mean") and "count" in summary:
         return summary["sum_min"] / summary["count"], summary["sum_max"] / summary["count"]
     if statistic.endswith("_mse") and "mse_min" in summary:
         return summary["mse_min"], summary["mse_max"]
+    if statistic.endswith("_percentile") and "percentile_min" in summary:
+        return summary["percentile_min"], summary["percentile_max"]
     return summary["min"], summary["max"]
 
 
@@ -187,8 +195,9 @@ def choose_ranges(calibration, statistic, predictions=None):
     `range_statistic`: "moving_average" everywhere, "min_max" (the extremes) everywhere, "outputs_min_max": the
     extremes at the ends `tfyolo.models.prediction_outputs.PREDICTION_OUTPUTS` names for each prediction output (the
     boxes' both ends, the class logits' top; a segmenter's mask outputs keep the average), the average elsewhere,
-    "outputs_mean": the same extremes, the plain mean of the per-image ranges elsewhere, or "outputs_mse": the same
-    extremes, the MSE-optimal range elsewhere.
+    "outputs_mean": the same extremes, the plain mean of the per-image ranges elsewhere, "outputs_mse": the same
+    extremes, the MSE-optimal range elsewhere, or "outputs_percentile": the same extremes, the pooled percentiles
+    elsewhere.
     predictions: `head_tensors.prediction_tensor_names` of the model, for the "outputs_" statistics."""
     from tfyolo.models.prediction_outputs import outputs_with_extreme
 

@@ -99,10 +99,11 @@ def mse_range(counts, minimum, maximum, widest):
     return float(lows[low_index, 0]), float(highs[0, high_index])
 
 
-def mse_ranges(fp32_content, images, calibration):
-    """{tensor name: (lo, hi)}: the MSE-optimal range of every tensor of `calibration` (ai-edge-quantizer's
-    summaries: the moving average in "min" / "max", tfyolo's "extreme_min" / "extreme_max") over `images`, no wider
-    than its moving average."""
+def pooled_histograms(fp32_content, images, calibration):
+    """{tensor name: ((counts, minimum, maximum), (lo, hi))}: for every per-tensor summary of `calibration`
+    (ai-edge-quantizer's moving average in "min" / "max", tfyolo's "extreme_min" / "extreme_max"), the histogram of
+    its values over `images` (`tensor_histograms`, over its extremes) and its moving average, which a range chosen
+    from the histogram stays inside."""
     per_tensor = {name: summary for name, summary in calibration.items() if np.size(summary["min"]) == 1}
     extremes = {
         name: (
@@ -111,8 +112,14 @@ def mse_ranges(fp32_content, images, calibration):
         )
         for name, summary in per_tensor.items()
     }
-    histograms = tensor_histograms(fp32_content, images, extremes)
     return {
-        name: mse_range(*histogram, (float(np.min(per_tensor[name]["min"])), float(np.max(per_tensor[name]["max"]))))
-        for name, histogram in histograms.items()
+        name: (histogram, (float(np.min(per_tensor[name]["min"])), float(np.max(per_tensor[name]["max"]))))
+        for name, histogram in tensor_histograms(fp32_content, images, extremes).items()
     }
+
+
+def mse_ranges(fp32_content, images, calibration):
+    """{tensor name: (lo, hi)}: the MSE-optimal range of every per-tensor summary of `calibration` over `images`,
+    no wider than its moving average (`pooled_histograms`)."""
+    pooled = pooled_histograms(fp32_content, images, calibration)
+    return {name: mse_range(*histogram, widest) for name, (histogram, widest) in pooled.items()}

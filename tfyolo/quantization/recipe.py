@@ -20,7 +20,7 @@ QUANTIZERS = ("tflite_converter", "ai_edge_quantizer")
 # How ai-edge-quantizer summarizes each tensor's range over the calibration images (tfyolo.quantization.aeq): the
 # extremes on the prediction outputs and its moving average of the per-image minima and maxima elsewhere (the
 # default), the moving average everywhere, or the extremes everywhere (as TFLiteConverter keeps them).
-RANGE_STATISTICS = ("outputs_mse", "outputs_min_max", "moving_average", "min_max", "outputs_mean")
+RANGE_STATISTICS = ("outputs_mse", "outputs_min_max", "moving_average", "min_max", "outputs_mean", "outputs_percentile")
 # Modes whose artifact promises integer-only compute (checked after conversion).
 FULL_INTEGER_MODES = ("int8", "int16x8")
 # The highest score floor a recipe may set: Ultralytics' val keeps scores from 0.001 and NMS at 0.01 is common,
@@ -110,7 +110,9 @@ class Recipe:
             0.5); "outputs_min_max" keeps the extremes on the prediction outputs only
             (`tfyolo.quantization.aeq.choose_ranges`); "outputs_mean" the same, with the plain mean of the
             per-image ranges inside the network; "outputs_mse" the same, with the range of least squared
-            quantization error inside, no wider than the moving average (`tfyolo.quantization.mse_ranges`).
+            quantization error inside, no wider than the moving average (`tfyolo.quantization.mse_ranges`);
+            "outputs_percentile" the same, with the pooled values' 0.01th and 99.99th percentiles inside, no wider
+            than the moving average (`tfyolo.quantization.percentile_ranges`).
         min_score: float or None. The lowest class score the int8 artifact resolves: the class logits' calibrated
             range starts at logit(min_score), so their 256 steps cover the scores a threshold keeps
             (`tfyolo.quantization.score_floor`); a lower score reads as min_score. None: the calibrated min-max.
