@@ -5,12 +5,15 @@ A range calibrated on 100 train images may miss what unseen images reach. The co
 without mosaic (`tfyolo.data.augment`: random zoom 0.5-1.5 and shift, HSV jitter, a flip half of the time): the
 variations the model learned to expect, which move objects' sizes, positions and colours as another 100 images
 would. Each seed draws the 100 images bench-coco draws; the copies are written to a calibration folder beside them
-and the conversion takes all 200, through the job path a user's conversion takes.
+and the conversion takes all 200, through the job path a user's conversion takes. The folder lists each copy
+after its image, so the moving average's last forty or so images, which set its ranges, are twenty scenes and
+their copies.
 
 Usage: python -m benchmarks.study_calibration_copies [--families yolo26n] [--seeds 0,1,2]
 Results: benchmarks/results/coco_calibration_copies.{json,md}
 """
 
+import shutil
 from pathlib import Path
 
 import click
@@ -38,7 +41,8 @@ def calibration_folder(seed):
     paths, _ = calibration_paths(CALIBRATION)
     chosen = sorted(np.random.default_rng(seed).choice(len(paths), size=IMAGES, replace=False).tolist())
     folder = WORK / f"coco_{NAME}" / "images" / f"seed{seed}"
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)  # a folder left by another draw would be calibrated on too
+    folder.mkdir(parents=True)
     augment = np.random.default_rng(1000 + seed)
     for index in chosen:
         stem = Path(paths[index]).stem

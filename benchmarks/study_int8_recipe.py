@@ -10,6 +10,11 @@ Studies run with it:
   network instead of ai-edge-quantizer's moving average (`tfyolo.quantization.aeq.choose_ranges`).
 - `--set 'bias_correction_layers=["stem*", "down*", "stage*"]' --name bias_correction_backbone`: the backbone's
   biases corrected layer by layer against the float model (`tfyolo.quantization.bias_correction`).
+- `--set calibration_images=N --name calibration_N` (32, 64; 128 with `--seeds 0`, every coco128 image): the
+  calibration size.
+- `--set concat_shared_range=0.9 --name concat_ranges_tight`: the tighter share of concatenation ranges.
+- `--set range_statistic=outputs_percentile --name percentile_ranges --seeds 0`: percentile ranges inside the
+  network (`tfyolo.quantization.percentile_ranges`).
 
 Usage: python -m benchmarks.study_int8_recipe --set KEY=VALUE [--set ...] --name NAME [--families ...] [--seeds 0,1,2]
 Results: benchmarks/results/coco_NAME.{json,md}
@@ -138,12 +143,13 @@ def markdown(results, seeds, name):
             "",
             markdown_table(rows, columns),
             "",
-            "Calibrated on 100 coco128 images per seed (bench-coco's draws), scored on the 150 val2017 images of "
-            "coco_val150; the int8 columns are bench-coco's recorded rows (benchmarks/results/coco_val150.json). "
+            f"The built-in int8 with {settings} against the built-in int8 as bench-coco made it (100 coco128 "
+            "images per seed, bench-coco's draws), both scored on the 150 val2017 images of coco_val150; the int8 "
+            "columns are bench-coco's recorded rows (benchmarks/results/coco_val150.json). "
             "Latency: seed 0's files timed interleaved (LiteRT, XNNPACK, 2 threads). A difference under about half "
             "a point is within the noise of 150 images. Command: `python -m benchmarks.study_int8_recipe "
             + " ".join(f"--set {key}={json.dumps(value)}" for key, value in results[0]["settings"].items())
-            + f" --name {name}`.",
+            + f" --name {name} --seeds {','.join(map(str, seeds))}`.",
         ]
     )
 

@@ -1,5 +1,6 @@
 """MSE-optimal activation ranges (`range_statistic: outputs_mse`): the range search against published optimal
-clipping values and against values actually rounded, and the ranges it chooses in the int8 file."""
+clipping values and against values actually rounded, and the ranges it chooses in the int8 file (with the
+percentile ranges, which read the same pooled histograms)."""
 
 import numpy as np
 import pytest
@@ -76,13 +77,15 @@ def test_a_one_sided_tensor_keeps_zero_in_its_range():
     assert low == 0.0 and 0.85 < high <= values.max() + 1e-9
 
 
-def test_outputs_mse_puts_the_searched_ranges_inside_the_network_and_the_extremes_on_the_outputs(
-    tiny_float_run, tiny_synthetic
+@pytest.mark.parametrize("statistic", ["outputs_mse", "outputs_percentile"])
+def test_the_pooled_statistics_put_their_ranges_inside_the_network_and_the_extremes_on_the_outputs(
+    statistic, tiny_float_run, tiny_synthetic
 ):
-    """The tiny detector quantized with `outputs_mse` and with `outputs_min_max` on the same images. Inside the
+    """The tiny detector quantized with `statistic` and with `outputs_min_max` on the same images. Inside the
     network each convolution's output (SiLU's LOGISTIC and MUL read it, which put no constraint on its grid; a
-    SPLIT or a CONCATENATION ties a tensor's grid to others') has an int8 step equal to the searched range's
-    span / 255 (`mse_ranges` on the same calibration), and to the moving average's span / 255 in the other file.
+    SPLIT or a CONCATENATION ties a tensor's grid to others') has an int8 step equal to the span / 255 of the range
+    the statistic's own function computes on the same calibration (`mse_ranges`, `percentile_ranges`), and to the
+    moving average's span / 255 in the other file.
     The prediction outputs keep the same top under both statistics (their extreme), and the box outputs, which keep
     both extremes, the same step."""
     from ai_edge_quantizer import qtyping, quantizer
@@ -95,6 +98,7 @@ def test_outputs_mse_puts_the_searched_ranges_inside_the_network_and_the_extreme
     from tfyolo.quantization.head_tensors import prediction_tensor_names
     from tfyolo.quantization.isolated import convert_isolated
     from tfyolo.quantization.mse_ranges import mse_ranges
+    from tfyolo.quantization.percentile_ranges import percentile_ranges
     from tfyolo.tflite_runtime import builtin_code, make_interpreter
 
     images, _ = load_calibration_images(tiny_synthetic, 64, 16, 0, [], False)
@@ -114,13 +118,15 @@ def test_outputs_mse_puts_the_searched_ranges_inside_the_network_and_the_extreme
     def span(low, high):
         return (max(float(np.max(high)), 0.0) - min(float(np.min(low)), 0.0)) / 255
 
-    searched_grid, default_grid = steps("outputs_mse"), steps("outputs_min_max")
+    searched_grid, default_grid = steps(statistic), steps("outputs_min_max")
     searched = {name: scale for name, (scale, _) in searched_grid.items()}
     default = {name: scale for name, (scale, _) in default_grid.items()}
     engine = quantizer.Quantizer(fp32)
     engine.add_static_config(".*", qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8)
     calibration = calibrate(fp32, engine, [{INPUT_NAME: image[None]} for image in images])
-    expected = mse_ranges(fp32, images, calibration)
+    expected = {"outputs_mse": mse_ranges, "outputs_percentile": percentile_ranges}[statistic](
+        fp32, images, calibration
+    )
     outputs = set().union(*prediction_tensor_names(fp32).values())
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(fp32))
     graph = model.subgraphs[0]
@@ -134,7 +140,7 @@ def test_outputs_mse_puts_the_searched_ranges_inside_the_network_and_the_extreme
         assert searched[name] == pytest.approx(span(*expected[name]), rel=1e-4), name
         assert default[name] == pytest.approx(span(calibration[name]["min"], calibration[name]["max"]), rel=1e-4)
     # The two statistics differ somewhere inside (else the test could not tell which one the file holds): capped
-    # at the moving average, the search tightens SiLU outputs whose tails few values reach.
+    # at the moving average, the pooled statistic tightens SiLU outputs whose tails few values reach.
     shared = (searched.keys() & default.keys()) - outputs
     assert sum(searched[name] < default[name] * 0.98 for name in shared) >= 3
     assert all(searched[name] <= default[name] * 1.02 for name in inside)

@@ -167,7 +167,7 @@ def both_statistics(summary, new):
 def inner_range(summary, statistic):
     """(min, max) of a tensor inside the network: the moving average, the plain mean of the per-image ranges
     for the "_mean" statistics (every image weighs the same; the moving average gives the first image 0.95^(n-1)
-    of the weight, 0.21 at 32 images), or for "_mse" the range of least squared error on the pooled values
+    of the weight, 0.20 at 32 images), or for "_mse" the range of least squared error on the pooled values
     (`tfyolo.quantization.mse_ranges`; the model's input keeps the average), for "_percentile" the pooled
     values' percentiles (`tfyolo.quantization.percentile_ranges`)."""
     if statistic.endswith("_mean") and "count" in summary:

@@ -4,17 +4,17 @@ ai-edge-quantizer's moving average of the per-image ranges.
 
 Where the MSE range (`tfyolo.quantization.mse_ranges`) prices each candidate's clipping and rounding together, the
 percentile range fixes the share of values it clips: PERCENTILE = 99.99 leaves one value in 10,000 outside at each
-end, about 40 of a 20x20x96 map per image. It reads the same pooled histograms as the MSE search, so a conversion
-costs the same second pass over the calibration images. Capped at the moving average for the MSE range's reason
-(a few images' large values would otherwise set every image's resolution); the prediction outputs keep the ends
-`choose_ranges` gives them."""
+end, about 4 values of a 20x20x96 map per image and 41 of an 80x80x64 one. It reads the same pooled histograms as
+the MSE search, so a conversion costs the same second pass over the calibration images. Capped at the moving
+average for the MSE range's reason (a few images' large values would otherwise set every image's resolution); the
+prediction outputs keep the ends `choose_ranges` gives them."""
 
 import numpy as np
 
 from tfyolo.quantization.mse_ranges import pooled_histograms
 
-# The share of the pooled values kept inside the range, per cent of each end's tail: 99.99 is TensorRT's and
-# NNCF's usual choice for 8-bit activations.
+# The percentile each end is cut at, from its side: 99.99 leaves 0.01% of the pooled values beyond each end, the
+# usual choice of TensorRT's and NNCF's percentile calibration for 8-bit activations.
 PERCENTILE = 99.99
 
 
