@@ -52,8 +52,8 @@ def test_choose_ranges_takes_the_percentiles_inside_and_the_extremes_on_the_pred
             "max": np.array([3.0]),
             "extreme_min": np.array([-2.0]),
             "extreme_max": np.array([9.0]),
-            "percentile_min": percentiles[0],
-            "percentile_max": percentiles[1],
+            "pooled_min": percentiles[0],
+            "pooled_max": percentiles[1],
         }
 
     calibration = {"inner": summary((-0.5, 2.5)), "boxes": summary((-0.5, 2.5))}

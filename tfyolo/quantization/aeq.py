@@ -29,11 +29,17 @@ from tfyolo.quantization.concat_requantization import (
     share_concatenation_ranges,
     share_sole_inputs,
 )
+from tfyolo.quantization.mse_ranges import mse_ranges
+from tfyolo.quantization.percentile_ranges import percentile_ranges
 from tfyolo.quantization.recipe import RANGE_STATISTICS
 from tfyolo.tflite_runtime import SIGNATURE_KEY, builtin_code
 
 # The input name of the fp32 model's serving signature (tfyolo.quantization.signature).
 INPUT_NAME = "images"
+# The statistics whose ranges inside the network come from a second pass over the calibration images, every value of
+# a tensor pooled into one histogram: the function that chooses each tensor's range from it, no wider than the
+# moving average (`tfyolo.quantization.mse_ranges.pooled_histograms`).
+POOLED_RANGES = {"outputs_mse": mse_ranges, "outputs_percentile": percentile_ranges}
 
 
 def layer_regex(patterns):
@@ -79,16 +85,9 @@ def quantize(fp32_content, recipe, calibration_images):
 
         predictions = prediction_tensor_names(fp32_content)
     calibration = calibrate(fp32_content, engine, samples)
-    if statistic.endswith("_mse"):
-        from tfyolo.quantization.mse_ranges import mse_ranges
-
-        for name, (low, high) in mse_ranges(fp32_content, calibration_images, calibration).items():
-            calibration[name].update(mse_min=low, mse_max=high)
-    if statistic.endswith("_percentile"):
-        from tfyolo.quantization.percentile_ranges import percentile_ranges
-
-        for name, (low, high) in percentile_ranges(fp32_content, calibration_images, calibration).items():
-            calibration[name].update(percentile_min=low, percentile_max=high)
+    if statistic in POOLED_RANGES:
+        for name, (low, high) in POOLED_RANGES[statistic](fp32_content, calibration_images, calibration).items():
+            calibration[name].update(pooled_min=low, pooled_max=high)
     int16_pattern = re.compile(int16_regex) if int16_regex else None
     calibration = share_sole_inputs(fp32_content, choose_ranges(calibration, statistic, predictions), int16_pattern)
     if recipe.concat_shared_range is not None:
@@ -167,15 +166,12 @@ def both_statistics(summary, new):
 def inner_range(summary, statistic):
     """(min, max) of a tensor inside the network: the moving average, the plain mean of the per-image ranges
     for the "_mean" statistics (every image weighs the same; the moving average gives the first image 0.95^(n-1)
-    of the weight, 0.20 at 32 images), or for "_mse" the range of least squared error on the pooled values
-    (`tfyolo.quantization.mse_ranges`; the model's input keeps the average), for "_percentile" the pooled
-    values' percentiles (`tfyolo.quantization.percentile_ranges`)."""
+    of the weight, 0.20 at 32 images), or for the `POOLED_RANGES` statistics the range their function chose from
+    the pooled values (the least squared error, the percentiles; the model's input keeps the average)."""
     if statistic.endswith("_mean") and "count" in summary:
         return summary["sum_min"] / summary["count"], summary["sum_max"] / summary["count"]
-    if statistic.endswith("_mse") and "mse_min" in summary:
-        return summary["mse_min"], summary["mse_max"]
-    if statistic.endswith("_percentile") and "percentile_min" in summary:
-        return summary["percentile_min"], summary["percentile_max"]
+    if statistic in POOLED_RANGES and "pooled_min" in summary:
+        return summary["pooled_min"], summary["pooled_max"]
     return summary["min"], summary["max"]
 
 
