@@ -32,21 +32,28 @@ def family_files(family):
     return files, recorded
 
 
-def family_spreads(family, halves):
-    """(one row per file: its drop against float and that drop's spread; one row per pair of files: their
-    difference and its spread)."""
+def score_beside_float(family, files):
+    """`files` ({name: int8 file}) of `family` scored beside its float model on coco_val150, in one pass: (the
+    dataset, {name: report against float}, {name: Evaluation}, the float model's Evaluation)."""
     from tfyolo.data.detection_dataset import DetectionDataset
-    from tfyolo.evaluation.image_resampling import evaluation_spreads
     from tfyolo.evaluation.model_evaluation import evaluate_models
     from tfyolo.evaluation.runners import TFLiteRunner
     from tfyolo.jobs.model_runner import keras_runner
 
     model, _ = family_model(family)
-    files, recorded = family_files(family)
     dataset = DetectionDataset.from_data_yaml(SCORING, "val")
     runners = {name: TFLiteRunner(str(path)) for name, path in files.items()}
     print(f"{family}: scoring float + {len(runners)} int8 files on {len(dataset)} images")
-    reports, evaluations, reference = evaluate_models(runners, dataset, "val", keras_runner(str(model)))
+    return (dataset, *evaluate_models(runners, dataset, "val", keras_runner(str(model))))
+
+
+def family_spreads(family, halves):
+    """(one row per file: its drop against float and that drop's spread; one row per pair of files: their
+    difference and its spread)."""
+    from tfyolo.evaluation.image_resampling import evaluation_spreads
+
+    files, recorded = family_files(family)
+    dataset, reports, evaluations, reference = score_beside_float(family, files)
     print(f"{family}: {halves} halves of the images per file")
     spreads = evaluation_spreads(dataset, evaluations, reference, halves=halves)
     pairs = {}

@@ -17,9 +17,9 @@ import itertools
 import click
 import numpy as np
 
-from benchmarks.bench_coco import FAMILIES, SCORING, family_model
+from benchmarks.bench_coco import FAMILIES
 from benchmarks.common import machine, markdown_table, write_results
-from benchmarks.study_image_spread import family_files
+from benchmarks.study_image_spread import family_files, score_beside_float
 
 QUANTIZERS = ("int8", "int8_tflite")
 # A class with this many instances or fewer in the 150 images is "rare": one box matched or missed moves its AP
@@ -72,18 +72,9 @@ def class_account(float_report, reports):
 
 
 def family_classes(family):
-    from tfyolo.data.detection_dataset import DetectionDataset
-    from tfyolo.evaluation.model_evaluation import evaluate_models
-    from tfyolo.evaluation.runners import TFLiteRunner
-    from tfyolo.jobs.model_runner import keras_runner
-
-    model, _ = family_model(family)
     files, _ = family_files(family)
     files = {name: path for name, path in files.items() if name.split()[0] in QUANTIZERS}
-    dataset = DetectionDataset.from_data_yaml(SCORING, "val")
-    runners = {name: TFLiteRunner(str(path)) for name, path in files.items()}
-    print(f"{family}: scoring float + {len(runners)} int8 files on {len(dataset)} images")
-    reports, _, _ = evaluate_models(runners, dataset, "val", keras_runner(str(model)))
+    _, reports, _, _ = score_beside_float(family, files)
     float_report = next(iter(reports.values()))["reference"]
     return {
         "family": family,
